@@ -1,0 +1,30 @@
+"""How every kernel is compiled: the one place that sets the Numba policy.
+
+Change a flag here and every kernel in ``kernels/`` follows.
+
+- ``CACHE``: compiled machine code is written next to the sources
+  (``__pycache__``) so that later processes skip the compile.
+- ``FASTMATH``: LLVM may reassociate and contract floating-point arithmetic
+  (which lets it vectorise reductions), but NOT assume that values are finite:
+  ``nnan`` and ``ninf`` are left out on purpose, so a NaN or an infinity in a
+  batch propagates to the loss, where the trainer can see it and stop.
+- ``kernel`` compiles a serial loop; ``parallel_kernel`` also lets ``prange``
+  split a loop across Numba's threads. Parallel kernels only ``prange`` over
+  axes whose writes are disjoint (samples, channel planes), and reduce
+  per-group partial sums in a fixed order, so a result depends on the thread
+  count but never on timing.
+"""
+import numba
+
+CACHE = True
+FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+
+
+def kernel(fn):
+    """Compile ``fn`` as a serial, cached, no-Python kernel."""
+    return numba.njit(cache=CACHE, fastmath=set(FASTMATH))(fn)
+
+
+def parallel_kernel(fn):
+    """Compile ``fn`` as a kernel whose ``prange`` loops run on Numba's threads."""
+    return numba.njit(cache=CACHE, fastmath=set(FASTMATH), parallel=True)(fn)

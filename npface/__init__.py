@@ -1,0 +1,15 @@
+"""npface: face signatures trained with the Multibatch estimator.
+
+A from-scratch NumPy/Numba implementation of Tadmor et al., "Learning a Metric
+Embedding for Face Recognition using the Multibatch Method".
+
+Layers, each depending only on the ones before it::
+
+    kernels/        jitted loops (no validation, no allocation policy)
+    npface.ops      the public forward/backward API: validation, allocation, dispatch
+    npface.model    the Table 2 network (alignment net, warp, signature net)
+    npface.data / training / evaluation
+    python -m npface.<command>   thin command-line entry points
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Face data: synthetic identities, folders of identities (LFW), landmarks, batch sampling."""
