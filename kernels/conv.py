@@ -1,0 +1,241 @@
+"""2-D convolution (cross-correlation, as in every deep-learning library), NCHW.
+
+Shapes (the project's vocabulary)::
+
+    x    (N, C, H, W)      input
+    w    (F, C, K, K)      filters; in the kernels flattened to w2 (F, C*K*K)
+    b    (F,)              bias
+    out  (N, F, Ho, Wo)    Ho = (H + 2*pad - K) // stride + 1, likewise Wo
+
+    out[n, f, i, j] = b[f] + sum_{c, p, q} w[f, c, p, q] * xpad[n, c, i*stride + p, j*stride + q]
+
+where ``xpad`` is ``x`` with ``pad`` zeros on every side.
+
+How the fast kernels work: for each sample, ``im2col`` copies every receptive
+field into a column of ``cols`` (C*K*K, Ho*Wo), row index (c, p, q) in the
+same C order as ``w2``, column index (i, j); the convolution is then one
+matrix product ``w2 @ cols`` done by BLAS. The backward pass is two more
+products and ``col2im``, the adjoint of ``im2col``, which adds each column back
+to the pixels it came from::
+
+    dw2   += dout_n (F, Ho*Wo) @ cols_n.T (Ho*Wo, C*K*K)
+    dcols  = w2.T (C*K*K, F) @ dout_n (F, Ho*Wo)      -> col2im -> dx_n
+
+The 1x1 convolution of a network-in-network block (K = 1, stride 1, no pad)
+needs no ``im2col`` at all: ``x_n`` viewed as (C, H*W) already is ``cols``.
+
+Parallelism: samples are dealt to G groups (the caller passes G, normally
+min(N, threads)), group g taking samples g, g+G, g+2G, ...; a ``prange`` over groups writes disjoint samples of
+``out`` and ``dx`` and a private weight-gradient partial, and the partials are
+summed in group order, so results are reproducible for a given thread count.
+BLAS must run single-threaded inside these loops (``npface.threads``).
+"""
+import numpy as np
+from numba import prange
+
+from kernels.jit import kernel, parallel_kernel
+
+
+# --------------------------------------------------------------------------
+# im2col / col2im
+# --------------------------------------------------------------------------
+
+@kernel
+def im2col(x_n, K, stride, pad, cols):
+    """Copy receptive fields into columns.
+
+    x_n (C, H, W), cols (C*K*K, Ho*Wo): cols[(c*K + p)*K + q, i*Wo + j] =
+    xpad[c, i*stride + p, j*stride + q], zero where the field hangs over the edge.
+    """
+    C, H, W = x_n.shape
+    Wo = (W + 2 * pad - K) // stride + 1
+    Ho = cols.shape[1] // Wo
+    for c in range(C):
+        for p in range(K):
+            for q in range(K):
+                row = (c * K + p) * K + q
+                for i in range(Ho):
+                    h = i * stride - pad + p
+                    base = i * Wo
+                    if h < 0 or h >= H:
+                        for j in range(Wo):
+                            cols[row, base + j] = 0.0
+                        continue
+                    for j in range(Wo):
+                        v = j * stride - pad + q
+                        cols[row, base + j] = x_n[c, h, v] if 0 <= v < W else 0.0
+
+
+@kernel
+def col2im_add(dcols, K, stride, pad, dx_n):
+    """The adjoint of ``im2col``: add each column entry back to its source pixel.
+
+    dcols (C*K*K, Ho*Wo), dx_n (C, H, W) accumulated into (caller zeroes it).
+    Entries that came from the zero padding are dropped.
+    """
+    C, H, W = dx_n.shape
+    Wo = (W + 2 * pad - K) // stride + 1
+    Ho = dcols.shape[1] // Wo
+    for c in range(C):
+        for p in range(K):
+            for q in range(K):
+                row = (c * K + p) * K + q
+                for i in range(Ho):
+                    h = i * stride - pad + p
+                    if h < 0 or h >= H:
+                        continue
+                    base = i * Wo
+                    for j in range(Wo):
+                        v = j * stride - pad + q
+                        if 0 <= v < W:
+                            dx_n[c, h, v] += dcols[row, base + j]
+
+
+@kernel
+def _add_bias(out_n, b):
+    """out_n (F, P) += b (F,) broadcast along P."""
+    F, P = out_n.shape
+    for f in range(F):
+        bf = b[f]
+        for k in range(P):
+            out_n[f, k] += bf
+
+
+@kernel
+def _sum_groups(parts, total):
+    """total (...) = parts[0] + parts[1] + ... in group order (deterministic)."""
+    flat_parts = parts.reshape(parts.shape[0], -1)
+    flat_total = total.reshape(-1)
+    flat_total[:] = flat_parts[0]
+    for g in range(1, flat_parts.shape[0]):
+        flat_total += flat_parts[g]
+
+
+# --------------------------------------------------------------------------
+# General K x K convolution
+# --------------------------------------------------------------------------
+
+@parallel_kernel
+def conv2d_forward(x, w2, b, K, stride, pad, G, out):
+    """out (N, F, Ho, Wo) = conv(x (N, C, H, W), w2 (F, C*K*K)) + b (F,)."""
+    N = x.shape[0]
+    F, CKK = w2.shape
+    P = out.shape[2] * out.shape[3]
+    for g in prange(G):
+        cols = np.empty((CKK, P), x.dtype)                       # (C*K*K, Ho*Wo)
+        for n in range(g, N, G):
+            im2col(x[n], K, stride, pad, cols)
+            out_n = out[n].reshape(F, P)                         # (F, Ho*Wo) view
+            np.dot(w2, cols, out_n)
+            _add_bias(out_n, b)
+
+
+@parallel_kernel
+def conv2d_backward(dout, x, w2, K, stride, pad, G, dx, dw2, db):
+    """Gradients of ``conv2d_forward``.
+
+    dout (N, F, Ho, Wo), x (N, C, H, W), w2 (F, C*K*K) ->
+    dx (N, C, H, W), dw2 (F, C*K*K), db (F,) (all overwritten).
+    """
+    N = x.shape[0]
+    F, CKK = w2.shape
+    P = dout.shape[2] * dout.shape[3]
+    dw_parts = np.zeros((G, F, CKK), x.dtype)
+    db_parts = np.zeros((G, F), x.dtype)
+    w2t = w2.T                                                   # (C*K*K, F)
+    for g in prange(G):
+        cols = np.empty((CKK, P), x.dtype)
+        dcols = np.empty((CKK, P), x.dtype)
+        dw_n = np.empty((F, CKK), x.dtype)
+        for n in range(g, N, G):
+            dout_n = dout[n].reshape(F, P)                       # (F, Ho*Wo)
+            im2col(x[n], K, stride, pad, cols)
+            np.dot(dout_n, cols.T, dw_n)
+            dw_parts[g] += dw_n
+            for f in range(F):
+                db_parts[g, f] += dout_n[f].sum()
+            np.dot(w2t, dout_n, dcols)
+            dx[n] = 0.0
+            col2im_add(dcols, K, stride, pad, dx[n])
+    _sum_groups(dw_parts, dw2)
+    _sum_groups(db_parts, db)
+
+
+# --------------------------------------------------------------------------
+# 1 x 1 convolution (network-in-network): no im2col
+# --------------------------------------------------------------------------
+
+@parallel_kernel
+def conv1x1_forward(x, w2, b, G, out):
+    """out (N, F, H, W) = w2 (F, C) applied at every pixel of x (N, C, H, W), + b (F,)."""
+    N, C = x.shape[0], x.shape[1]
+    F = w2.shape[0]
+    P = x.shape[2] * x.shape[3]
+    for g in prange(G):
+        for n in range(g, N, G):
+            out_n = out[n].reshape(F, P)
+            np.dot(w2, x[n].reshape(C, P), out_n)
+            _add_bias(out_n, b)
+
+
+@parallel_kernel
+def conv1x1_backward(dout, x, w2, G, dx, dw2, db):
+    """Gradients of ``conv1x1_forward``: dx (N, C, H, W), dw2 (F, C), db (F,) overwritten."""
+    N, C = x.shape[0], x.shape[1]
+    F = w2.shape[0]
+    P = x.shape[2] * x.shape[3]
+    dw_parts = np.zeros((G, F, C), x.dtype)
+    db_parts = np.zeros((G, F), x.dtype)
+    w2t = w2.T                                                   # (C, F)
+    for g in prange(G):
+        dw_n = np.empty((F, C), x.dtype)
+        for n in range(g, N, G):
+            dout_n = dout[n].reshape(F, P)
+            x_n = x[n].reshape(C, P)
+            np.dot(dout_n, x_n.T, dw_n)
+            dw_parts[g] += dw_n
+            for f in range(F):
+                db_parts[g, f] += dout_n[f].sum()
+            np.dot(w2t, dout_n, dx[n].reshape(C, P))
+    _sum_groups(dw_parts, dw2)
+    _sum_groups(db_parts, db)
+
+
+# --------------------------------------------------------------------------
+# Reference: one shifted slice per filter tap, straight from the definition
+# --------------------------------------------------------------------------
+
+def conv2d_forward_reference(x, w, b, stride, pad):
+    """Slow, obvious convolution: out = b + sum over taps (p, q) of w[:, :, p, q] . x shifted.
+
+    x (N, C, H, W), w (F, C, K, K), b (F,) -> out (N, F, Ho, Wo).
+    """
+    N, C, H, W = x.shape
+    F, _, K, _ = w.shape
+    Ho = (H + 2 * pad - K) // stride + 1
+    Wo = (W + 2 * pad - K) // stride + 1
+    xpad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    out = np.zeros((N, F, Ho, Wo), dtype=x.dtype)
+    for p in range(K):
+        for q in range(K):
+            window = xpad[:, :, p:p + stride * Ho:stride, q:q + stride * Wo:stride]   # (N, C, Ho, Wo)
+            out += np.einsum("fc,nchw->nfhw", w[:, :, p, q], window)
+    return out + b[None, :, None, None]
+
+
+def conv2d_backward_reference(dout, x, w, stride, pad):
+    """Gradients of ``conv2d_forward_reference``, tap by tap. Returns (dx, dw, db)."""
+    N, C, H, W = x.shape
+    F, _, K, _ = w.shape
+    Ho, Wo = dout.shape[2], dout.shape[3]
+    xpad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    dxpad = np.zeros_like(xpad)
+    dw = np.zeros_like(w)
+    for p in range(K):
+        for q in range(K):
+            rows = slice(p, p + stride * Ho, stride)
+            colz = slice(q, q + stride * Wo, stride)
+            dw[:, :, p, q] = np.einsum("nfhw,nchw->fc", dout, xpad[:, :, rows, colz])
+            dxpad[:, :, rows, colz] += np.einsum("fc,nfhw->nchw", w[:, :, p, q], dout)
+    dx = dxpad[:, :, pad:pad + H, pad:pad + W]
+    return np.ascontiguousarray(dx), dw, dout.sum(axis=(0, 2, 3))

@@ -1,0 +1,194 @@
+"""Bilinear warp of an image by an affine transform (a spatial-transformer sampler).
+
+Notation::
+
+    img    (N, C, H, W)          input images
+    theta  (N, 2, 3)             one affine transform per image
+    out    (N, C, Ho, Wo)        warped images
+
+Coordinate convention (exactly ONNX AffineGrid + GridSample with bilinear
+interpolation, zero padding and align_corners = 0):
+
+- Normalised coordinates span [-1, 1] across an image, edge to edge. Pixel
+  index p of an axis of length S has its centre at u = (2p + 1) / S - 1;
+  x is the column (horizontal) axis, y the row axis.
+- ``theta`` maps an OUTPUT pixel's normalised position to the INPUT position
+  it samples::
+
+      [x_i]   [t00 t01 t02]   [x_o]
+      [y_i] = [t10 t11 t12] . [y_o]
+                              [ 1 ]
+
+  so the identity [[1, 0, 0], [0, 1, 0]] with Ho = H, Wo = W copies the image.
+- Back to input pixel units ("unnormalise"): ix = ((x_i + 1) W - 1) / 2,
+  iy = ((y_i + 1) H - 1) / 2.
+- Bilinear interpolation between the four pixels around (ix, iy), with
+  x0 = floor(ix), wx = ix - x0 (likewise y0, wy), and pixels outside the
+  image read as 0::
+
+      out = (1-wy)(1-wx) v00 + (1-wy) wx v01 + wy (1-wx) v10 + wy wx v11
+
+Gradients. ``out`` is linear in ``img``: dimg scatters dout back to the four
+pixels with the same weights. In theta, through (ix, iy)::
+
+      d out / d ix = (1-wy)(v01 - v00) + wy (v11 - v10)
+      d out / d iy = (1-wx)(v10 - v00) + wx (v11 - v01)
+      d ix / d theta[0, :] = (W / 2) (x_o, y_o, 1),  d iy / d theta[1, :] = (H / 2) (x_o, y_o, 1)
+
+These are the derivatives inside a pixel cell; where ix or iy is exactly an
+integer the bilinear surface has a crease, and we take the one-sided
+derivative of the cell that ``floor`` selects.
+"""
+import math
+
+import numpy as np
+from numba import prange
+
+from kernels.jit import kernel, parallel_kernel
+
+
+@kernel
+def _pixel(img, n, c, y, x):
+    """img[n, c, y, x], or 0 outside the image."""
+    H, W = img.shape[2], img.shape[3]
+    if 0 <= y < H and 0 <= x < W:
+        return img[n, c, y, x]
+    return 0.0
+
+
+@parallel_kernel
+def warp_forward(img, theta, out):
+    N, C, H, W = img.shape
+    Ho, Wo = out.shape[2], out.shape[3]
+    for n in prange(N):
+        t = theta[n]
+        for i in range(Ho):
+            y_o = (2.0 * i + 1.0) / Ho - 1.0
+            for j in range(Wo):
+                x_o = (2.0 * j + 1.0) / Wo - 1.0
+                ix = ((t[0, 0] * x_o + t[0, 1] * y_o + t[0, 2] + 1.0) * W - 1.0) * 0.5
+                iy = ((t[1, 0] * x_o + t[1, 1] * y_o + t[1, 2] + 1.0) * H - 1.0) * 0.5
+                fx, fy = math.floor(ix), math.floor(iy)
+                wx, wy = ix - fx, iy - fy
+                x0, y0 = int(fx), int(fy)
+                for c in range(C):
+                    out[n, c, i, j] = (
+                        (1.0 - wy) * ((1.0 - wx) * _pixel(img, n, c, y0, x0) + wx * _pixel(img, n, c, y0, x0 + 1))
+                        + wy * ((1.0 - wx) * _pixel(img, n, c, y0 + 1, x0) + wx * _pixel(img, n, c, y0 + 1, x0 + 1))
+                    )
+
+
+@kernel
+def _scatter(dimg, n, c, y, x, v):
+    H, W = dimg.shape[2], dimg.shape[3]
+    if 0 <= y < H and 0 <= x < W:
+        dimg[n, c, y, x] += v
+
+
+@parallel_kernel
+def warp_backward(dout, img, theta, dimg, dtheta):
+    """dimg (N, C, H, W) and dtheta (N, 2, 3), both overwritten, from dout (N, C, Ho, Wo)."""
+    N, C, H, W = img.shape
+    Ho, Wo = dout.shape[2], dout.shape[3]
+    for n in prange(N):
+        t = theta[n]
+        dimg[n] = 0.0
+        g00 = g01 = g02 = g10 = g11 = g12 = 0.0
+        for i in range(Ho):
+            y_o = (2.0 * i + 1.0) / Ho - 1.0
+            for j in range(Wo):
+                x_o = (2.0 * j + 1.0) / Wo - 1.0
+                ix = ((t[0, 0] * x_o + t[0, 1] * y_o + t[0, 2] + 1.0) * W - 1.0) * 0.5
+                iy = ((t[1, 0] * x_o + t[1, 1] * y_o + t[1, 2] + 1.0) * H - 1.0) * 0.5
+                fx, fy = math.floor(ix), math.floor(iy)
+                wx, wy = ix - fx, iy - fy
+                x0, y0 = int(fx), int(fy)
+                d_ix = 0.0                                  # sum_c dout * d out / d ix
+                d_iy = 0.0
+                for c in range(C):
+                    g = dout[n, c, i, j]
+                    v00 = _pixel(img, n, c, y0, x0)
+                    v01 = _pixel(img, n, c, y0, x0 + 1)
+                    v10 = _pixel(img, n, c, y0 + 1, x0)
+                    v11 = _pixel(img, n, c, y0 + 1, x0 + 1)
+                    d_ix += g * ((1.0 - wy) * (v01 - v00) + wy * (v11 - v10))
+                    d_iy += g * ((1.0 - wx) * (v10 - v00) + wx * (v11 - v01))
+                    _scatter(dimg, n, c, y0, x0, g * (1.0 - wy) * (1.0 - wx))
+                    _scatter(dimg, n, c, y0, x0 + 1, g * (1.0 - wy) * wx)
+                    _scatter(dimg, n, c, y0 + 1, x0, g * wy * (1.0 - wx))
+                    _scatter(dimg, n, c, y0 + 1, x0 + 1, g * wy * wx)
+                d_xi = d_ix * 0.5 * W                       # chain rule through the unnormalisation
+                d_yi = d_iy * 0.5 * H
+                g00 += d_xi * x_o
+                g01 += d_xi * y_o
+                g02 += d_xi
+                g10 += d_yi * x_o
+                g11 += d_yi * y_o
+                g12 += d_yi
+        dtheta[n, 0, 0] = g00
+        dtheta[n, 0, 1] = g01
+        dtheta[n, 0, 2] = g02
+        dtheta[n, 1, 0] = g10
+        dtheta[n, 1, 1] = g11
+        dtheta[n, 1, 2] = g12
+
+
+# --------------------------------------------------------------------------
+# Reference: the same formulas, vectorised over pixels with NumPy
+# --------------------------------------------------------------------------
+
+def _sample_points_reference(theta, H, W, Ho, Wo):
+    """(ix, iy), each (N, Ho, Wo): input pixel coordinates sampled by each output pixel."""
+    y_o, x_o = np.meshgrid((2 * np.arange(Ho) + 1) / Ho - 1, (2 * np.arange(Wo) + 1) / Wo - 1, indexing="ij")
+    grid = np.stack([x_o, y_o, np.ones_like(x_o)], axis=-1)            # (Ho, Wo, 3)
+    xy = np.einsum("nrk,hwk->nhwr", theta, grid)                       # (N, Ho, Wo, 2)
+    return ((xy[..., 0] + 1) * W - 1) / 2, ((xy[..., 1] + 1) * H - 1) / 2
+
+
+def _corners_reference(ix, iy, H, W):
+    """The four bilinear corners: list of (y, x, weight, inside), each (N, Ho, Wo)."""
+    x0, y0 = np.floor(ix).astype(np.int64), np.floor(iy).astype(np.int64)
+    wx, wy = ix - x0, iy - y0
+    corners = []
+    for dy, wyk in ((0, 1 - wy), (1, wy)):
+        for dx, wxk in ((0, 1 - wx), (1, wx)):
+            y, x = y0 + dy, x0 + dx
+            inside = (y >= 0) & (y < H) & (x >= 0) & (x < W)
+            corners.append((np.clip(y, 0, H - 1), np.clip(x, 0, W - 1), wyk * wxk, inside))
+    return corners
+
+
+def warp_forward_reference(img, theta, out_h, out_w):
+    N, C, H, W = img.shape
+    ix, iy = _sample_points_reference(theta, H, W, out_h, out_w)
+    n = np.arange(N)[:, None, None]
+    out = np.zeros((N, C, out_h, out_w), dtype=img.dtype)
+    for y, x, weight, inside in _corners_reference(ix, iy, H, W):
+        for c in range(C):
+            out[:, c] += np.where(inside, weight * img[n, c, y, x], 0.0)
+    return out
+
+
+def warp_backward_reference(dout, img, theta):
+    """(dimg, dtheta): scatter with np.add.at; theta through the four corner values."""
+    N, C, H, W = img.shape
+    Ho, Wo = dout.shape[2], dout.shape[3]
+    ix, iy = _sample_points_reference(theta, H, W, Ho, Wo)
+    x0, y0 = np.floor(ix), np.floor(iy)
+    wx, wy = ix - x0, iy - y0
+    n = np.broadcast_to(np.arange(N)[:, None, None], ix.shape)
+    dimg = np.zeros_like(img)
+    v = {}
+    for (dy, dx), (y, x, weight, inside) in zip(((0, 0), (0, 1), (1, 0), (1, 1)), _corners_reference(ix, iy, H, W)):
+        v[dy, dx] = np.where(inside[:, None], img[n, :, y, x].transpose(0, 3, 1, 2), 0.0)   # (N, C, Ho, Wo)
+        for c in range(C):
+            np.add.at(dimg[:, c], (n[inside], y[inside], x[inside]), (dout[:, c] * weight)[inside])
+    d_ix = (dout * ((1 - wy)[:, None] * (v[0, 1] - v[0, 0]) + wy[:, None] * (v[1, 1] - v[1, 0]))).sum(axis=1)
+    d_iy = (dout * ((1 - wx)[:, None] * (v[1, 0] - v[0, 0]) + wx[:, None] * (v[1, 1] - v[0, 1]))).sum(axis=1)
+    y_o, x_o = np.meshgrid((2 * np.arange(Ho) + 1) / Ho - 1, (2 * np.arange(Wo) + 1) / Wo - 1, indexing="ij")
+    basis = np.stack([x_o, y_o, np.ones_like(x_o)])                    # (3, Ho, Wo)
+    dtheta = np.stack([
+        np.einsum("nhw,khw->nk", d_ix * W / 2, basis),
+        np.einsum("nhw,khw->nk", d_iy * H / 2, basis),
+    ], axis=1)                                                          # (N, 2, 3)
+    return dimg, dtheta.astype(theta.dtype)

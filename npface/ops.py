@@ -1,0 +1,358 @@
+"""The public forward/backward API: validation, allocation, dispatch.
+
+Every op is a pair ``op_forward(...) -> (out, cache)`` and
+``op_backward(dout, cache) -> grads``: the cache holds exactly what the
+backward pass needs, and nothing else. Inputs are never modified.
+
+Conventions (see the README for the shape vocabulary):
+
+- Layout NCHW; convolution weights (F, C, K, K); linear weights (F, D)
+  (out, in) -- the PyTorch/ONNX order, so models can be exchanged.
+- float32 is the working dtype; float64 works everywhere (gradient checks).
+  All floating arrays passed to one op must share one dtype; nothing is
+  silently up- or down-cast.
+- Non-contiguous inputs are accepted (copied to C order once, here).
+- Bad input raises ``ValueError`` naming the op, the argument and the
+  expected shape, before any kernel runs.
+
+Threads: the kernels split the batch across Numba's threads and call BLAS
+inside those loops, so BLAS should run on one thread; ``npface.threads``
+sets both (the model and trainer do it for you).
+"""
+from typing import NamedTuple, Optional
+
+import numba
+import numpy as np
+
+from kernels import activation, conv, linear, pair_hinge, pool, warp
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+# --------------------------------------------------------------------------
+# Validation helpers
+# --------------------------------------------------------------------------
+
+def _float_array(op, name, a, shape_doc, ndim, dtype=None):
+    """Check ``a`` is a float32/float64 array of ``ndim`` dims (and ``dtype``); return it C-contiguous."""
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"{op}: {name} must be a numpy array of shape {shape_doc}, got {type(a).__name__}")
+    if a.ndim != ndim:
+        raise ValueError(f"{op}: {name} must have shape {shape_doc}, got shape {a.shape}")
+    if a.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"{op}: {name} must be float32 or float64, got dtype {a.dtype}")
+    if dtype is not None and a.dtype != dtype:
+        raise ValueError(f"{op}: {name} has dtype {a.dtype} but the other inputs are {dtype}; "
+                         f"all float inputs of one op must share a dtype")
+    if 0 in a.shape:
+        raise ValueError(f"{op}: {name} must not be empty, got shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+def _positive_int(op, name, v, minimum=1):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < minimum:
+        raise ValueError(f"{op}: {name} must be an integer >= {minimum}, got {v!r}")
+    return int(v)
+
+
+def _batch_groups(N):
+    """How many groups the batch is split into for a parallel kernel: one per thread."""
+    return max(1, min(N, numba.get_num_threads()))
+
+
+def _conv_out_size(size, K, stride, pad):
+    return (size + 2 * pad - K) // stride + 1
+
+
+# --------------------------------------------------------------------------
+# Convolution
+# --------------------------------------------------------------------------
+
+class Conv2dCache(NamedTuple):
+    x: np.ndarray        # (N, C, H, W)
+    w: np.ndarray        # (F, C, K, K)
+    stride: int
+    pad: int
+
+
+def conv2d_forward(x, w, b, stride=1, pad=0):
+    """2-D convolution (cross-correlation) with zero padding.
+
+    x (N, C, H, W), w (F, C, K, K), b (F,) -> out (N, F, Ho, Wo) with
+    Ho = (H + 2 pad - K) // stride + 1 and likewise Wo (both must be >= 1).
+    out[n, f, i, j] = b[f] + sum_{c,p,q} w[f, c, p, q] xpad[n, c, i stride + p, j stride + q].
+    A 1x1 convolution with stride 1 and no padding (a network-in-network
+    layer) takes a fast path with no im2col.
+    """
+    op = "conv2d_forward"
+    x = _float_array(op, "x", x, "(N, C, H, W)", 4)
+    w = _float_array(op, "w", w, "(F, C, K, K)", 4, x.dtype)
+    b = _float_array(op, "b", b, "(F,)", 1, x.dtype)
+    stride = _positive_int(op, "stride", stride)
+    pad = _positive_int(op, "pad", pad, minimum=0)
+    N, C, H, W = x.shape
+    F, Cw, K, K2 = w.shape
+    if K != K2:
+        raise ValueError(f"{op}: w must have square kernels (F, C, K, K), got shape {w.shape}")
+    if Cw != C:
+        raise ValueError(f"{op}: w has {Cw} input channels but x has {C}: w must be (F, C={C}, K, K), got {w.shape}")
+    if b.shape != (F,):
+        raise ValueError(f"{op}: b must have shape (F,) = ({F},), got {b.shape}")
+    Ho, Wo = _conv_out_size(H, K, stride, pad), _conv_out_size(W, K, stride, pad)
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"{op}: a {K}x{K} kernel with pad {pad} does not fit the {H}x{W} input "
+                         f"(output would be {Ho}x{Wo}); pad more or use a smaller kernel")
+    out = np.empty((N, F, Ho, Wo), dtype=x.dtype)
+    w2 = w.reshape(F, C * K * K)
+    if K == 1 and stride == 1 and pad == 0:
+        conv.conv1x1_forward(x, w2, b, _batch_groups(N), out)
+    else:
+        conv.conv2d_forward(x, w2, b, K, stride, pad, _batch_groups(N), out)
+    return out, Conv2dCache(x, w, stride, pad)
+
+
+def conv2d_backward(dout, cache):
+    """Gradients of ``conv2d_forward``: (dx (N, C, H, W), dw (F, C, K, K), db (F,))."""
+    x, w, stride, pad = cache
+    N, C, H, W = x.shape
+    F, _, K, _ = w.shape
+    expected = (N, F, _conv_out_size(H, K, stride, pad), _conv_out_size(W, K, stride, pad))
+    dout = _float_array("conv2d_backward", "dout", dout, f"(N, F, Ho, Wo) = {expected}", 4, x.dtype)
+    if dout.shape != expected:
+        raise ValueError(f"conv2d_backward: dout must have shape (N, F, Ho, Wo) = {expected}, got {dout.shape}")
+    dx = np.empty_like(x)
+    dw = np.empty_like(w)
+    db = np.empty(F, dtype=x.dtype)
+    w2, dw2 = w.reshape(F, -1), dw.reshape(F, -1)
+    if K == 1 and stride == 1 and pad == 0:
+        conv.conv1x1_backward(dout, x, w2, _batch_groups(N), dx, dw2, db)
+    else:
+        conv.conv2d_backward(dout, x, w2, K, stride, pad, _batch_groups(N), dx, dw2, db)
+    return dx, dw, db
+
+
+# --------------------------------------------------------------------------
+# Affine
+# --------------------------------------------------------------------------
+
+class LinearCache(NamedTuple):
+    x: np.ndarray        # (N, D)
+    w: np.ndarray        # (F, D)
+
+
+def linear_forward(x, w, b):
+    """Affine layer: x (N, D), w (F, D), b (F,) -> out (N, F) = x @ w.T + b."""
+    op = "linear_forward"
+    x = _float_array(op, "x", x, "(N, D)", 2)
+    w = _float_array(op, "w", w, "(F, D)", 2, x.dtype)
+    b = _float_array(op, "b", b, "(F,)", 1, x.dtype)
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(f"{op}: w must have shape (F, D={x.shape[1]}) to match x {x.shape}, got {w.shape}")
+    if b.shape != (w.shape[0],):
+        raise ValueError(f"{op}: b must have shape (F,) = ({w.shape[0]},), got {b.shape}")
+    out = np.empty((x.shape[0], w.shape[0]), dtype=x.dtype)
+    linear.linear_forward(x, w, b, out)
+    return out, LinearCache(x, w)
+
+
+def linear_backward(dout, cache):
+    """Gradients of ``linear_forward``: (dx (N, D), dw (F, D), db (F,))."""
+    x, w = cache
+    expected = (x.shape[0], w.shape[0])
+    dout = _float_array("linear_backward", "dout", dout, f"(N, F) = {expected}", 2, x.dtype)
+    if dout.shape != expected:
+        raise ValueError(f"linear_backward: dout must have shape (N, F) = {expected}, got {dout.shape}")
+    dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty(w.shape[0], dtype=x.dtype)
+    linear.linear_backward(dout, x, w, dx, dw, db)
+    return dx, dw, db
+
+
+# --------------------------------------------------------------------------
+# ReLU
+# --------------------------------------------------------------------------
+
+class ReluCache(NamedTuple):
+    out: np.ndarray      # the forward output, any shape: the gradient flows where out > 0
+
+
+def relu_forward(x):
+    """out = max(x, 0) elementwise, any shape. The derivative at exactly 0 is taken as 0."""
+    if not isinstance(x, np.ndarray) or x.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"relu_forward: x must be a float32 or float64 array, got "
+                         f"{getattr(x, 'dtype', type(x).__name__)}")
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    if x.size:
+        activation.relu_forward(x.reshape(-1), out.reshape(-1))
+    return out, ReluCache(out)
+
+
+def relu_backward(dout, cache):
+    """dx = dout where the forward output was > 0, else 0."""
+    out = cache.out
+    dout = _float_array("relu_backward", "dout", dout, f"{out.shape}", out.ndim, out.dtype) if out.size \
+        else np.ascontiguousarray(dout)
+    if dout.shape != out.shape:
+        raise ValueError(f"relu_backward: dout must have the forward shape {out.shape}, got {dout.shape}")
+    dx = np.empty_like(out)
+    if out.size:
+        activation.relu_backward(dout.reshape(-1), out.reshape(-1), dx.reshape(-1))
+    return dx
+
+
+# --------------------------------------------------------------------------
+# Max-pool
+# --------------------------------------------------------------------------
+
+class MaxPoolCache(NamedTuple):
+    x_shape: tuple       # (N, C, H, W)
+    argmax: np.ndarray   # (N, C, Ho, Wo) int32: winner's offset p*size + q in its window
+    size: int
+    stride: int
+
+
+def maxpool2d_forward(x, size=2, stride=2):
+    """Max over size x size windows moved by stride, no padding.
+
+    x (N, C, H, W) -> out (N, C, Ho, Wo), Ho = (H - size) // stride + 1.
+    Ties go to the first maximum in row-major window order.
+    """
+    op = "maxpool2d_forward"
+    x = _float_array(op, "x", x, "(N, C, H, W)", 4)
+    size = _positive_int(op, "size", size)
+    stride = _positive_int(op, "stride", stride)
+    N, C, H, W = x.shape
+    if H < size or W < size:
+        raise ValueError(f"{op}: x must be at least {size}x{size} for a {size}x{size} window, got {H}x{W}")
+    Ho, Wo = (H - size) // stride + 1, (W - size) // stride + 1
+    out = np.empty((N, C, Ho, Wo), dtype=x.dtype)
+    argmax = np.empty((N, C, Ho, Wo), dtype=np.int32)
+    pool.maxpool2d_forward(x, size, stride, out, argmax)
+    return out, MaxPoolCache(x.shape, argmax, size, stride)
+
+
+def maxpool2d_backward(dout, cache):
+    """dx (N, C, H, W): each window's upstream gradient goes to its maximum."""
+    x_shape, argmax, size, stride = cache
+    dout = _float_array("maxpool2d_backward", "dout", dout, f"{argmax.shape}", 4)
+    if dout.shape != argmax.shape:
+        raise ValueError(f"maxpool2d_backward: dout must have shape (N, C, Ho, Wo) = {argmax.shape}, got {dout.shape}")
+    dx = np.empty(x_shape, dtype=dout.dtype)
+    pool.maxpool2d_backward(dout, argmax, size, stride, dx)
+    return dx
+
+
+# --------------------------------------------------------------------------
+# Bilinear warp
+# --------------------------------------------------------------------------
+
+class WarpCache(NamedTuple):
+    img: np.ndarray      # (N, C, H, W)
+    theta: np.ndarray    # (N, 2, 3)
+
+
+def warp_forward(img, theta, out_h, out_w):
+    """Resample each image through an affine map of normalised coordinates.
+
+    img (N, C, H, W), theta (N, 2, 3) -> out (N, C, out_h, out_w). theta maps
+    an output pixel's normalised position (x_o, y_o, 1) to the input position
+    (x_i, y_i) it samples; normalised coordinates run over [-1, 1] edge to
+    edge with pixel p's centre at (2p + 1)/size - 1; bilinear, zero outside
+    (ONNX AffineGrid + GridSample, align_corners = 0). See ``kernels.warp``.
+    """
+    op = "warp_forward"
+    img = _float_array(op, "img", img, "(N, C, H, W)", 4)
+    theta = _float_array(op, "theta", theta, "(N, 2, 3)", 3, img.dtype)
+    if theta.shape != (img.shape[0], 2, 3):
+        raise ValueError(f"{op}: theta must have shape (N, 2, 3) = ({img.shape[0]}, 2, 3), got {theta.shape}")
+    out_h = _positive_int(op, "out_h", out_h)
+    out_w = _positive_int(op, "out_w", out_w)
+    out = np.empty((img.shape[0], img.shape[1], out_h, out_w), dtype=img.dtype)
+    warp.warp_forward(img, theta, out)
+    return out, WarpCache(img, theta)
+
+
+def warp_backward(dout, cache):
+    """Gradients of ``warp_forward``: (dimg (N, C, H, W), dtheta (N, 2, 3))."""
+    img, theta = cache
+    dout = _float_array("warp_backward", "dout", dout, "(N, C, out_h, out_w)", 4, img.dtype)
+    if dout.shape[:2] != img.shape[:2]:
+        raise ValueError(f"warp_backward: dout must have shape (N, C, out_h, out_w) with (N, C) = "
+                         f"{img.shape[:2]}, got {dout.shape}")
+    dimg, dtheta = np.empty_like(img), np.empty_like(theta)
+    warp.warp_backward(dout, img, theta, dimg, dtheta)
+    return dimg, dtheta
+
+
+# --------------------------------------------------------------------------
+# Pairwise hinge loss (paper eq. 2-3)
+# --------------------------------------------------------------------------
+
+class PairHingeCache(NamedTuple):
+    emb: np.ndarray      # (k, D)
+    A: np.ndarray        # (k, k) w_ij y_ij summed over the active pairs (i, j)
+    dthreshold: float    # dL/dtheta
+
+
+def pair_hinge_forward(emb, labels, threshold, pairs: Optional[np.ndarray] = None, balance=True):
+    """Mean hinge loss over a set of pairs with a learned global threshold.
+
+    emb (k, D) signatures, labels (k,) integer identities, threshold a real
+    scalar. For a pair (i, j): d = ||e_i - e_j||^2, y = +1 if same label else
+    -1, loss max(0, 1 - y (threshold - d)) (eq. 2). The pair set is all k^2 - k
+    ordered pairs i != j when ``pairs`` is None (the Multibatch estimator),
+    else the rows (i, j) of ``pairs`` (P, 2) (e.g. k/2 random pairs).
+    ``balance=False``: the plain mean (eq. 3). ``balance=True``: half the mean
+    over same pairs plus half the mean over not-same pairs (one group empty:
+    the mean of the other). At a hinge's kink (exactly 0) the subgradient 0 is
+    used. Returns (loss as a Python float, cache).
+    """
+    op = "pair_hinge_forward"
+    emb = _float_array(op, "emb", emb, "(k, D)", 2)
+    k = emb.shape[0]
+    labels = np.asarray(labels)
+    if labels.shape != (k,) or labels.dtype.kind not in "iu":
+        raise ValueError(f"{op}: labels must be an integer array of shape (k,) = ({k},), "
+                         f"got {labels.dtype} {labels.shape}")
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
+    if isinstance(threshold, np.ndarray) and threshold.ndim == 0:
+        threshold = threshold.item()
+    if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(threshold):
+        raise ValueError(f"{op}: threshold must be a finite real scalar, got {threshold!r}")
+    threshold = float(threshold)
+    A = np.empty((k, k), dtype=emb.dtype)
+    if pairs is None:
+        if k < 2:
+            raise ValueError(f"{op}: all-pairs mode needs at least 2 signatures, got k = {k}")
+        n_same, n_diff = pair_hinge.count_all_pairs(labels)
+        w_same, w_diff = pair_hinge.pair_weights(n_same, n_diff, bool(balance))
+        loss, dthreshold = pair_hinge.pair_hinge_all_forward(emb, labels, threshold, w_same, w_diff, A)
+    else:
+        pairs = np.asarray(pairs)
+        if pairs.ndim != 2 or pairs.shape[1] != 2 or pairs.shape[0] == 0 or pairs.dtype.kind not in "iu":
+            raise ValueError(f"{op}: pairs must be a non-empty integer array of shape (P, 2), "
+                             f"got {pairs.dtype} {pairs.shape}")
+        if pairs.min() < 0 or pairs.max() >= k:
+            raise ValueError(f"{op}: pairs index signatures 0..{k - 1}, got values in "
+                             f"[{pairs.min()}, {pairs.max()}]")
+        if np.any(pairs[:, 0] == pairs[:, 1]):
+            raise ValueError(f"{op}: pairs must not pair a signature with itself (row "
+                             f"{int(np.argmax(pairs[:, 0] == pairs[:, 1]))})")
+        pairs = np.ascontiguousarray(pairs, dtype=np.int64)
+        n_same, n_diff = pair_hinge.count_listed_pairs(labels, pairs)
+        w_same, w_diff = pair_hinge.pair_weights(n_same, n_diff, bool(balance))
+        loss, dthreshold = pair_hinge.pair_hinge_listed_forward(emb, labels, pairs, threshold, w_same, w_diff, A)
+    return float(loss), PairHingeCache(emb, A, float(dthreshold))
+
+
+def pair_hinge_backward(cache, dloss=1.0):
+    """Gradients of the loss scaled by ``dloss``: (demb (k, D), dthreshold as a Python float)."""
+    emb, A, dthreshold = cache
+    if isinstance(dloss, np.ndarray) and dloss.ndim == 0:
+        dloss = dloss.item()
+    if isinstance(dloss, (bool, np.bool_)) or not isinstance(dloss, (int, float, np.integer, np.floating)):
+        raise ValueError(f"pair_hinge_backward: dloss must be a real scalar, got {dloss!r}")
+    demb = np.empty_like(emb)
+    pair_hinge.pair_hinge_backward(emb, A, float(dloss), demb)
+    return demb, float(dloss) * dthreshold

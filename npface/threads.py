@@ -1,0 +1,55 @@
+"""Thread policy: Numba threads split the batch, BLAS runs on one thread.
+
+The kernels parallelise over samples with Numba's ``prange`` and call BLAS
+(``np.dot``) inside those loops, one product per sample. BLAS must therefore
+run single-threaded, or two levels of threads would fight over the cores.
+Inference uses one thread in all, mirroring the single ARM core the paper
+targets (30 ms for 41M FLOPs); training opens the Numba threads up.
+
+    with npface.threads.limit(1):      # batch-1 inference, one core
+        ...
+    with npface.threads.limit(2):      # a training step on two cores
+        ...
+"""
+from contextlib import contextmanager
+
+import numba
+
+_controller = None
+
+
+def max_threads():
+    """The most threads Numba can use in this process (NUMBA_NUM_THREADS, the core count by default)."""
+    return numba.config.NUMBA_NUM_THREADS
+
+
+def _blas_controller():
+    # Created on first use, after loading the BLAS that Numba's np.dot calls
+    # (SciPy's), so that the controller sees it as well as NumPy's.
+    global _controller
+    if _controller is None:
+        import scipy.linalg.cython_blas  # noqa: F401
+        from threadpoolctl import ThreadpoolController
+        _controller = ThreadpoolController()
+    return _controller
+
+
+def check_threads(threads):
+    """Return ``threads`` as an int in 1..max_threads(), or raise ValueError."""
+    top = max_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= top:
+        raise ValueError(f"threads must be an integer from 1 to {top} (this machine's Numba limit), got {threads!r}")
+    return threads
+
+
+@contextmanager
+def limit(threads=1):
+    """Run the block with ``threads`` Numba threads and single-threaded BLAS; restore both after."""
+    threads = check_threads(threads)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            yield
+    finally:
+        numba.set_num_threads(previous)

@@ -1,0 +1,122 @@
+"""conv2d_forward / conv2d_backward: the general K x K path and the 1x1 fast path."""
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from kernels.conv import conv2d_backward_reference, conv2d_forward_reference
+from npface import ops
+from tests.gradcheck import assert_gradient, assert_unchanged, numerical_gradient, snapshot
+
+
+@st.composite
+def conv_case(draw):
+    """Small random convolutions, including odd ones: 1x1 images, stride > K, pad > K/2."""
+    N, C, F = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    H, W = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    K, stride, pad = draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(0, 3))
+    assume((H + 2 * pad - K) // stride + 1 >= 1 and (W + 2 * pad - K) // stride + 1 >= 1)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((N, C, H, W))
+    w = rng.standard_normal((F, C, K, K))
+    b = rng.standard_normal(F)
+    return x, w, b, stride, pad, rng
+
+
+@given(conv_case(), st.sampled_from([np.float32, np.float64]))
+def test_forward_and_backward_match_reference(case, dtype):
+    x, w, b, stride, pad, rng = case
+    x, w, b = x.astype(dtype), w.astype(dtype), b.astype(dtype)
+    before = snapshot(x, w, b)
+    out, cache = ops.conv2d_forward(x, w, b, stride, pad)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out, conv2d_forward_reference(x, w, b, stride, pad), **tol)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dout_before = snapshot(dout)
+    grads = ops.conv2d_backward(dout, cache)
+    for g, r, name in zip(grads, conv2d_backward_reference(dout, x, w, stride, pad), ("dx", "dw", "db")):
+        assert g.dtype == dtype
+        np.testing.assert_allclose(g, r, err_msg=name, **tol)
+    assert_unchanged(before + dout_before, [x, w, b, dout])
+
+
+@given(conv_case())
+def test_backward_matches_central_differences(case):
+    x, w, b, stride, pad, rng = case
+    out, cache = ops.conv2d_forward(x, w, b, stride, pad)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = ops.conv2d_backward(dout, cache)
+    f = lambda: ops.conv2d_forward(x, w, b, stride, pad)[0]  # noqa: E731
+    assert_gradient(dx, numerical_gradient(f, x, dout), "x")
+    assert_gradient(dw, numerical_gradient(f, w, dout), "w")
+    assert_gradient(db, numerical_gradient(f, b, dout), "b")
+
+
+def test_1x1_fast_path_matches_reference_at_nin_shape():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 8, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((6, 8, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    out, cache = ops.conv2d_forward(x, w, b)
+    np.testing.assert_allclose(out, conv2d_forward_reference(x, w, b, 1, 0), rtol=1e-5, atol=1e-5)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    for g, r in zip(ops.conv2d_backward(dout, cache), conv2d_backward_reference(dout, x, w, 1, 0)):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+
+
+def test_hand_computed_valid_convolution():
+    x = np.arange(9.0).reshape(1, 1, 3, 3)
+    out, _ = ops.conv2d_forward(x, np.ones((1, 1, 2, 2)), np.array([1.0]))
+    np.testing.assert_array_equal(out[0, 0], [[0 + 1 + 3 + 4 + 1, 1 + 2 + 4 + 5 + 1], [3 + 4 + 6 + 7 + 1, 4 + 5 + 7 + 8 + 1]])
+
+
+def test_hand_computed_padding_covers_whole_image():
+    # With pad 1, every 3x3 window over a 2x2 image contains all four pixels.
+    x = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
+    out, cache = ops.conv2d_forward(x, np.ones((1, 1, 3, 3)), np.array([0.5]), stride=1, pad=1)
+    np.testing.assert_array_equal(out[0, 0], np.full((2, 2), 10.5))
+    dx, dw, db = ops.conv2d_backward(np.ones((1, 1, 2, 2)), cache)
+    np.testing.assert_array_equal(dx[0, 0], np.full((2, 2), 4.0))  # each pixel is in all 4 windows
+    np.testing.assert_array_equal(db, [4.0])
+
+
+def test_hand_computed_stride_larger_than_kernel_skips_pixels():
+    x = np.arange(25.0).reshape(1, 1, 5, 5)
+    out, _ = ops.conv2d_forward(x, np.full((1, 1, 1, 1), 2.0), np.zeros(1), stride=3)
+    np.testing.assert_array_equal(out[0, 0], [[0.0, 6.0], [30.0, 36.0]])
+
+
+def test_one_pixel_image_with_padding():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, 2, 1, 1))
+    w = rng.standard_normal((3, 2, 3, 3))
+    out, _ = ops.conv2d_forward(x, w, np.zeros(3), pad=1)
+    np.testing.assert_allclose(out[0, :, 0, 0], w[:, :, 1, 1] @ x[0, :, 0, 0])
+
+
+def test_non_contiguous_inputs_work():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 10, 9))[:, :, ::2, :]           # strided view
+    w = np.ascontiguousarray(rng.standard_normal((3, 3, 4, 4)).transpose(1, 0, 3, 2))[:, :, :3, :3]
+    b = rng.standard_normal(8)[::3]
+    assert not (x.flags.c_contiguous or w.flags.c_contiguous or b.flags.c_contiguous)
+    out, _ = ops.conv2d_forward(x, w, b, stride=2, pad=1)
+    np.testing.assert_allclose(out, conv2d_forward_reference(x, w, b, 2, 1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_result_does_not_depend_on_thread_count_beyond_rounding(threads):
+    from npface.threads import limit, max_threads
+    if threads > max_threads():
+        pytest.skip("needs more Numba threads")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 3, 6, 6))
+    w = rng.standard_normal((4, 3, 3, 3))
+    b = rng.standard_normal(4)
+    with limit(threads):
+        out, cache = ops.conv2d_forward(x, w, b, 1, 1)
+        dx, dw, db = ops.conv2d_backward(np.ones_like(out), cache)
+    rdx, rdw, rdb = conv2d_backward_reference(np.ones_like(out), x, w, 1, 1)
+    np.testing.assert_allclose(dw, rdw, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, rdx, rtol=1e-12, atol=1e-12)
