@@ -1,0 +1,65 @@
+"""Where derived data is cached, how cache keys are made, and atomic writes.
+
+- Location: ``$NPFACE_CACHE`` if set, else ``~/.cache/npface``. Never beside
+  the data (datasets may be read-only and shared).
+- Keys: a SHA-256 of a canonical JSON description of everything the cached
+  result depends on (file list with sizes and modification times, crop
+  parameters, format version), so a changed input never reuses a stale entry.
+- Writes are atomic: the content goes to a uniquely named temporary file in
+  the same folder, then ``os.replace`` renames it over the final name. A
+  reader sees either no file or a complete one, never a half-written one,
+  and two processes building the same entry at once both succeed.
+"""
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+CACHE_ENV = "NPFACE_CACHE"
+
+
+def cache_dir(create: bool = True) -> Path:
+    """The cache folder: ``$NPFACE_CACHE`` if set (and non-empty), else ``~/.cache/npface``."""
+    env = os.environ.get(CACHE_ENV)
+    root = Path(env).expanduser() if env else Path.home() / ".cache" / "npface"
+    if create:
+        root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def cache_key(description: Any) -> str:
+    """Hex SHA-256 of ``description`` serialised as canonical JSON (sorted keys, no spaces).
+
+    ``description`` must be JSON-serialisable (dicts, lists, str, int, float,
+    bool, None); tuples serialise as lists.
+    """
+    text = json.dumps(description, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` to fill a temporary file beside ``path``, then rename it to ``path``.
+
+    The temporary name is unique (``<name>.tmp-<random>``), in the same folder
+    so the rename is atomic on POSIX. If ``write`` raises, the temporary file
+    is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".tmp-", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -1,0 +1,279 @@
+"""Mini-batches of P identities x K images, augmentation, and validation pairs.
+
+The paper's Multibatch step (Section 4) uses k = 256 images per batch: 16
+people, 16 images each; every one of the k^2 - k ordered pairs of the batch
+enters the loss. ``PKSampler`` draws such batches:
+
+- Only people with at least ``min_images`` (default 2) images are eligible:
+  a person with a single image gives no "same" pair. On peopleDevTrain
+  that leaves 1,184 of 4,038 people (6,671 of 9,525 images); after holding
+  out 10 % of the people for validation (``split_identities``, seed 0),
+  1,061 people and 5,527 images.
+- P distinct people are drawn uniformly (each person equally likely,
+  whatever their number of images), then K images of each:
+  without replacement when the person has at least K images; otherwise with
+  replacement, as every one of their n images once plus K - n more drawn
+  uniformly with replacement (so no image is left out, and the duplicates
+  differ once augmented).
+- A batch is identity-major: rows p*K .. p*K + K - 1 are person p.
+- Everything is drawn from a ``numpy.random.Generator`` passed in by the
+  caller, so a seed reproduces the batch sequence.
+
+Augmentation (``augment``) draws, per image, a horizontal flip (probability
+1/2) and a small similarity jitter (rotation, scale, shift), both
+switchable; it returns the warp used, so the alignment targets can follow
+(``npface.data.landmarks.augmented_thetas``).
+"""
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from npface.data.landmarks import FLIP_THETA, compose_affine, identity_theta
+
+
+def _int_arg(name, v, minimum):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
+    return int(v)
+
+
+def _labels_arg(labels, indices):
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be a 1-D integer array (N,), got dtype {labels.dtype} shape {labels.shape}")
+    if indices is None:
+        indices = np.arange(len(labels), dtype=np.int64)
+    else:
+        indices = np.asarray(indices)
+        if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer):
+            raise ValueError(f"indices must be a 1-D integer array (M,), "
+                             f"got dtype {indices.dtype} shape {indices.shape}")
+        if len(indices) and (indices.min() < 0 or indices.max() >= len(labels)):
+            raise ValueError(f"indices must lie in [0, {len(labels)}), got values {indices.min()} .. {indices.max()}")
+        if len(np.unique(indices)) != len(indices):
+            raise ValueError("indices must not repeat")
+        indices = np.sort(indices).astype(np.int64)
+    return labels, indices
+
+
+def _groups(labels, indices):
+    """{label: (n,) sorted int64 rows} for the rows in ``indices``."""
+    sub = labels[indices]
+    order = np.argsort(sub, kind="stable")
+    uniq, starts = np.unique(sub[order], return_index=True)
+    bounds = list(starts) + [len(order)]
+    return {int(u): indices[order[bounds[i]:bounds[i + 1]]] for i, u in enumerate(uniq)}
+
+
+class Batch(NamedTuple):
+    images: np.ndarray      # (P*K, H, W, 3) uint8, augmented
+    labels: np.ndarray      # (P*K,) int64 person labels (dataset labels)
+    indices: np.ndarray     # (P*K,) int64 dataset rows
+    aug_theta: np.ndarray   # (P*K, 2, 3) warp each augmented image applied (identity when none)
+    flipped: np.ndarray     # (P*K,) bool
+
+
+class PKSampler:
+    """Draws P people x K images (see the module docstring for the rules).
+
+    labels (N,) integer person label of every dataset row; indices (M,)
+    optional rows to draw from (e.g. the training people's images, from
+    ``FaceDataset.indices_of``); n_identities P, n_per_identity K (the
+    paper's 16 x 16); min_images: people with fewer images are not eligible.
+    Raises ValueError if fewer than P people are eligible.
+    """
+
+    def __init__(self, labels, n_identities: int = 16, n_per_identity: int = 16,
+                 indices: Optional[np.ndarray] = None, min_images: int = 2):
+        self.P = _int_arg("n_identities", n_identities, 1)
+        self.K = _int_arg("n_per_identity", n_per_identity, 1)
+        self.min_images = _int_arg("min_images", min_images, 1)
+        labels, indices = _labels_arg(labels, indices)
+        groups = _groups(labels, indices)
+        self.eligible = np.array(sorted(l for l, g in groups.items() if len(g) >= self.min_images),
+                                 dtype=np.int64)                            # (E,)
+        self._rows = [groups[int(l)] for l in self.eligible]                 # E arrays of rows
+        if len(self.eligible) < self.P:
+            raise ValueError(f"n_identities: only {len(self.eligible)} people have >= {self.min_images} images, "
+                             f"cannot draw {self.P} distinct people per batch")
+
+    @property
+    def n_eligible_images(self) -> int:
+        """Number of images of the eligible people."""
+        return int(sum(len(r) for r in self._rows))
+
+    @property
+    def batch_size(self) -> int:
+        return self.P * self.K
+
+    def sample(self, rng: np.random.Generator) -> tuple:
+        """Draw one batch: (indices (P*K,) int64 dataset rows, labels (P*K,) int64), identity-major."""
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        people = rng.choice(len(self.eligible), size=self.P, replace=False)   # (P,)
+        out = np.empty(self.P * self.K, dtype=np.int64)                       # (P*K,)
+        for p, e in enumerate(people):
+            rows = self._rows[e]
+            n = len(rows)
+            if n >= self.K:
+                pick = rows[rng.choice(n, size=self.K, replace=False)]
+            else:  # every image once, the rest with replacement, in random order
+                pick = rng.permutation(np.concatenate([rows, rows[rng.integers(0, n, size=self.K - n)]]))
+            out[p * self.K:(p + 1) * self.K] = pick
+        return out, np.repeat(self.eligible[people], self.K)
+
+    def batch(self, images: np.ndarray, rng: np.random.Generator, flip: bool = True, jitter: bool = True,
+              **jitter_kw) -> Batch:
+        """Draw a batch and gather its images (N, H, W, 3) uint8 (e.g. ``FaceDataset.images``), augmented.
+
+        flip / jitter / jitter_kw: see ``augment``.
+        """
+        if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"images must be a uint8 array (N, H, W, 3), got "
+                             f"{getattr(images, 'shape', type(images).__name__)}")
+        idx, labels = self.sample(rng)
+        x = np.asarray(images[idx])                                           # (P*K, H, W, 3)
+        x, aug_theta, flipped = augment(x, rng, flip=flip, jitter=jitter, **jitter_kw)
+        return Batch(x, labels, idx, aug_theta, flipped)
+
+
+# --------------------------------------------------------------------------
+# Augmentation
+# --------------------------------------------------------------------------
+
+def jitter_thetas(n: int, rng: np.random.Generator, max_rotation: float = 8.0, max_scale: float = 0.08,
+                  max_shift: float = 0.06) -> np.ndarray:
+    """(n, 2, 3) random similarity warps, in the warp convention (output -> input, normalised).
+
+    Per image, independently and uniformly: rotation phi in
+    [-max_rotation, max_rotation] degrees; log-scale in
+    [-log(1 + max_scale), log(1 + max_scale)]; shift (tx, ty) in
+    [-max_shift, max_shift] normalised units (1.0 = half the image:
+    0.06 is 3.4 px of 112). theta = [[s cos phi, -s sin phi, tx],
+    [s sin phi, s cos phi, ty]]; s > 1 samples a larger region, so the face
+    looks smaller.
+    """
+    n = _int_arg("n", n, 0)
+    for name, v in (("max_rotation", max_rotation), ("max_scale", max_scale), ("max_shift", max_shift)):
+        if not (np.isscalar(v) and np.isfinite(v) and v >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    phi = np.deg2rad(rng.uniform(-max_rotation, max_rotation, size=n))       # (n,)
+    s = np.exp(rng.uniform(-np.log1p(max_scale), np.log1p(max_scale), size=n))
+    t = rng.uniform(-max_shift, max_shift, size=(n, 2))                       # (n, 2)
+    a, b = s * np.cos(phi), s * np.sin(phi)
+    return np.stack([np.stack([a, -b, t[:, 0]], -1), np.stack([b, a, t[:, 1]], -1)], -2)
+
+
+def warp_images(images: np.ndarray, theta: np.ndarray, out_h: Optional[int] = None,
+                out_w: Optional[int] = None) -> np.ndarray:
+    """Warp uint8 images (N, H, W, 3) by theta (N, 2, 3) -> uint8 (N, out_h, out_w, 3).
+
+    ``npface.ops.warp_forward`` (bilinear, zeros outside, the project's
+    warp convention) in float32 NCHW, rounded back to uint8.
+    """
+    from npface.ops import warp_forward  # imported here: data loading does not need the kernels otherwise
+
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be a uint8 array (N, H, W, 3), got "
+                         f"{getattr(images, 'dtype', None)} {getattr(images, 'shape', None)}")
+    theta = np.asarray(theta)
+    if theta.shape != (images.shape[0], 2, 3):
+        raise ValueError(f"theta must have shape (N, 2, 3) = ({images.shape[0]}, 2, 3), got {theta.shape}")
+    out_h = images.shape[1] if out_h is None else out_h
+    out_w = images.shape[2] if out_w is None else out_w
+    x = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)   # (N, 3, H, W)
+    out, _ = warp_forward(x, theta.astype(np.float32), out_h, out_w)           # (N, 3, Ho, Wo)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1).copy()
+
+
+def augment(images: np.ndarray, rng: np.random.Generator, flip: bool = True, jitter: bool = True,
+            **jitter_kw) -> tuple:
+    """Random flip and similarity jitter of uint8 images (N, H, W, 3); the input is not modified.
+
+    Returns (out (N, H, W, 3) uint8, aug_theta (N, 2, 3), flipped (N,) bool).
+    The augmented image samples the original through aug_theta G
+    (out(u) = in(G u), normalised coordinates, ``warp_images``), with
+    G = J o F^f: J the jitter (``jitter_thetas(**jitter_kw)``, identity when
+    ``jitter`` is False) and F = ``FLIP_THETA`` when the image is flipped
+    (probability 1/2 when ``flip``). A flip alone is done exactly, by
+    reversing the columns.
+    """
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be a uint8 array (N, H, W, 3), got "
+                         f"{getattr(images, 'dtype', None)} {getattr(images, 'shape', None)}")
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    n = images.shape[0]
+    flipped = rng.random(n) < 0.5 if flip else np.zeros(n, dtype=bool)        # (n,)
+    F = np.where(flipped[:, None, None], FLIP_THETA, identity_theta(1)[0])   # (n, 2, 3)
+    if jitter:
+        G = compose_affine(jitter_thetas(n, rng, **jitter_kw), F)             # (n, 2, 3)
+        return warp_images(images, G), G, flipped
+    elif jitter_kw:
+        raise ValueError(f"jitter options {sorted(jitter_kw)} given with jitter=False")
+    out = images.copy()
+    out[flipped] = out[flipped][:, :, ::-1]
+    return out, F, flipped
+
+
+# --------------------------------------------------------------------------
+# Validation pairs
+# --------------------------------------------------------------------------
+
+def validation_pairs(labels, n_each: int, seed: int = 0, indices: Optional[np.ndarray] = None) -> tuple:
+    """A fixed, balanced set of pairs: ``n_each`` "same" and ``n_each`` "different".
+
+    labels (N,) person labels; indices (M,) optional rows to use (e.g. the
+    held-out people's images). Deterministic given ``seed``.
+
+    - same: a person is drawn uniformly among those with an unused pair of
+      images, then one of their unused unordered pairs uniformly;
+    - different: two distinct people drawn uniformly, one image of each
+      uniformly; no pair repeats.
+
+    Returns (pairs (2 n_each, 2) int64 dataset rows with pairs[:, 0] <
+    pairs[:, 1], same (2 n_each,) bool), in a seeded random order. Raises
+    ValueError if there are not enough distinct pairs of either kind.
+    """
+    n_each = _int_arg("n_each", n_each, 1)
+    labels, indices = _labels_arg(labels, indices)
+    groups = _groups(labels, indices)
+    people = sorted(groups)
+    rng = np.random.default_rng(seed)
+
+    avail = {p: len(groups[p]) * (len(groups[p]) - 1) // 2 for p in people}
+    if sum(avail.values()) < n_each:
+        raise ValueError(f"n_each: only {sum(avail.values())} distinct same-person pairs exist, asked for {n_each}")
+    sizes = np.array([len(groups[p]) for p in people], dtype=np.int64)
+    n_diff = (sizes.sum() ** 2 - (sizes ** 2).sum()) // 2
+    if n_diff < n_each:
+        raise ValueError(f"n_each: only {n_diff} distinct different-person pairs exist, asked for {n_each}")
+
+    pairs, seen = [], set()
+    open_people = [p for p in people if avail[p] > 0]
+    used = {p: 0 for p in people}
+    while len(pairs) < n_each:
+        p = open_people[rng.integers(len(open_people))]
+        rows = groups[p]
+        i, j = rng.choice(len(rows), size=2, replace=False)
+        pair = (int(min(rows[i], rows[j])), int(max(rows[i], rows[j])))
+        if pair in seen:
+            continue
+        seen.add(pair)
+        pairs.append(pair)
+        used[p] += 1
+        if used[p] == avail[p]:
+            open_people.remove(p)
+    while len(pairs) < 2 * n_each:
+        pa, pb = rng.choice(len(people), size=2, replace=False)
+        ra, rb = groups[people[pa]], groups[people[pb]]
+        x, y = int(ra[rng.integers(len(ra))]), int(rb[rng.integers(len(rb))])
+        pair = (min(x, y), max(x, y))
+        if pair in seen:
+            continue
+        seen.add(pair)
+        pairs.append(pair)
+    pairs = np.asarray(pairs, dtype=np.int64)                                  # (2 n_each, 2)
+    same = np.arange(2 * n_each) < n_each                                      # (2 n_each,)
+    order = rng.permutation(2 * n_each)
+    return pairs[order], same[order]
