@@ -56,6 +56,16 @@ def _pixel(img, n, c, y, x):
     return 0.0
 
 
+@kernel
+def _sample_point(t, x_o, y_o, H, W):
+    """(x0, y0, wx, wy): the top-left pixel of the bilinear cell that output point
+    (x_o, y_o) samples through theta ``t`` (2, 3), and the offsets inside it."""
+    ix = ((t[0, 0] * x_o + t[0, 1] * y_o + t[0, 2] + 1.0) * W - 1.0) * 0.5
+    iy = ((t[1, 0] * x_o + t[1, 1] * y_o + t[1, 2] + 1.0) * H - 1.0) * 0.5
+    fx, fy = math.floor(ix), math.floor(iy)
+    return int(fx), int(fy), ix - fx, iy - fy
+
+
 @parallel_kernel
 def warp_forward(img, theta, out):
     N, C, H, W = img.shape
@@ -66,16 +76,19 @@ def warp_forward(img, theta, out):
             y_o = (2.0 * i + 1.0) / Ho - 1.0
             for j in range(Wo):
                 x_o = (2.0 * j + 1.0) / Wo - 1.0
-                ix = ((t[0, 0] * x_o + t[0, 1] * y_o + t[0, 2] + 1.0) * W - 1.0) * 0.5
-                iy = ((t[1, 0] * x_o + t[1, 1] * y_o + t[1, 2] + 1.0) * H - 1.0) * 0.5
-                fx, fy = math.floor(ix), math.floor(iy)
-                wx, wy = ix - fx, iy - fy
-                x0, y0 = int(fx), int(fy)
-                for c in range(C):
-                    out[n, c, i, j] = (
-                        (1.0 - wy) * ((1.0 - wx) * _pixel(img, n, c, y0, x0) + wx * _pixel(img, n, c, y0, x0 + 1))
-                        + wy * ((1.0 - wx) * _pixel(img, n, c, y0 + 1, x0) + wx * _pixel(img, n, c, y0 + 1, x0 + 1))
-                    )
+                x0, y0, wx, wy = _sample_point(t, x_o, y_o, H, W)
+                w00, w01 = (1.0 - wy) * (1.0 - wx), (1.0 - wy) * wx
+                w10, w11 = wy * (1.0 - wx), wy * wx
+                if 0 <= x0 and x0 + 1 < W and 0 <= y0 and y0 + 1 < H:
+                    # the whole cell is inside the image: no bounds checks
+                    for c in range(C):
+                        out[n, c, i, j] = (w00 * img[n, c, y0, x0] + w01 * img[n, c, y0, x0 + 1]
+                                           + w10 * img[n, c, y0 + 1, x0] + w11 * img[n, c, y0 + 1, x0 + 1])
+                else:
+                    for c in range(C):
+                        out[n, c, i, j] = (w00 * _pixel(img, n, c, y0, x0) + w01 * _pixel(img, n, c, y0, x0 + 1)
+                                           + w10 * _pixel(img, n, c, y0 + 1, x0)
+                                           + w11 * _pixel(img, n, c, y0 + 1, x0 + 1))
 
 
 @kernel
@@ -98,25 +111,28 @@ def warp_backward(dout, img, theta, dimg, dtheta):
             y_o = (2.0 * i + 1.0) / Ho - 1.0
             for j in range(Wo):
                 x_o = (2.0 * j + 1.0) / Wo - 1.0
-                ix = ((t[0, 0] * x_o + t[0, 1] * y_o + t[0, 2] + 1.0) * W - 1.0) * 0.5
-                iy = ((t[1, 0] * x_o + t[1, 1] * y_o + t[1, 2] + 1.0) * H - 1.0) * 0.5
-                fx, fy = math.floor(ix), math.floor(iy)
-                wx, wy = ix - fx, iy - fy
-                x0, y0 = int(fx), int(fy)
+                x0, y0, wx, wy = _sample_point(t, x_o, y_o, H, W)
                 d_ix = 0.0                                  # sum_c dout * d out / d ix
                 d_iy = 0.0
+                inside = 0 <= x0 and x0 + 1 < W and 0 <= y0 and y0 + 1 < H
                 for c in range(C):
                     g = dout[n, c, i, j]
-                    v00 = _pixel(img, n, c, y0, x0)
-                    v01 = _pixel(img, n, c, y0, x0 + 1)
-                    v10 = _pixel(img, n, c, y0 + 1, x0)
-                    v11 = _pixel(img, n, c, y0 + 1, x0 + 1)
+                    if inside:
+                        v00, v01 = img[n, c, y0, x0], img[n, c, y0, x0 + 1]
+                        v10, v11 = img[n, c, y0 + 1, x0], img[n, c, y0 + 1, x0 + 1]
+                        dimg[n, c, y0, x0] += g * (1.0 - wy) * (1.0 - wx)
+                        dimg[n, c, y0, x0 + 1] += g * (1.0 - wy) * wx
+                        dimg[n, c, y0 + 1, x0] += g * wy * (1.0 - wx)
+                        dimg[n, c, y0 + 1, x0 + 1] += g * wy * wx
+                    else:
+                        v00, v01 = _pixel(img, n, c, y0, x0), _pixel(img, n, c, y0, x0 + 1)
+                        v10, v11 = _pixel(img, n, c, y0 + 1, x0), _pixel(img, n, c, y0 + 1, x0 + 1)
+                        _scatter(dimg, n, c, y0, x0, g * (1.0 - wy) * (1.0 - wx))
+                        _scatter(dimg, n, c, y0, x0 + 1, g * (1.0 - wy) * wx)
+                        _scatter(dimg, n, c, y0 + 1, x0, g * wy * (1.0 - wx))
+                        _scatter(dimg, n, c, y0 + 1, x0 + 1, g * wy * wx)
                     d_ix += g * ((1.0 - wy) * (v01 - v00) + wy * (v11 - v10))
                     d_iy += g * ((1.0 - wx) * (v10 - v00) + wx * (v11 - v01))
-                    _scatter(dimg, n, c, y0, x0, g * (1.0 - wy) * (1.0 - wx))
-                    _scatter(dimg, n, c, y0, x0 + 1, g * (1.0 - wy) * wx)
-                    _scatter(dimg, n, c, y0 + 1, x0, g * wy * (1.0 - wx))
-                    _scatter(dimg, n, c, y0 + 1, x0 + 1, g * wy * wx)
                 d_xi = d_ix * 0.5 * W                       # chain rule through the unnormalisation
                 d_yi = d_iy * 0.5 * H
                 g00 += d_xi * x_o
