@@ -1,0 +1,44 @@
+"""Shared benchmark tools: medians of repeated timings, and this machine's GEMM peak.
+
+Every ratio a benchmark prints is against a peak measured in the same run,
+because the machine is shared and its speed drifts: a float32 1024x1024 @
+1024x1024 NumPy product with BLAS on one thread (the single-core peak) and
+on all of the threads given (the multi-core peak).
+"""
+import platform
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+
+def median_time(fn, min_reps=5, min_seconds=0.2, warmup=1):
+    """Median wall time of ``fn()`` in seconds over at least ``min_reps`` calls
+    and at least ``min_seconds`` of calls, after ``warmup`` untimed calls
+    (which also keep JIT compilation out of the figure)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_reps or time.perf_counter() - start < min_seconds:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def gemm_peak(threads, size=1024, reps=15):
+    """GFLOP/s of a float32 size x size matrix product with BLAS on ``threads`` threads."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size)).astype(np.float32)
+    b = rng.standard_normal((size, size)).astype(np.float32)
+    out = np.empty_like(a)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        t = median_time(lambda: np.matmul(a, b, out=out), min_reps=reps, warmup=3)
+    return 2 * size ** 3 / t / 1e9
+
+
+def machine_line():
+    import numba
+    return (f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+            f"NumPy {np.__version__}, Numba {numba.__version__}")
