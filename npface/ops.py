@@ -24,7 +24,7 @@ from typing import NamedTuple, Optional
 import numba
 import numpy as np
 
-from kernels import activation, conv, linear, pair_hinge, pool, warp
+from kernels import activation, conv, linear, pair_hinge, pool, resize, warp
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -180,7 +180,7 @@ def relu_forward(x):
     if not isinstance(x, np.ndarray) or x.dtype not in FLOAT_DTYPES:
         raise ValueError(f"relu_forward: x must be a float32 or float64 array, got "
                          f"{getattr(x, 'dtype', type(x).__name__)}")
-    x = np.ascontiguousarray(x)
+    x = np.ascontiguousarray(x).reshape(x.shape)          # (ascontiguousarray makes 0-d arrays 1-d)
     out = np.empty_like(x)
     if x.size:
         activation.relu_forward(x.reshape(-1), out.reshape(-1))
@@ -190,10 +190,10 @@ def relu_forward(x):
 def relu_backward(dout, cache):
     """dx = dout where the forward output was > 0, else 0."""
     out = cache.out
-    dout = _float_array("relu_backward", "dout", dout, f"{out.shape}", out.ndim, out.dtype) if out.size \
-        else np.ascontiguousarray(dout)
-    if dout.shape != out.shape:
-        raise ValueError(f"relu_backward: dout must have the forward shape {out.shape}, got {dout.shape}")
+    if not isinstance(dout, np.ndarray) or dout.shape != out.shape or dout.dtype != out.dtype:
+        raise ValueError(f"relu_backward: dout must be a {out.dtype} array of the forward shape {out.shape}, "
+                         f"got {getattr(dout, 'dtype', type(dout).__name__)} {getattr(dout, 'shape', '')}")
+    dout = np.ascontiguousarray(dout).reshape(out.shape)
     dx = np.empty_like(out)
     if out.size:
         activation.relu_backward(dout.reshape(-1), out.reshape(-1), dx.reshape(-1))
@@ -282,6 +282,34 @@ def warp_backward(dout, cache):
     dimg, dtheta = np.empty_like(img), np.empty_like(theta)
     warp.warp_backward(dout, img, theta, dimg, dtheta)
     return dimg, dtheta
+
+
+# --------------------------------------------------------------------------
+# Area resize (no parameters, so no backward)
+# --------------------------------------------------------------------------
+
+_resize_taps = {}
+
+
+def resize_area(img, out_h, out_w):
+    """Shrink (or grow) images by area averaging: img (N, C, H, W) -> (N, C, out_h, out_w).
+
+    Each output pixel is the mean of the input area it covers (a box filter),
+    so shrinking does not alias. Used for the alignment net's 50x50 copy of
+    the face; a fixed data step, so it has no backward pass.
+    """
+    op = "resize_area"
+    img = _float_array(op, "img", img, "(N, C, H, W)", 4)
+    out_h = _positive_int(op, "out_h", out_h)
+    out_w = _positive_int(op, "out_w", out_w)
+    N, C, H, W = img.shape
+    key = (H, W, out_h, out_w, img.dtype)
+    if key not in _resize_taps:                      # a handful of sizes per process: cache the taps
+        _resize_taps[key] = resize.area_taps(H, out_h, img.dtype) + resize.area_taps(W, out_w, img.dtype)
+    start_h, weights_h, start_w, weights_w = _resize_taps[key]
+    out = np.empty((N, C, out_h, out_w), dtype=img.dtype)
+    resize.resize_forward(img, start_h, weights_h, start_w, weights_w, out)
+    return out
 
 
 # --------------------------------------------------------------------------

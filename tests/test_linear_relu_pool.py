@@ -73,6 +73,11 @@ def test_relu_hand_computed_and_kink_convention():
     np.testing.assert_array_equal(ops.relu_backward(np.full(3, 5.0), cache), [0.0, 0.0, 5.0])  # 0 at x = 0
 
 
+def test_relu_keeps_the_shape_of_a_scalar():
+    out, cache = ops.relu_forward(np.array(-2.0))
+    assert out.shape == () and ops.relu_backward(np.array(1.0), cache).shape == ()
+
+
 def test_relu_keeps_nan_visible():
     out, _ = ops.relu_forward(np.array([np.nan, -1.0], dtype=np.float32))
     assert np.isnan(out[0]) and out[1] == 0

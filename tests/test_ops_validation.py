@@ -28,7 +28,7 @@ z = np.zeros
     (lambda: ops.linear_forward(z(3), z((4, 3)), z(4)), r"x must have shape \(N, D\)"),
     (lambda: ops.linear_backward(z((2, 5)), ops.linear_forward(z((2, 3)), z((4, 3)), z(4))[1]), r"dout must have shape \(N, F\) = \(2, 4\)"),
     (lambda: ops.relu_forward(z(3, np.int64)), r"relu_forward: x must be a float32 or float64 array"),
-    (lambda: ops.relu_backward(z(4), ops.relu_forward(z(3))[1]), r"dout must have the forward shape \(3,\)"),
+    (lambda: ops.relu_backward(z(4), ops.relu_forward(z(3))[1]), r"dout must be a float64 array of the forward shape \(3,\)"),
     (lambda: ops.maxpool2d_forward(z((1, 1, 4, 4)), size=0), r"size must be an integer >= 1"),
     (lambda: ops.maxpool2d_backward(z((1, 1, 3, 3)), ops.maxpool2d_forward(z((1, 1, 4, 4)))[1]), r"dout must have shape \(N, C, Ho, Wo\) = \(1, 1, 2, 2\)"),
     (lambda: ops.warp_forward(z((1, 3, 4, 4)), z((1, 3, 2)), 4, 4), r"theta must have shape \(N, 2, 3\)"),

@@ -1,0 +1,76 @@
+"""Area (box-filter) resize, NCHW: each output pixel is the mean of the input
+area it covers, so shrinking does not alias.
+
+Along one axis of input length S resized to So, output pixel o covers the
+input interval [o s, (o + 1) s), s = S / So; input pixel p (covering [p, p+1))
+gets weight |[p, p+1) ∩ [o s, (o+1) s)| / s. The weights of an output pixel
+sum to 1. The 2-D resize is this along the rows, then along the columns;
+as a matrix product, out[n, c] = R_h (Ho, H) @ img[n, c] (H, W) @ R_w.T (W, Wo).
+
+It is the fixed, parameter-free step that gives the alignment net its 50x50
+copy of the 112x112 face (Table 2), so it has no backward pass.
+
+The taps are passed in banded form: ``start (So,)`` is the first input pixel
+of output o and ``weights (So, T)`` the weights of pixels start[o] .. start[o] + T - 1
+(trailing weights 0).
+"""
+import numpy as np
+from numba import prange
+
+from kernels.jit import parallel_kernel
+
+
+def area_weights(size, out_size):
+    """Dense resize matrix R (out_size, size) of the area filter (the reference's form)."""
+    R = np.zeros((out_size, size))
+    scale = size / out_size
+    for o in range(out_size):
+        lo, hi = o * scale, (o + 1) * scale
+        for p in range(int(np.floor(lo)), min(size, int(np.ceil(hi)))):
+            R[o, p] = (min(hi, p + 1) - max(lo, p)) / scale
+    return R
+
+
+def area_taps(size, out_size, dtype):
+    """Banded form of ``area_weights``: (start (out_size,) int64, weights (out_size, T))."""
+    R = area_weights(size, out_size)
+    nonzero = R > 0
+    start = np.argmax(nonzero, axis=1)
+    T = int((size - np.argmax(nonzero[:, ::-1], axis=1) - start).max())
+    weights = np.zeros((out_size, T), dtype=dtype)
+    for o in range(out_size):
+        taps = R[o, start[o]:start[o] + T]
+        weights[o, :len(taps)] = taps
+    return start.astype(np.int64), weights
+
+
+@parallel_kernel
+def resize_forward(img, start_h, weights_h, start_w, weights_w, out):
+    """out (N, C, Ho, Wo) = area resize of img (N, C, H, W) with banded taps per axis."""
+    N, C, H, W = img.shape
+    Ho, Wo = out.shape[2], out.shape[3]
+    Th, Tw = weights_h.shape[1], weights_w.shape[1]
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        rows = np.empty((H, Wo), img.dtype)                    # resized along the columns first
+        for h in range(H):
+            for o in range(Wo):
+                acc = 0.0
+                s = start_w[o]
+                for t in range(min(Tw, W - s)):
+                    acc += weights_w[o, t] * img[n, c, h, s + t]
+                rows[h, o] = acc
+        for o in range(Ho):
+            s = start_h[o]
+            for q in range(Wo):
+                acc = 0.0
+                for t in range(min(Th, H - s)):
+                    acc += weights_h[o, t] * rows[s + t, q]
+                out[n, c, o, q] = acc
+
+
+def resize_forward_reference(img, out_h, out_w):
+    """R_h @ img @ R_w.T for every image and channel, with dense resize matrices."""
+    N, C, H, W = img.shape
+    R_h, R_w = area_weights(H, out_h), area_weights(W, out_w)
+    return np.einsum("oh,nchw,qw->ncoq", R_h, img, R_w).astype(img.dtype)
