@@ -13,3 +13,12 @@ Layers, each depending only on the ones before it::
 """
 
 __version__ = "0.1.0"
+
+
+def load(path=None):
+    """Load a saved model (``.npz``); with no path, the pretrained model shipped with npface.
+
+    See ``npface.model.load`` for the checks made on the file.
+    """
+    from npface.model import load as _load
+    return _load(path)

@@ -1,0 +1,415 @@
+"""The face network of Table 2: alignment net, warp, signature net, and the threshold.
+
+One image's path through the network (shapes for the default configuration)::
+
+    image (112, 112, 3) uint8 --preprocess--> x (3, 112, 112) float32 in [-1, 1]
+    x --resize_area--> small (3, 50, 50) --alignment net--> pose (4,) = (a, b, tx, ty)
+    theta = [[a, -b, tx], [b, a, ty]]                 (rotation + uniform scale + shift)
+    x --warp by theta--> aligned (3, 112, 112) --signature net--> signature (128,)
+
+The layer lists live in ``npface.architecture``; this module turns them into
+parameters, a forward pass that keeps what the backward pass needs, and the
+backward pass itself. The learned threshold theta of the loss (eq. 2) is a
+parameter too, ``params["threshold"]``, so a saved model can say "same" or
+"not same" by itself: two faces are the same person when the squared
+distance of their signatures is below it.
+
+A training step, in one straight line::
+
+    sig, cache = model.forward(images, train=True)                  # (N, 128)
+    loss, lc = ops.pair_hinge_forward(sig, labels, model.threshold)  # eq. 2-3
+    dsig, dthreshold = ops.pair_hinge_backward(lc)
+    grads = model.backward(dsig, dthreshold, cache)                 # name -> gradient
+"""
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, Tuple
+
+import numpy as np
+
+from npface import __version__, ops
+from npface.architecture import (ALIGN_INPUT_SIZE, ALIGNMENT_NET, INPUT_SIZE, SIGNATURE_NET, Conv, Layer, Linear,
+                                 MaxPool, trace)
+from npface.threads import check_threads, limit
+
+FORMAT = "npface-model"
+FORMAT_VERSION = 1
+METADATA_KEY = "metadata.json"
+# The initial theta. Eq. 1 asks same pairs for d < theta - 1 and different pairs for d > theta + 1;
+# with theta <= 1 the first can only hold when signatures coincide, which pulls the embedding towards
+# collapse (all signatures equal, a stationary point of any loss on distances, since dd/de = 2 (e_i - e_j)).
+# 2 is the smallest threshold that leaves room [0, 1) for same pairs; training moves it from there.
+DEFAULT_THRESHOLD = 2.0
+PRETRAINED_PATH = Path(__file__).resolve().parent / "pretrained" / "npface-lfw.npz"
+
+NORMALISATION = ("uint8 pixels v in 0..255 become v / 255 in [0, 1]; float images are taken as already in "
+                 "[0, 1]; then x = (v - 0.5) / 0.5, in [-1, 1], RGB, NCHW")
+
+
+# --------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The architecture: input sizes and the two layer lists (Table 2 by default)."""
+    input_size: int = INPUT_SIZE
+    align_input_size: int = ALIGN_INPUT_SIZE
+    alignment: Tuple[Layer, ...] = ALIGNMENT_NET
+    signature: Tuple[Layer, ...] = SIGNATURE_NET
+
+    def to_json(self):
+        layer = lambda l: {"type": type(l).__name__, **asdict(l)}  # noqa: E731
+        return {"input_size": self.input_size, "align_input_size": self.align_input_size,
+                "alignment": [layer(l) for l in self.alignment], "signature": [layer(l) for l in self.signature]}
+
+    @classmethod
+    def from_json(cls, d):
+        kinds = {"Conv": Conv, "MaxPool": MaxPool, "Linear": Linear}
+
+        def layer(spec):
+            spec = dict(spec)
+            kind = spec.pop("type", None)
+            if kind not in kinds:
+                raise ValueError(f"unknown layer type {kind!r} in the model configuration")
+            return kinds[kind](**spec)
+
+        return cls(int(d["input_size"]), int(d["align_input_size"]),
+                   tuple(layer(s) for s in d["alignment"]), tuple(layer(s) for s in d["signature"]))
+
+    def check(self):
+        """Raise ValueError unless the layer lists fit together: alignment ends in 4 numbers, signature in D."""
+        for name, layers, size in (("alignment", self.alignment, self.align_input_size),
+                                   ("signature", self.signature, self.input_size)):
+            shapes = trace(layers, (3, size, size))
+            if any(min(s.output) < 1 for s in shapes):
+                bad = next(s for s in shapes if min(s.output) < 1)
+                raise ValueError(f"{name} net: layer {bad.layer.name} gets input {bad.input} and "
+                                 f"would output {bad.output}")
+            if not isinstance(layers[-1], Linear) or layers[-1].relu:
+                raise ValueError(f"{name} net must end in an affine layer without ReLU")
+        if self.alignment[-1].out_features != 4:
+            raise ValueError("the alignment net must output 4 numbers (a, b, tx, ty)")
+        return self
+
+    @property
+    def signature_dim(self):
+        return self.signature[-1].out_features
+
+
+TABLE2 = ModelConfig()
+
+
+def parameter_shapes(config) -> Dict[str, Tuple[int, ...]]:
+    """Every parameter's name and shape, in network order; ``threshold`` last."""
+    shapes = {}
+    for layers, size in ((config.alignment, config.align_input_size), (config.signature, config.input_size)):
+        for s in trace(layers, (3, size, size)):
+            if isinstance(s.layer, Conv):
+                k = s.layer.kernel
+                shapes[s.layer.name + ".weight"] = (s.layer.out_channels, s.input[0], k, k)   # (F, C, K, K)
+                shapes[s.layer.name + ".bias"] = (s.layer.out_channels,)
+            elif isinstance(s.layer, Linear):
+                shapes[s.layer.name + ".weight"] = (s.layer.out_features, int(np.prod(s.input)))  # (F, D)
+                shapes[s.layer.name + ".bias"] = (s.layer.out_features,)
+    shapes["threshold"] = ()
+    return shapes
+
+
+def init_parameters(config, seed=0, threshold=DEFAULT_THRESHOLD):
+    """Initial parameters, reproducible from ``seed``.
+
+    - He initialisation, N(0, 2 / fan_in), for every layer followed by a ReLU,
+      so activations keep their scale through the stack; N(0, 1 / fan_in)
+      for the signature layer, which has no ReLU. Biases start at 0.
+    - The alignment net's last layer starts at the identity transform: zero
+      weights and bias (a, b, tx, ty) = (1, 0, 0, 0), so an untrained model
+      warps nothing, and the first gradients reach it through the warp.
+    """
+    rng = np.random.default_rng(seed)
+    params = {}
+    last_align = config.alignment[-1].name
+    for name, shape in parameter_shapes(config).items():
+        if name == "threshold":
+            params[name] = np.array(threshold, dtype=np.float32)
+        elif name.endswith(".bias"):
+            params[name] = np.zeros(shape, dtype=np.float32)
+            if name == last_align + ".bias":
+                params[name][0] = 1.0                                  # a = 1: identity
+        elif name.startswith(last_align + "."):
+            params[name] = np.zeros(shape, dtype=np.float32)
+        else:
+            fan_in = int(np.prod(shape[1:]))
+            layer_name = name[:-len(".weight")]
+            relu = next(l for l in config.alignment + config.signature if l.name == layer_name).relu
+            std = np.sqrt((2.0 if relu else 1.0) / fan_in)
+            params[name] = (rng.standard_normal(shape) * std).astype(np.float32)
+    return params
+
+
+# --------------------------------------------------------------------------
+# The similarity transform
+# --------------------------------------------------------------------------
+
+def pose_to_theta(pose):
+    """pose (N, 4) = (a, b, tx, ty) -> theta (N, 2, 3) = [[a, -b, tx], [b, a, ty]]."""
+    a, b, tx, ty = pose.T
+    return np.ascontiguousarray(np.stack([np.stack([a, -b, tx], 1), np.stack([b, a, ty], 1)], 1))
+
+
+def dtheta_to_dpose(dtheta):
+    """The chain rule through ``pose_to_theta``: dtheta (N, 2, 3) -> dpose (N, 4)."""
+    return np.stack([dtheta[:, 0, 0] + dtheta[:, 1, 1], dtheta[:, 1, 0] - dtheta[:, 0, 1],
+                     dtheta[:, 0, 2], dtheta[:, 1, 2]], axis=1)
+
+
+# --------------------------------------------------------------------------
+# The network
+# --------------------------------------------------------------------------
+
+def _forward_layers(layers, x, params, keep):
+    """Run ``layers`` on x; return (out, caches) where caches (if keep) let ``_backward_layers`` undo them."""
+    caches = []
+    for layer in layers:
+        if isinstance(layer, Conv):
+            x, cache = ops.conv2d_forward(x, params[layer.name + ".weight"], params[layer.name + ".bias"],
+                                          layer.stride, layer.pad)
+        elif isinstance(layer, MaxPool):
+            x, cache = ops.maxpool2d_forward(x, layer.size, layer.stride)
+        else:
+            flat_from = x.shape
+            x, cache = ops.linear_forward(x.reshape(x.shape[0], -1), params[layer.name + ".weight"],
+                                          params[layer.name + ".bias"])
+            cache = (cache, flat_from)
+        relu_cache = None
+        if getattr(layer, "relu", False):
+            x, relu_cache = ops.relu_forward(x)
+        if keep:
+            caches.append((layer, cache, relu_cache))
+    return x, caches
+
+
+def _backward_layers(dout, caches, grads):
+    """Walk the caches backwards; add parameter gradients to ``grads``; return the input gradient."""
+    for layer, cache, relu_cache in reversed(caches):
+        if relu_cache is not None:
+            dout = ops.relu_backward(dout, relu_cache)
+        if isinstance(layer, Conv):
+            dout, grads[layer.name + ".weight"], grads[layer.name + ".bias"] = ops.conv2d_backward(dout, cache)
+        elif isinstance(layer, MaxPool):
+            dout = ops.maxpool2d_backward(dout, cache)
+        else:
+            cache, flat_from = cache
+            dout, grads[layer.name + ".weight"], grads[layer.name + ".bias"] = ops.linear_backward(dout, cache)
+            dout = dout.reshape(flat_from)
+    return dout
+
+
+@dataclass
+class ForwardCache:
+    alignment: list          # the alignment net's layer caches
+    warp: object             # ops.WarpCache
+    signature: list          # the signature net's layer caches
+    theta: np.ndarray        # (N, 2, 3) the transforms that were applied
+
+
+class FaceModel:
+    """The Table 2 network with its parameters and learned threshold.
+
+    ``FaceModel(config, seed)`` builds a fresh, initialised model; ``npface.load``
+    reads a saved one. ``params`` maps stable names (``"nin1.conv.weight"``,
+    ``"threshold"``, ...) to float32 arrays.
+    """
+
+    def __init__(self, config=TABLE2, seed=0, threshold=DEFAULT_THRESHOLD, params=None, provenance=None):
+        self.config = config.check()
+        self.params = params if params is not None else init_parameters(config, seed, threshold)
+        self.provenance = dict(provenance or {})
+        self.threads = 1                    # inference threads: one, like the paper's single ARM core
+
+    # ---------------------------------------------------------- properties
+    @property
+    def threshold(self):
+        """The learned global threshold theta (eq. 2), a Python float."""
+        return float(self.params["threshold"])
+
+    @property
+    def dtype(self):
+        return self.params["threshold"].dtype
+
+    def astype(self, dtype):
+        """A copy of the model with every parameter in ``dtype`` (float64 for gradient checks)."""
+        return FaceModel(self.config, params={k: v.astype(dtype) for k, v in self.params.items()},
+                         provenance=self.provenance)
+
+    # ---------------------------------------------------------- forward / backward
+    def check_images(self, images):
+        """Raise ValueError unless images is a batch (N, S, S, 3) of uint8 or float pixels."""
+        S = self.config.input_size
+        if not isinstance(images, np.ndarray):
+            raise ValueError(f"images must be a numpy array of shape (N, {S}, {S}, 3), got {type(images).__name__}")
+        if images.ndim == 3 and images.shape == (S, S, 3):
+            raise ValueError(f"images must be a batch (N, {S}, {S}, 3); for one image use images[None]")
+        if images.ndim != 4 or images.shape[1:] != (S, S, 3) or images.shape[0] == 0:
+            raise ValueError(f"images must have shape (N, {S}, {S}, 3) (RGB, channels last), got {images.shape}")
+        if images.dtype != np.uint8 and images.dtype.kind != "f":
+            raise ValueError(f"images must be uint8 (0..255) or float (0..1), got dtype {images.dtype}")
+
+    def preprocess(self, images):
+        """images (N, S, S, 3) uint8 or float in [0, 1] -> x (N, 3, S, S) in [-1, 1], the model's dtype."""
+        self.check_images(images)
+        if images.dtype == np.uint8:
+            x = images.astype(self.dtype) * (1.0 / 255.0)
+        else:
+            if not np.all(np.isfinite(images)) or images.min() < 0.0 or images.max() > 1.0:
+                raise ValueError("float images must be finite and in [0, 1] (uint8 images are 0..255); got values in "
+                                 f"[{np.nanmin(images):.3g}, {np.nanmax(images):.3g}]")
+            x = images.astype(self.dtype)
+        return np.ascontiguousarray(((x - 0.5) / 0.5).transpose(0, 3, 1, 2))
+
+    def forward(self, images, train=False):
+        """Signatures (N, D) of a batch of images; with train=True also the cache for ``backward``."""
+        x = self.preprocess(images)                                               # (N, 3, S, S)
+        A, S = self.config.align_input_size, self.config.input_size
+        small = ops.resize_area(x, A, A)                                          # (N, 3, A, A)
+        pose, align_caches = _forward_layers(self.config.alignment, small, self.params, train)   # (N, 4)
+        theta = pose_to_theta(pose)                                               # (N, 2, 3)
+        aligned, warp_cache = ops.warp_forward(x, theta, S, S)                    # (N, 3, S, S)
+        sig, sig_caches = _forward_layers(self.config.signature, aligned, self.params, train)    # (N, D)
+        return sig, (ForwardCache(align_caches, warp_cache, sig_caches, theta) if train else None)
+
+    def backward(self, dsig, dthreshold, cache):
+        """Gradients of every parameter (a dict like ``params``) from dsig (N, D) and dL/dthreshold."""
+        if cache is None:
+            raise ValueError("backward needs the cache of forward(images, train=True)")
+        grads = {}
+        daligned = _backward_layers(np.ascontiguousarray(dsig, dtype=self.dtype), cache.signature, grads)
+        _, dtheta = ops.warp_backward(daligned, cache.warp)
+        _backward_layers(dtheta_to_dpose(dtheta).astype(self.dtype), cache.alignment, grads)
+        grads["threshold"] = np.array(dthreshold, dtype=self.dtype)
+        return grads
+
+    # ---------------------------------------------------------- inference
+    def embed(self, images, batch_size=64, threads=None):
+        """Signatures (N, D) float32 of images (N, S, S, 3), uint8 or float in [0, 1].
+
+        Runs on ``threads`` threads (default ``self.threads``, i.e. one), in
+        batches of ``batch_size``.
+        """
+        threads = check_threads(self.threads if threads is None else threads)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.check_images(images)
+        out = np.empty((len(images), self.config.signature_dim), dtype=np.float32)
+        with limit(threads):
+            for start in range(0, len(images), batch_size):
+                out[start:start + batch_size] = self.forward(images[start:start + batch_size])[0]
+        return out
+
+    def distance(self, a, b):
+        """Squared Euclidean distance between signatures a and b ((D,) or (N, D), broadcast)."""
+        a, b = self._signatures(a, "a"), self._signatures(b, "b")
+        return ((a - b) ** 2).sum(axis=-1)
+
+    def same(self, a, b):
+        """True where signatures a and b are closer than the learned threshold: the same person."""
+        return self.distance(a, b) < self.threshold
+
+    def _signatures(self, s, name):
+        D = self.config.signature_dim
+        s = np.asarray(s)
+        if s.dtype.kind != "f" or s.shape[-1:] != (D,):
+            raise ValueError(f"{name} must be signatures of shape (D,) or (N, D) with D = {D}, got "
+                             f"{s.dtype} {s.shape}; use model.embed(images) to get them")
+        return s.astype(np.float64)
+
+    # ---------------------------------------------------------- files
+    def save(self, path):
+        """Write the model to ``path`` (.npz) atomically: a crash never leaves a half-written file."""
+        save_model(self, path)
+
+
+# --------------------------------------------------------------------------
+# Model files
+# --------------------------------------------------------------------------
+
+def save_model(model, path):
+    path = Path(path)
+    metadata = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "npface_version": __version__,
+        "config": model.config.to_json(),
+        "input": {"size": model.config.input_size, "channels": "RGB", "layout": "(N, S, S, 3)",
+                  "normalisation": NORMALISATION},
+        "threshold": model.threshold,
+        "provenance": model.provenance,
+    }
+    arrays = {name: np.asarray(v, dtype=np.float32) for name, v in model.params.items()}
+    arrays[METADATA_KEY] = np.array(json.dumps(metadata, indent=1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load(path=None):
+    """Read a model saved by ``FaceModel.save``; with no path, the pretrained model shipped with npface.
+
+    Every array is checked against the architecture in the file's metadata:
+    its name, shape, dtype (float32) and finiteness. Any problem raises
+    ValueError naming the file and the offending entry.
+    """
+    if path is None:
+        path = PRETRAINED_PATH
+        if not path.exists():
+            raise FileNotFoundError(f"no pretrained model is shipped in this installation ({path}); "
+                                    "train one with python -m npface.train and load it by path")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable npface model file (.npz): {e}") from None
+    if METADATA_KEY not in arrays:
+        raise ValueError(f"{path}: no '{METADATA_KEY}' entry: not an npface model file")
+    try:
+        metadata = json.loads(str(arrays.pop(METADATA_KEY)))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: '{METADATA_KEY}' is not valid JSON: {e}") from None
+    if metadata.get("format") != FORMAT:
+        raise ValueError(f"{path}: format is {metadata.get('format')!r}, expected {FORMAT!r}")
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: format version {metadata.get('format_version')!r} is not supported "
+                         f"(this npface reads version {FORMAT_VERSION})")
+    try:
+        config = ModelConfig.from_json(metadata["config"]).check()
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: bad architecture configuration in the metadata: {e}") from None
+    expected = parameter_shapes(config)
+    missing = [n for n in expected if n not in arrays]
+    extra = [n for n in arrays if n not in expected]
+    if missing or extra:
+        raise ValueError(f"{path}: arrays do not match the architecture: missing {missing}, unexpected {extra}")
+    for name, shape in expected.items():
+        a = arrays[name]
+        if a.dtype != np.float32:
+            raise ValueError(f"{path}: array '{name}' has dtype {a.dtype}, expected float32")
+        if a.shape != shape:
+            raise ValueError(f"{path}: array '{name}' has shape {a.shape}, expected {shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{path}: array '{name}' has {int((~np.isfinite(a)).sum())} NaN or infinite values")
+    params = {name: arrays[name].copy() for name in expected}          # copy() keeps 0-d arrays 0-d
+    return FaceModel(config, params=params, provenance=metadata.get("provenance") or {})

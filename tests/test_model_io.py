@@ -1,0 +1,100 @@
+"""Model files: .npz with JSON metadata, atomic writes, strict validation on load."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import npface
+from npface.model import METADATA_KEY, FaceModel, load, save_model
+from tests.test_model import TINY
+
+
+def saved(tmp_path, **provenance):
+    model = FaceModel(TINY, seed=5, threshold=2.5, provenance=provenance)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    return model, path
+
+
+def rewrite(path, change):
+    """Load the raw arrays of a model file, let ``change(arrays, metadata)`` edit them, and write them back."""
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    metadata = json.loads(str(arrays[METADATA_KEY]))
+    change(arrays, metadata)
+    arrays[METADATA_KEY] = np.array(json.dumps(metadata))
+    np.savez(path, **arrays)
+
+
+def test_round_trip(tmp_path):
+    model, path = saved(tmp_path, steps=10, data="synthetic")
+    back = npface.load(path)
+    assert back.config == model.config and back.threshold == 2.5
+    assert back.provenance == {"steps": 10, "data": "synthetic"}
+    assert set(back.params) == set(model.params)
+    for k in model.params:
+        np.testing.assert_array_equal(back.params[k], model.params[k])
+    images = np.random.default_rng(0).integers(0, 256, (3, 12, 12, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(back.embed(images), model.embed(images))
+    with np.load(path, allow_pickle=False) as npz:              # opens without pickle, metadata is JSON
+        meta = json.loads(str(npz[METADATA_KEY]))
+    assert meta["format_version"] == 1 and meta["threshold"] == 2.5 and "normalisation" in meta["input"]
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    model, path = saved(tmp_path)
+    before = path.read_bytes()
+
+    def crash(fh, **arrays):
+        fh.write(b"half a file")
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_model(FaceModel(TINY, seed=6), path)
+    assert path.read_bytes() == before                          # the old model is intact
+    assert os.listdir(tmp_path) == ["model.npz"]               # and no temp file is left behind
+
+
+def test_truncated_file(tmp_path):
+    _, path = saved(tmp_path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match="not a readable npface model file"):
+        load(path)
+
+
+def test_not_an_npz(tmp_path):
+    path = tmp_path / "model.npz"
+    path.write_text("hello")
+    with pytest.raises(ValueError, match="not a readable npface model file"):
+        load(path)
+
+
+def test_missing_file_and_missing_pretrained(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model file not found"):
+        load(tmp_path / "nope.npz")
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda a, m: m.update(format_version=99), "format version 99 is not supported"),
+    (lambda a, m: m.update(format="other"), "format is 'other'"),
+    (lambda a, m: a.pop("s.fc.weight"), r"missing \['s.fc.weight'\]"),
+    (lambda a, m: a.update(extra=np.zeros(3, np.float32)), r"unexpected \['extra'\]"),
+    (lambda a, m: a["s.fc.bias"].__setitem__(2, np.nan), "'s.fc.bias' has 1 NaN or infinite values"),
+    (lambda a, m: a.update({"s.fc.bias": a["s.fc.bias"].astype(np.float64)}), "'s.fc.bias' has dtype float64"),
+    (lambda a, m: a.update({"s.fc.bias": np.zeros(9, np.float32)}), r"'s.fc.bias' has shape \(9,\), expected \(8,\)"),
+    (lambda a, m: m["config"]["signature"][0].update(type="Pool3D"), "unknown layer type 'Pool3D'"),
+])
+def test_bad_contents_name_the_entry(tmp_path, change, match):
+    _, path = saved(tmp_path)
+    rewrite(path, change)
+    with pytest.raises(ValueError, match=match):
+        load(path)
+
+
+def test_no_metadata(tmp_path):
+    path = tmp_path / "model.npz"
+    np.savez(path, weights=np.zeros(3))
+    with pytest.raises(ValueError, match="no 'metadata.json' entry"):
+        load(path)
