@@ -92,13 +92,18 @@ def col2im_add(dcols, K, stride, pad, dx_n):
 
 
 @kernel
-def _add_bias(out_n, b):
-    """out_n (F, P) += b (F,) broadcast along P."""
+def _add_bias(out_n, b, relu):
+    """out_n (F, P) += b (F,) broadcast along P; then max(., 0) if relu (the fused ReLU)."""
     F, P = out_n.shape
     for f in range(F):
         bf = b[f]
-        for k in range(P):
-            out_n[f, k] += bf
+        if relu:
+            for k in range(P):
+                v = out_n[f, k] + bf
+                out_n[f, k] = v if (v > 0.0 or v != v) else 0.0     # NaN stays NaN, as in kernels.activation
+        else:
+            for k in range(P):
+                out_n[f, k] += bf
 
 
 @kernel
@@ -116,8 +121,8 @@ def _sum_groups(parts, total):
 # --------------------------------------------------------------------------
 
 @parallel_kernel
-def conv2d_forward(x, w2, b, K, stride, pad, G, out):
-    """out (N, F, Ho, Wo) = conv(x (N, C, H, W), w2 (F, C*K*K)) + b (F,)."""
+def conv2d_forward(x, w2, b, K, stride, pad, G, relu, out):
+    """out (N, F, Ho, Wo) = conv(x (N, C, H, W), w2 (F, C*K*K)) + b (F,), then ReLU if relu."""
     N = x.shape[0]
     F, CKK = w2.shape
     P = out.shape[2] * out.shape[3]
@@ -127,7 +132,7 @@ def conv2d_forward(x, w2, b, K, stride, pad, G, out):
             im2col(x[n], K, stride, pad, cols)
             out_n = out[n].reshape(F, P)                         # (F, Ho*Wo) view
             np.dot(w2, cols, out_n)
-            _add_bias(out_n, b)
+            _add_bias(out_n, b, relu)
 
 
 @parallel_kernel
@@ -166,8 +171,8 @@ def conv2d_backward(dout, x, w2, K, stride, pad, G, dx, dw2, db):
 # --------------------------------------------------------------------------
 
 @parallel_kernel
-def conv1x1_forward(x, w2, b, G, out):
-    """out (N, F, H, W) = w2 (F, C) applied at every pixel of x (N, C, H, W), + b (F,)."""
+def conv1x1_forward(x, w2, b, G, relu, out):
+    """out (N, F, H, W) = w2 (F, C) applied at every pixel of x (N, C, H, W), + b (F,), then ReLU if relu."""
     N, C = x.shape[0], x.shape[1]
     F = w2.shape[0]
     P = x.shape[2] * x.shape[3]
@@ -175,7 +180,7 @@ def conv1x1_forward(x, w2, b, G, out):
         for n in range(g, N, G):
             out_n = out[n].reshape(F, P)
             np.dot(w2, x[n].reshape(C, P), out_n)
-            _add_bias(out_n, b)
+            _add_bias(out_n, b, relu)
 
 
 @parallel_kernel

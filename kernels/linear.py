@@ -23,13 +23,14 @@ from kernels.jit import kernel
 
 
 @kernel
-def linear_forward(x, w, b, out):
-    """out (N, F) = x (N, D) @ w.T (D, F) + b (F,)."""
+def linear_forward(x, w, b, relu, out):
+    """out (N, F) = x (N, D) @ w.T (D, F) + b (F,), then ReLU if relu."""
     np.dot(x, w.T, out)
     N, F = out.shape
     for n in range(N):
         for f in range(F):
-            out[n, f] += b[f]
+            v = out[n, f] + b[f]
+            out[n, f] = 0.0 if (relu and v <= 0.0) else v
 
 
 @kernel

@@ -39,6 +39,30 @@ def maxpool2d_forward(x, size, stride, out, argmax):
 
 
 @parallel_kernel
+def maxpool2x2_forward(x, out, argmax):
+    """The 2x2, stride-2 case of ``maxpool2d_forward`` (Table 2's pools), unrolled: same results."""
+    N, C = x.shape[0], x.shape[1]
+    Ho, Wo = out.shape[2], out.shape[3]
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        for i in range(Ho):
+            for j in range(Wo):
+                best = x[n, c, 2 * i, 2 * j]
+                k = 0
+                v = x[n, c, 2 * i, 2 * j + 1]
+                if v > best:
+                    best, k = v, 1
+                v = x[n, c, 2 * i + 1, 2 * j]
+                if v > best:
+                    best, k = v, 2
+                v = x[n, c, 2 * i + 1, 2 * j + 1]
+                if v > best:
+                    best, k = v, 3
+                out[n, c, i, j] = best
+                argmax[n, c, i, j] = k
+
+
+@parallel_kernel
 def maxpool2d_backward(dout, argmax, size, stride, dx):
     """dx (N, C, H, W) overwritten: zero but at each window's winner."""
     N, C = dx.shape[0], dx.shape[1]

@@ -24,6 +24,7 @@ A training step, in one straight line::
 import json
 import os
 import tempfile
+import time
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -171,33 +172,35 @@ def dtheta_to_dpose(dtheta):
 # The network
 # --------------------------------------------------------------------------
 
-def _forward_layers(layers, x, params, keep):
-    """Run ``layers`` on x; return (out, caches) where caches (if keep) let ``_backward_layers`` undo them."""
+def _forward_layers(layers, x, params, keep, timings=None):
+    """Run ``layers`` on x; return (out, caches) where caches (if keep) let ``_backward_layers`` undo them.
+
+    ``timings``, if a dict, accumulates each layer's wall time (seconds) under its name.
+    """
     caches = []
     for layer in layers:
-        if isinstance(layer, Conv):
+        if timings is not None:
+            start = time.perf_counter()
+        if isinstance(layer, Conv):                   # convolution + its ReLU, in one pass
             x, cache = ops.conv2d_forward(x, params[layer.name + ".weight"], params[layer.name + ".bias"],
-                                          layer.stride, layer.pad)
+                                          layer.stride, layer.pad, relu=layer.relu)
         elif isinstance(layer, MaxPool):
             x, cache = ops.maxpool2d_forward(x, layer.size, layer.stride)
         else:
-            flat_from = x.shape
+            flat_from = x.shape                       # a Linear sees a (C, H, W) activation flattened in C order
             x, cache = ops.linear_forward(x.reshape(x.shape[0], -1), params[layer.name + ".weight"],
-                                          params[layer.name + ".bias"])
+                                          params[layer.name + ".bias"], relu=layer.relu)
             cache = (cache, flat_from)
-        relu_cache = None
-        if getattr(layer, "relu", False):
-            x, relu_cache = ops.relu_forward(x)
         if keep:
-            caches.append((layer, cache, relu_cache))
+            caches.append((layer, cache))
+        if timings is not None:
+            timings[layer.name] = timings.get(layer.name, 0.0) + time.perf_counter() - start
     return x, caches
 
 
 def _backward_layers(dout, caches, grads):
     """Walk the caches backwards; add parameter gradients to ``grads``; return the input gradient."""
-    for layer, cache, relu_cache in reversed(caches):
-        if relu_cache is not None:
-            dout = ops.relu_backward(dout, relu_cache)
+    for layer, cache in reversed(caches):
         if isinstance(layer, Conv):
             dout, grads[layer.name + ".weight"], grads[layer.name + ".bias"] = ops.conv2d_backward(dout, cache)
         elif isinstance(layer, MaxPool):
@@ -207,6 +210,33 @@ def _backward_layers(dout, caches, grads):
             dout, grads[layer.name + ".weight"], grads[layer.name + ".bias"] = ops.linear_backward(dout, cache)
             dout = dout.reshape(flat_from)
     return dout
+
+
+def reference_forward(model, images):
+    """The whole network built from the slow reference kernels: the oracle for ``FaceModel.forward``."""
+    from kernels.conv import conv2d_forward_reference
+    from kernels.linear import linear_forward_reference
+    from kernels.pool import maxpool2d_forward_reference
+    from kernels.resize import resize_forward_reference
+    from kernels.warp import warp_forward_reference
+
+    def run(layers, x):
+        for layer in layers:
+            w, b = model.params.get(layer.name + ".weight"), model.params.get(layer.name + ".bias")
+            if isinstance(layer, Conv):
+                x = conv2d_forward_reference(x, w, b, layer.stride, layer.pad)
+            elif isinstance(layer, MaxPool):
+                x = maxpool2d_forward_reference(x, layer.size, layer.stride)
+            else:
+                x = linear_forward_reference(x.reshape(len(x), -1), w, b)
+            if getattr(layer, "relu", False):
+                x = np.maximum(x, 0)
+        return x
+
+    x = model.preprocess(images)
+    S, A = model.config.input_size, model.config.align_input_size
+    theta = pose_to_theta(run(model.config.alignment, resize_forward_reference(x, A, A)))
+    return run(model.config.signature, warp_forward_reference(x, theta, S, S))
 
 
 @dataclass
@@ -271,15 +301,25 @@ class FaceModel:
             x = images.astype(self.dtype)
         return np.ascontiguousarray(((x - 0.5) / 0.5).transpose(0, 3, 1, 2))
 
-    def forward(self, images, train=False):
-        """Signatures (N, D) of a batch of images; with train=True also the cache for ``backward``."""
+    def forward(self, images, train=False, timings=None):
+        """Signatures (N, D) of a batch of images; with train=True also the cache for ``backward``.
+
+        ``timings``, if a dict, accumulates the wall time of every stage and layer (for profiling).
+        """
+        clock = time.perf_counter
+        t = clock()
         x = self.preprocess(images)                                               # (N, 3, S, S)
         A, S = self.config.align_input_size, self.config.input_size
         small = ops.resize_area(x, A, A)                                          # (N, 3, A, A)
-        pose, align_caches = _forward_layers(self.config.alignment, small, self.params, train)   # (N, 4)
+        if timings is not None:
+            timings["preprocess+resize"] = timings.get("preprocess+resize", 0.0) + clock() - t
+        pose, align_caches = _forward_layers(self.config.alignment, small, self.params, train, timings)  # (N, 4)
+        t = clock()
         theta = pose_to_theta(pose)                                               # (N, 2, 3)
         aligned, warp_cache = ops.warp_forward(x, theta, S, S)                    # (N, 3, S, S)
-        sig, sig_caches = _forward_layers(self.config.signature, aligned, self.params, train)    # (N, D)
+        if timings is not None:
+            timings["warp"] = timings.get("warp", 0.0) + clock() - t
+        sig, sig_caches = _forward_layers(self.config.signature, aligned, self.params, train, timings)  # (N, D)
         return sig, (ForwardCache(align_caches, warp_cache, sig_caches, theta) if train else None)
 
     def backward(self, dsig, dthreshold, cache):

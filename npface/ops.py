@@ -73,16 +73,26 @@ class Conv2dCache(NamedTuple):
     w: np.ndarray        # (F, C, K, K)
     stride: int
     pad: int
+    out: Optional[np.ndarray]   # (N, F, Ho, Wo) the output when a ReLU was fused in, else None
 
 
-def conv2d_forward(x, w, b, stride=1, pad=0):
+def _relu_mask(dout, out):
+    """dout where out > 0, else 0: the backward of a fused ReLU (a new array)."""
+    dx = np.empty_like(dout)
+    activation.relu_backward(dout.reshape(-1), out.reshape(-1), dx.reshape(-1))
+    return dx
+
+
+def conv2d_forward(x, w, b, stride=1, pad=0, relu=False):
     """2-D convolution (cross-correlation) with zero padding.
 
     x (N, C, H, W), w (F, C, K, K), b (F,) -> out (N, F, Ho, Wo) with
     Ho = (H + 2 pad - K) // stride + 1 and likewise Wo (both must be >= 1).
     out[n, f, i, j] = b[f] + sum_{c,p,q} w[f, c, p, q] xpad[n, c, i stride + p, j stride + q].
     A 1x1 convolution with stride 1 and no padding (a network-in-network
-    layer) takes a fast path with no im2col.
+    layer) takes a fast path with no im2col. ``relu=True`` applies max(., 0)
+    to the output in the same pass (conv + ReLU, as every convolution of
+    Table 2 is followed by one); the backward pass then masks dout itself.
     """
     op = "conv2d_forward"
     x = _float_array(op, "x", x, "(N, C, H, W)", 4)
@@ -104,22 +114,25 @@ def conv2d_forward(x, w, b, stride=1, pad=0):
                          f"(output would be {Ho}x{Wo}); pad more or use a smaller kernel")
     out = np.empty((N, F, Ho, Wo), dtype=x.dtype)
     w2 = w.reshape(F, C * K * K)
+    relu = bool(relu)
     if K == 1 and stride == 1 and pad == 0:
-        conv.conv1x1_forward(x, w2, b, _batch_groups(N), out)
+        conv.conv1x1_forward(x, w2, b, _batch_groups(N), relu, out)
     else:
-        conv.conv2d_forward(x, w2, b, K, stride, pad, _batch_groups(N), out)
-    return out, Conv2dCache(x, w, stride, pad)
+        conv.conv2d_forward(x, w2, b, K, stride, pad, _batch_groups(N), relu, out)
+    return out, Conv2dCache(x, w, stride, pad, out if relu else None)
 
 
 def conv2d_backward(dout, cache):
-    """Gradients of ``conv2d_forward``: (dx (N, C, H, W), dw (F, C, K, K), db (F,))."""
-    x, w, stride, pad = cache
+    """Gradients of ``conv2d_forward`` (with its ReLU, if fused): (dx (N, C, H, W), dw (F, C, K, K), db (F,))."""
+    x, w, stride, pad, out = cache
     N, C, H, W = x.shape
     F, _, K, _ = w.shape
     expected = (N, F, _conv_out_size(H, K, stride, pad), _conv_out_size(W, K, stride, pad))
     dout = _float_array("conv2d_backward", "dout", dout, f"(N, F, Ho, Wo) = {expected}", 4, x.dtype)
     if dout.shape != expected:
         raise ValueError(f"conv2d_backward: dout must have shape (N, F, Ho, Wo) = {expected}, got {dout.shape}")
+    if out is not None:
+        dout = _relu_mask(dout, out)
     dx = np.empty_like(x)
     dw = np.empty_like(w)
     db = np.empty(F, dtype=x.dtype)
@@ -138,10 +151,11 @@ def conv2d_backward(dout, cache):
 class LinearCache(NamedTuple):
     x: np.ndarray        # (N, D)
     w: np.ndarray        # (F, D)
+    out: Optional[np.ndarray]   # (N, F) the output when a ReLU was fused in, else None
 
 
-def linear_forward(x, w, b):
-    """Affine layer: x (N, D), w (F, D), b (F,) -> out (N, F) = x @ w.T + b."""
+def linear_forward(x, w, b, relu=False):
+    """Affine layer: x (N, D), w (F, D), b (F,) -> out (N, F) = x @ w.T + b (then max(., 0) if relu)."""
     op = "linear_forward"
     x = _float_array(op, "x", x, "(N, D)", 2)
     w = _float_array(op, "w", w, "(F, D)", 2, x.dtype)
@@ -151,17 +165,19 @@ def linear_forward(x, w, b):
     if b.shape != (w.shape[0],):
         raise ValueError(f"{op}: b must have shape (F,) = ({w.shape[0]},), got {b.shape}")
     out = np.empty((x.shape[0], w.shape[0]), dtype=x.dtype)
-    linear.linear_forward(x, w, b, out)
-    return out, LinearCache(x, w)
+    linear.linear_forward(x, w, b, bool(relu), out)
+    return out, LinearCache(x, w, out if relu else None)
 
 
 def linear_backward(dout, cache):
-    """Gradients of ``linear_forward``: (dx (N, D), dw (F, D), db (F,))."""
-    x, w = cache
+    """Gradients of ``linear_forward`` (with its ReLU, if fused): (dx (N, D), dw (F, D), db (F,))."""
+    x, w, out = cache
     expected = (x.shape[0], w.shape[0])
     dout = _float_array("linear_backward", "dout", dout, f"(N, F) = {expected}", 2, x.dtype)
     if dout.shape != expected:
         raise ValueError(f"linear_backward: dout must have shape (N, F) = {expected}, got {dout.shape}")
+    if out is not None:
+        dout = _relu_mask(dout, out)
     dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty(w.shape[0], dtype=x.dtype)
     linear.linear_backward(dout, x, w, dx, dw, db)
     return dx, dw, db
@@ -227,7 +243,10 @@ def maxpool2d_forward(x, size=2, stride=2):
     Ho, Wo = (H - size) // stride + 1, (W - size) // stride + 1
     out = np.empty((N, C, Ho, Wo), dtype=x.dtype)
     argmax = np.empty((N, C, Ho, Wo), dtype=np.int32)
-    pool.maxpool2d_forward(x, size, stride, out, argmax)
+    if size == 2 and stride == 2:
+        pool.maxpool2x2_forward(x, out, argmax)
+    else:
+        pool.maxpool2d_forward(x, size, stride, out, argmax)
     return out, MaxPoolCache(x.shape, argmax, size, stride)
 
 

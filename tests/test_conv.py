@@ -120,3 +120,16 @@ def test_result_does_not_depend_on_thread_count_beyond_rounding(threads):
     rdx, rdw, rdb = conv2d_backward_reference(np.ones_like(out), x, w, 1, 1)
     np.testing.assert_allclose(dw, rdw, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dx, rdx, rtol=1e-12, atol=1e-12)
+
+
+@given(conv_case(), st.sampled_from([np.float32, np.float64]))
+def test_fused_relu_equals_conv_then_relu(case, dtype):
+    x, w, b, stride, pad, rng = case
+    x, w, b = x.astype(dtype), w.astype(dtype), b.astype(dtype)
+    fused, cache = ops.conv2d_forward(x, w, b, stride, pad, relu=True)
+    pre, c1 = ops.conv2d_forward(x, w, b, stride, pad)
+    post, c2 = ops.relu_forward(pre)
+    np.testing.assert_array_equal(fused, post)
+    dout = rng.standard_normal(fused.shape).astype(dtype)
+    for a, b_ in zip(ops.conv2d_backward(dout, cache), ops.conv2d_backward(ops.relu_backward(dout, c2), c1)):
+        np.testing.assert_array_equal(a, b_)

@@ -44,6 +44,19 @@ def test_linear_gradients(N, D, F, seed):
         assert_gradient(g, numerical_gradient(f, a, dout), name)
 
 
+@given(st.integers(1, 4), st.integers(1, 6), st.integers(1, 5), seeds, dtypes)
+def test_linear_fused_relu_equals_linear_then_relu(N, D, F, seed, dtype):
+    rng = np.random.default_rng(seed)
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in ((N, D), (F, D), (F,)))
+    fused, cache = ops.linear_forward(x, w, b, relu=True)
+    pre, c1 = ops.linear_forward(x, w, b)
+    post, c2 = ops.relu_forward(pre)
+    np.testing.assert_array_equal(fused, post)
+    dout = rng.standard_normal(fused.shape).astype(dtype)
+    for a, r in zip(ops.linear_backward(dout, cache), ops.linear_backward(ops.relu_backward(dout, c2), c1)):
+        np.testing.assert_array_equal(a, r)
+
+
 def test_linear_hand_computed():
     out, _ = ops.linear_forward(np.array([[1.0, 2.0]]), np.array([[3.0, 4.0], [5.0, 6.0]]), np.array([1.0, -1.0]))
     np.testing.assert_array_equal(out, [[12.0, 16.0]])
@@ -144,3 +157,14 @@ def test_maxpool_overlapping_windows_accumulate():
 def test_maxpool_window_larger_than_image_is_an_error(x):
     with pytest.raises(ValueError, match="at least 2x2"):
         ops.maxpool2d_forward(x)
+
+
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 5), st.integers(1, 5), seeds, dtypes)
+def test_maxpool_2x2_fast_path_keeps_the_tie_rule(N, C, Ho, Wo, seed, dtype):
+    # few distinct values: most windows have ties, which must go to the first maximum
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 3, (N, C, 2 * Ho + 1, 2 * Wo)).astype(dtype)
+    out, cache = ops.maxpool2d_forward(x, 2, 2)
+    np.testing.assert_array_equal(out, maxpool2d_forward_reference(x, 2, 2))
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    np.testing.assert_array_equal(ops.maxpool2d_backward(dout, cache), maxpool2d_backward_reference(dout, x, 2, 2))

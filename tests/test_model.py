@@ -133,3 +133,15 @@ def test_config_round_trips_through_json_and_checks_shapes():
         ModelConfig(12, 6, TINY.alignment[:-1] + (Linear("a.out", 3, relu=False),), TINY.signature).check()
     with pytest.raises(ValueError, match="would output"):
         ModelConfig(2, 6, TINY.alignment, TINY.signature).check()
+
+
+def test_forward_matches_the_reference_network():
+    from npface.model import reference_forward
+    rng = np.random.default_rng(7)
+    model = FaceModel(TINY, seed=7)
+    model.params["a.out.weight"] = 0.1 * rng.standard_normal((4, 5)).astype(np.float32)   # a real warp
+    images = rng.integers(0, 256, (3, 12, 12, 3), dtype=np.uint8)
+    timings = {}
+    sig, _ = model.forward(images, timings=timings)
+    np.testing.assert_allclose(sig, reference_forward(model, images), rtol=1e-4, atol=1e-5)
+    assert {"preprocess+resize", "warp", "a.conv", "s.sig"} <= set(timings)
