@@ -172,7 +172,7 @@ def dtheta_to_dpose(dtheta):
 # The network
 # --------------------------------------------------------------------------
 
-def _forward_layers(layers, x, params, keep, timings=None):
+def forward_layers(layers, x, params, keep, timings=None):
     """Run ``layers`` on x; return (out, caches) where caches (if keep) let ``_backward_layers`` undo them.
 
     ``timings``, if a dict, accumulates each layer's wall time (seconds) under its name.
@@ -198,7 +198,7 @@ def _forward_layers(layers, x, params, keep, timings=None):
     return x, caches
 
 
-def _backward_layers(dout, caches, grads):
+def backward_layers(dout, caches, grads):
     """Walk the caches backwards; add parameter gradients to ``grads``; return the input gradient."""
     for layer, cache in reversed(caches):
         if isinstance(layer, Conv):
@@ -313,13 +313,13 @@ class FaceModel:
         small = ops.resize_area(x, A, A)                                          # (N, 3, A, A)
         if timings is not None:
             timings["preprocess+resize"] = timings.get("preprocess+resize", 0.0) + clock() - t
-        pose, align_caches = _forward_layers(self.config.alignment, small, self.params, train, timings)  # (N, 4)
+        pose, align_caches = forward_layers(self.config.alignment, small, self.params, train, timings)  # (N, 4)
         t = clock()
         theta = pose_to_theta(pose)                                               # (N, 2, 3)
         aligned, warp_cache = ops.warp_forward(x, theta, S, S)                    # (N, 3, S, S)
         if timings is not None:
             timings["warp"] = timings.get("warp", 0.0) + clock() - t
-        sig, sig_caches = _forward_layers(self.config.signature, aligned, self.params, train, timings)  # (N, D)
+        sig, sig_caches = forward_layers(self.config.signature, aligned, self.params, train, timings)  # (N, D)
         return sig, (ForwardCache(align_caches, warp_cache, sig_caches, theta) if train else None)
 
     def backward(self, dsig, dthreshold, cache):
@@ -327,9 +327,9 @@ class FaceModel:
         if cache is None:
             raise ValueError("backward needs the cache of forward(images, train=True)")
         grads = {}
-        daligned = _backward_layers(np.ascontiguousarray(dsig, dtype=self.dtype), cache.signature, grads)
+        daligned = backward_layers(np.ascontiguousarray(dsig, dtype=self.dtype), cache.signature, grads)
         _, dtheta = ops.warp_backward(daligned, cache.warp)
-        _backward_layers(dtheta_to_dpose(dtheta).astype(self.dtype), cache.alignment, grads)
+        backward_layers(dtheta_to_dpose(dtheta).astype(self.dtype), cache.alignment, grads)
         grads["threshold"] = np.array(dthreshold, dtype=self.dtype)
         return grads
 
