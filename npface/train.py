@@ -1,0 +1,100 @@
+"""Train the face network with the Multibatch (or the random-pairs) estimator.
+
+    python -m npface.train                                   # synthetic faces, a few minutes on 2 cores
+    python -m npface.train --lfw ../shared/lfw --people peopleDevTrain.txt --steps 3000 --out runs/lfw
+    python -m npface.train --resume runs/lfw                 # continue after any interruption
+
+See ``npface.training`` for what the output folder holds and how resuming works.
+"""
+import argparse
+import sys
+import time
+
+from npface.estimators import ESTIMATORS
+from npface.training import TrainConfig, TrainingDiverged, run
+
+
+def _fractions(text):
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated fractions like 0.6,0.9, got {text!r}") from None
+
+
+def parser():
+    d = TrainConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m npface.train", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train the Table 2 face network on synthetic faces (default) or folders of identities "
+                    "(LFW) with the paper's pairwise hinge loss and a learned threshold.")
+    g = p.add_argument_group("data")
+    g.add_argument("--lfw", metavar="DIR", help="train on a folder of identities: LFW's root (holding lfw/) or "
+                   "any root/<identity>/<image> folder. Without it: synthetic faces")
+    g.add_argument("--people", metavar="FILE", help="list file restricting the identities (LFW's peopleDevTrain.txt "
+                   "format), a path or a name inside --lfw")
+    g.add_argument("--val-fraction", type=float, default=d.val_fraction, help="share of people held out for validation")
+    g.add_argument("--val-pairs", type=int, default=d.val_pairs, help="held-out validation pairs, half same")
+    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="random horizontal flips (default: on for --lfw, off for synthetic faces)")
+    g.add_argument("--jitter", action=argparse.BooleanOptionalAction, default=None,
+                   help="random small rotation/scale/shift (default: on for --lfw, off for synthetic faces)")
+    g = p.add_argument_group("estimator and batch")
+    g.add_argument("--estimator", choices=ESTIMATORS, default=d.estimator,
+                   help="multibatch: all k^2-k pairs of the batch; pairs: k/2 random disjoint pairs")
+    g.add_argument("--batch-identities", type=int, default=d.batch_identities, help="P identities per batch")
+    g.add_argument("--images-per-identity", type=int, default=d.images_per_identity, help="K images per identity")
+    g.add_argument("--no-balance", dest="balance", action="store_false",
+                   help="plain mean over pairs instead of half same, half not-same")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--steps", type=int, default=d.steps, help="training steps")
+    g.add_argument("--lr", type=float, default=d.lr, help="base learning rate")
+    g.add_argument("--lr-drops", type=_fractions, default=d.lr_drops, metavar="F[,F...]",
+                   help="fractions of the run at which the learning rate is multiplied by --lr-factor")
+    g.add_argument("--lr-factor", type=float, default=d.lr_factor, help="learning-rate multiplier at each drop")
+    g.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (0: plain SGD)")
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 weight decay on weights")
+    g.add_argument("--threshold-init", type=float, default=None,
+                   help="initial threshold theta (default: the median squared distance of a first batch)")
+    g.add_argument("--init", metavar="MODEL", help="start from this model file (e.g. a pretrained alignment net)")
+    g = p.add_argument_group("run")
+    g.add_argument("--seed", type=int, default=d.seed, help="random seed (data order, augmentation, init)")
+    g.add_argument("--threads", type=int, default=d.threads, help="threads (Numba; BLAS stays on one)")
+    g.add_argument("--out", metavar="DIR", help="output folder (default: runs/train-<date>-<time>)")
+    g.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint "
+                   "(its own configuration is used; other flags are ignored)")
+    g.add_argument("--validate-every", type=int, default=d.validate_every, help="steps between validations")
+    g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
+    g.add_argument("--synthetic-identities", type=int, default=d.synthetic_identities,
+                   help="training identities of the synthetic data")
+    return p
+
+
+def config_from_args(a):
+    folder = a.lfw is not None
+    return TrainConfig(
+        data="folder" if folder else "synthetic", lfw=a.lfw, people=a.people, estimator=a.estimator,
+        steps=a.steps, batch_identities=a.batch_identities, images_per_identity=a.images_per_identity,
+        lr=a.lr, lr_drops=tuple(a.lr_drops), lr_factor=a.lr_factor, momentum=a.momentum,
+        weight_decay=a.weight_decay, balance=a.balance, threshold_init=a.threshold_init,
+        flip=folder if a.flip is None else a.flip, jitter=folder if a.jitter is None else a.jitter,
+        seed=a.seed, threads=a.threads, init=a.init, val_fraction=a.val_fraction, val_pairs=a.val_pairs,
+        validate_every=a.validate_every, checkpoint_every=a.checkpoint_every,
+        synthetic_identities=a.synthetic_identities)
+
+
+def main(argv=None):
+    a = parser().parse_args(argv)
+    try:
+        if a.resume:
+            run(None, a.resume, resume=True)
+        else:
+            out = a.out or time.strftime("runs/train-%Y%m%d-%H%M%S")
+            run(config_from_args(a), out)
+    except (ValueError, FileNotFoundError, FileExistsError, TrainingDiverged) as e:
+        print(f"npface.train: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

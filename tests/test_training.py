@@ -1,0 +1,174 @@
+"""The trainer: estimators, reproducible steps, exact resume, divergence handling, clear errors."""
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from npface import estimators, training
+from npface.estimators import random_pairs, signature_gradients
+from npface.training import TrainConfig, TrainingDiverged, load_checkpoint, run
+from npface.train import main as train_main
+
+
+def tiny(**kw):
+    """A configuration that runs the real Table 2 network on 4-image batches, in about a second."""
+    base = dict(steps=6, batch_identities=2, images_per_identity=2, synthetic_identities=50, val_pairs=20,
+                validate_every=3, checkpoint_every=2, threads=1, lr=0.01, lr_drops=(0.5,))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def quiet(*args):
+    pass
+
+
+def params_of(path):
+    return load_checkpoint(path)[0]
+
+
+# ------------------------------------------------------------------ estimators
+
+def test_random_pairs_are_disjoint_and_half_same():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(16), 16)
+    pairs = random_pairs(labels, rng)
+    assert pairs.shape == (128, 2)
+    assert len(np.unique(pairs)) == 256                          # every image in exactly one pair
+    same = labels[pairs[:, 0]] == labels[pairs[:, 1]]
+    assert same.sum() == 64                                     # k/4 same pairs, k/4 different
+
+
+def test_random_pairs_with_few_identities_still_pairs_everyone():
+    labels = np.array([0, 0, 0, 0, 0, 1])
+    pairs = random_pairs(labels, np.random.default_rng(1))
+    assert len(pairs) == 3 and len(np.unique(pairs)) == 6
+
+
+def test_estimators_share_the_seam():
+    rng = np.random.default_rng(2)
+    sig, labels = rng.standard_normal((8, 4)), np.repeat(np.arange(4), 2)
+    mb = signature_gradients(sig, labels, 3.0, "multibatch")
+    pr = signature_gradients(sig, labels, 3.0, "pairs", np.random.default_rng(0))
+    assert mb.n_pairs == 56 and pr.n_pairs == 4
+    assert mb.dsig.shape == pr.dsig.shape == (8, 4)
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        signature_gradients(sig, labels, 3.0, "triplets")
+
+
+# ------------------------------------------------------------------ runs
+
+def test_run_writes_its_folder_and_learns_something(tmp_path):
+    last = run(tiny(), tmp_path / "r", log=quiet, progress=False)
+    files = set(os.listdir(tmp_path / "r"))
+    assert {"config.json", "checkpoint.npz", "metrics.jsonl", "best.npz", "model.npz"} <= files
+    lines = [json.loads(l) for l in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    steps = [l for l in lines if "loss" in l]
+    assert [l["step"] for l in steps] == [1, 2, 3, 4, 5, 6]
+    assert {"loss", "threshold", "lr", "images_per_s"} <= set(steps[0])
+    assert steps[-1]["lr"] == pytest.approx(0.001)              # dropped at half the run
+    assert [l["step"] for l in lines if "val_accuracy" in l] == [3, 6]
+    assert 0 <= last["val_accuracy"] <= 1
+    from npface import load
+    model = load(tmp_path / "r" / "model.npz")
+    assert model.provenance["trained_steps"] == 6
+
+
+def test_same_seed_same_result_and_resume_is_exact(tmp_path, monkeypatch):
+    run(tiny(), tmp_path / "a", log=quiet, progress=False)
+    # interrupt a second run during step 3 (as Ctrl-C or SIGTERM would): it finishes the step,
+    # checkpoints at step 3 and stops; then resume it to the end
+    real = estimators.signature_gradients
+    calls = []
+
+    def interrupting(*args, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(training, "signature_gradients", interrupting)
+    run(tiny(), tmp_path / "b", log=quiet, progress=False)
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.npz")[2]["step"] == 3
+    assert not (tmp_path / "b" / "model.npz").exists()
+    monkeypatch.setattr(training, "signature_gradients", real)
+    run(None, tmp_path / "b", resume=True, log=quiet, progress=False)
+    a, b = params_of(tmp_path / "a" / "checkpoint.npz"), params_of(tmp_path / "b" / "checkpoint.npz")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    steps_b = [json.loads(l)["step"] for l in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+               if "loss" in json.loads(l)]
+    assert steps_b == [1, 2, 3, 4, 5, 6]                          # no step lost or logged twice
+
+
+def test_kill_9_then_resume_reaches_the_uninterrupted_result(tmp_path):
+    import subprocess
+    import sys
+    import time
+    cfg = tiny(steps=8, checkpoint_every=1, validate_every=8)
+    run(cfg, tmp_path / "a", log=quiet, progress=False)
+    flags = ["--steps", "8", "--batch-identities", "2", "--images-per-identity", "2", "--synthetic-identities",
+             "50", "--val-pairs", "20", "--validate-every", "8", "--checkpoint-every", "1", "--threads", "1",
+             "--lr-drops", "0.5", "--out", str(tmp_path / "b")]
+    proc = subprocess.Popen([sys.executable, "-m", "npface.train"] + flags, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "b" / "checkpoint.npz"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.exists() and load_checkpoint(ckpt)[2]["step"] >= 3:
+            break
+        time.sleep(0.05)
+    proc.kill()                                                   # SIGKILL: no chance to clean up
+    proc.wait()
+    killed_at = load_checkpoint(ckpt)[2]["step"]
+    assert killed_at >= 3
+    assert train_main(["--resume", str(tmp_path / "b")]) == 0
+    a, b = params_of(tmp_path / "a" / "checkpoint.npz"), params_of(ckpt)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_nan_loss_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch):
+    real = estimators.signature_gradients
+    calls = []
+
+    def poisoned(*args, **kw):
+        calls.append(1)
+        r = real(*args, **kw)
+        return r._replace(loss=float("nan")) if len(calls) == 3 else r
+
+    monkeypatch.setattr(training, "signature_gradients", poisoned)
+    with pytest.raises(TrainingDiverged, match="step 3: the loss is nan"):
+        run(tiny(), tmp_path / "r", log=quiet, progress=False)
+    params, _, state = load_checkpoint(tmp_path / "r" / "checkpoint.npz")
+    assert state["step"] == 2 and all(np.all(np.isfinite(v)) for v in params.values())
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--images-per-identity", "1"], "--images-per-identity must be at least 2"),
+    (["--steps", "0"], "--steps must be a positive integer"),
+    (["--lfw", "/no/such/folder"], "--lfw: folder not found"),
+    (["--lr", "-1"], "learning rate must be > 0"),
+    (["--threads", "0"], "threads must be an integer"),
+])
+def test_cli_errors_are_one_line(tmp_path, capsys, argv, match):
+    assert train_main(argv + ["--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("npface.train: error:") and match in err and "\n" not in err
+
+
+def test_cli_refuses_to_overwrite_a_run_and_resume_needs_a_checkpoint(tmp_path, capsys):
+    assert train_main(["--resume", str(tmp_path)]) == 2
+    assert "no checkpoint.npz" in capsys.readouterr().err
+    run(tiny(steps=2), tmp_path / "r", log=quiet, progress=False)
+    assert train_main(["--out", str(tmp_path / "r"), "--steps", "2"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_folder_data_errors(tmp_path):
+    (tmp_path / "lfw" / "alice").mkdir(parents=True)
+    from PIL import Image
+    Image.new("RGB", (250, 250)).save(tmp_path / "lfw" / "alice" / "a.jpg")
+    with pytest.raises(ValueError):
+        run(tiny(data="folder", lfw=str(tmp_path)), tmp_path / "out", log=quiet, progress=False)
