@@ -173,7 +173,7 @@ def dtheta_to_dpose(dtheta):
 # --------------------------------------------------------------------------
 
 def forward_layers(layers, x, params, keep, timings=None):
-    """Run ``layers`` on x; return (out, caches) where caches (if keep) let ``_backward_layers`` undo them.
+    """Run ``layers`` on x; return (out, caches) where caches (if keep) let ``backward_layers`` undo them.
 
     ``timings``, if a dict, accumulates each layer's wall time (seconds) under its name.
     """

@@ -11,6 +11,11 @@ One interface, in the spirit of every SGD variant::
   loss, i.e. g <- g + weight_decay * w, on weights only: biases and the
   threshold theta are not decayed (decaying theta would bias the decision
   rule towards 0, which is not a regulariser of the embedding).
+- ``lr_scale`` multiplies the learning rate of every parameter whose name
+  starts with a given prefix, e.g. {"align.": 0.1}: the alignment net
+  predicts the warp of every pixel behind it, so full-size steps easily
+  push it into a constant output (all its ReLUs dead); a smaller rate (or 0,
+  frozen) keeps a pretrained alignment net alive.
 - ``state()`` / ``load_state()`` carry the velocities through checkpoints, so
   a resumed run continues exactly.
 
@@ -27,21 +32,29 @@ def decays(name):
 
 
 class SGD:
-    def __init__(self, params, lr=0.01, momentum=0.0, weight_decay=0.0):
+    def __init__(self, params, lr=0.01, momentum=0.0, weight_decay=0.0, lr_scale=None):
         if not lr > 0:
             raise ValueError(f"learning rate must be > 0, got {lr}")
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         if not weight_decay >= 0:
             raise ValueError(f"weight decay must be >= 0, got {weight_decay}")
+        lr_scale = dict(lr_scale or {})
+        if any(not v >= 0 for v in lr_scale.values()):
+            raise ValueError(f"learning-rate scales must be >= 0, got {lr_scale}")
         self.params = params
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        # per parameter: the product of the scales of every prefix it starts with
+        self.scale = {k: float(np.prod([v for p, v in lr_scale.items() if k.startswith(p)])) for k in params}
         self.velocity = {k: np.zeros_like(v) for k, v in params.items()} if momentum else {}
 
     def step(self, grads, lr=None):
         """Update every parameter in place from ``grads`` (same names and shapes)."""
-        lr = self.lr if lr is None else lr
+        base = self.lr if lr is None else lr
         for name, w in self.params.items():
+            lr = base * self.scale[name]
+            if lr == 0:
+                continue
             g = grads[name]
             if self.weight_decay and decays(name):
                 g = g + self.weight_decay * w

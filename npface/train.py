@@ -53,6 +53,9 @@ def parser():
     g.add_argument("--lr-factor", type=float, default=d.lr_factor, help="learning-rate multiplier at each drop")
     g.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (0: plain SGD)")
     g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 weight decay on weights")
+    g.add_argument("--align-lr-scale", type=float, default=d.align_lr_scale,
+                   help="the alignment net's learning rate relative to --lr (0 freezes it); full-size steps "
+                        "tend to kill it (a constant warp)")
     g.add_argument("--threshold-init", type=float, default=None,
                    help="initial threshold theta (default: the median squared distance of a first batch)")
     g.add_argument("--init", metavar="MODEL", help="start from this model file (e.g. a pretrained alignment net)")
@@ -75,7 +78,8 @@ def config_from_args(a):
         data="folder" if folder else "synthetic", lfw=a.lfw, people=a.people, estimator=a.estimator,
         steps=a.steps, batch_identities=a.batch_identities, images_per_identity=a.images_per_identity,
         lr=a.lr, lr_drops=tuple(a.lr_drops), lr_factor=a.lr_factor, momentum=a.momentum,
-        weight_decay=a.weight_decay, balance=a.balance, threshold_init=a.threshold_init,
+        weight_decay=a.weight_decay, align_lr_scale=a.align_lr_scale, balance=a.balance,
+        threshold_init=a.threshold_init,
         flip=folder if a.flip is None else a.flip, jitter=folder if a.jitter is None else a.jitter,
         seed=a.seed, threads=a.threads, init=a.init, val_fraction=a.val_fraction, val_pairs=a.val_pairs,
         validate_every=a.validate_every, checkpoint_every=a.checkpoint_every,

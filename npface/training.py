@@ -68,6 +68,7 @@ class TrainConfig:
     lr_factor: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 0.0
+    align_lr_scale: float = 0.1             # the alignment net's learning rate, relative to --lr (0: frozen)
     balance: bool = True
     threshold_init: Optional[float] = None  # None: the median squared distance of the first batch
     flip: bool = False
@@ -113,7 +114,7 @@ class TrainConfig:
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
         check_threads(self.threads)
-        SGD({}, self.lr, self.momentum, self.weight_decay)                    # validates the three
+        SGD({}, self.lr, self.momentum, self.weight_decay, {"align.": self.align_lr_scale})  # validates these
         StepSchedule(self.lr, self.steps, self.lr_drops, self.lr_factor)      # validates the schedule
         return self
 
@@ -366,14 +367,15 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True):
         _truncate_metrics(metrics_path, start)
     else:
         model = _initial_model(cfg, source)
-    optimiser = SGD(model.params, cfg.lr, cfg.momentum, cfg.weight_decay)
+    optimiser = SGD(model.params, cfg.lr, cfg.momentum, cfg.weight_decay, {"align.": cfg.align_lr_scale})
     if resume:
         optimiser.load_state(opt_arrays)
     schedule = StepSchedule(cfg.lr, cfg.steps, cfg.lr_drops, cfg.lr_factor)
     k = cfg.batch_identities * cfg.images_per_identity
     log(f"Training {cfg.steps} steps, {cfg.estimator} estimator, batch {cfg.batch_identities} x "
         f"{cfg.images_per_identity} = {k}, lr {cfg.lr} (x{cfg.lr_factor} at {list(cfg.lr_drops)}), "
-        f"momentum {cfg.momentum}, weight decay {cfg.weight_decay}, {cfg.threads} threads, "
+        f"momentum {cfg.momentum}, weight decay {cfg.weight_decay}, alignment lr x{cfg.align_lr_scale}, "
+        f"{cfg.threads} threads, "
         f"theta starts at {model.threshold:.3f}")
 
     bar = Progress(cfg.steps, start, log) if progress else None

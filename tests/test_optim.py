@@ -59,3 +59,14 @@ def test_bad_settings(kwargs, match):
 def test_bad_schedule():
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         StepSchedule(0.01, 10, drops=(1.5,))
+
+
+def test_lr_scale_by_prefix():
+    p = {"align.fc.weight": np.ones(1), "fc.weight": np.ones(1), "align.conv.bias": np.ones(1)}
+    SGD(p, lr=0.5, lr_scale={"align.": 0.0}).step({k: np.ones(1) for k in p})
+    assert p["align.fc.weight"][0] == 1.0 and p["align.conv.bias"][0] == 1.0 and p["fc.weight"][0] == 0.5
+    p = {"align.fc.weight": np.ones(1)}
+    SGD(p, lr=1.0, lr_scale={"align.": 0.1}).step({"align.fc.weight": np.ones(1)})
+    np.testing.assert_allclose(p["align.fc.weight"], [0.9])
+    with pytest.raises(ValueError, match="scales must be >= 0"):
+        SGD(p, lr=1.0, lr_scale={"align.": -1})

@@ -1,0 +1,99 @@
+"""Speed of one full training step at k = 256 (16 identities x 16 images) on all threads.
+
+    python -m benchmarks.train_step [--threads 2] [--steps 10] [--estimator multibatch]
+
+A step is: draw the batch (synthetic faces), forward through the whole
+network, the loss and its signature gradients (the estimator), backward,
+and the SGD update. Each phase is timed separately (median over steps,
+after warm-up steps that also keep JIT compilation out), and the whole is
+compared with the float32 GEMM peak of this machine on the same threads,
+measured in the same run. Work counted: 3 x the forward multiply-adds
+(forward, and backward's two products per layer), 2 FLOPs each.
+
+Target (the training issue): >= 20% of the two-thread GEMM peak overall.
+Before timing, one step's parameter gradients are checked against a second
+evaluation of the same step (the kernels are deterministic for a fixed
+thread count) and the forward pass against the reference network.
+"""
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from benchmarks.common import gemm_peak, machine_line
+from npface.data.synthetic import SyntheticFaces
+from npface.estimators import ESTIMATORS, signature_gradients
+from npface.flops import layer_rows
+from npface.model import TABLE2, FaceModel, reference_forward
+from npface.optim import SGD
+from npface.threads import limit, max_threads
+
+TARGET = 0.20
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Images/s of a full k=256 training step, with a per-phase breakdown.")
+    parser.add_argument("--threads", type=int, default=max_threads(), help="threads (default: all, %(default)s)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (default %(default)s)")
+    parser.add_argument("--estimator", choices=ESTIMATORS, default="multibatch")
+    args = parser.parse_args(argv)
+
+    faces = SyntheticFaces(seed=0, n_identities=1000)
+    model = FaceModel(TABLE2, seed=0, threshold=8.0)
+    opt = SGD(model.params, lr=1e-4, momentum=0.9)
+    print(machine_line())
+
+    images, labels = faces.sample_batch(16, 16, np.random.default_rng(0))
+    with limit(args.threads):
+        np.testing.assert_allclose(model.forward(images[:2])[0], reference_forward(model, images[:2]),
+                                   rtol=1e-3, atol=1e-4)
+        sig, cache = model.forward(images, train=True)
+        est = signature_gradients(sig, labels, model.threshold, args.estimator, np.random.default_rng(0))
+        g1 = model.backward(est.dsig, est.dthreshold, cache)
+        sig, cache = model.forward(images, train=True)
+        g2 = model.backward(est.dsig, est.dthreshold, cache)
+    for k in g1:
+        np.testing.assert_array_equal(g1[k], g2[k], err_msg=f"gradient of {k} is not reproducible")
+    print("Forward matches the reference network; gradients are reproducible. Starting benchmarks.\n")
+
+    peak = gemm_peak(args.threads)
+    phases = {"data": [], "forward": [], "loss": [], "backward": [], "update": [], "step": []}
+    with limit(args.threads):
+        for step in range(args.steps + 2):                     # the first two are warm-up
+            rng = np.random.default_rng([0, step])
+            t = [time.perf_counter()]
+            images, labels = faces.sample_batch(16, 16, rng)
+            t.append(time.perf_counter())
+            sig, cache = model.forward(images, train=True)
+            t.append(time.perf_counter())
+            est = signature_gradients(sig, labels, model.threshold, args.estimator, rng)
+            t.append(time.perf_counter())
+            grads = model.backward(est.dsig, est.dthreshold, cache)
+            t.append(time.perf_counter())
+            opt.step(grads)
+            t.append(time.perf_counter())
+            if step >= 2:
+                for name, a, b in zip(("data", "forward", "loss", "backward", "update"), t, t[1:]):
+                    phases[name].append(b - a)
+                phases["step"].append(t[-1] - t[0])
+
+    med = {k: float(np.median(v)) for k, v in phases.items()}
+    macs = sum(r["macs"] for r in layer_rows())
+    compute = med["forward"] + med["backward"]
+    gflops_step = 3 * 2 * macs * 256 / med["step"] / 1e9
+    gflops_compute = 3 * 2 * macs * 256 / compute / 1e9
+    print(f"float32 GEMM peak, {args.threads} threads: {peak:.1f} GFLOP/s")
+    print(f"k = 256 step ({args.estimator}), {args.threads} threads: median {med['step']:.3f} s -> "
+          f"{256 / med['step']:.0f} images/s")
+    print(f"{'phase':10s} {'s':>7s} {'share':>6s}")
+    for name in ("data", "forward", "loss", "backward", "update"):
+        print(f"{name:10s} {med[name]:7.3f} {100 * med[name] / med['step']:5.1f}%")
+    print(f"\nWhole step: {gflops_step:.1f} GFLOP/s = {100 * gflops_step / peak:.1f}% of the {args.threads}-thread "
+          f"peak (target >= {100 * TARGET:.0f}%); forward+backward alone: {gflops_compute:.1f} GFLOP/s = "
+          f"{100 * gflops_compute / peak:.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
