@@ -322,9 +322,12 @@ def _initial_model(cfg, source):
         model.provenance = {"init": str(cfg.init), "init_provenance": model.provenance}
     else:
         model = FaceModel(TABLE2, seed=cfg.seed)
+    # a model whose signature net npface.train has already trained keeps its theta (fine-tuning);
+    # a fresh one, or one with only a pretrained alignment net, gets theta from its first batch
+    signature_trained = bool(cfg.init) and "trained_steps" in model.provenance.get("init_provenance", {})
     if cfg.threshold_init is not None:
         model.params["threshold"] = np.array(cfg.threshold_init, np.float32)
-    elif not cfg.init:
+    elif not signature_trained:
         # Start theta at the median squared distance of a batch, so that at step 0 about as many
         # pairs are active on each side of the hinge (and never below 2, see model.DEFAULT_THRESHOLD).
         images, _ = source.batch(np.random.default_rng([cfg.seed, -1 % 2**32]))
