@@ -4,8 +4,9 @@
     python -m benchmarks.layers --quick    # fewer repetitions
     python -m benchmarks.layers --json benchmarks/results/layers.json
 
-For every layer of the alignment and signature networks (convolution, 1x1
-NIN convolution, max-pool, ReLU, affine), plus the warp and the all-pairs
+For every layer of the alignment and signature networks (convolution and
+1x1 NIN convolution with their fused ReLU, max-pool, affine), plus the
+standalone ReLU op on the largest activation, the warp and the all-pairs
 loss, it
 
 1. checks the fast op against its slow reference on a small batch
@@ -67,14 +68,19 @@ def conv_bench(s):
 
     def reference(inputs, dout):
         x, w, b = inputs
-        return conv2d_forward_reference(x, w, b, stride, pad), conv2d_backward_reference(dout, x, w, stride, pad)
+        out = conv2d_forward_reference(x, w, b, stride, pad)
+        if layer.relu:                               # the fused ReLU: max(., 0) and its mask on dout
+            dout = np.where(out > 0, dout, 0)
+            out = np.maximum(out, 0)
+        return out, conv2d_backward_reference(dout, x, w, stride, pad)
 
-    kind = "conv1x1" if K == 1 and stride == 1 else f"conv{K}x{K}/{stride}"
-    return Bench(layer.name, kind, s.macs, make, lambda i: ops.conv2d_forward(*i, stride, pad),
+    kind = ("conv1x1" if K == 1 and stride == 1 else f"conv{K}x{K}/{stride}") + ("+relu" if layer.relu else "")
+    return Bench(layer.name, kind, s.macs, make, lambda i: ops.conv2d_forward(*i, stride, pad, relu=layer.relu),
                  lambda d, c: ops.conv2d_backward(d, c), reference)
 
 
 def relu_bench(s):
+    """The standalone ReLU op (the model fuses ReLU into convolutions; this times the op on its own)."""
     shape = s.output
 
     def make(N, rng):
@@ -84,7 +90,7 @@ def relu_bench(s):
         (x,) = inputs
         return relu_forward_reference(x), (np.where(x > 0, dout, 0),)
 
-    return Bench(s.layer.name + ".relu", "relu", 0, make, lambda i: ops.relu_forward(*i),
+    return Bench("relu" + str(shape).replace(" ", ""), "relu", 0, make, lambda i: ops.relu_forward(*i),
                  lambda d, c: (ops.relu_backward(d, c),), reference)
 
 
@@ -112,12 +118,18 @@ def linear_bench(s):
                 (rng.standard_normal((F, D)) / np.sqrt(D)).astype(np.float32),
                 rng.standard_normal(F).astype(np.float32))
 
+    relu = s.layer.relu
+
     def reference(inputs, dout):
         x, w, b = inputs
-        return linear_forward_reference(x, w, b), linear_backward_reference(dout, x, w)
+        out = linear_forward_reference(x, w, b)
+        if relu:
+            dout = np.where(out > 0, dout, 0)
+            out = np.maximum(out, 0)
+        return out, linear_backward_reference(dout, x, w)
 
-    return Bench(s.layer.name, "affine", s.macs, make, lambda i: ops.linear_forward(*i),
-                 lambda d, c: ops.linear_backward(d, c), reference)
+    return Bench(s.layer.name, "affine+relu" if relu else "affine", s.macs, make,
+                 lambda i: ops.linear_forward(*i, relu=relu), lambda d, c: ops.linear_backward(d, c), reference)
 
 
 def warp_bench():
@@ -159,7 +171,7 @@ def all_benches():
     for s in alignment_shapes() + signature_shapes():
         if isinstance(s.layer, Conv):
             benches.append(conv_bench(s))
-            if s.layer.relu:
+            if s.layer.name == "nin1.conv":          # the largest activation: the standalone ReLU op
                 benches.append(relu_bench(s))
         elif isinstance(s.layer, MaxPool):
             benches.append(pool_bench(s))
