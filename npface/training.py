@@ -60,7 +60,7 @@ class TrainConfig:
     lfw: Optional[str] = None               # folder data: the LFW root (holding lfw/) or an identity folder
     people: Optional[str] = None            # folder data: a list file restricting the identities
     estimator: str = "multibatch"
-    steps: int = 200
+    steps: int = 150
     batch_identities: int = 16              # P
     images_per_identity: int = 16           # K
     lr: float = 0.01
@@ -78,7 +78,7 @@ class TrainConfig:
     init: Optional[str] = None              # a model file to start from (e.g. a pretrained alignment net)
     val_fraction: float = 0.1               # folder data: share of people held out for validation
     val_pairs: int = 1000                   # validation pairs (half same, half different)
-    validate_every: int = 100
+    validate_every: int = 50
     checkpoint_every: int = 50
     synthetic_identities: int = 5000
 
