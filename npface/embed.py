@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from npface import __version__
-from npface.faces import FRAMES, compute_signatures, find_images, open_model, write_output
+from npface.faces import CommandError, FRAMES, compute_signatures, find_images, open_model, write_output
 from npface.threads import check_threads, max_threads
 from npface.verify import FRAME_HELP
 
@@ -40,9 +40,6 @@ PROG = "python -m npface.embed"
 METADATA_KEY = "metadata.json"
 MAX_WARNINGS = 10           # skipped files named one by one; the rest are counted
 
-
-class CommandError(Exception):
-    """A user error, reported as one line on stderr."""
 
 
 def build_parser():

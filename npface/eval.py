@@ -37,15 +37,12 @@ import numpy as np
 
 from npface import __version__, metrics
 from npface import verification as ver
-from npface.faces import compute_signatures, open_model, write_output
+from npface.faces import CommandError, compute_signatures, open_model, write_output
 from npface.threads import check_threads, max_threads
 
 PROG = "python -m npface.eval"
 DEFAULT_FOLDS = 10
 
-
-class CommandError(Exception):
-    """A user error, reported as one line on stderr."""
 
 
 def assign_folds(is_same, n_folds):

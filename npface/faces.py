@@ -74,6 +74,11 @@ from npface import __version__
 from npface.data import cache as _cache
 from npface.data.folders import IMAGE_EXTENSIONS, LFW_CROP, CropBox, _Progress, decode_face
 
+
+class CommandError(Exception):
+    """A user error in one of the commands (eval, verify, embed), reported as one line on stderr."""
+
+
 FRAMES = ("auto", "lfw", "crop")
 LFW_FRAME = 250                  # the side of an LFW image, in pixels
 SIGNATURE_CACHE_FORMAT = 1       # bump when the layout or meaning of a store changes

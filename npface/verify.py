@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from npface.faces import FRAMES, compute_signatures, open_model
+from npface.faces import CommandError, FRAMES, compute_signatures, open_model
 from npface.threads import check_threads, max_threads
 
 PROG = "python -m npface.verify"
@@ -28,9 +28,6 @@ FRAME_HELP = ("how the face is framed in the image: 'lfw' = an LFW-style frame (
               "resized to 112x112; 'auto' = 'lfw' for an image of exactly 250x250 pixels, 'crop' for any other "
               "size. Non-square images are never stretched: the excess width or height is cut evenly")
 
-
-class CommandError(Exception):
-    """A user error, reported as one line on stderr."""
 
 
 def build_parser():
