@@ -98,3 +98,11 @@ def test_no_metadata(tmp_path):
     np.savez(path, weights=np.zeros(3))
     with pytest.raises(ValueError, match="no 'metadata.json' entry"):
         load(path)
+
+
+def test_the_shipped_model_loads_without_a_path():
+    model = npface.load()
+    assert model.config.input_size == 112 and model.threshold > 0
+    assert model.provenance["trained_steps"] > 0 and "peopleDevTrain" in json.dumps(model.provenance["config"])
+    sig = model.embed(np.zeros((1, 112, 112, 3), np.uint8))
+    assert sig.shape == (1, 128) and np.all(np.isfinite(sig))
