@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from npface import __version__
-from npface.faces import CommandError, FRAMES, compute_signatures, find_images, open_model, write_output
-from npface.threads import check_threads, max_threads
-from npface.verify import FRAME_HELP
+from npface.faces import CommandError, compute_signatures, find_images, open_model, write_output
+from npface.threads import check_threads
+from npface.verify import add_model_options
 
 PROG = "python -m npface.embed"
 METADATA_KEY = "metadata.json"
@@ -53,15 +53,7 @@ def build_parser():
                         help="image files, or folders searched recursively for image files "
                              "(.jpg .jpeg .png .bmp .gif .tif .tiff .webp .ppm .pgm)")
     parser.add_argument("--out", required=True, metavar="OUT.npz", help="the output file (replaced atomically)")
-    parser.add_argument("--model", metavar="PATH",
-                        help="model file (.npz) saved by npface; default: the pretrained model shipped with npface")
-    parser.add_argument("--flip", action="store_true",
-                        help="test-time flip: each signature is the average of those of the crop and its mirror "
-                             "image, (e + e_flip) / 2, which keeps the scale the learned threshold was trained for")
-    parser.add_argument("--frame", choices=FRAMES, default="auto", help=FRAME_HELP + " (default auto)")
-    parser.add_argument("--threads", type=int, default=1, metavar="N",
-                        help=f"threads for the network, 1 to {max_threads()} "
-                             "(default 1, as on the paper's single core)")
+    add_model_options(parser)
     parser.add_argument("--batch-size", type=int, default=64, metavar="B", help="images per forward pass (default 64)")
     parser.add_argument("--no-cache", action="store_true",
                         help="neither read nor update the per-model signature cache ($NPFACE_CACHE, "

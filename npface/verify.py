@@ -30,14 +30,8 @@ FRAME_HELP = ("how the face is framed in the image: 'lfw' = an LFW-style frame (
 
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Compare two face images: prints the squared distance of their signatures, the model's "
-                    "learned threshold theta, and SAME (distance < theta) or DIFFERENT. Exit status 0 for either "
-                    "verdict, 1 for an error (missing or unreadable image, bad model file), 2 for bad arguments.")
-    parser.add_argument("image_a", metavar="A", help="the first image file (JPEG, PNG, ...; any size)")
-    parser.add_argument("image_b", metavar="B", help="the second image file")
+def add_model_options(parser):
+    """The flags verify and embed share: --model, --flip, --frame, --threads."""
     parser.add_argument("--model", metavar="PATH",
                         help="model file (.npz) saved by npface; default: the pretrained model shipped with npface")
     parser.add_argument("--flip", action="store_true",
@@ -47,6 +41,17 @@ def build_parser():
     parser.add_argument("--threads", type=int, default=1, metavar="N",
                         help=f"threads for the network, 1 to {max_threads()} "
                              "(default 1, as on the paper's single core)")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Compare two face images: prints the squared distance of their signatures, the model's "
+                    "learned threshold theta, and SAME (distance < theta) or DIFFERENT. Exit status 0 for either "
+                    "verdict, 1 for an error (missing or unreadable image, bad model file), 2 for bad arguments.")
+    parser.add_argument("image_a", metavar="A", help="the first image file (JPEG, PNG, ...; any size)")
+    parser.add_argument("image_b", metavar="B", help="the second image file")
+    add_model_options(parser)
     return parser
 
 
