@@ -151,7 +151,11 @@ class SyntheticSource:
         self.description = f"synthetic faces, {cfg.synthetic_identities} training identities (seed {cfg.seed})"
 
     def batch(self, rng):
-        return self.faces.sample_batch(self.cfg.batch_identities, self.cfg.images_per_identity, rng)
+        images, labels = self.faces.sample_batch(self.cfg.batch_identities, self.cfg.images_per_identity, rng)
+        if self.cfg.flip or self.cfg.jitter:
+            from npface.data.sampler import augment
+            images = augment(images, rng, flip=self.cfg.flip, jitter=self.cfg.jitter)[0]
+        return images, labels
 
     def validation(self):
         n = self.cfg.val_pairs

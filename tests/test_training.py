@@ -59,6 +59,15 @@ def test_estimators_share_the_seam():
 
 # ------------------------------------------------------------------ runs
 
+def test_synthetic_source_applies_flip_and_jitter_when_asked():
+    plain = training.SyntheticSource(tiny()).batch(np.random.default_rng([0, 1]))
+    again = training.SyntheticSource(tiny()).batch(np.random.default_rng([0, 1]))
+    flipped = training.SyntheticSource(tiny(flip=True, jitter=True)).batch(np.random.default_rng([0, 1]))
+    np.testing.assert_array_equal(plain[0], again[0])
+    np.testing.assert_array_equal(plain[1], flipped[1])
+    assert flipped[0].shape == plain[0].shape and not np.array_equal(flipped[0], plain[0])
+
+
 def test_run_writes_its_folder_and_learns_something(tmp_path):
     last = run(tiny(), tmp_path / "r", log=quiet, progress=False)
     files = set(os.listdir(tmp_path / "r"))
