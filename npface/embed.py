@@ -32,8 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from npface import __version__
-from npface.faces import CommandError, compute_signatures, find_images, open_model, write_output
-from npface.threads import check_threads
+from npface.faces import USER_ERRORS, CommandError, check_common_args, print_error, compute_signatures, find_images, open_model, write_output
 from npface.verify import add_model_options
 
 PROG = "python -m npface.embed"
@@ -108,16 +107,11 @@ def embed(args):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
-    try:
-        check_threads(args.threads)
-    except ValueError as e:
-        parser.error(f"--threads: {e}")
+    check_common_args(parser, args)
     try:
         n, skipped, run = embed(args)
-    except (CommandError, FileNotFoundError, ValueError, OSError) as e:
-        print(f"{PROG}: error: {' '.join(str(e).split())}", file=sys.stderr)
+    except USER_ERRORS as e:
+        print_error(PROG, e)
         return 1
     t = run.seconds
     print(f"{n} signatures written to {args.out} ({run.n_embedded} embedded, {run.n_cached} from cache; "

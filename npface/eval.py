@@ -37,8 +37,8 @@ import numpy as np
 
 from npface import __version__, metrics
 from npface import verification as ver
-from npface.faces import CommandError, compute_signatures, open_model, write_output
-from npface.threads import check_threads, max_threads
+from npface.faces import USER_ERRORS, CommandError, check_common_args, print_error, compute_signatures, open_model, write_output
+from npface.threads import max_threads
 
 PROG = "python -m npface.eval"
 DEFAULT_FOLDS = 10
@@ -284,14 +284,9 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.folds is not None and args.folds < 2:
         parser.error(f"--folds must be >= 2, got {args.folds}")
-    try:
-        check_threads(args.threads)
-    except ValueError as e:
-        parser.error(f"--threads: {e}")
+    check_common_args(parser, args)
     try:
         report, (d, s, fitted) = evaluate(args)
         if args.json:
@@ -302,9 +297,8 @@ def main(argv=None):
             plot_roc(args.roc, d, s, [(label, fitted), ("learned theta", report["learned_threshold"])],
                      f"{Path(args.pairs).name}: {report['protocol']}, accuracy {report['accuracy']:.4f}, "
                      f"AUC {report['auc']:.4f}")
-    except (CommandError, FileNotFoundError, ValueError, OSError) as e:
-        message = " ".join(str(e).split())
-        print(f"{PROG}: error: {message}", file=sys.stderr)
+    except USER_ERRORS as e:
+        print_error(PROG, e)
         return 1
     print("\n".join(summary_lines(report)))
     if args.json:

@@ -79,6 +79,27 @@ class CommandError(Exception):
     """A user error in one of the commands (eval, verify, embed), reported as one line on stderr."""
 
 
+# what the commands report as a one-line error instead of a traceback
+USER_ERRORS = (CommandError, FileNotFoundError, ValueError, OSError)
+
+
+def check_common_args(parser, args):
+    """The checks eval, verify and embed share: --threads (and --batch-size where the command has it)."""
+    from npface.threads import check_threads
+    if getattr(args, "batch_size", 1) < 1:
+        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    try:
+        check_threads(args.threads)
+    except ValueError as e:
+        parser.error(f"--threads: {e}")
+
+
+def print_error(prog, error):
+    """Print ``error`` as one line on stderr, prefixed by the command's name."""
+    import sys
+    print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+
+
 FRAMES = ("auto", "lfw", "crop")
 LFW_FRAME = 250                  # the side of an LFW image, in pixels
 SIGNATURE_CACHE_FORMAT = 1       # bump when the layout or meaning of a store changes

@@ -16,8 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from npface.faces import CommandError, FRAMES, compute_signatures, open_model
-from npface.threads import check_threads, max_threads
+from npface.faces import USER_ERRORS, CommandError, check_common_args, print_error, FRAMES, compute_signatures, open_model
+from npface.threads import max_threads
 
 PROG = "python -m npface.verify"
 
@@ -78,14 +78,11 @@ def verify(args):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        check_threads(args.threads)
-    except ValueError as e:
-        parser.error(f"--threads: {e}")
+    check_common_args(parser, args)
     try:
         distance, threshold, same = verify(args)
-    except (CommandError, FileNotFoundError, ValueError, OSError) as e:
-        print(f"{PROG}: error: {' '.join(str(e).split())}", file=sys.stderr)
+    except USER_ERRORS as e:
+        print_error(PROG, e)
         return 1
     print(f"distance:  {distance:.4f}")
     print(f"threshold: {threshold:.4f}")
