@@ -2,7 +2,7 @@
 central differences, hand-computed cases, kinks avoided on purpose."""
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from kernels.activation import relu_backward_reference, relu_forward_reference
