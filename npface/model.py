@@ -334,6 +334,29 @@ class FaceModel:
         return grads
 
     # ---------------------------------------------------------- inference
+    def embed_with_features(self, images, batch_size=64, threads=None):
+        """Signatures (N, D) and the inputs of the final ``signature`` layer (N, F), both float32.
+
+        The signature is the affine map s = W h + b of these features h, so
+        the gradient of any loss with respect to W is sum_i dL/ds_i h_i^T:
+        with h fixed it needs no backward pass (``benchmarks.variance`` uses this).
+        """
+        threads = check_threads(self.threads if threads is None else threads)
+        self.check_images(images)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        last = self.config.signature[-1]            # an affine layer without ReLU (ModelConfig.check)
+        n_in = self.params[last.name + ".weight"].shape[1]
+        sig = np.empty((len(images), self.config.signature_dim), dtype=np.float32)   # (N, D)
+        feats = np.empty((len(images), n_in), dtype=np.float32)                      # (N, F)
+        with limit(threads):
+            for start in range(0, len(images), batch_size):
+                s, cache = self.forward(images[start:start + batch_size], train=True)
+                linear_cache, _ = cache.signature[-1][1]
+                sig[start:start + len(s)] = s
+                feats[start:start + len(s)] = linear_cache.x
+        return sig, feats
+
     def embed(self, images, batch_size=64, threads=None):
         """Signatures (N, D) float32 of images (N, S, S, 3), uint8 or float in [0, 1].
 
