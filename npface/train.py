@@ -13,6 +13,8 @@ import time
 from npface.estimators import ESTIMATORS
 from npface.training import TrainConfig, TrainingDiverged, run
 
+EXIT_DIVERGED = 3       # the exit status when training diverged (what scripts such as benchmarks.convergence test)
+
 
 def _fractions(text):
     try:
@@ -26,7 +28,9 @@ def parser():
     p = argparse.ArgumentParser(
         prog="python -m npface.train", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Train the Table 2 face network on synthetic faces (default) or folders of identities "
-                    "(LFW) with the paper's pairwise hinge loss and a learned threshold.")
+                    "(LFW) with the paper's pairwise hinge loss and a learned threshold.",
+        epilog=f"exit status: 0 finished; 2 bad arguments or data; {EXIT_DIVERGED} the training diverged (the loss "
+               "or the parameters stopped being finite; the last good checkpoint is kept).")
     g = p.add_argument_group("data")
     g.add_argument("--lfw", metavar="DIR", help="train on a folder of identities: LFW's root (holding lfw/) or "
                    "any root/<identity>/<image> folder. Without it: synthetic faces")
@@ -94,7 +98,10 @@ def main(argv=None):
         else:
             out = a.out or time.strftime("runs/train-%Y%m%d-%H%M%S")
             run(config_from_args(a), out)
-    except (ValueError, FileNotFoundError, FileExistsError, TrainingDiverged) as e:
+    except TrainingDiverged as e:
+        print(f"npface.train: error: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"npface.train: error: {e}", file=sys.stderr)
         return 2
     return 0

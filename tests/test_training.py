@@ -154,6 +154,17 @@ def test_nan_loss_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch):
     assert state["step"] == 2 and all(np.all(np.isfinite(v)) for v in params.values())
 
 
+def test_cli_exit_status_tells_divergence_from_bad_arguments(tmp_path, monkeypatch, capsys):
+    from npface.train import EXIT_DIVERGED
+    real = estimators.signature_gradients
+    monkeypatch.setattr(training, "signature_gradients",
+                        lambda *a, **kw: real(*a, **kw)._replace(loss=float("inf")))
+    argv = ["--steps", "3", "--batch-identities", "2", "--images-per-identity", "2", "--synthetic-identities", "50",
+            "--val-pairs", "20", "--threads", "1", "--out", str(tmp_path / "r")]
+    assert train_main(argv) == EXIT_DIVERGED != 2
+    assert "step 1: the loss is inf" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, match", [
     (["--images-per-identity", "1"], "--images-per-identity must be at least 2"),
     (["--steps", "0"], "--steps must be a positive integer"),
