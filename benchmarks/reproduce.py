@@ -38,7 +38,8 @@ def stage_commands(args, results: Path, docs: Path) -> dict:
                                                     "--work", str(runs / "accuracy")])],
         "convergence": [("benchmarks.convergence", lfw + quick + ["--json", str(results / "convergence.json"),
                                                                   "--runs", str(runs / "convergence")])],
-        "report": [("benchmarks.report", ["--results", str(results), "--docs", str(docs)])],
+        "report": [("benchmarks.report", ["--results", str(results), "--docs", str(docs)]
+                    + ([] if args.quick else ["--readme", "README.md"]))],
     }
 
 

@@ -85,6 +85,22 @@ def test_report_is_written_from_the_results_alone(tmp_path):
     assert "exceeds term 1 + term 2 by up to 6.0×" in text                # k = 16: 0.3 / (0.04 + 0.01)
 
 
+def test_report_rewrites_only_the_readme_headline_block(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    fake_results(results, tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{report.README_START}\nold table\n{report.README_END}\nafter\n")
+    assert report.main(["--results", str(results), "--docs", str(tmp_path / "d"), "--no-plots",
+                        "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("# x\n\nbefore\n") and text.endswith("after\n")
+    assert "| Theorem 1: error of the gradient estimate" in text and "-1.80 [-1.90, -1.70]" in text
+    readme.write_text("no markers\n")
+    assert report.main(["--results", str(results), "--docs", str(tmp_path / "d"), "--no-plots",
+                        "--readme", str(readme)]) == 2
+
+
 def test_report_plots(tmp_path):
     pytest.importorskip("matplotlib")
     results, docs = tmp_path / "results", tmp_path / "docs"
