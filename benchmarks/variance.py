@@ -93,6 +93,7 @@ import numpy as np
 
 from npface import ops
 from npface.estimators import signature_gradients
+from npface.threads import limit
 
 KS = (8, 16, 32, 64, 128, 256)
 PK_SHAPES = {8: (2, 4), 16: (4, 4), 32: (4, 8), 64: (8, 8), 128: (8, 16), 256: (16, 16)}   # k -> (P, K)
@@ -296,7 +297,8 @@ def run_setting(pool: Pool, setting: str, ks, n_draws: int, n_rows: int, seed: i
         pool = pool.subset(keep)
         g_full = batch_gradient(pool, np.arange(len(pool.labels)), None, balance=True)
         draw = pk_draw_factory(pool)
-    res = measure(draw, g_full, ks, n_draws, seed, progress=lambda msg: log(f"  {setting}: {msg}"))
+    with limit(1):   # thousands of tiny kernels: a thread pool only adds overhead (and contention on a busy machine)
+        res = measure(draw, g_full, ks, n_draws, seed, progress=lambda msg: log(f"  {setting}: {msg}"))
     out = {"setting": setting, "pool_images": int(len(pool.labels)),
            "pool_people": int(len(np.unique(pool.labels))), "draws": n_draws, "k": list(ks),
            "grad_norm2": float(g_full @ g_full)}
