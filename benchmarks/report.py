@@ -404,6 +404,14 @@ def write_report(res, docs_dir, results_dir, plots=True) -> Path:
     if rep.get("stages"):
         L += ["## How this report was made", "", "| stage | command | time |", "|---|---|---|"]
         L += [f"| {s['stage']} | `{s['command']}` | {s['seconds'] / 60:.1f} min |" for s in rep["stages"]]
+        if "convergence" in res:
+            train = sum(r["train_seconds"] for r in res["convergence"]["runs"].values())
+            other = sum(s["seconds"] for s in rep["stages"] if s["stage"] != "convergence")
+            L += ["", f"The convergence stage reuses finished training runs, so its time above can be short; the runs "
+                  f"themselves took {_duration(train)} of training (validation excluded). The whole reproduction "
+                  f"from scratch is about {_duration(train + other)} on this machine, plus the alignment "
+                  "pretraining (`python -m npface.pretrain_alignment`, about 7 min) if `runs/align_pretrained.npz` "
+                  "is missing."]
         L += ["", "`python -m benchmarks.reproduce --quick` runs every stage small (a few minutes, into "
               "`runs/reproduce-quick/`); without `--quick` it is the full measurement above. Finished training "
               "runs are reused and interrupted ones resume, so a stopped reproduction can simply be started "
