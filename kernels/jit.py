@@ -7,7 +7,10 @@ Change a flag here and every kernel in ``kernels/`` follows.
 - ``FASTMATH``: LLVM may reassociate and contract floating-point arithmetic
   (which lets it vectorise reductions), but NOT assume that values are finite:
   ``nnan`` and ``ninf`` are left out on purpose, so a NaN or an infinity in a
-  batch propagates to the loss, where the trainer can see it and stop.
+  batch propagates through the arithmetic to the signatures, where the
+  trainer checks for it and stops. (Comparisons do not propagate it: the
+  pairwise hinge's "u > 0" is false for a NaN u, so the loss of NaN
+  signatures reads 0, which is why the trainer checks the signatures.)
 - ``kernel`` compiles a serial loop; ``parallel_kernel`` also lets ``prange``
   split a loop across Numba's threads. Parallel kernels only ``prange`` over
   axes whose writes are disjoint (samples, channel planes), and reduce

@@ -30,7 +30,9 @@ the classic estimator takes k/2 random pairs. Both are the same formula.
 
 Gradient. Where u_ij > 0 (an "active" pair), dl_ij/dd_ij = y_ij and
 dl_ij/dtheta = -y_ij; where u_ij < 0 both are 0. Kink convention: at exactly
-u_ij = 0 we take the subgradient 0 (the pair counts as satisfied). Collect
+u_ij = 0 we take the subgradient 0 (the pair counts as satisfied); a NaN u_ij
+counts as satisfied too (``u > 0`` is false), so check signatures, not the loss,
+for NaN. Collect
 the pair coefficients in a (k, k) matrix A with A[i, j] += w_ij y_ij for
 every active pair; since dd_ij/de_i = 2 (e_i - e_j) = -dd_ij/de_j::
 

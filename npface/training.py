@@ -394,6 +394,11 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True):
             rng = np.random.default_rng([cfg.seed, step])
             images, labels = source.batch(rng)
             sig, cache = model.forward(images, train=True)
+            if not np.all(np.isfinite(sig)):
+                # checked here, not left to the loss: a NaN distance fails the hinge's "u > 0" test, so the
+                # loss of NaN signatures is 0, not NaN, and training would go on without any gradient
+                raise TrainingDiverged(f"step {step + 1}: the signatures are no longer finite; stopped. The last "
+                                       f"good checkpoint is {checkpoint} (resume it with a lower --lr)")
             est = signature_gradients(sig, labels, model.threshold, cfg.estimator, rng, cfg.balance)
             if not math.isfinite(est.loss):
                 raise TrainingDiverged(f"step {step + 1}: the loss is {est.loss}; stopped. The last good "

@@ -165,6 +165,26 @@ def test_cli_exit_status_tells_divergence_from_bad_arguments(tmp_path, monkeypat
     assert "step 1: the loss is inf" in capsys.readouterr().err
 
 
+def test_nan_signatures_stop_training_although_their_hinge_loss_is_zero(tmp_path, monkeypatch):
+    """NaN distances fail the hinge's u > 0 test, so the loss alone would read 0 and training go on."""
+    real_forward = training.FaceModel.forward
+    calls = []
+
+    def poisoned(self, images, train=False, timings=None):
+        sig, cache = real_forward(self, images, train, timings)
+        if train:
+            calls.append(1)
+            if len(calls) == 2:
+                sig = np.full_like(sig, np.nan)
+        return sig, cache
+
+    monkeypatch.setattr(training.FaceModel, "forward", poisoned)
+    with pytest.raises(TrainingDiverged, match="step 2: the signatures are no longer finite"):
+        run(tiny(), tmp_path / "r", log=quiet, progress=False)
+    nan_sig = np.full((4, 128), np.nan, np.float32)
+    assert signature_gradients(nan_sig, np.array([0, 0, 1, 1]), 2.0).loss == 0.0   # why the check is needed
+
+
 @pytest.mark.parametrize("argv, match", [
     (["--images-per-identity", "1"], "--images-per-identity must be at least 2"),
     (["--steps", "0"], "--steps must be a positive integer"),
