@@ -397,12 +397,11 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True):
             if not np.all(np.isfinite(sig)):
                 # checked here, not left to the loss: a NaN distance fails the hinge's "u > 0" test, so the
                 # loss of NaN signatures is 0, not NaN, and training would go on without any gradient
-                raise TrainingDiverged(f"step {step + 1}: the signatures are no longer finite; stopped. The last "
-                                       f"good checkpoint is {checkpoint} (resume it with a lower --lr)")
+                raise TrainingDiverged(f"step {step + 1}: the signatures are no longer finite; stopped. "
+                                       + _last_good(checkpoint))
             est = signature_gradients(sig, labels, model.threshold, cfg.estimator, rng, cfg.balance)
             if not math.isfinite(est.loss):
-                raise TrainingDiverged(f"step {step + 1}: the loss is {est.loss}; stopped. The last good "
-                                       f"checkpoint is {checkpoint} (resume it with a lower --lr)")
+                raise TrainingDiverged(f"step {step + 1}: the loss is {est.loss}; stopped. " + _last_good(checkpoint))
             grads = model.backward(est.dsig, est.dthreshold, cache)
             lr = schedule(step)
             optimiser.step(grads, lr)
@@ -428,8 +427,8 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True):
             if (step + 1) % cfg.checkpoint_every == 0 or done or stop.requested:
                 metrics.flush()
                 if not all(np.all(np.isfinite(v)) for v in model.params.values()):
-                    raise TrainingDiverged(f"step {step + 1}: parameters are no longer finite; the last good "
-                                           f"checkpoint is {checkpoint}")
+                    raise TrainingDiverged(f"step {step + 1}: parameters are no longer finite; stopped. "
+                                           + _last_good(checkpoint))
                 save_checkpoint(checkpoint, model, optimiser, step + 1, cfg, best)
             if stop.requested and not done:
                 if bar:
@@ -449,6 +448,13 @@ def _with_provenance(model, cfg, source, vset, step, val):
     model.provenance.update({"trained_steps": step, "data": source.description, "validation": vset.description,
                              "validation_metrics": val, "config": cfg.to_json()})
     return model
+
+
+def _last_good(checkpoint: Path) -> str:
+    """Where a diverged run can go on from."""
+    if checkpoint.is_file():
+        return f"The last good checkpoint is {checkpoint} (resume it with a lower --lr)"
+    return "No checkpoint was written yet (start again with a lower --lr)"
 
 
 def _truncate_metrics(path, step):

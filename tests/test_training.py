@@ -148,7 +148,7 @@ def test_nan_loss_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch):
         return r._replace(loss=float("nan")) if len(calls) == 3 else r
 
     monkeypatch.setattr(training, "signature_gradients", poisoned)
-    with pytest.raises(TrainingDiverged, match="step 3: the loss is nan"):
+    with pytest.raises(TrainingDiverged, match="step 3: the loss is nan; stopped. The last good checkpoint is"):
         run(tiny(), tmp_path / "r", log=quiet, progress=False)
     params, _, state = load_checkpoint(tmp_path / "r" / "checkpoint.npz")
     assert state["step"] == 2 and all(np.all(np.isfinite(v)) for v in params.values())
@@ -179,7 +179,8 @@ def test_nan_signatures_stop_training_although_their_hinge_loss_is_zero(tmp_path
         return sig, cache
 
     monkeypatch.setattr(training.FaceModel, "forward", poisoned)
-    with pytest.raises(TrainingDiverged, match="step 2: the signatures are no longer finite"):
+    with pytest.raises(TrainingDiverged, match="step 2: the signatures are no longer finite; stopped. No checkpoint "
+                                               "was written yet"):
         run(tiny(), tmp_path / "r", log=quiet, progress=False)
     nan_sig = np.full((4, 128), np.nan, np.float32)
     assert signature_gradients(nan_sig, np.array([0, 0, 1, 1]), 2.0).loss == 0.0   # why the check is needed
