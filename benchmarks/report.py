@@ -21,7 +21,8 @@ PAPER = {"accuracy": 0.982, "latency_ms": 30.0, "flops": 41e6, "params": 1.3e6, 
 def load_results(results_dir) -> dict:
     """{name: parsed JSON} for every results file present (variance, convergence, accuracy, flops, ...)."""
     out = {}
-    for name in ("variance", "convergence", "accuracy", "flops", "inference", "reproduce"):
+    for name in ("variance", "convergence", "accuracy", "flops", "inference", "reproduce",
+                 "train_step_multibatch", "train_step_pairs"):
         path = Path(results_dir) / f"{name}.json"
         if path.is_file():
             out[name] = json.loads(path.read_text())
@@ -244,7 +245,7 @@ def variance_section(var) -> list:
     return L
 
 
-def convergence_section(conv, training_images=None, network_macs=None) -> list:
+def convergence_section(conv, training_images=None, network_macs=None, steps_mb=None, steps_pairs=None) -> list:
     s = conv["summary"]
     batch = conv.get("batch_size", 256)
     L = ["## 2. Figure 4: convergence", ""]
@@ -265,26 +266,37 @@ def convergence_section(conv, training_images=None, network_macs=None) -> list:
         L.append(f"| {name} | {r['lr']:g} | {final} | {_pct(max(acc)) if acc else 'n/a'} | "
                  f"{r['median_step_seconds']:.2f} | {_duration(r['train_seconds'])} |")
 
-    def steps(x):
-        return "never, within the run" if x is None else f"step {x}"
+    def reaches(who, accuracy, step):
+        return (f"{who} does not reach {accuracy} within its {conv['steps']} steps" if step is None
+                else f"{who} reaches {accuracy} at step {step}")
     L += ["", f"- The best `pairs` learning rate was that of **{s['best_pairs_run']}** (highest held-out accuracy "
           "reached).",
-          f"- Multibatch ends at {_pct(s['multibatch_final'])}; the best pairs run reaches that accuracy at "
-          f"{steps(s['pairs_steps_to_multibatch_final'])}.",
-          f"- The best pairs run's best accuracy, {_pct(s['pairs_best'])}, is reached by Multibatch at "
-          f"{steps(s['multibatch_steps_to_pairs_best'])}, and its final accuracy, {_pct(s['pairs_final'])}, at "
-          f"{steps(s['multibatch_steps_to_pairs_final'])}.",
+          f"- Multibatch ends at {_pct(s['multibatch_final'])}; "
+          + reaches("the best pairs run", "that", s["pairs_steps_to_multibatch_final"]) + ".",
+          f"- Conversely, " + reaches("Multibatch", f"the best pairs run's best accuracy, {_pct(s['pairs_best'])},",
+                                      s["multibatch_steps_to_pairs_best"])
+          + ("" if s["pairs_final"] == s["pairs_best"] else
+             f" (its final accuracy, {_pct(s['pairs_final'])}: "
+             + ("never" if s["multibatch_steps_to_pairs_final"] is None
+                else f"step {s['multibatch_steps_to_pairs_final']}") + ")")
+          + ".",
           f"- A step costs the same for both estimators: one forward and backward pass over {batch} faces"
           + (f" (≈ 3 × {network_macs / 1e6:.0f}M × {batch} = {3 * network_macs * batch / 1e9:.0f}G "
              f"multiply-adds), beside which the all-pairs loss and its gradient (≈ 2 k² D = "
-             f"{2 * batch * batch * 128 / 1e6:.0f}M) are negligible" if network_macs else "")
-          + "; so the wall-time axis tells the same story as the steps axis. "
-          "The machine is shared (other work ran beside some of these runs), so the wall-time axis carries that "
-          "noise; the median time per step is the steadier figure.",
+             f"{2 * batch * batch * 128 / 1e6:.0f}M) are negligible" if network_macs else "") + "."
+          + (f" Measured one after the other on the quiet machine (`python -m benchmarks.train_step`, median of "
+             f"{steps_mb['steps']} steps, {steps_mb['threads']} threads): {steps_mb['median_seconds']['step']:.2f} s "
+             f"a step with Multibatch (loss and signature gradients {1e3 * steps_mb['median_seconds']['loss']:.1f} "
+             f"ms), {steps_pairs['median_seconds']['step']:.2f} s with pairs "
+             f"({1e3 * steps_pairs['median_seconds']['loss']:.1f} ms); the forward and backward passes are the "
+             "same computation in both, so the rest of the difference is this machine's noise."
+             if steps_mb and steps_pairs else "")
+          + " Where the runs' own median times per step above differ more than that, other work shared the "
+          "machine while they trained, and the wall-time axis carries that noise.",
           f"- Scale: the paper's Figure 4 runs for millions of steps on 2.6M images; these runs see "
           f"{conv['steps'] * batch / 1e3:.0f}K faces each"
           + (f" (about {conv['steps'] * batch / training_images:.2g} passes over the {training_images:,} training "
-             "images)" if training_images else "") + ", so they show the start of that figure, not its plateau.", ""]
+             "images of people with two or more, which the P × K sampler draws from)" if training_images else "") + ", so they show the start of that figure, not its plateau.", ""]
     L += ["Commands (each resumable; `benchmarks.convergence` reuses finished runs):", "", "```"]
     L += list(conv["commands"].values())
     L += ["```", ""]
@@ -366,7 +378,8 @@ def accuracy_section(acc) -> list:
           f"({d['images_of_people_with_2_or_more']:,} images) have a second image to form a same pair, "
           f"{PAPER['train_images'] / d['images']:.0f} times less data than the paper's"
           + (f". The shipped model trained for {acc['model_trained_steps']:,} steps of 256 faces "
-             f"({acc['model_trained_steps'] * 256 / d['images']:.0f} passes over the data)"
+             f"({acc['model_trained_steps'] * 256 / d['images_of_people_with_2_or_more']:.0f} passes over the "
+             "images it can draw)"
              if acc.get("model_trained_steps") else "")
           + "; the network, the loss and the estimator are the paper's.", ""]
     return L
@@ -396,8 +409,10 @@ def write_report(res, docs_dir, results_dir, plots=True) -> Path:
     if "variance" in res:
         L += variance_section(res["variance"])
     if "convergence" in res:
-        images = res.get("accuracy", {}).get("protocol", {}).get("training_data", {}).get("images")
-        L += convergence_section(res["convergence"], images, res.get("flops", {}).get("total_macs"))
+        images = res.get("accuracy", {}).get("protocol", {}).get("training_data", {}).get(
+            "images_of_people_with_2_or_more")
+        L += convergence_section(res["convergence"], images, res.get("flops", {}).get("total_macs"),
+                                 res.get("train_step_multibatch"), res.get("train_step_pairs"))
     L += tables_section(res.get("flops"), res.get("inference"), res.get("accuracy"))
     if "accuracy" in res:
         L += accuracy_section(res["accuracy"])
@@ -409,7 +424,7 @@ def write_report(res, docs_dir, results_dir, plots=True) -> Path:
             other = sum(s["seconds"] for s in rep["stages"] if s["stage"] != "convergence")
             L += ["", f"The convergence stage reuses finished training runs, so its time above can be short; the runs "
                   f"themselves took {_duration(train)} of training (validation excluded). The whole reproduction "
-                  f"from scratch is about {_duration(train + other)} on this machine, plus the alignment "
+                  f"from scratch is about {_duration(train + other)} on this machine plus the runs' validations, and the alignment "
                   "pretraining (`python -m npface.pretrain_alignment`, about 7 min) if `runs/align_pretrained.npz` "
                   "is missing."]
         L += ["", "`python -m benchmarks.reproduce --quick` runs every stage small (a few minutes, into "

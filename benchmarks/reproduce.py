@@ -5,7 +5,8 @@
 
 Stages, in order (``--stages`` picks some):
 
-    tables       Table 2 (python -m npface.flops) and Table 1's runtime (python -m benchmarks.inference);
+    tables       Table 2 (python -m npface.flops), Table 1's runtime (python -m benchmarks.inference) and
+                 the cost of a training step with each estimator (python -m benchmarks.train_step);
                  first, while the machine is quiet
     variance     Theorem 1 (python -m benchmarks.variance)
     accuracy     the shipped model, fit-and-test on held-out people (python -m benchmarks.accuracy)
@@ -32,7 +33,10 @@ def stage_commands(args, results: Path, docs: Path) -> dict:
     runs = Path("runs/reproduce-quick" if args.quick else "runs/reproduce")
     return {
         "tables": [("npface.flops", ["--json", str(results / "flops.json")]),
-                   ("benchmarks.inference", quick + ["--json", str(results / "inference.json")])],
+                   ("benchmarks.inference", quick + ["--json", str(results / "inference.json")])]
+                  + [("benchmarks.train_step", ["--estimator", e, "--steps", "3" if args.quick else "10",
+                                                "--json", str(results / f"train_step_{e}.json")])
+                     for e in ("multibatch", "pairs")],
         "variance": [("benchmarks.variance", lfw + quick + ["--json", str(results / "variance.json")])],
         "accuracy": [("benchmarks.accuracy", lfw + ["--json", str(results / "accuracy.json"),
                                                     "--work", str(runs / "accuracy")])],

@@ -37,6 +37,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=max_threads(), help="threads (default: all, %(default)s)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps (default %(default)s)")
     parser.add_argument("--estimator", choices=ESTIMATORS, default="multibatch")
+    parser.add_argument("--json", metavar="PATH", help="also write the medians (seconds per phase) as JSON")
     args = parser.parse_args(argv)
 
     faces = SyntheticFaces(seed=0, n_identities=1000)
@@ -92,6 +93,11 @@ def main(argv=None):
     print(f"\nWhole step: {gflops_step:.1f} GFLOP/s = {100 * gflops_step / peak:.1f}% of the {args.threads}-thread "
           f"peak (target >= {100 * TARGET:.0f}%); forward+backward alone: {gflops_compute:.1f} GFLOP/s = "
           f"{100 * gflops_compute / peak:.1f}%")
+    if args.json:
+        from benchmarks.variance import write_json
+        write_json(args.json, dict(machine=machine_line(), estimator=args.estimator, threads=args.threads,
+                                   steps=args.steps, median_seconds=med, images_per_s=256 / med["step"],
+                                   gemm_peak=peak, step_ratio=gflops_step / peak, date=time.strftime("%Y-%m-%d")))
     return 0
 
 
