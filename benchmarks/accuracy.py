@@ -116,14 +116,14 @@ def main(argv=None):
     parser.add_argument("--json", default="benchmarks/results/accuracy.json", metavar="OUT", help="result file")
     args = parser.parse_args(argv)
     t = time.perf_counter()
+    from npface.model import load
     try:
+        provenance = load(args.model).provenance            # a bad --model fails here, before the long part
         protocol = write_protocol(args.lfw, args.work, args.n_fit, args.n_test)
-    except (OSError, ValueError) as e:
+        results = evaluate(args.lfw, args.model, protocol, args.work, args.threads)
+    except (OSError, ValueError, RuntimeError) as e:
         print(f"python -m benchmarks.accuracy: error: {e}", file=sys.stderr)
         return 2
-    results = evaluate(args.lfw, args.model, protocol, args.work, args.threads)
-    from npface.model import load
-    provenance = load(args.model).provenance
     write_json(args.json, {"model": args.model or "shipped", "protocol": protocol, "results": results,
                            "model_trained_steps": provenance.get("trained_steps"),
                            "model_validation_metrics": provenance.get("validation_metrics"),

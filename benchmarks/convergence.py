@@ -1,7 +1,7 @@
 """Figure 4, measured: held-out accuracy against steps and wall time for Multibatch and for random pairs.
 
-    python -m benchmarks.convergence --lfw ../shared/lfw            # 4 runs x 1000 steps, about 2 hours here
-    python -m benchmarks.convergence --lfw ../shared/lfw --quick    # 4 runs x 60 small steps, a few minutes
+    python -m benchmarks.convergence --lfw ../shared/lfw            # 4 runs x 1000 steps, about 1.5 hours here
+    python -m benchmarks.convergence --lfw ../shared/lfw --quick    # 3 runs x 60 small steps, a few minutes
 
 Every run trains the same model (the pretrained alignment net of
 ``runs/align_pretrained.npz`` with a fresh signature net, the alignment net
@@ -15,8 +15,9 @@ which is tried over a small grid (as the paper tuned SGD for its baseline);
 Each run is an ordinary ``python -m npface.train`` run in its own folder under
 ``--runs``: a finished run (model.npz present) is not run again, an
 interrupted one resumes from its checkpoint. The result is read back from each
-run's metrics.jsonl: held-out 10-fold accuracy every ``--validate-every``
-steps, and the training time (validation excluded) at that step.
+run's metrics.jsonl: held-out 10-fold accuracy every 50 steps, and the
+training time at that step (the sum of the steps' own durations: validation,
+checkpoints and start-up left out).
 """
 import argparse
 import json
@@ -67,6 +68,7 @@ def train_all(runs, root, lfw, steps, init=None, quick=False, threads=2, log=pri
         out = Path(root) / run_name(estimator, lr)
         folders[run_name(estimator, lr)] = out
         if (out / "model.npz").is_file() or (out / DIVERGED).is_file():
+            check_reused(out, estimator, lr, steps, init)
             log(f"{out}: {'diverged' if (out / DIVERGED).is_file() else 'finished'} earlier, reading its metrics")
             continue
         if (out / "checkpoint.npz").is_file():
@@ -84,29 +86,47 @@ def train_all(runs, root, lfw, steps, init=None, quick=False, threads=2, log=pri
 
 
 def read_run(folder) -> dict:
-    """Steps, wall time and held-out accuracy of one finished run, from its metrics.jsonl."""
+    """Steps, training time and held-out accuracy of one run, from its config.json and metrics.jsonl.
+
+    Training time is the sum of the steps' own durations (k / images_per_s of every step record), so
+    it leaves out validations, checkpoints and start-up, and survives a resume.
+    """
     folder = Path(folder)
-    step_time, val = {}, []
+    config = json.loads((folder / "config.json").read_text())
+    k = config["batch_identities"] * config["images_per_identity"]
+    step_seconds, val = {}, []
     with open(folder / "metrics.jsonl") as fh:
         for line in fh:
+            if not line.strip():
+                continue
             rec = json.loads(line)
             if "val_accuracy" in rec:
                 val.append(rec)
             elif "loss" in rec:
-                step_time[rec["step"]] = rec["time"]
-    steps = np.array(sorted(step_time))
-    times = np.array([step_time[s] for s in steps])
-    per_step = np.diff(np.concatenate([[0.0], times]))
+                step_seconds[rec["step"]] = k / rec["images_per_s"]
+    steps = np.array(sorted(step_seconds), dtype=np.int64)                 # (S,)
+    durations = np.array([step_seconds[s] for s in steps])                 # (S,) seconds per step
+    elapsed = dict(zip(steps.tolist(), np.cumsum(durations).tolist()))     # training time at the end of a step
     return {"folder": str(folder),
             "val_step": [r["step"] for r in val],
             "val_accuracy": [r["val_accuracy"] for r in val],
             "val_accuracy_std": [r["val_accuracy_std"] for r in val],
             "val_auc": [r["val_auc"] for r in val],
-            "val_seconds": [step_time.get(r["step"], float("nan")) for r in val],
+            "val_seconds": [elapsed.get(r["step"], float("nan")) for r in val],
             "steps": int(steps[-1]) if len(steps) else 0,
             "diverged": (folder / DIVERGED).is_file(),
-            "train_seconds": float(times[-1]) if len(times) else 0.0,
-            "median_step_seconds": float(np.median(per_step)) if len(per_step) else float("nan")}
+            "train_seconds": float(durations.sum()),
+            "median_step_seconds": float(np.median(durations)) if len(durations) else float("nan")}
+
+
+def check_reused(folder, estimator, lr, steps, init):
+    """Refuse to reuse a run folder made with other settings than the ones asked for."""
+    config = json.loads((Path(folder) / "config.json").read_text())
+    want = {"estimator": estimator, "lr": lr, "steps": steps, "init": str(init) if init else None}
+    got = {key: config.get(key) for key in want}
+    if got != want:
+        raise ValueError(f"{folder} holds a run made with {got}, not the {want} asked for; remove it or pass "
+                         "another --runs folder")
 
 
 def first_step_reaching(run, accuracy):
@@ -123,6 +143,10 @@ def summarise(runs: dict) -> dict:
     pairs = {n: r for n, r in runs.items() if n.startswith("pairs") and r["val_accuracy"]}
     if any(not r["diverged"] for r in pairs.values()):                   # a diverged run is nobody's best
         pairs = {n: r for n, r in pairs.items() if not r["diverged"]}
+    if not mb["val_accuracy"] or not pairs:                              # nothing validated to compare
+        return {"best_pairs_run": None, "multibatch_final": None, "multibatch_best": None, "pairs_final": None,
+                "pairs_best": None, "pairs_steps_to_multibatch_final": None,
+                "multibatch_steps_to_pairs_best": None, "multibatch_steps_to_pairs_final": None}
     best_name = max(pairs, key=lambda n: (max(pairs[n]["val_accuracy"]), -len(n)))
     best = pairs[best_name]
     mb_final, pairs_final = mb["val_accuracy"][-1], best["val_accuracy"][-1]
@@ -150,7 +174,7 @@ def main(argv=None):
                         help="folder of the run folders; finished runs are reused, interrupted ones resumed "
                              "(default: runs/reproduce/convergence, with --quick runs/reproduce-quick/convergence)")
     parser.add_argument("--quick", action="store_true",
-                        help="3 runs x 60 steps of 8 x 8 batches, 400 validation pairs")
+                        help="3 runs x 60 steps of 8 x 8 batches, 400 validation pairs (overrides --steps)")
     parser.add_argument("--threads", type=int, default=2, help="training threads")
     parser.add_argument("--json", metavar="OUT", help="result file (default: benchmarks/results/convergence.json, "
                                                       "with --quick runs/reproduce-quick/results/convergence.json)")

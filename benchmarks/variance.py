@@ -38,7 +38,9 @@ Two settings
   (2, 4) at k = 8 to (16, 16) at k = 256), the balanced loss (half same, half
   not-same) and the trainer's own estimators (``estimators.signature_gradients``).
   grad L is the balanced loss over all pairs of the pool's people with >= 2
-  images. P x K sampling weighs people, not pairs, uniformly, so these
+  images. The pool's images are not augmented, so a person with fewer than K
+  images brings exact copies (distance 0) into a batch, where training's flips
+  and jitter would make them differ. P x K sampling weighs people, not pairs, uniformly, so these
   estimates are biased: their error has a floor ||E g - grad L||^2 that no k
   removes. We report the mean squared error and, beside it, the spread
   E ||g - E g||^2 about the estimator's own mean.
@@ -74,10 +76,14 @@ exactly::
 
 which for m >> k is 2 term1 + 2 term2: the stated bound's first term is half
 the true one (k^2 - k ordered pairs of a symmetric loss are only (k^2 - k)/2
-different pairs), and the O(1/k^2) versus O(1/k) conclusion is unchanged.
+different pairs), the proof's count for the second term is half too, and the
+O(1/k^2) versus O(1/k) conclusion is unchanged. (Q, the proof's I_2, is
+O(1/m) and not always <= 0 as the proof says: it is positive when
+abar2 < nu^2 / (2 (m - 1)).)
 ``tests/test_variance.py`` checks this identity by enumerating every batch of
-a small pool. nu^2 is computed exactly over all pairs; abar2 is the mean over
-a random subset of rows i (its standard error is reported). For reference
+a small pool. nu^2 and abar2 are computed exactly, over every pair (``--rows``
+averages abar2 over a random subset of rows instead and reports its standard
+error). For reference
 the k/2-pairs estimate's error is about nu^2 / (k / 2).
 """
 import argparse
@@ -214,8 +220,9 @@ def _active_coefficients(pool: Pool, rows) -> tuple:
     return c, d
 
 
-def bound_terms(pool: Pool, g_full: np.ndarray, n_rows: int, seed: int = 0, chunk: int = 256) -> dict:
-    """nu^2 (exact, all ordered pairs) and E_i ||Abar_i||^2 (mean over ``n_rows`` random rows, with its s.e.)."""
+def bound_terms(pool: Pool, g_full: np.ndarray, n_rows: Optional[int] = None, seed: int = 0, chunk: int = 256) -> dict:
+    """nu^2 (exact, all ordered pairs) and E_i ||Abar_i||^2: exact over every row (``n_rows`` None), else the
+    mean over ``n_rows`` random rows with its standard error."""
     m, D = pool.s.shape
     F = pool.h.shape[1]
     hsq = (pool.h * pool.h).sum(1)                                       # (m,)
@@ -231,7 +238,8 @@ def bound_terms(pool: Pool, g_full: np.ndarray, n_rows: int, seed: int = 0, chun
     gW = g_full[:D * F].reshape(D, F)
     gb, gtheta = g_full[D * F:D * F + D], g_full[-1]
     rng = np.random.default_rng(seed)
-    picked = rng.choice(m, size=min(n_rows, m), replace=False)
+    every_row = n_rows is None or n_rows >= m
+    picked = np.arange(m) if every_row else rng.choice(m, size=n_rows, replace=False)
     abar2 = np.empty(len(picked))
     for a, i in enumerate(picked):
         c, _ = _active_coefficients(pool, np.array([i]))
@@ -243,7 +251,8 @@ def bound_terms(pool: Pool, g_full: np.ndarray, n_rows: int, seed: int = 0, chun
         row_theta = -cz.sum() / (m - 1)
         abar2[a] = ((row_W - gW) ** 2).sum() + (gb ** 2).sum() + (row_theta - gtheta) ** 2
     return {"nu2": nu2, "mean_pair_grad_sq": mean_sq, "abar2": float(abar2.mean()),
-            "abar2_se": float(abar2.std(ddof=1) / np.sqrt(len(abar2))), "abar2_rows": int(len(picked))}
+            "abar2_se": 0.0 if every_row else float(abar2.std(ddof=1) / np.sqrt(len(abar2))),
+            "abar2_rows": int(len(picked))}
 
 
 def bound(k, nu2: float, abar2: float) -> tuple:
@@ -286,7 +295,7 @@ def calibrate_threshold(pool: Pool, seed: int = 0) -> float:
     return max(2.0, float(np.median(d)))
 
 
-def run_setting(pool: Pool, setting: str, ks, n_draws: int, n_rows: int, seed: int, log=print) -> dict:
+def run_setting(pool: Pool, setting: str, ks, n_draws: int, n_rows: Optional[int], seed: int, log=print) -> dict:
     """Measure one (model, setting): errors, spreads, slopes and (theorem setting) the bound's terms."""
     t0 = time.perf_counter()
     if setting == "theorem":
@@ -335,7 +344,7 @@ def load_pool_images(lfw, people="peopleDevTrain.txt", max_images=None, seed=0):
     return np.asarray(source.ds.images[rows]), source.ds.labels[rows]
 
 
-def run(models: Dict[str, object], images, labels, ks=KS, n_draws=1000, n_rows=512, seed=0, threads=2,
+def run(models: Dict[str, object], images, labels, ks=KS, n_draws=1000, n_rows=None, seed=0, threads=2,
         calibrate=("initial",), log=print) -> dict:
     """The whole measurement for every named model; returns the JSON-ready result.
 
@@ -385,16 +394,18 @@ def main(argv=None):
                         help="the starting model (default: runs/align_pretrained.npz if present, else a fresh "
                              "seed-0 model); its theta is set by the trainer's rule")
     parser.add_argument("--trained", metavar="MODEL", help="the trained model (default: the shipped model)")
-    parser.add_argument("--quick", action="store_true", help="1,500 faces, 200 batches per k, 64 rows for Abar")
+    parser.add_argument("--quick", action="store_true",
+                        help="1,500 faces, 200 batches per k, 64 rows for Abar (overrides --draws, --rows)")
     parser.add_argument("--draws", type=int, default=1000, help="independent batches per k")
-    parser.add_argument("--rows", type=int, default=512, help="random rows i over which E_i||Abar_i||^2 is averaged")
+    parser.add_argument("--rows", type=int, default=None,
+                        help="average E_i||Abar_i||^2 over this many random rows i (default: every row, exact)")
     parser.add_argument("--max-images", type=int, default=None, help="use a random subset of the pool")
     parser.add_argument("--threads", type=int, default=2, help="threads for the network (features of the pool)")
     parser.add_argument("--json", default="benchmarks/results/variance.json", metavar="OUT", help="result file")
     args = parser.parse_args(argv)
     if args.quick:
         args.draws, args.rows, args.max_images = 200, 64, args.max_images or 1500
-    if args.draws < 2 or args.rows < 2:
+    if args.draws < 2 or (args.rows is not None and args.rows < 2):
         parser.error("--draws and --rows must be at least 2")
     initial = args.initial or ("runs/align_pretrained.npz" if Path("runs/align_pretrained.npz").is_file() else None)
     try:

@@ -7,12 +7,17 @@ import pytest
 from benchmarks import convergence, report, reproduce
 
 
-def write_run(folder, accuracies, every=50, step_seconds=1.5, diverged=False):
-    """A run folder as npface.train leaves it: metrics.jsonl with step records and validation records."""
+def write_run(folder, accuracies, every=50, step_seconds=1.5, diverged=False, estimator="multibatch", lr=0.01):
+    """A run folder as npface.train leaves it: config.json, metrics.jsonl with step and validation records."""
     folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"batch_identities": 16, "images_per_identity": 16,
+                                                    "estimator": estimator, "lr": lr, "steps": 200,
+                                                    "init": "init.npz"}))
     lines = []
     for step in range(1, every * len(accuracies) + 1):
-        lines.append({"step": step, "loss": 0.5, "time": step * step_seconds})
+        # "time" counts validations too (here 10 s each); the step's own duration is 256 / images_per_s
+        lines.append({"step": step, "loss": 0.5, "images_per_s": 256 / step_seconds,
+                      "time": step * step_seconds + 10.0 * ((step - 1) // every)})
         if step % every == 0:
             lines.append({"step": step, "val_accuracy": accuracies[step // every - 1], "val_accuracy_std": 0.03,
                           "val_auc": 0.8})
@@ -28,14 +33,31 @@ def test_read_run_and_summary(tmp_path):
     runs = {p.name: convergence.read_run(p) for p in sorted(tmp_path.iterdir())}
     mb = runs["multibatch-lr0.01"]
     assert mb["val_step"] == [50, 100, 150, 200] and mb["steps"] == 200 and not mb["diverged"]
-    assert mb["val_seconds"] == [75.0, 150.0, 225.0, 300.0]
-    assert mb["median_step_seconds"] == pytest.approx(1.5)
+    np.testing.assert_allclose(mb["val_seconds"], [75.0, 150.0, 225.0, 300.0])      # validation time left out
+    assert mb["median_step_seconds"] == pytest.approx(1.5) and mb["train_seconds"] == pytest.approx(300.0)
     assert runs["pairs-lr0.03"]["diverged"]
     s = convergence.summarise(runs)
     assert s["best_pairs_run"] == "pairs-lr0.01"                          # the diverged run is nobody's best
     assert s["multibatch_final"] == 0.80 and s["pairs_final"] == 0.70
     assert s["pairs_steps_to_multibatch_final"] is None                    # pairs never gets there
     assert s["multibatch_steps_to_pairs_best"] == 100                      # 0.70 reached at step 100
+
+
+def test_a_finished_run_made_with_other_settings_is_not_reused(tmp_path):
+    write_run(tmp_path / "multibatch-lr0.01", [0.6], estimator="multibatch", lr=0.01)
+    (tmp_path / "multibatch-lr0.01" / "model.npz").write_bytes(b"")
+    logged = []
+    folders = convergence.train_all([("multibatch", 0.01)], tmp_path, "LFW", 200, init="init.npz", log=logged.append)
+    assert folders == {"multibatch-lr0.01": tmp_path / "multibatch-lr0.01"} and "finished earlier" in logged[0]
+    with pytest.raises(ValueError, match="holds a run made with"):
+        convergence.train_all([("multibatch", 0.01)], tmp_path, "LFW", 1000, init="init.npz", log=logged.append)
+
+
+def test_summary_of_runs_without_validation_is_empty_not_a_crash(tmp_path):
+    write_run(tmp_path / "multibatch-lr0.01", [])
+    write_run(tmp_path / "pairs-lr0.01", [], estimator="pairs")
+    runs = {p.name: convergence.read_run(p) for p in sorted(tmp_path.iterdir())}
+    assert convergence.summarise(runs)["best_pairs_run"] is None
 
 
 def test_train_command_is_the_documented_recipe(tmp_path):
@@ -64,7 +86,7 @@ def fake_results(folder, tmp_path):
     (folder / "variance.json").write_text(json.dumps({"draws": 10, "settings": settings,
                                                       "initial_model": "x.npz", "seconds": 5}))
     write_run(tmp_path / "runs" / "multibatch-lr0.01", [0.6, 0.7])
-    write_run(tmp_path / "runs" / "pairs-lr0.01", [0.55, 0.6])
+    write_run(tmp_path / "runs" / "pairs-lr0.01", [0.55, 0.6], estimator="pairs")
     runs = {p.name: convergence.read_run(p) for p in sorted((tmp_path / "runs").iterdir())}
     for name, r in runs.items():
         r.update(estimator=name.split("-")[0], lr=0.01)

@@ -54,9 +54,15 @@ def test_multibatch_is_unbiased_and_its_error_is_the_exact_formula(k):
     terms = V.bound_terms(pool, g_full, n_rows=m)
     exact = V.exact_multibatch_error(k, m, terms["nu2"], terms["abar2"])
     assert error == pytest.approx(float(exact), rel=1e-9)
-    # the theorem's stated terms, for comparison: the exact value's first term is twice term1
-    term1, _ = V.bound(k, terms["nu2"], terms["abar2"])
-    assert 2 * term1 == pytest.approx(2 * terms["nu2"] / (k * k - k))
+
+
+@pytest.mark.parametrize("k", [4, 16, 256])
+def test_exact_error_is_twice_the_stated_bound_for_a_large_pool(k):
+    """For m >> k the finite-pool term vanishes and the exact error is 2 term1 + 2 term2 (the proof's counts doubled)."""
+    nu2, abar2 = 7.0, 0.3
+    term1, term2 = V.bound(k, nu2, abar2)
+    assert float(V.exact_multibatch_error(k, 10 ** 9, nu2, abar2)) == pytest.approx(2 * (term1 + term2), rel=1e-6)
+    assert float(V.exact_multibatch_error(k, 10 ** 4, nu2, abar2)) < 2 * (term1 + term2)    # sampling without replacement
 
 
 def test_pairs_estimate_is_unbiased():
