@@ -142,7 +142,9 @@ def headline(res) -> list:
         s = conv["summary"]
         rows.append((f"Figure 4: held-out accuracy after {conv['steps']} steps", "multibatch well ahead of pairs",
                      f"multibatch {_pct(s['multibatch_final'])}, best pairs ({s['best_pairs_run']}) "
-                     f"{_pct(s['pairs_final'])}"))
+                     f"{_pct(s['pairs_final'])}"
+                     + (f"; multibatch reaches pairs' best accuracy at step {s['multibatch_steps_to_pairs_best']}"
+                        if s.get("multibatch_steps_to_pairs_best") else "")))
     fl, inf = res.get("flops"), res.get("inference")
     if fl:
         rows.append(("Table 2: FLOPs and parameters", f"{_m(PAPER['flops'])} FLOPs, {PAPER['params'] / 1e6:.1f}M",
