@@ -266,7 +266,11 @@ def convergence_section(conv, training_images=None, network_macs=None, steps_mb=
           f"{len(conv['runs'])} runs of {conv['steps']} steps, batches of {conv['batch']}, "
           f"{_duration(sum(r['train_seconds'] for r in conv['runs'].values()))} of training on this 2-core "
           "machine). Every run starts from the same model "
-          f"(`{conv['init']}`: the pretrained alignment net, frozen, and a fresh signature net), sees the same "
+          + (f"(`{conv['init']}`: the pretrained alignment net, frozen, and a fresh signature net)"
+             if conv["init"].endswith(".npz") else
+             f"({conv['init']}: no pretrained alignment net was found, so the whole network trains, the alignment "
+             "net at a tenth of the learning rate)")
+          + ", sees the same "
           "batches in the same order (seed 0) and has the same schedule (learning rate ×0.1 at 85% of the run); "
           "only the estimator differs, and `pairs` gets its own learning rate from a small grid. Validation: "
           f"10-fold accuracy on {conv.get('val_pairs', 1000):,} pairs of the people held out of training.", ""]
