@@ -1,7 +1,7 @@
 """Reproduce the paper's checkable claims and write docs/RESULTS.md: one command.
 
     python -m benchmarks.reproduce --lfw ../shared/lfw --quick    # every stage small: a few minutes
-    python -m benchmarks.reproduce --lfw ../shared/lfw            # the full measurement: about 2 hours here
+    python -m benchmarks.reproduce --lfw ../shared/lfw            # the full measurement: about 1.5 hours here
 
 Stages, in order (``--stages`` picks some):
 
