@@ -341,10 +341,7 @@ class FaceModel:
         the gradient of any loss with respect to W is sum_i dL/ds_i h_i^T:
         with h fixed it needs no backward pass (``benchmarks.variance`` uses this).
         """
-        threads = check_threads(self.threads if threads is None else threads)
-        self.check_images(images)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        threads = self._check_embed_args(images, batch_size, threads)
         last = self.config.signature[-1]            # an affine layer without ReLU (ModelConfig.check)
         n_in = self.params[last.name + ".weight"].shape[1]
         sig = np.empty((len(images), self.config.signature_dim), dtype=np.float32)   # (N, D)
@@ -363,15 +360,20 @@ class FaceModel:
         Runs on ``threads`` threads (default ``self.threads``, i.e. one), in
         batches of ``batch_size``.
         """
-        threads = check_threads(self.threads if threads is None else threads)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.check_images(images)
+        threads = self._check_embed_args(images, batch_size, threads)
         out = np.empty((len(images), self.config.signature_dim), dtype=np.float32)
         with limit(threads):
             for start in range(0, len(images), batch_size):
                 out[start:start + batch_size] = self.forward(images[start:start + batch_size])[0]
         return out
+
+    def _check_embed_args(self, images, batch_size, threads) -> int:
+        """Raise ValueError on bad ``embed`` arguments; return the thread count to run on."""
+        threads = check_threads(self.threads if threads is None else threads)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.check_images(images)
+        return threads
 
     def distance(self, a, b):
         """Squared Euclidean distance between signatures a and b ((D,) or (N, D), broadcast)."""

@@ -332,14 +332,21 @@ def _initial_model(cfg, source):
     if cfg.threshold_init is not None:
         model.params["threshold"] = np.array(cfg.threshold_init, np.float32)
     elif not signature_trained:
-        # Start theta at the median squared distance of a batch, so that at step 0 about as many
-        # pairs are active on each side of the hinge (and never below 2, see model.DEFAULT_THRESHOLD).
         images, _ = source.batch(np.random.default_rng([cfg.seed, -1 % 2**32]))
         with limit(cfg.threads):
             sig = model.embed(images, threads=cfg.threads)
-        d = ((sig[:, None] - sig[None]) ** 2).sum(-1)[~np.eye(len(sig), dtype=bool)]
-        model.params["threshold"] = np.array(max(2.0, float(np.median(d))), np.float32)
+        model.params["threshold"] = np.array(initial_threshold(sig), np.float32)
     return model
+
+
+def initial_threshold(sig) -> float:
+    """Theta for a fresh signature net from one batch of its signatures (k, D).
+
+    The median squared distance over the batch's pairs, so that at step 0 about as many pairs are
+    active on each side of the hinge; never below 2 (see model.DEFAULT_THRESHOLD).
+    """
+    d = ((sig[:, None] - sig[None]) ** 2).sum(-1)[~np.eye(len(sig), dtype=bool)]
+    return max(2.0, float(np.median(d)))
 
 
 def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True):
