@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.variance import write_json
+from benchmarks.common import write_json
 
 
 def pair_lines(ds, pairs, same):

@@ -5,11 +5,15 @@ because the machine is shared and its speed drifts: a float32 1024x1024 @
 1024x1024 NumPy product with BLAS on one thread (the single-core peak) and
 on all of the threads given (the multi-core peak).
 """
+import json
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+from npface.data.cache import atomic_write_text
 
 
 def median_time(fn, min_reps=5, min_seconds=0.2, warmup=1):
@@ -36,6 +40,11 @@ def gemm_peak(threads, size=1024, reps=15):
     with threadpool_limits(limits=threads, user_api="blas"):
         t = median_time(lambda: np.matmul(a, b, out=out), min_reps=reps, warmup=3)
     return 2 * size ** 3 / t / 1e9
+
+
+def write_json(path, obj):
+    """Write a results file atomically (temp file + rename), creating its folder."""
+    atomic_write_text(Path(path), json.dumps(obj, indent=1) + "\n")
 
 
 def machine_line():

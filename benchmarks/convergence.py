@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.variance import write_json
+from benchmarks.common import write_json
 
 RUNS = (("multibatch", 0.01), ("pairs", 0.01), ("pairs", 0.03), ("pairs", 0.003))
 QUICK_RUNS = (("multibatch", 0.01), ("pairs", 0.01), ("pairs", 0.03))

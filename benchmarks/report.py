@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from npface.data.cache import atomic_write_text
+
 PAPER = {"accuracy": 0.982, "latency_ms": 30.0, "flops": 41e6, "params": 1.3e6, "train_images": 2.6e6,
          "train_people": 12e3}
 
@@ -290,7 +292,7 @@ def convergence_section(conv, training_images=None, network_macs=None, steps_mb=
           "reached).",
           f"- Multibatch ends at {_pct(s['multibatch_final'])}; "
           + reaches("the best pairs run", "that", s["pairs_steps_to_multibatch_final"]) + ".",
-          f"- Conversely, " + reaches("Multibatch", f"the best pairs run's best accuracy, {_pct(s['pairs_best'])},",
+          "- Conversely, " + reaches("Multibatch", f"the best pairs run's best accuracy, {_pct(s['pairs_best'])},",
                                       s["multibatch_steps_to_pairs_best"])
           + ("" if s["pairs_final"] == s["pairs_best"] else
              f" (its final accuracy, {_pct(s['pairs_final'])}: "
@@ -334,7 +336,7 @@ def tables_section(fl, inf, acc=None) -> list:
                          f"{r['row_params']:,} | {r['paper_row']} | {int(r['paper_flops']):,} | "
                          f"{int(r['paper_params']):,} |")
         t, p = fl["totals"], fl["paper_totals"]
-        L += ["", f"| total | ours | paper (stated) | paper (its rows summed) |", "|---|---|---|---|",
+        L += ["", "| total | ours | paper (stated) | paper (its rows summed) |", "|---|---|---|---|",
               f"| alignment net FLOPs | {_m(t['alignment']['table_flops'])} | {_m(p['alignment_flops'])} | |",
               f"| alignment net params | {t['alignment']['params'] / 1e3:.1f}K | {p['alignment_params'] / 1e3:.0f}K | |",
               f"| whole network FLOPs | {_m(fl['total_table_flops'])} | {_m(p['flops'])} | "
@@ -361,7 +363,7 @@ def tables_section(fl, inf, acc=None) -> list:
         L += ["Table 1's MultiBatch row beside ours:", "",
               "| | training size | parameters | FLOPs | ensemble | LFW accuracy | runtime, one core |",
               "|---|---|---|---|---|---|---|",
-              f"| paper | 2.6M | 1.3M | 41M | 1 | 98.20% (View 2) | 30 ms (Cortex-A9, 1 GHz) |",
+              "| paper | 2.6M | 1.3M | 41M | 1 | 98.20% (View 2) | 30 ms (Cortex-A9, 1 GHz) |",
               f"| npface | {f'{images / 1e3:.1f}K' if images else 'n/a'} | "
               f"{fl['total_params'] / 1e6:.2f}M | {_m(fl['total_table_flops'])} | 1 | {ours_acc} | "
               f"{inf['batch1_ms']:.2f} ms (x86-64) |" if fl else "", ""]
@@ -448,11 +450,7 @@ def write_report(res, docs_dir, results_dir, plots=True) -> Path:
               "`runs/reproduce-quick/`); without `--quick` it is the full measurement above. Finished training "
               "runs are reused and interrupted ones resume, so a stopped reproduction can simply be started "
               "again.", ""]
-    path = docs / "RESULTS.md"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(L))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(docs / "RESULTS.md", "\n".join(L))
 
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
@@ -467,9 +465,7 @@ def update_readme(path, res) -> bool:
     table = ["| claim | paper | npface |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in headline(res)]
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(head + README_START + "\n" + "\n".join(table) + "\n" + README_END + tail)
-    tmp.replace(path)
+    atomic_write_text(path, head + README_START + "\n" + "\n".join(table) + "\n" + README_END + tail)
     return True
 
 

@@ -83,7 +83,7 @@ def main(argv=None):
     docs = root / "docs"
     results.mkdir(parents=True, exist_ok=True)
     commands = stage_commands(args, results, docs)
-    from benchmarks.variance import write_json
+    from benchmarks.common import write_json
     log_path = results / "reproduce.json"
     import json
     done = json.loads(log_path.read_text()).get("stages", []) if log_path.is_file() else []

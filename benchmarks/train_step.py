@@ -94,7 +94,7 @@ def main(argv=None):
           f"peak (target >= {100 * TARGET:.0f}%); forward+backward alone: {gflops_compute:.1f} GFLOP/s = "
           f"{100 * gflops_compute / peak:.1f}%")
     if args.json:
-        from benchmarks.variance import write_json
+        from benchmarks.common import write_json
         write_json(args.json, dict(machine=machine_line(), estimator=args.estimator, threads=args.threads,
                                    steps=args.steps, median_seconds=med, images_per_s=256 / med["step"],
                                    gemm_peak=peak, step_ratio=gflops_step / peak, date=time.strftime("%Y-%m-%d")))

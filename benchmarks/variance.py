@@ -87,8 +87,6 @@ error). For reference
 the k/2-pairs estimate's error is about nu^2 / (k / 2).
 """
 import argparse
-import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -97,6 +95,7 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
+from benchmarks.common import write_json
 from npface import ops
 from npface.estimators import signature_gradients
 from npface.threads import limit
@@ -206,13 +205,12 @@ def fit_slope(ks, errors: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tupl
 # The bound's two terms (theorem setting)
 # --------------------------------------------------------------------------
 
-def _active_coefficients(pool: Pool, rows) -> tuple:
+def _active_coefficients(pool: Pool, rows, sq) -> tuple:
     """For pool rows ``rows`` (n,) against every face: y * [u > 0] (n, m), squared distances (n, m).
 
-    The diagonal (a face with itself) is set to 0.
+    sq (m,) holds every signature's squared norm. The diagonal (a face with itself) is set to 0.
     """
     s, labels = pool.s, pool.labels
-    sq = (s * s).sum(1)                                                  # (m,)
     d = np.maximum(sq[rows, None] + sq[None, :] - 2.0 * (s[rows] @ s.T), 0.0)   # (n, m)
     y = np.where(labels[rows, None] == labels[None, :], 1.0, -1.0)        # (n, m)
     c = y * ((1.0 - y * (pool.threshold - d)) > 0.0)
@@ -225,11 +223,12 @@ def bound_terms(pool: Pool, g_full: np.ndarray, n_rows: Optional[int] = None, se
     mean over ``n_rows`` random rows with its standard error."""
     m, D = pool.s.shape
     F = pool.h.shape[1]
+    ssq = (pool.s * pool.s).sum(1)                                       # (m,)
     hsq = (pool.h * pool.h).sum(1)                                       # (m,)
     mean_sq = 0.0                                                        # sum over i != j of ||grad l_ij||^2
     for start in range(0, m, chunk):
         rows = np.arange(start, min(m, start + chunk))
-        c, d = _active_coefficients(pool, rows)
+        c, d = _active_coefficients(pool, rows, ssq)
         dh = np.maximum(hsq[rows, None] + hsq[None, :] - 2.0 * (pool.h[rows] @ pool.h.T), 0.0)   # (n, m)
         mean_sq += float(((c != 0) * (4.0 * d * dh + 1.0)).sum())
     mean_sq /= m * (m - 1)
@@ -242,7 +241,7 @@ def bound_terms(pool: Pool, g_full: np.ndarray, n_rows: Optional[int] = None, se
     picked = np.arange(m) if every_row else rng.choice(m, size=n_rows, replace=False)
     abar2 = np.empty(len(picked))
     for a, i in enumerate(picked):
-        c, _ = _active_coefficients(pool, np.array([i]))
+        c, _ = _active_coefficients(pool, np.array([i]), ssq)
         nz = np.flatnonzero(c[0])
         cz = c[0, nz]                                                    # (n,)
         ds = pool.s[i] - pool.s[nz]                                      # (n, D)
@@ -289,10 +288,9 @@ def pool_of(model, images, labels, threads=2) -> Pool:
 def calibrate_threshold(pool: Pool, seed: int = 0) -> float:
     """The trainer's rule for a fresh signature net: theta = max(2, median squared distance in a 16 x 16 batch)."""
     from npface.data.sampler import PKSampler
+    from npface.training import initial_threshold
     rows, _ = PKSampler(pool.labels, 16, 16).sample(np.random.default_rng(seed))
-    s = pool.s[rows]
-    d = ((s[:, None] - s[None]) ** 2).sum(-1)[~np.eye(len(s), dtype=bool)]
-    return max(2.0, float(np.median(d)))
+    return initial_threshold(pool.s[rows])
 
 
 def run_setting(pool: Pool, setting: str, ks, n_draws: int, n_rows: Optional[int], seed: int, log=print) -> dict:
@@ -422,15 +420,6 @@ def main(argv=None):
     write_json(args.json, result)
     print(f"wrote {args.json} ({result['seconds']:.0f} s)")
     return 0
-
-
-def write_json(path, obj):
-    """Write JSON atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
