@@ -152,13 +152,23 @@ def load_onnx(path):
 TOLERANCE = 1e-4
 
 
-def max_differences(model, onnx_model, images):
-    """(max |signatures diff|, max |theta diff|) of a FaceModel and an OnnxModel on uint8 images (N, S, S, 3).
-
-    Both run on one thread, in one batch, so keep N small (tens of images).
-    """
+def outputs(model, onnx_model, images, batch_size=64):
+    """Signatures (N, D) and theta (N, 2, 3) of uint8 images (N, S, S, 3) from a FaceModel and from an
+    OnnxModel, one thread each, in batches: ((sig, theta) of npface, (sig, theta) of ONNX Runtime)."""
     from npface.threads import limit
-    with limit(1):
-        sig, cache = model.forward(images, train=True)             # (N, D), cache.theta (N, 2, 3)
-    onnx_sig, onnx_theta = onnx_model.run(images, threads=1)
-    return float(np.abs(sig - onnx_sig).max()), float(np.abs(cache.theta - onnx_theta).max())
+    N, D = len(images), model.config.signature_dim
+    ours = (np.empty((N, D), np.float32), np.empty((N, 2, 3), np.float32))
+    theirs = (np.empty((N, D), np.float32), np.empty((N, 2, 3), np.float32))
+    for start in range(0, N, batch_size):
+        batch = images[start:start + batch_size]
+        with limit(1):
+            sig, cache = model.forward(batch, train=True)
+        ours[0][start:start + len(batch)], ours[1][start:start + len(batch)] = sig, cache.theta
+        theirs[0][start:start + len(batch)], theirs[1][start:start + len(batch)] = onnx_model.run(batch, threads=1)
+    return ours, theirs
+
+
+def max_differences(model, onnx_model, images):
+    """(max |signatures diff|, max |theta diff|) of a FaceModel and an OnnxModel on uint8 images (N, S, S, 3)."""
+    (sig, theta), (onnx_sig, onnx_theta) = outputs(model, onnx_model, images)
+    return float(np.abs(sig - onnx_sig).max()), float(np.abs(theta - onnx_theta).max())

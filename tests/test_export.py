@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 
 import npface
+from benchmarks.onnx_equality import compare, pair_faces
 from npface import embed as npembed
 from npface import export as npexport
 from npface import verify as npverify
-from npface.data.folders import load_lfw
 from npface.model import TABLE2, FaceModel, pose_to_theta
 from npface.onnx_export import MissingExtra
-from npface.verification import read_pairs, resolve_pairs
 from tests.test_cli_eval import LFW
 from tests.test_cli_verify_embed import images, one_line_error  # noqa: F401 (images is a fixture)
 
@@ -130,12 +129,7 @@ def lfw_pairs():
     """(faces (M, 112, 112, 3) uint8 of every image of pairsDevTrain.txt, index_a (P,), index_b (P,), is_same (P,))."""
     if not PAIRS.is_file():
         pytest.skip(f"LFW not found at {LFW}")
-    pairs = resolve_pairs(read_pairs(PAIRS), LFW)
-    paths, index_a, index_b = pairs.unique_images()
-    data = load_lfw(LFW, "peopleDevTrain.txt", progress=False)        # decoded once, cached by npface
-    row = {f: i for i, f in enumerate(data.files)}
-    rows = [row[p.relative_to(data.root).as_posix()] for p in paths]
-    return np.asarray(data.images[rows]), index_a, index_b, pairs.is_same
+    return pair_faces(LFW, PAIRS)
 
 
 @needs_lfw
@@ -152,15 +146,11 @@ def check_decisions(exported, lfw_pairs, every):
     """The shipped model, 1 thread each, on the faces of every ``every``-th pair of pairsDevTrain.txt."""
     model, onnx_model, _ = exported["shipped"]
     faces, a, b, is_same = lfw_pairs
-    a, b = a[::every], b[::every]                                       # (P,) each
-    used, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)  # (M,), (2P,)
-    a, b = np.split(inverse, 2)
-    ref, got = model.embed(faces[used]), onnx_model.embed(faces[used])  # (M, 128) each
-    assert np.abs(ref - got).max() <= TOLERANCE
-    same_ref, same_got = model.same(ref[a], ref[b]), onnx_model.same(got[a], got[b])
-    assert len(same_ref) == len(is_same[::every])
-    assert 0 < same_ref.sum() < len(same_ref)                           # both verdicts occur
-    np.testing.assert_array_equal(same_got, same_ref)
+    result = compare(model, onnx_model, faces, a, b, every)
+    assert result["pairs"] == len(is_same[::every])
+    assert result["max_abs_diff_signatures"] <= TOLERANCE and result["max_abs_diff_theta"] <= TOLERANCE, result
+    assert 0 < result["same_decisions"] < result["pairs"]                 # both verdicts occur
+    assert result["decisions_agree"] == result["pairs"], result
 
 
 @needs_lfw
