@@ -141,7 +141,8 @@ def onnx_runtime(model, one, npface_batch1, calls, quick):
     print(f"Batch 256, {threads} threads: ONNX Runtime {256 / ort_big:.0f} images/s, npface {256 / npface_big:.0f} "
           f"images/s (npface time / ONNX Runtime time = {npface_big / ort_big:.2f})")
     return dict(version=onnxruntime.__version__, max_abs_diff_signatures=sig_diff, max_abs_diff_theta=theta_diff,
-                batch1_ms=1e3 * batch1, npface_batch1_ms=1e3 * npface_batch1, batch1_npface_ratio=npface_batch1 / batch1,
+                batch1_ms=1e3 * batch1, npface_batch1_ms=1e3 * npface_batch1,
+                batch1_npface_ratio=npface_batch1 / batch1,
                 batch256_threads=threads, batch256_images_per_s=256 / ort_big,
                 npface_batch256_images_per_s=256 / npface_big, batch256_npface_ratio=npface_big / ort_big)
 
