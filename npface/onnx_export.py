@@ -92,8 +92,9 @@ def pose_matrix():
     """P (4, 6) float32 with theta.reshape(N, 6) = pose (N, 4) @ P, read off ``pose_to_theta``."""
     from npface.model import pose_to_theta
     P = pose_to_theta(np.eye(4, dtype=np.float32)).reshape(4, 6)            # row i: theta of unit pose e_i
-    # every theta entry is one pose entry, copied or negated: the MatMul adds exact zeros only
-    assert set(np.unique(P)) <= {-1.0, 0.0, 1.0} and (np.abs(P).sum(axis=0) == 1).all()
+    # every theta entry must be one pose entry, copied or negated, so that the MatMul adds exact zeros only
+    if not (set(np.unique(P)) <= {-1.0, 0.0, 1.0} and (np.abs(P).sum(axis=0) == 1).all()):
+        raise ValueError("pose_to_theta is not a signed copy of the pose entries; the export cannot reproduce it")
     return np.ascontiguousarray(P)
 
 
@@ -147,12 +148,15 @@ class _Graph:
         return x
 
 
-def build_onnx(model, opset=DEFAULT_OPSET):
-    """The ``onnx.ModelProto`` of ``model`` (a FaceModel), checked with ``check_model(full_check=True)``."""
+def build_onnx(model, opset=None):
+    """The ``onnx.ModelProto`` of ``model`` (a FaceModel), checked with ``check_model(full_check=True)``.
+
+    ``opset``: the ONNX opset version, DEFAULT_OPSET when None.
+    """
     onnx = import_extra("onnx")
     from onnx import TensorProto, helper
     from npface.model import NORMALISATION
-    opset = check_opset(opset)
+    opset = check_opset(DEFAULT_OPSET if opset is None else opset)
     config = model.config
     S, A, D = config.input_size, config.align_input_size, config.signature_dim
     params = {k: np.asarray(v, dtype=np.float32) for k, v in model.params.items()}
@@ -214,7 +218,7 @@ def build_onnx(model, opset=DEFAULT_OPSET):
     return proto
 
 
-def export_onnx(model, path, opset=DEFAULT_OPSET):
+def export_onnx(model, path, opset=None):
     """Write ``model`` (a FaceModel) to ``path`` as an ONNX file, atomically; return the path.
 
     See the module docstring for the graph and its metadata. Raises

@@ -207,6 +207,21 @@ def test_an_onnx_file_that_is_not_an_npface_export_is_refused(tmp_path):
         load_onnx(tmp_path / "missing.onnx")
 
 
+def test_backend_threads_and_open_model(exported):
+    from npface.faces import CommandError, open_model
+    from npface.threads import max_threads
+    _, onnx_model, path = exported["random"]
+    images = random_images(5)
+    if max_threads() >= 2:
+        assert np.abs(onnx_model.embed(images, threads=2) - onnx_model.embed(images)).max() <= TOLERANCE
+    with pytest.raises(ValueError, match="threads"):
+        onnx_model.embed(images, threads=0)
+    loaded = open_model(onnx=path)
+    assert loaded.path == path and loaded.model.threshold == onnx_model.threshold
+    with pytest.raises(CommandError, match="not both"):
+        open_model("m.npz", onnx=path)
+
+
 def test_backend_refuses_bad_images(exported):
     _, onnx_model, _ = exported["random"]
     with pytest.raises(ValueError, match="uint8"):
