@@ -30,12 +30,13 @@ class OnnxModel:
     def __init__(self, path, data, config, threshold, provenance):
         self.path = Path(path)
         self.config = config
-        self.params = {"threshold": np.array(threshold, dtype=np.float32)}
+        self.params = {"threshold": np.array(threshold, dtype=np.float32)}   # the weights live in the graph
         self.provenance = dict(provenance)
         self.threads = 1
         self._data = data              # the file's bytes, for sessions with other thread counts
         self._sessions = {}
 
+    # FaceModel's own threshold, image checks and distances: they use only config and params["threshold"]
     threshold = FaceModel.threshold
     check_images = FaceModel.check_images
     distance = FaceModel.distance
