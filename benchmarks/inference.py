@@ -3,6 +3,7 @@
     python -m benchmarks.inference            # batch-1 latency (>= 200 calls) and batch-32 throughput
     python -m benchmarks.inference --quick
     python -m benchmarks.inference --json benchmarks/results/inference.json
+    python -m benchmarks.inference --no-onnx         # without ONNX Runtime beside npface
 
 Batch-1 latency covers everything ``model.embed`` does for one 112x112 uint8
 image: normalise, resize to 50x50, alignment net, warp, signature net. It is
@@ -14,19 +15,26 @@ float32 GEMM peak measured in the same run.
 
 Before timing, the model's output is checked against the network built from
 the slow reference kernels.
+
+When onnxruntime is installed (``pip install 'npface[onnx]'``), the same model
+is exported (``npface.export_onnx``) and ONNX Runtime is timed in the same
+run: batch 1 on one thread, and batch 256 on two threads beside npface's own
+batch 256 on two threads. ONNX Runtime's output is checked against npface's
+first, and npface's time is printed as a ratio to ONNX Runtime's.
 """
 import argparse
-import json
-import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import gemm_peak, machine_line, median_time
+from benchmarks.common import gemm_peak, machine_line, median_time, write_json
+import npface
 from npface.flops import layer_rows
 from npface.model import TABLE2, FaceModel, reference_forward
-from npface.threads import limit
+from npface.threads import limit, max_threads
 
 TARGET = 0.30   # the model issue: batch-1 forward at >= 30% of the 1-thread GEMM peak
 
@@ -37,6 +45,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer calls (noisier medians)")
     parser.add_argument("--calls", type=int, default=300, help="timed batch-1 calls (default %(default)s, >= 200)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--no-onnx", action="store_true",
+                        help="do not time ONNX Runtime on the exported model (it is timed when onnxruntime is "
+                             "installed)")
     args = parser.parse_args(argv)
     calls = 50 if args.quick else max(200, args.calls)
 
@@ -90,14 +101,50 @@ def main(argv=None):
           "own checks and copies)")
     print(f"\nFor scale: the paper's 30 ms on a 1 GHz Cortex-A9 for 41M FLOPs; here {1e3 * latency:.2f} ms "
           f"on one core of this machine.")
+    onnx = None if args.no_onnx else onnx_runtime(model, one, latency, calls, args.quick)
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as fh:
-            json.dump(dict(machine=machine_line(), gemm_peak_1thread=peak1, batch1_ms=1e3 * latency,
-                           batch1_gflops=gflops, batch1_ratio=gflops / peak1, total_macs=total_macs,
-                           batch32_images_per_s=32 / throughput_t, calls=calls, stages=rows,
-                           date=time.strftime("%Y-%m-%d")), fh, indent=1)
+        write_json(args.json, dict(machine=machine_line(), gemm_peak_1thread=peak1, batch1_ms=1e3 * latency,
+                                   batch1_gflops=gflops, batch1_ratio=gflops / peak1, total_macs=total_macs,
+                                   batch32_images_per_s=32 / throughput_t, calls=calls, stages=rows,
+                                   onnxruntime=onnx, date=time.strftime("%Y-%m-%d")))
     return 0
+
+
+def onnx_runtime(model, one, npface_batch1, calls, quick):
+    """ONNX Runtime on the exported model: batch 1 on 1 thread, batch 256 on 2 threads (npface beside it).
+
+    Returns the JSON-able results, or None when onnxruntime is not installed.
+    """
+    from npface.onnx_export import MissingExtra
+    try:
+        from npface.onnx_backend import TOLERANCE, load_onnx, max_differences
+        with tempfile.TemporaryDirectory() as tmp:
+            onnx_model = load_onnx(npface.export_onnx(model, Path(tmp) / "model.onnx"))
+    except MissingExtra as e:
+        print(f"\nONNX Runtime not timed: {e}")
+        return None
+    import onnxruntime
+    threads = min(2, max_threads())
+    big = np.random.default_rng(1).integers(0, 256, (256, 112, 112, 3), dtype=np.uint8)
+    sig_diff, theta_diff = max_differences(model, onnx_model, big[:8])
+    if max(sig_diff, theta_diff) > TOLERANCE:
+        raise SystemExit(f"ONNX Runtime disagrees with npface: max |diff| {sig_diff:.2e} in signatures, "
+                         f"{theta_diff:.2e} in theta (tolerance {TOLERANCE:g})")
+    print(f"\nONNX Runtime {onnxruntime.__version__} on the exported model matches npface (max |diff| "
+          f"{sig_diff:.2e} in signatures, {theta_diff:.2e} in theta). Starting benchmarks.")
+    batch1 = median_time(lambda: onnx_model.embed(one, threads=1), min_reps=calls, min_seconds=0.0, warmup=20)
+    reps = 2 if quick else 5
+    ort_big = median_time(lambda: onnx_model.embed(big, batch_size=256, threads=threads), min_reps=reps)
+    npface_big = median_time(lambda: model.embed(big, batch_size=256, threads=threads), min_reps=reps)
+    print(f"Batch 1, 1 thread: ONNX Runtime {1e3 * batch1:.2f} ms, npface {1e3 * npface_batch1:.2f} ms "
+          f"(npface / ONNX Runtime = {npface_batch1 / batch1:.2f})")
+    print(f"Batch 256, {threads} threads: ONNX Runtime {256 / ort_big:.0f} images/s, npface {256 / npface_big:.0f} "
+          f"images/s (npface time / ONNX Runtime time = {npface_big / ort_big:.2f})")
+    return dict(version=onnxruntime.__version__, max_abs_diff_signatures=sig_diff, max_abs_diff_theta=theta_diff,
+                batch1_ms=1e3 * batch1, npface_batch1_ms=1e3 * npface_batch1,
+                batch1_npface_ratio=npface_batch1 / batch1,
+                batch256_threads=threads, batch256_images_per_s=256 / ort_big,
+                npface_batch256_images_per_s=256 / npface_big, batch256_npface_ratio=npface_big / ort_big)
 
 
 if __name__ == "__main__":

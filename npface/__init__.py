@@ -22,3 +22,14 @@ def load(path=None):
     """
     from npface.model import load as _load
     return _load(path)
+
+
+def export_onnx(model, path, opset=None):
+    """Write ``model`` (a FaceModel) to ``path`` as one ONNX graph, atomically: uint8 faces (N, 112, 112, 3)
+    in, signatures (N, 128) and the alignment warp theta (N, 2, 3) out.
+
+    ``opset`` is the ONNX opset version (default 20, the first with AffineGrid). Needs the optional extra
+    ``pip install 'npface[onnx]'``; see ``npface.onnx_export``.
+    """
+    from npface.onnx_export import export_onnx as _export
+    return _export(model, path, opset)

@@ -82,7 +82,7 @@ def embed(args):
     root, files, relative = find_images(args.inputs)
     if not files:
         raise CommandError(f"no image files found in {', '.join(args.inputs)}")
-    loaded = open_model(args.model)
+    loaded = open_model(args.model, onnx=args.onnx)
     run = compute_signatures(loaded, files, relative, frame=args.frame, flip=args.flip,
                              batch_size=args.batch_size, threads=args.threads, cache=not args.no_cache,
                              progress=not args.quiet)

@@ -252,7 +252,7 @@ def file_sha256(path) -> str:
 @dataclass
 class LoadedModel:
     """A model with the file it came from (``sha256`` keys the signature cache)."""
-    model: object            # npface.model.FaceModel
+    model: object            # npface.model.FaceModel, or npface.onnx_backend.OnnxModel
     path: Path
     sha256: str
 
@@ -262,12 +262,23 @@ class LoadedModel:
                 "provenance": self.model.provenance}
 
 
-def open_model(path=None) -> LoadedModel:
+def open_model(path=None, onnx=None) -> LoadedModel:
     """Load a model file (None: the pretrained model shipped with npface) and hash its bytes.
 
-    Raises FileNotFoundError or ValueError with a one-line message (see
-    ``npface.model.load``).
+    With ``onnx``, a path to an exported ``.onnx`` file, the model is that file
+    run by ONNX Runtime instead (``npface.onnx_backend``; ``path`` must then be
+    None). Raises FileNotFoundError, ValueError or CommandError with a one-line
+    message (see ``npface.model.load`` and ``npface.onnx_backend.load_onnx``).
     """
+    if onnx is not None:
+        if path is not None:
+            raise CommandError("give either a model file (.npz) or an ONNX file, not both")
+        from npface.onnx_backend import load_onnx
+        from npface.onnx_export import MissingExtra
+        try:
+            return LoadedModel(load_onnx(onnx), Path(onnx), file_sha256(onnx))
+        except MissingExtra as e:
+            raise CommandError(str(e)) from None
     from npface.model import PRETRAINED_PATH, load
     model = load(path)
     path = Path(PRETRAINED_PATH if path is None else path)

@@ -31,9 +31,14 @@ FRAME_HELP = ("how the face is framed in the image: 'lfw' = an LFW-style frame (
 
 
 def add_model_options(parser):
-    """The flags verify and embed share: --model, --flip, --frame, --threads."""
-    parser.add_argument("--model", metavar="PATH",
-                        help="model file (.npz) saved by npface; default: the pretrained model shipped with npface")
+    """The flags verify and embed share: --model or --onnx, --flip, --frame, --threads."""
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--model", metavar="PATH",
+                       help="model file (.npz) saved by npface; default: the pretrained model shipped with npface")
+    which.add_argument("--onnx", metavar="PATH",
+                       help="instead of --model: a model exported with python -m npface.export (.onnx), run by "
+                            "ONNX Runtime, to check that a deployed file agrees with npface (needs "
+                            "pip install 'npface[onnx]')")
     parser.add_argument("--flip", action="store_true",
                         help="test-time flip: each signature is the average of those of the crop and its mirror "
                              "image, (e + e_flip) / 2, which keeps the scale the learned threshold was trained for")
@@ -63,7 +68,7 @@ def verify(args):
             raise CommandError(f"image not found: {path}")
         if not path.is_file():
             raise CommandError(f"not a file: {path}")
-    loaded = open_model(args.model)
+    loaded = open_model(args.model, onnx=args.onnx)
     files = [Path(args.image_a), Path(args.image_b)]
     run = compute_signatures(loaded, files, [str(f) for f in files], frame=args.frame, flip=args.flip,
                              threads=args.threads, cache=False, progress=False)
