@@ -189,7 +189,8 @@ def main(argv=None):
     rate1, rate2 = k / one["seconds"]["step"], k / root["seconds"]["step"]
     comm2 = [r["seconds"]["allgather"] + r["seconds"]["allreduce"] for r in two["per_rank"]]
     print(f"  R = 1: {one['seconds']['step']:.3f} s per step, {rate1:.1f} images/s (drawing the batch "
-          f"{one['seconds']['batch']:.3f} s, estimator {serial['estimator']:.4f} s, SGD update {serial['update']:.4f} s)")
+          f"{one['seconds']['batch']:.3f} s, estimator {serial['estimator']:.4f} s, "
+          f"SGD update {serial['update']:.4f} s)")
     print(f"  R = 2: {root['seconds']['step']:.3f} s per step, {rate2:.1f} images/s, speed-up {rate2 / rate1:.2f}; "
           f"in collectives per step " + ", ".join(f"rank {r} {c * 1e3:.1f} ms" for r, c in enumerate(comm2)))
     for r, row in enumerate(two["per_rank"]):
@@ -202,7 +203,8 @@ def main(argv=None):
     table = project(m, args.latency)
     print(f"\nModelled (ring collectives, latency {args.latency * 1e6:.0f} us per message, compute from the R = 1 "
           f"measurement; no network was measured): global batch k = {k}")
-    print(f"{'Gbit/s':>7} {'R':>4} {'images/s':>10} {'efficiency':>11} {'smallest k with compute >= communication':>42}")
+    print(f"{'Gbit/s':>7} {'R':>4} {'images/s':>10} {'efficiency':>11} "
+          f"{'smallest k with compute >= communication':>42}")
     for row in table:
         cross = "-" if row["crossover_batch"] is None else f"{row['crossover_batch']:,}"
         print(f"{row['gbit_per_s']:>7} {row['ranks']:>4} {row['images_per_s']:>10.1f} {row['efficiency']:>10.1%} "
