@@ -3,17 +3,21 @@
     python -m npface.train                                   # synthetic faces, a few minutes on 2 cores
     python -m npface.train --lfw ../shared/lfw --people peopleDevTrain.txt --steps 3000 --out runs/lfw
     python -m npface.train --resume runs/lfw                 # continue after any interruption
+    mpiexec -n 4 python -m npface.train --threads 1 ...      # one model on 4 MPI ranks (npface.distributed)
 
 See ``npface.training`` for what the output folder holds and how resuming works.
 """
 import argparse
 import sys
 import time
+import traceback
 
+from npface import distributed
 from npface.estimators import ESTIMATORS
 from npface.training import TrainConfig, TrainingDiverged, run
 
 EXIT_DIVERGED = 3       # the exit status when training diverged (what scripts such as benchmarks.convergence test)
+EXIT_FAILED = 1         # any other failure of a run on MPI ranks (one rank's error aborts them all)
 
 
 def _fractions(text):
@@ -30,7 +34,10 @@ def parser():
         description="Train the Table 2 face network on synthetic faces (default) or folders of identities "
                     "(LFW) with the paper's pairwise hinge loss and a learned threshold.",
         epilog=f"exit status: 0 finished; 2 bad arguments or data; {EXIT_DIVERGED} the training diverged (the loss "
-               "or the parameters stopped being finite; the last good checkpoint is kept).")
+               "or the parameters stopped being finite; the last good checkpoint is kept); under MPI, "
+               f"{EXIT_FAILED} when a rank failed otherwise (the job is aborted with that rank's message). "
+               "Under mpiexec with more than one rank every rank computes a share of each batch and rank 0 "
+               "alone writes and prints; the global batch, hence the result, does not depend on the ranks.")
     g = p.add_argument_group("data")
     g.add_argument("--lfw", metavar="DIR", help="train on a folder of identities: LFW's root (holding lfw/) or "
                    "any root/<identity>/<image> folder. Without it: synthetic faces")
@@ -73,6 +80,10 @@ def parser():
     g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
     g.add_argument("--synthetic-identities", type=int, default=d.synthetic_identities,
                    help="training identities of the synthetic data")
+    g.add_argument("--distributed", action="store_true",
+                   help="train on MPI ranks even if no MPI launcher is recognised (an error without MPI); "
+                        "by default MPI is used when mpiexec or srun starts more than one rank. Needs "
+                        f"{distributed.INSTALL_HINT}")
     return p
 
 
@@ -93,17 +104,29 @@ def config_from_args(a):
 def main(argv=None):
     a = parser().parse_args(argv)
     try:
-        if a.resume:
-            run(None, a.resume, resume=True)
-        else:
-            out = a.out or time.strftime("runs/train-%Y%m%d-%H%M%S")
-            run(config_from_args(a), out)
-    except TrainingDiverged as e:
-        print(f"npface.train: error: {e}", file=sys.stderr)
-        return EXIT_DIVERGED
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        comm = distributed.connect(force=a.distributed)
+    except ValueError as e:
         print(f"npface.train: error: {e}", file=sys.stderr)
         return 2
+    # under MPI, a failure ends the whole job (comm.fail aborts it): a rank that simply exited
+    # would leave the others waiting in their next collective for ever
+    try:
+        if a.resume:
+            run(None, a.resume, resume=True, comm=comm)
+        else:
+            out = a.out or comm.from_root(time.strftime, "runs/train-%Y%m%d-%H%M%S")
+            run(config_from_args(a), out, comm=comm)
+    except TrainingDiverged as e:
+        return comm.fail(f"npface.train: error: {comm.who}{e}", EXIT_DIVERGED)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        return comm.fail(f"npface.train: error: {comm.who}{e}", 2)
+    except distributed.RanksDiverged as e:
+        return comm.fail(f"npface.train: error: {comm.who}{e}", EXIT_FAILED)
+    except BaseException as e:
+        if comm.size == 1:
+            raise
+        traceback.print_exc()
+        return comm.fail(f"npface.train: error: {comm.who}{type(e).__name__}: {e}", EXIT_FAILED)
     return 0
 
 

@@ -8,20 +8,30 @@ A step, in one straight line (paper section 3)::
     grads = model.backward(est.dsig, est.dthreshold, cache)
     optimiser.step(grads, lr)
 
+On R MPI ranks (``mpiexec -n R python -m npface.train``, see
+``npface.distributed``) the same line runs on every rank over the same
+global batch: each rank embeds only its own rows, the signatures are
+all-gathered so the estimator still sees all k^2 - k pairs, each rank
+backpropagates its own rows and the parameter gradients are summed
+(``train_step``). Rank 0 alone writes the output folder and prints.
+
 Reproducibility and resuming. Step s draws all its randomness (which
 identities and images, augmentation, the pairs estimator's pairs) from
 ``default_rng([seed, s])``, so a batch depends only on the seed and the step
 number. A checkpoint holds the parameters, the momentum velocities and the
 step; resuming from it replays exactly the steps an uninterrupted run would
 have taken, so (for the same thread count, which fixes the order of the
-parallel sums) the result is the same to the last bit. Checkpoints are
-written atomically; a run killed at any moment, ``kill -9`` included, loses
-at most the steps since the last one. SIGINT/SIGTERM finish the current step
-and write a checkpoint first.
+parallel sums) the result is the same to the last bit. The global batch does
+not depend on the number of ranks, so a run may be resumed on another number
+of them; it then ends where the uninterrupted run ends up to the rounding of
+sums taken in another order. Checkpoints are written atomically; a run
+killed at any moment, ``kill -9`` included, loses at most the steps since
+the last one. SIGINT/SIGTERM finish the current step and write a checkpoint
+first.
 
 The output folder::
 
-    config.json        the exact configuration (written once, reused by --resume)
+    config.json        the exact configuration, world_size (MPI ranks) included; rewritten by --resume
     checkpoint.npz     the latest checkpoint
     metrics.jsonl      one JSON line per step (loss, theta, lr, images/s) and per validation
     best.npz           the model with the best validation accuracy so far
@@ -42,6 +52,7 @@ import numpy as np
 
 from npface import verification
 from npface.data.cache import atomic_write_text
+from npface.distributed import SINGLE
 from npface.estimators import ESTIMATORS, signature_gradients
 from npface.model import TABLE2, FaceModel, ModelConfig, load
 from npface.optim import SGD, StepSchedule
@@ -81,6 +92,7 @@ class TrainConfig:
     validate_every: int = 50
     checkpoint_every: int = 50
     synthetic_identities: int = 5000
+    world_size: int = 1                     # MPI ranks sharing each batch (npface.distributed); set by run()
 
     def to_json(self):
         return dataclasses.asdict(self)
@@ -105,6 +117,10 @@ class TrainConfig:
         if self.images_per_identity < 2:
             raise ValueError(f"--images-per-identity must be at least 2 (a batch needs same-identity pairs), "
                              f"got {self.images_per_identity}")
+        k = self.batch_identities * self.images_per_identity
+        if self.world_size > k:
+            raise ValueError(f"{self.world_size} MPI ranks share a batch of only {k} images, fewer than one each: "
+                             f"raise --batch-identities or run fewer ranks")
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"--estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}")
         if self.data not in ("synthetic", "folder"):
@@ -210,15 +226,51 @@ def make_source(cfg, progress=True):
 # Validation
 # --------------------------------------------------------------------------
 
-def validate(model, vset: ValidationSet, threads):
-    """Held-out verification: accuracy with the learned theta, and 10-fold accuracy with a fitted threshold."""
-    sig = model.embed(vset.images, threads=threads)
+def validate(model, vset: ValidationSet, threads, comm=SINGLE):
+    """Held-out verification: accuracy with the learned theta, and 10-fold accuracy with a fitted threshold.
+
+    Under MPI each rank embeds its share of the images and every rank gets all the signatures.
+    """
+    rows = comm.share(len(vset.images))
+    sig = comm.allgather_rows(model.embed(vset.images[rows], threads=threads) if rows.stop > rows.start
+                              else np.empty((0, model.config.signature_dim), np.float32), len(vset.images))
     d = ((sig[vset.pairs[:, 0]] - sig[vset.pairs[:, 1]]) ** 2).sum(axis=1, dtype=np.float64)
     result = verification.k_fold(d, vset.is_same, vset.fold, learned_threshold=model.threshold)
     return {"val_accuracy": result.accuracy, "val_accuracy_std": result.accuracy_std, "val_auc": result.auc,
             "val_learned_threshold_accuracy": result.learned_threshold_accuracy,
             "val_mean_same_distance": float(d[vset.is_same].mean()),
             "val_mean_different_distance": float(d[~vset.is_same].mean())}
+
+
+# --------------------------------------------------------------------------
+# The step
+# --------------------------------------------------------------------------
+
+def train_step(model, optimiser, images, labels, lr, cfg, rng, comm=SINGLE):
+    """One SGD step on the global batch images (k, S, S, 3), labels (k,); returns the estimate (loss, ...).
+
+    On R ranks (``comm``) every rank holds the same batch and embeds only its
+    own rows; the estimator sees the whole batch's signatures, so its loss is
+    over all k^2 - k pairs of the global batch (Theorem 1's estimator, not R
+    smaller ones), and its dL/dsig already carries the mean over those pairs.
+    Each rank backpropagates its own rows; the sum over ranks is the whole
+    batch's gradient. With one process the rows are the batch and the
+    collectives do nothing. Raises TrainingDiverged (same on every rank).
+    """
+    rows = comm.share(len(labels))                                      # this rank's contiguous rows
+    sig_rows, cache = model.forward(images[rows], train=True)          # (k_r, D)
+    sig, labels = comm.gather_batch(sig_rows, labels)                  # (k, D), (k,) on every rank
+    if not np.all(np.isfinite(sig)):
+        # checked here, not left to the loss: a NaN distance fails the hinge's "u > 0" test, so the
+        # loss of NaN signatures is 0, not NaN, and training would go on without any gradient
+        raise TrainingDiverged("the signatures are no longer finite")
+    est = signature_gradients(sig, labels, model.threshold, cfg.estimator, rng, cfg.balance)
+    if not math.isfinite(est.loss):
+        raise TrainingDiverged(f"the loss is {est.loss}")
+    # every rank computed the same dL/dtheta: rank 0 alone passes it on, so the sum counts it once
+    grads = model.backward(est.dsig[rows], est.dthreshold if comm.is_root else 0.0, cache)
+    optimiser.step(comm.allreduce_sum(grads), lr)
+    return est
 
 
 # --------------------------------------------------------------------------
@@ -349,26 +401,33 @@ def initial_threshold(sig) -> float:
     return max(2.0, float(np.median(d)))
 
 
-def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True):
-    """Train (or resume) into ``out_dir``; return the final validation metrics."""
+def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=SINGLE):
+    """Train (or resume) into ``out_dir``; return the final validation metrics.
+
+    ``comm`` (``npface.distributed``): the ranks sharing each step; rank 0 alone logs and writes files.
+    """
+    if not comm.is_root:
+        log, progress = _quiet, False
     out_dir = Path(out_dir)
     metrics_path = out_dir / "metrics.jsonl"
     checkpoint = out_dir / "checkpoint.npz"
     if resume:
-        if not checkpoint.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint.npz in {out_dir}")
-        params, opt_arrays, state = load_checkpoint(checkpoint)
-        cfg = TrainConfig.from_json(state["config"]).check()
-        start, best = int(state["step"]), state.get("best")
-        log(f"Resuming {out_dir} at step {start} of {cfg.steps}")
-    else:
+        params, opt_arrays, state = comm.from_root(_read_checkpoint, checkpoint)
+        cfg = TrainConfig.from_json(state["config"])
+        ranks_before, cfg.world_size = cfg.world_size, comm.size
         cfg.check()
-        if checkpoint.exists():
+        start, best = int(state["step"]), state.get("best")
+        log(f"Resuming {out_dir} at step {start} of {cfg.steps}"
+            + (f" on {comm.size} ranks (it ran on {ranks_before})" if ranks_before != comm.size else ""))
+    else:
+        cfg = dataclasses.replace(cfg, world_size=comm.size).check()
+        if comm.is_root and checkpoint.exists():
             raise FileExistsError(f"{out_dir} already holds a run (checkpoint.npz); use --resume {out_dir} "
                                   f"to continue it, or choose another --out")
+        start, best = 0, None
+    if comm.is_root:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / "config.json", json.dumps(cfg.to_json(), indent=1) + "\n")
-        start, best = 0, None
 
     source = make_source(cfg, progress=progress)
     log(f"Data: {source.description}")
@@ -378,9 +437,10 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True):
     if resume:
         model = FaceModel(ModelConfig.from_json(state["model_config"]), params=params,
                           provenance=state.get("provenance"))
-        _truncate_metrics(metrics_path, start)
+        if comm.is_root:
+            _truncate_metrics(metrics_path, start)
     else:
-        model = _initial_model(cfg, source)
+        model = comm.from_root(_initial_model, cfg, source)      # one initialisation, the same on every rank
     optimiser = SGD(model.params, cfg.lr, cfg.momentum, cfg.weight_decay, {"align.": cfg.align_lr_scale})
     if resume:
         optimiser.load_state(opt_arrays)
@@ -389,29 +449,23 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True):
     log(f"Training {cfg.steps} steps, {cfg.estimator} estimator, batch {cfg.batch_identities} x "
         f"{cfg.images_per_identity} = {k}, lr {cfg.lr} (x{cfg.lr_factor} at {list(cfg.lr_drops)}), "
         f"momentum {cfg.momentum}, weight decay {cfg.weight_decay}, alignment lr x{cfg.align_lr_scale}, "
-        f"{cfg.threads} threads, "
-        f"theta starts at {model.threshold:.3f}")
+        f"{cfg.threads} threads" + (f" on each of {comm.size} MPI ranks" if comm.size > 1 else "")
+        + f", theta starts at {model.threshold:.3f}")
 
     bar = Progress(cfg.steps, start, log) if progress else None
     started = time.perf_counter()
     last = {}
-    with _StopRequest() as stop, limit(cfg.threads), open(metrics_path, "a") as metrics:
+    with _StopRequest() as stop, limit(cfg.threads), open(metrics_path if comm.is_root else os.devnull, "a") \
+            as metrics:
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
             rng = np.random.default_rng([cfg.seed, step])
             images, labels = source.batch(rng)
-            sig, cache = model.forward(images, train=True)
-            if not np.all(np.isfinite(sig)):
-                # checked here, not left to the loss: a NaN distance fails the hinge's "u > 0" test, so the
-                # loss of NaN signatures is 0, not NaN, and training would go on without any gradient
-                raise TrainingDiverged(f"step {step + 1}: the signatures are no longer finite; stopped. "
-                                       + _last_good(checkpoint))
-            est = signature_gradients(sig, labels, model.threshold, cfg.estimator, rng, cfg.balance)
-            if not math.isfinite(est.loss):
-                raise TrainingDiverged(f"step {step + 1}: the loss is {est.loss}; stopped. " + _last_good(checkpoint))
-            grads = model.backward(est.dsig, est.dthreshold, cache)
             lr = schedule(step)
-            optimiser.step(grads, lr)
+            try:
+                est = train_step(model, optimiser, images, labels, lr, cfg, rng, comm)
+            except TrainingDiverged as e:
+                raise TrainingDiverged(f"step {step + 1}: {e}; stopped. " + _last_good(checkpoint)) from None
             dt = time.perf_counter() - t0
             row = {"step": step + 1, "loss": est.loss, "threshold": model.threshold, "lr": lr,
                    "images_per_s": k / dt, "pairs": est.n_pairs, "time": time.perf_counter() - started}
@@ -421,7 +475,7 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True):
 
             done = step + 1 == cfg.steps
             if (step + 1) % cfg.validate_every == 0 or done:
-                last = validate(model, vset, cfg.threads)
+                last = validate(model, vset, cfg.threads, comm)
                 last["step"] = step + 1
                 metrics.write(json.dumps(last) + "\n")
                 if bar:
@@ -430,21 +484,26 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True):
                               f"{last['val_learned_threshold_accuracy']:.4f}, AUC {last['val_auc']:.4f}")
                 if best is None or last["val_accuracy"] > best["val_accuracy"]:
                     best = dict(last)
-                    _with_provenance(model, cfg, source, vset, step + 1, last).save(out_dir / "best.npz")
-            if (step + 1) % cfg.checkpoint_every == 0 or done or stop.requested:
+                    if comm.is_root:
+                        _with_provenance(model, cfg, source, vset, step + 1, last).save(out_dir / "best.npz")
+            stopping = comm.any(stop.requested)          # every rank stops after the same step
+            if (step + 1) % cfg.checkpoint_every == 0 or done or stopping:
                 metrics.flush()
                 if not all(np.all(np.isfinite(v)) for v in model.params.values()):
                     raise TrainingDiverged(f"step {step + 1}: parameters are no longer finite; stopped. "
                                            + _last_good(checkpoint))
-                save_checkpoint(checkpoint, model, optimiser, step + 1, cfg, best)
-            if stop.requested and not done:
+                comm.check_identical(model.params, step + 1)
+                if comm.is_root:
+                    save_checkpoint(checkpoint, model, optimiser, step + 1, cfg, best)
+            if stopping and not done:
                 if bar:
                     bar.close()
                 log(f"Stopped at step {step + 1}; checkpoint written. Continue with --resume {out_dir}")
                 return last
     if bar:
         bar.close()
-    _with_provenance(model, cfg, source, vset, cfg.steps, last).save(out_dir / "model.npz")
+    if comm.is_root:
+        _with_provenance(model, cfg, source, vset, cfg.steps, last).save(out_dir / "model.npz")
     log(f"Done: {out_dir / 'model.npz'}; held-out accuracy {last.get('val_accuracy', float('nan')):.4f} "
         f"(10-fold), with the learned theta {last.get('val_learned_threshold_accuracy', float('nan')):.4f}; "
         f"best {best['val_accuracy']:.4f} at step {best['step']} ({out_dir / 'best.npz'})")
@@ -453,8 +512,19 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True):
 
 def _with_provenance(model, cfg, source, vset, step, val):
     model.provenance.update({"trained_steps": step, "data": source.description, "validation": vset.description,
-                             "validation_metrics": val, "config": cfg.to_json()})
+                             "validation_metrics": val, "config": cfg.to_json(), "world_size": cfg.world_size})
     return model
+
+
+def _read_checkpoint(checkpoint: Path):
+    """``load_checkpoint`` of a run to resume, with --resume's error when there is none."""
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint.npz in {checkpoint.parent}")
+    return load_checkpoint(checkpoint)
+
+
+def _quiet(*args):
+    pass
 
 
 def _last_good(checkpoint: Path) -> str:
