@@ -38,6 +38,7 @@ from npface.training import TrainConfig
 PROG = "python -m npface.tour"
 TRAIN = TrainConfig()     # the trainer's defaults: the tour's step is the trainer's first step
 STEPS = (1e-6, 1e-7, 1e-8, 1e-9, 1e-10)   # central-difference steps tried, largest first (float64)
+MAX_HALVINGS = 20    # of the learning rate, looking for a step that lowers the loss
 RTOL = 1e-5          # a correct gradient agrees to ~1e-8 here; a wrong one is off by O(1)
 
 
@@ -69,17 +70,19 @@ def directional(f, point, direction):
     differences; returns (slope, step).
 
     The function is piecewise smooth (ReLU, max-pool and the warp's cells have kinks), and a difference
-    across a kink measures neither side. So the step shrinks, 1e-6, 1e-7, ... 1e-10, until the segment
-    [point - h v, point + h v] holds no kink: the slopes of its two halves agree to RTOL.
+    across a kink measures neither side. Fewer kinks lie within a smaller step, so the step shrinks,
+    1e-6, 1e-7, ... 1e-10, until two successive central differences agree to RTOL: then no kink that
+    matters lies within the step (on a smooth piece they agree to O(step^2)).
     """
-    f0 = f(point)
+    previous = None
     for step in STEPS:
         plus = f({k: point[k] + step * direction[k] for k in direction})
         minus = f({k: point[k] - step * direction[k] for k in direction})
-        right, left = (plus - f0) / step, (f0 - minus) / step
-        if abs(right - left) <= RTOL * max(abs(right), abs(left), 1e-12):
+        slope = (plus - minus) / (2 * step)
+        if previous is not None and abs(slope - previous) <= RTOL * max(abs(slope), abs(previous), 1e-12):
             break
-    return (plus - minus) / (2 * step), step
+        previous = slope
+    return slope, step
 
 
 def dot(grads, direction):
@@ -121,6 +124,27 @@ def lfw_batch(root, P, K, seed):
     rows = np.concatenate([rng.choice(np.flatnonzero(index.labels == p), size=K, replace=False) for p in people])
     images = np.stack([read_face(index.root / index.files[r], "lfw") for r in rows])
     return images, index.labels[rows]
+
+
+def choose_batch(args, tries=10):
+    """The first batch (seeds seed, seed + 1, ...) on which the shipped model's loss is not 0.
+
+    A batch the model already separates (every pair beyond its margin) has no gradient, and a tour of it
+    would check nothing.
+    """
+    import npface
+    model = npface.load()
+    for seed in range(args.seed, args.seed + tries):
+        if args.lfw:
+            images, labels = lfw_batch(args.lfw, args.identities, args.images, seed)
+        else:
+            images, labels = synthetic_batch(args.identities, args.images, seed)
+        if ops.pair_hinge_forward(model.embed(images), labels, model.threshold)[0] > 0:
+            return images, labels
+        print(f"(the shipped model already separates the batch of seed {seed}: loss 0, no gradient; "
+              f"drawing another)")
+    raise ValueError(f"the shipped model separates all {tries} batches tried (loss 0): nothing to tour; "
+                     f"try larger --identities / --images")
 
 
 # --------------------------------------------------------------------------
@@ -280,16 +304,24 @@ def tour_step(images, labels, check, seed, lr):
     check.close_to("whole step: loss along a random direction in every parameter", dot(grads, v),
                    directional(loss_at, params, v))
 
-    banner(10, f"the update: the trainer's first SGD step, lr {lr} (alignment net x{TRAIN.align_lr_scale})",
+    banner(10, f"the update: the trainer's first SGD step (alignment net at x{TRAIN.align_lr_scale} the rate)",
            "npface/optim.py SGD.step, npface/training.py run")
-    # momentum starts at zero, so the first step is plain SGD: w <- w - lr * scale * g
-    optimiser = SGD(params, lr, TRAIN.momentum, TRAIN.weight_decay, {"align.": TRAIN.align_lr_scale})
-    predicted = -lr * float(sum(optimiser.scale[n] * np.sum(g * g) for n, g in grads.items()))
-    optimiser.step(grads)
-    after = loss_at(params)
-    print(f"    loss {loss:.6f} -> {after:.6f}: change {after - loss:+.6f}; the first-order prediction "
-          f"-lr sum scale ||g||^2 = {predicted:+.6f}\n    (a step this size leaves the linear regime: hinges switch off)")
-    check("update lowers the loss", after < loss, f"{loss:.6f} -> {after:.6f}")
+    # momentum starts at zero, so the first step is plain SGD: w <- w - lr * scale * g. A step of a given size
+    # need not lower this batch's loss; a small enough step along -g must (that is what a gradient is), so
+    # the rate is halved until the loss falls. A wrong gradient never gets there.
+    for halvings in range(MAX_HALVINGS + 1):
+        rate = lr / 2 ** halvings
+        stepped = {name: np.copy(value) for name, value in params.items()}
+        optimiser = SGD(stepped, rate, TRAIN.momentum, TRAIN.weight_decay, {"align.": TRAIN.align_lr_scale})
+        predicted = -rate * float(sum(optimiser.scale[n] * np.sum(g * g) for n, g in grads.items()))
+        optimiser.step(grads)
+        after = loss_at(stepped)
+        print(f"    lr {rate:.3g}: loss {loss:.6f} -> {after:.6f}, change {after - loss:+.6f} "
+              f"(first-order prediction -lr sum scale ||g||^2 = {predicted:+.6f})")
+        if after < loss:
+            break
+    check("update lowers the loss", after < loss, f"at lr {rate:.3g} ({halvings} halvings of {lr})")
+    params.update(stepped)
     return model
 
 
@@ -350,10 +382,8 @@ def main(argv=None):
     start = time.perf_counter()
     check = Checks()
     try:
-        if args.lfw:
-            images, labels = lfw_batch(args.lfw, args.identities, args.images, args.seed)
-        else:
-            images, labels = synthetic_batch(args.identities, args.images, args.seed)
+        with limit(args.threads):
+            images, labels = choose_batch(args)
     except USER_ERRORS as e:
         print_error(PROG, e)
         return 2
