@@ -132,7 +132,7 @@ def verification_accuracy(params, x_a, x_b, same):
 RUNS = (("multibatch", 0.2), ("pairs", 0.2), ("pairs", 0.05))   # (estimator, learning rate)
 
 
-def figure4_in_miniature(steps, seed, ids_per_batch=8, per_id=8):
+def figure4_in_miniature(steps, seed, ids_per_batch=8, per_id=8, tag="[2]"):
     """Train the three RUNS side by side for ``steps`` steps; print accuracy as they go.
 
     Returns the final held-out accuracy of each run, keyed "estimator lr=..." in RUNS order.
@@ -148,7 +148,7 @@ def figure4_in_miniature(steps, seed, ids_per_batch=8, per_id=8):
     start = init_mlp(rng)
     runs = [{k: np.copy(v) if isinstance(v, np.ndarray) else v for k, v in start.items()} for _ in RUNS]
     k = ids_per_batch * per_id
-    print(f"[2] toy metric learning, {ids_per_batch} identities x {per_id} images = {k} per batch: multibatch "
+    print(f"{tag} toy metric learning, {ids_per_batch} identities x {per_id} images = {k} per batch: multibatch "
           f"uses all {k * k - k} ordered pairs, pairs uses {k // 2} disjoint pairs of the same batch.")
     print("    held-out verification accuracy (same initialisation, same batches):")
     print("    " + f"{'step':>5s}" + "".join(f"  {f'{e} lr={lr}':>18s}" for e, lr in RUNS))

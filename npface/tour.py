@@ -1,6 +1,6 @@
 """A guided tour of one training step, stage by stage, every stage checked.
 
-    python -m npface.tour                     # P x K = 4 x 4 synthetic faces, about a minute the first time
+    python -m npface.tour                     # P x K = 4 x 4 synthetic faces
     python -m npface.tour --lfw ../shared/lfw # the same walk with real LFW faces
     python -m npface.tour --small             # 2 x 2 faces and a short race (what the tests run)
 
@@ -18,7 +18,8 @@ shape at every boundary:
 Each stage checks what it shows: a forward against its slow reference or a
 brute-force sum, a backward against central differences along a random
 direction (the directional check: one random direction v, compare <grad, v>
-with (f(z + h v) - f(z - h v)) / 2h). The tour ends with Multibatch against
+with (f(z + h v) - f(z - h v)) / 2h, the step h shrunk until no kink lies
+within it; see ``directional``). The tour ends with Multibatch against
 random pairs on toy identities (``npface.demo``'s race). It exits with status
 1 and names the failed checks if any check fails; ``docs/tour.md`` is the same
 walk in prose.
@@ -39,6 +40,8 @@ PROG = "python -m npface.tour"
 TRAIN = TrainConfig()     # the trainer's defaults: the tour's step is the trainer's first step
 STEPS = (1e-6, 1e-7, 1e-8, 1e-9, 1e-10)   # central-difference steps tried, largest first (float64)
 MAX_HALVINGS = 20    # of the learning rate, looking for a step that lowers the loss
+SETTINGS = {"full": {"identities": 4, "images": 4, "race_steps": 800},     # what flags left unset default to
+            "small": {"identities": 2, "images": 2, "race_steps": 100}}
 RTOL = 1e-5          # a correct gradient agrees to ~1e-8 here; a wrong one is off by O(1)
 
 
@@ -330,7 +333,8 @@ def race(steps, seed, check):
     from npface.demo import RUNS, figure4_in_miniature
     banner(11, "the race: Multibatch against random pairs", "npface/demo.py figure4_in_miniature")
     t = time.perf_counter()
-    final = figure4_in_miniature(steps, seed)
+    with limit(1):      # thousands of tiny kernels: on a busy machine a thread pool only adds waiting
+        final = figure4_in_miniature(steps, seed, tag="   ")
     (mb_name, mb_lr), rival = RUNS[0], next(f"{e} lr={lr}" for e, lr in RUNS[1:] if lr == RUNS[0][1])
     mb = final[f"{mb_name} lr={mb_lr}"]
     check("race", mb >= final[rival], f"after {steps} steps ({time.perf_counter() - t:.1f} s) multibatch "
@@ -349,26 +353,28 @@ def build_parser():
                     "on toy identities. Exits with status 1 if a check fails.")
     parser.add_argument("--lfw", metavar="DIR", help="take real faces from this LFW root (holding lfw/) instead of "
                         "synthetic ones")
-    parser.add_argument("--identities", type=int, default=4, metavar="P", help="identities in the batch "
-                        "(default: %(default)s)")
-    parser.add_argument("--images", type=int, default=4, metavar="K", help="images per identity (default: %(default)s)")
-    parser.add_argument("--race-steps", type=int, default=800, help="SGD steps of the closing race "
-                        "(default: %(default)s)")
+    parser.add_argument("--identities", type=int, metavar="P", help="identities in the batch (default: 4; "
+                        "2 with --small)")
+    parser.add_argument("--images", type=int, metavar="K", help="images per identity (default: 4; 2 with --small)")
+    parser.add_argument("--race-steps", type=int, help="SGD steps of the closing race (default: 800; 100 with "
+                        "--small)")
     parser.add_argument("--lr", type=float, default=TRAIN.lr, help="learning rate of the tour's one step "
                         "(default: %(default)s, the trainer's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=max_threads(), help="Numba threads (default: all, "
                         "%(default)s)")
     parser.add_argument("--small", "--quick", action="store_true",
-                        help="the smallest setting: 2 identities x 2 images and a 100-step race (for the tests)")
+                        help="the smallest setting: 2 identities x 2 images and a 100-step race (what the tests run); "
+                        "flags given explicitly still apply")
     return parser
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.small:
-        args.identities, args.images, args.race_steps = 2, 2, 100
+    for name, value in SETTINGS["small" if args.small else "full"].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     if args.identities < 2 or args.images < 2:
         parser.error("--identities and --images must be at least 2 (the loss needs same and not-same pairs)")
     if args.race_steps < 1:

@@ -139,3 +139,40 @@ def test_the_tour_passes_on_its_smallest_setting(capsys):
     out = capsys.readouterr()
     assert status == 0, f"the tour failed:\n{out.out[-3000:]}\n{out.err}"
     assert "FAILED" not in out.out and "All " in out.out
+
+
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def test_relative_links_resolve():
+    """Every relative link in docs/**/*.md points at a file or folder that exists."""
+    broken = []
+    for path in doc_files():
+        for target in LINK.findall(path.read_text(encoding="utf-8")):
+            if "://" not in target and not (path.parent / target).exists():
+                broken.append(f"{path.relative_to(ROOT)}: {target}")
+    assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+def test_the_tour_fails_loudly_and_names_the_check(monkeypatch, capsys):
+    """A wrong signature gradient (10% too large) must fail the loss stage's check and the run."""
+    from npface import ops, tour
+    right = ops.pair_hinge_backward
+
+    def wrong(cache, dloss=1.0):
+        demb, dthreshold = right(cache, dloss)
+        return 1.1 * demb, dthreshold
+
+    monkeypatch.setattr(ops, "pair_hinge_backward", wrong)
+    assert tour.main(["--small", "--threads", "1", "--race-steps", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "checks failed" in err and "loss backward" in err
+
+
+def test_pictures_are_small_pngs(tmp_path):
+    pytest.importorskip("matplotlib")
+    from npface import pictures
+    assert pictures.main(["--out", str(tmp_path)]) == 0
+    for name in ("warp.png", "distances.png", "conv-dataflow.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) < 100_000, name
