@@ -3,7 +3,7 @@
 The rules (docs/README.md states them for writers):
 
 - Every fenced block opened with exactly ```python in docs/**/*.md is executed,
-  each in a fresh namespace, from the repository root. A block whose first
+  each in a fresh namespace, from the repository root, on one thread. A block whose first
   line is ``# not run: <reason>`` (with a reason) is skipped; nothing else is.
 - In ```bash blocks of docs/**/*.md and README.md, every ``python -m npface.X``
   or ``python -m benchmarks.X`` must name a module that exists, and its flags
@@ -76,8 +76,10 @@ def test_python_block_runs(path, code, monkeypatch):
     first = code.lstrip().splitlines()[0] if code.strip() else ""
     if SKIP.match(first):
         pytest.skip(first.lstrip("# "))
+    from npface.threads import limit
     monkeypatch.chdir(ROOT)
-    exec(compile(code, str(path), "exec"), {"__name__": "__docs__"})
+    with limit(1):      # the blocks' arrays are tiny: on a busy machine a thread pool only adds waiting
+        exec(compile(code, str(path), "exec"), {"__name__": "__docs__"})
 
 
 class _Parsed(Exception):
