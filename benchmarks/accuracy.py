@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import write_json
+from npface.data.cache import atomic_write_text
 
 
 def pair_lines(ds, pairs, same):
@@ -64,7 +65,7 @@ def write_protocol(lfw, work, n_fit, n_test, people="peopleDevTrain.txt", seed=0
     for name, group, n in (("fit", fit_people, n_fit), ("test", test_people, n_test)):
         pairs, same = validation_pairs(ds.labels, n, seed=seed, indices=ds.indices_of(group))
         path = work / f"{name}.txt"
-        path.write_text("\n".join(pair_lines(ds, pairs, same)) + "\n")
+        atomic_write_text(path, "\n".join(pair_lines(ds, pairs, same)) + "\n")
         out[name] = {"path": str(path), "people": len(group), "pairs": int(len(same))}
     position = {name: i for i, name in enumerate(ds.identities)}
     counts = ds.counts[[position[n] for n in trained_on]]                # (P,) images per training person

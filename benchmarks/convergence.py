@@ -78,7 +78,7 @@ def train_all(runs, root, lfw, steps, init=None, quick=False, threads=2, log=pri
         log("$ python " + " ".join(cmd[1:]))
         proc = subprocess.run(cmd)
         if proc.returncode == EXIT_DIVERGED:
-            (out / DIVERGED).write_text(f"{' '.join(cmd[1:])}\nexited with status {EXIT_DIVERGED}: diverged\n")
+            atomic_write_text(out / DIVERGED, f"{' '.join(cmd[1:])}\nexited with status {EXIT_DIVERGED}: diverged\n")
             log(f"{out}: diverged; keeping its metrics up to that point")
         elif proc.returncode != 0:
             raise RuntimeError(f"training run {out} failed (exit status {proc.returncode}): {' '.join(cmd[1:])}")

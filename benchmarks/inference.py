@@ -16,14 +16,12 @@ Before timing, the model's output is checked against the network built from
 the slow reference kernels.
 """
 import argparse
-import json
-import os
 import sys
 import time
 
 import numpy as np
 
-from benchmarks.common import gemm_peak, machine_line, median_time
+from benchmarks.common import gemm_peak, machine_line, median_time, write_json
 from npface.flops import layer_rows
 from npface.model import TABLE2, FaceModel, reference_forward
 from npface.threads import limit
@@ -91,12 +89,10 @@ def main(argv=None):
     print(f"\nFor scale: the paper's 30 ms on a 1 GHz Cortex-A9 for 41M FLOPs; here {1e3 * latency:.2f} ms "
           f"on one core of this machine.")
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as fh:
-            json.dump(dict(machine=machine_line(), gemm_peak_1thread=peak1, batch1_ms=1e3 * latency,
-                           batch1_gflops=gflops, batch1_ratio=gflops / peak1, total_macs=total_macs,
-                           batch32_images_per_s=32 / throughput_t, calls=calls, stages=rows,
-                           date=time.strftime("%Y-%m-%d")), fh, indent=1)
+        write_json(args.json, dict(machine=machine_line(), gemm_peak_1thread=peak1, batch1_ms=1e3 * latency,
+                                   batch1_gflops=gflops, batch1_ratio=gflops / peak1, total_macs=total_macs,
+                                   batch32_images_per_s=32 / throughput_t, calls=calls, stages=rows,
+                                   date=time.strftime("%Y-%m-%d")))
     return 0
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from npface.data.cache import atomic_write_text
+from npface.data.cache import atomic_write, atomic_write_text
 
 PAPER = {"accuracy": 0.982, "latency_ms": 30.0, "flops": 41e6, "params": 1.3e6, "train_images": 2.6e6,
          "train_people": 12e3}
@@ -76,7 +76,7 @@ def plot_variance(var, path):
             ax.legend(fontsize=7)
             ax.grid(True, which="both", alpha=0.2)
     fig.tight_layout()
-    fig.savefig(path)
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def plot_convergence(conv, path):
@@ -96,7 +96,7 @@ def plot_convergence(conv, path):
         ax.legend(fontsize=8)
     fig.suptitle("Held-out verification accuracy: multibatch against k/2 random pairs", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png"))
 
 
 # --------------------------------------------------------------------------

@@ -145,6 +145,7 @@ from typing import NamedTuple
 import numpy as np
 
 from kernels.jit import kernel
+from npface.ops import pose_to_theta  # noqa: F401  (re-exported: the renderer's pose convention)
 
 __all__ = [
     "FACE_DROP",
@@ -281,25 +282,6 @@ class VerificationSet(NamedTuple):
     pairs: np.ndarray
     is_same: np.ndarray
     fold: np.ndarray
-
-
-def pose_to_theta(pose) -> np.ndarray:
-    """Warp matrices of similarity poses.
-
-    pose (N, 4) = (a, b, tx, ty) -> theta (N, 2, 3) float64 =
-    [[a, -b, tx], [b, a, ty]]: maps a canonical-frame point (x, y, 1) to the
-    rendered image, both in normalised coordinates (``npface.ops`` warp
-    convention).
-    """
-    p = np.asarray(pose)
-    if p.ndim != 2 or p.shape[1] != 4 or not np.issubdtype(p.dtype, np.floating):
-        raise ValueError(f"pose must be a float array of shape (N, 4) = (a, b, tx, ty), "
-                         f"got shape {p.shape}, dtype {p.dtype}")
-    a, b, tx, ty = p[:, 0], p[:, 1], p[:, 2], p[:, 3]
-    theta = np.empty((p.shape[0], 2, 3), np.float64)  # (N, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 1], theta[:, 0, 2] = a, -b, tx
-    theta[:, 1, 0], theta[:, 1, 1], theta[:, 1, 2] = b, a, ty
-    return theta
 
 
 # --------------------------------------------------------------------------
