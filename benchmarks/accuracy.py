@@ -16,7 +16,8 @@ split seed 0, never trained on):
   (into ``--work``, outside the project: they list LFW file names);
 - ``python -m npface.eval --fit-pairs fit --pairs test`` (the fit-and-test
   protocol) gives the accuracy, without and with test-time flip, and a 10-fold
-  cross-validation over the test pairs alone is reported beside it.
+  cross-validation over the test pairs alone (people-disjoint folds,
+  ``npface.verification.person_folds``) is reported beside it.
 
 These people also served as the trainer's validation set, which chose among
 training settings, so the figure is slightly optimistic; LFW's own
@@ -63,7 +64,8 @@ def write_protocol(lfw, work, n_fit, n_test, people="peopleDevTrain.txt", seed=0
     work.mkdir(parents=True, exist_ok=True)
     out = {}
     for name, group, n in (("fit", fit_people, n_fit), ("test", test_people, n_test)):
-        pairs, same = validation_pairs(ds.labels, n, seed=seed, indices=ds.indices_of(group))
+        # drawn within 10 groups of people, so npface.eval's people-disjoint 10 folds exist for the test file
+        pairs, same = validation_pairs(ds.labels, n, seed=seed, indices=ds.indices_of(group), n_groups=10)
         path = work / f"{name}.txt"
         atomic_write_text(path, "\n".join(pair_lines(ds, pairs, same)) + "\n")
         out[name] = {"path": str(path), "people": len(group), "pairs": int(len(same))}
@@ -94,7 +96,7 @@ def evaluate(lfw, model, protocol, work, threads=1, log=print):
                 raise RuntimeError(f"python -m npface.eval {' '.join(argv)} failed")
             report = json.loads(out.read_text())
             keep = ("protocol", "n_pairs", "accuracy", "accuracy_std", "auc", "eer", "threshold",
-                    "learned_threshold", "learned_threshold_accuracy")
+                    "learned_threshold", "learned_threshold_accuracy", "trained_people_warning")
             results[f"{kind}{' flip' if flip else ''}"] = {k: report.get(k) for k in keep}
             log(f"{kind}{' + flip' if flip else ''}: accuracy {report['accuracy']:.4f}, AUC {report['auc']:.4f}")
     return results
