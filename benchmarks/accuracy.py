@@ -102,6 +102,15 @@ def evaluate(lfw, model, protocol, work, threads=1, log=print):
     return results
 
 
+def alignment_record(provenance) -> dict:
+    """What the model's provenance records of its alignment net's pretraining (None when it records nothing)."""
+    init = provenance.get("init_provenance") or {}
+    if "heldout_landmark_error_px" not in init:
+        return None
+    return {"init": provenance.get("init"), "heldout_landmark_error_px": init["heldout_landmark_error_px"],
+            "train_seconds": init.get("train_seconds"), "settings": init.get("settings")}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.accuracy",
@@ -130,6 +139,9 @@ def main(argv=None):
     write_json(args.json, {"model": args.model or "shipped", "protocol": protocol, "results": results,
                            "model_trained_steps": provenance.get("trained_steps"),
                            "model_validation_metrics": provenance.get("validation_metrics"),
+                           "model_validation": provenance.get("validation"),
+                           "model_config": provenance.get("config"),
+                           "model_alignment": alignment_record(provenance),
                            "seconds": time.perf_counter() - t, "date": time.strftime("%Y-%m-%d")})
     print(f"wrote {args.json}")
     return 0

@@ -303,11 +303,11 @@ def validation_pairs(labels, n_each: int, seed: int = 0, indices: Optional[np.nd
     - different: two distinct people drawn uniformly, one image of each
       uniformly; no pair repeats.
 
-    n_groups > 1: the people are first dealt at random into ``n_groups``
-    groups, and each group gets its share of ``n_each`` of each kind, drawn
-    among its own people only; no pair links two groups, so
-    ``npface.verification.person_folds`` can make that many people-disjoint
-    folds of the set.
+    n_groups > 1: the people are first dealt into ``n_groups`` groups that
+    hold about as many same pairs each (``_deal``), and each group gets its
+    share of ``n_each`` of each kind, drawn among its own people only; no
+    pair links two groups, so ``npface.verification.person_folds`` can make
+    that many people-disjoint folds of the set.
 
     Returns (pairs (2 n_each, 2) int64 dataset rows with pairs[:, 0] <
     pairs[:, 1], same (2 n_each,) bool), in a seeded random order. Raises
@@ -324,7 +324,7 @@ def validation_pairs(labels, n_each: int, seed: int = 0, indices: Optional[np.nd
     else:
         if len(people) < 2 * n_groups:
             raise ValueError(f"n_groups: {len(people)} people cannot make {n_groups} groups of at least 2")
-        dealt = rng.permutation(len(people)) % n_groups                        # (people,) group of each person
+        dealt = _deal(people, groups, n_groups, rng)                           # (people,) group of each person
         same, diff = [], []
         for g in range(n_groups):
             members = [p for p, d in zip(people, dealt) if d == g]
@@ -335,6 +335,30 @@ def validation_pairs(labels, n_each: int, seed: int = 0, indices: Optional[np.nd
     is_same = np.arange(2 * n_each) < n_each                                   # (2 n_each,)
     order = rng.permutation(2 * n_each)
     return pairs[order], is_same[order]
+
+
+def _deal(people, groups, n_groups, rng) -> np.ndarray:
+    """Group (people,) int64 of each person: about equal numbers of possible same pairs, and of people, per group.
+
+    People in a seeded random order, then by their number of same pairs
+    n (n - 1) / 2, largest first. A person with same pairs goes to the group
+    with the fewest same pairs so far (ties: the fewest people, then the
+    lowest group); a person with one image, to the group with the fewest
+    people (ties: the fewest same pairs, then the lowest group).
+    """
+    pairs = np.array([len(groups[p]) * (len(groups[p]) - 1) // 2 for p in people], dtype=np.int64)  # (people,)
+    order = rng.permutation(len(people))
+    order = order[np.argsort(-pairs[order], kind="stable")]
+    load = np.zeros((n_groups, 2), dtype=np.int64)                            # (groups, 2) same pairs, people
+    dealt = np.empty(len(people), dtype=np.int64)
+    for i in order:
+        if pairs[i]:                    # a person with same pairs: to the group with the fewest same pairs
+            g = min(range(n_groups), key=lambda j: (load[j, 0], load[j, 1], j))
+        else:                           # one image only: to the group with the fewest people
+            g = min(range(n_groups), key=lambda j: (load[j, 1], load[j, 0], j))
+        dealt[i] = g
+        load[g] += (pairs[i], 1)
+    return dealt
 
 
 def _draw_pairs(groups, people, n_each, rng) -> tuple:
