@@ -89,7 +89,8 @@ def trained_people_warning(provenance, pair_lists, lfw=None):
     if not overlap:
         return None
     return (f"warning: {len(overlap)} of the {len(seen)} people in the pairs are in the model's training list "
-            f"(e.g. {sorted(overlap)[0]}); accuracy on people it trained on overstates it on new people")
+            f"(e.g. {sorted(overlap)[0]}); accuracies on them, and thresholds fitted on them, do not carry over "
+            f"to new people")
 
 
 def _pairs(path, lfw, what):

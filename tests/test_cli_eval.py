@@ -410,7 +410,7 @@ def test_eval_warns_once_about_people_the_model_trained_on(tmp_path, capsys, lfw
     assert status == 0
     assert err.strip().splitlines() == [
         "warning: 1 of the 4 people in the pairs are in the model's training list (e.g. Bob); "
-        "accuracy on people it trained on overstates it on new people"]
+        "accuracies on them, and thresholds fitted on them, do not carry over to new people"]
     fresh = tmp_path / "fresh.npz"
     FaceModel(TABLE2, seed=0, provenance={"train_people": ["Zed"]}).save(fresh)
     status, out, err = run(capsys, "--lfw", lfw, "--pairs", pairs, "--model", fresh, "--folds", "2", "--quiet")
