@@ -159,6 +159,8 @@ def slope(k, y) -> float:
 def _range(v, pct=True):
     """'mean [min–max]' of a {mean, min, max} dict over seeds."""
     f = _pct if pct else (lambda x: f"{x:g}")
+    if v["min"] == v["max"]:                     # one seed
+        return f(v["mean"])
     return f"{f(v['mean'])} [{f(v['min'])}–{f(v['max'])}]"
 
 
@@ -198,7 +200,7 @@ def figure4_row(conv):
         return (f"Figure 4: held-out accuracy after {conv['steps']} steps (mean [min–max] over {conv['seeds']} "
                 "seeds)", "multibatch well ahead of pairs",
                 f"multibatch {_range(s['multibatch_final'])}, pairs (lr {lr:g}) {_range(s['pairs_final'])}; "
-                f"multibatch reaches pairs' best mean accuracy at {_reach(s['multibatch_steps_to_pairs_best'])}")
+                f"multibatch reaches the best of pairs' mean curve at {_reach(s['multibatch_steps_to_pairs_best'])}")
     s = conv["summary"]
     return (f"Figure 4: held-out accuracy after {conv['steps']} steps", "multibatch well ahead of pairs",
             f"multibatch {_pct(s['multibatch_final'])}, pairs ({s['best_pairs_run']}) {_pct(s['pairs_final'])}: "
@@ -393,7 +395,7 @@ def convergence_section(conv, training_images=None, network_macs=None, steps_mb=
           + " and has the same schedule (learning rate ×0.1 at 85% of the run); the seed fixes the batches, their "
           "augmentation and θ's starting value. `pairs` is the paper's baseline, k/2 independent random pairs of "
           "the training people (k/4 same, k/4 different), k images a step like Multibatch. Its learning rate is "
-          f"the best of a grid ({grid}, seed 0); both "
+          f"the best of a grid ({grid}; seed 0); both "
           f"arms then run over {conv['seeds']} seeds with momentum 0.9, and once more with momentum 0 (the "
           "paper's plain SGD, one seed each). Validation: 10-fold accuracy (people-disjoint folds) on "
           f"{conv.get('val_pairs', 1000):,} pairs of the people held out of training.", ""]
@@ -409,7 +411,7 @@ def convergence_section(conv, training_images=None, network_macs=None, steps_mb=
               "held-out accuracy reached).",
               f"- After {conv['steps']} steps Multibatch is at {_range(s['multibatch_final'])}, pairs at "
               f"{_range(s['pairs_final'])} (mean [min–max] over seeds).",
-              f"- Multibatch reaches pairs' best mean accuracy ({_pct(s['multibatch_steps_to_pairs_best']['target'])}) "
+              f"- Multibatch reaches the best of pairs' mean curve ({_pct(s['multibatch_steps_to_pairs_best']['target'])}) "
               f"at {_reach(s['multibatch_steps_to_pairs_best'])}; pairs reaches Multibatch's final mean accuracy "
               f"({_pct(s['pairs_steps_to_multibatch_final']['target'])}) at "
               f"{_reach(s['pairs_steps_to_multibatch_final'])}."]
@@ -426,11 +428,14 @@ def convergence_section(conv, training_images=None, network_macs=None, steps_mb=
 def _convergence_single(conv, train) -> list:
     """The earlier layout: one run per setting, seed 0, the in-batch pairs baseline."""
     s = conv["summary"]
+    spread = [100 * r["val_accuracy_std"][-1] for r in conv["runs"].values() if r["val_accuracy_std"]]
     L = ["**These runs predate the seeds and the paper's baseline.** Each setting ran once (seed 0), and `pairs` "
          "was then the in-batch variant (k/2 disjoint pairs inside a 16 × 16 batch, now `--estimator "
          "pairs-in-batch`), not k/2 independent random pairs; the validation folds were dealt by pair, not by "
-         "person. A single seed cannot separate accuracies a few points apart (the fold-to-fold spread is 3–5 "
-         "points): the figure and the numbers below stand until `python -m benchmarks.convergence` is re-run.", ""]
+         "person. A single seed cannot separate accuracies a few points apart"
+         + (f" (the final accuracies' standard deviation over the 10 folds is {min(spread):.1f}–{max(spread):.1f} "
+            "points)" if spread else "")
+         + ": the figure and the numbers below stand until `python -m benchmarks.convergence` is re-run.", ""]
     L += [f"Measured by `python -m benchmarks.convergence` ({'quick mode, ' if conv.get('quick') else ''}"
           f"{len(conv['runs'])} runs of {conv['steps']} steps, batches of {conv['batch']}, {train} of training on "
           "this 2-core machine). Every run starts from the same model " + _start_model(conv)
@@ -541,7 +546,10 @@ def accuracy_section(acc) -> list:
              f"({acc['model_trained_steps'] * 256 / d['images_of_people_with_2_or_more']:.0f} passes over the "
              "images it can draw)"
              if acc.get("model_trained_steps") else "")
-          + "; the network, the loss and the estimator are the paper's.", ""]
+          + "; the network, the loss and the estimator are the paper's.", "",
+          "The shipped model's per-step training history (its `metrics.jsonl`) was not kept: the model file "
+          "records its configuration and its final validation only, so no accuracy trajectory of that run is "
+          "reported here.", ""]
     return L
 
 
@@ -555,7 +563,8 @@ def deviations(res) -> list:
                        f"{_pct(conv['summary']['pairs_final']['mean'])} with momentum 0.9 (`convergence.json`)"
                        if m0 else "not measured yet: the momentum-0 pair of runs of `benchmarks.convergence`")
     rows = [("momentum", "plain SGD, z ← z − η ∇̂ (section 3)", "momentum 0.9 in every reported run (`--momentum`)",
-             "the trainer's default: these runs are about a thousandth of the paper's length", momentum_effect),
+             "the trainer's default, with which every model here was trained; the momentum-0 pair of Figure 4 "
+             "runs tests whether the comparison depends on it", momentum_effect),
             ("schedule", "learning rate 0.01 throughout, 0.001 \"for the last epoch\"",
              "×0.1 at 85% of the run (`--lr-drops 0.85`)",
              "an epoch of 2.6M images has no counterpart here; the last 15% of the steps stands for the last epoch",
