@@ -16,7 +16,11 @@ split seed 0, never trained on):
   (into ``--work``, outside the project: they list LFW file names);
 - ``python -m npface.eval --fit-pairs fit --pairs test`` (the fit-and-test
   protocol) gives the accuracy, without and with test-time flip, and a 10-fold
-  cross-validation over the test pairs alone is reported beside it.
+  cross-validation over the test pairs alone (people-disjoint folds,
+  ``npface.verification.person_folds``) is reported beside it;
+- for comparison, the test pairs at a threshold fitted on ``pairsDevTrain.txt``:
+  the model's own training people, on whom it separates far better than on
+  new people, so that threshold is biased.
 
 These people also served as the trainer's validation set, which chose among
 training settings, so the figure is slightly optimistic; LFW's own
@@ -31,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import write_json
+from npface.data.cache import atomic_write_text
 
 
 def pair_lines(ds, pairs, same):
@@ -62,9 +67,10 @@ def write_protocol(lfw, work, n_fit, n_test, people="peopleDevTrain.txt", seed=0
     work.mkdir(parents=True, exist_ok=True)
     out = {}
     for name, group, n in (("fit", fit_people, n_fit), ("test", test_people, n_test)):
-        pairs, same = validation_pairs(ds.labels, n, seed=seed, indices=ds.indices_of(group))
+        # drawn within 10 groups of people, so npface.eval's people-disjoint 10 folds exist for the test file
+        pairs, same = validation_pairs(ds.labels, n, seed=seed, indices=ds.indices_of(group), n_groups=10)
         path = work / f"{name}.txt"
-        path.write_text("\n".join(pair_lines(ds, pairs, same)) + "\n")
+        atomic_write_text(path, "\n".join(pair_lines(ds, pairs, same)) + "\n")
         out[name] = {"path": str(path), "people": len(group), "pairs": int(len(same))}
     position = {name: i for i, name in enumerate(ds.identities)}
     counts = ds.counts[[position[n] for n in trained_on]]                # (P,) images per training person
@@ -75,16 +81,21 @@ def write_protocol(lfw, work, n_fit, n_test, people="peopleDevTrain.txt", seed=0
 
 
 def evaluate(lfw, model, protocol, work, threads=1, log=print):
-    """Fit-and-test and test-only 10-fold, each without and with flip, through ``npface.eval``."""
+    """Fit-and-test and test-only 10-fold, each without and with flip, through ``npface.eval``; and the test pairs
+    at a threshold fitted on pairsDevTrain.txt, whose people are the model's training people."""
     from npface import eval as npeval
     results = {}
     for flip in (False, True):
-        for kind in ("fit-and-test", "10-fold"):
-            out = Path(work) / f"{kind}{'-flip' if flip else ''}.json"
+        for kind in ("fit-and-test", "10-fold", "fit on training people"):
+            if kind == "fit on training people" and flip:
+                continue
+            out = Path(work) / f"{kind.replace(' ', '-')}{'-flip' if flip else ''}.json"
             argv = ["--lfw", str(lfw), "--pairs", protocol["test"]["path"], "--json", str(out), "--quiet",
                     "--threads", str(threads)]
             if kind == "fit-and-test":
                 argv += ["--fit-pairs", protocol["fit"]["path"]]
+            elif kind == "fit on training people":     # the bias of a threshold fitted on the model's own people
+                argv += ["--fit-pairs", str(Path(lfw) / "pairsDevTrain.txt")]
             if model:
                 argv += ["--model", str(model)]
             if flip:
@@ -93,10 +104,19 @@ def evaluate(lfw, model, protocol, work, threads=1, log=print):
                 raise RuntimeError(f"python -m npface.eval {' '.join(argv)} failed")
             report = json.loads(out.read_text())
             keep = ("protocol", "n_pairs", "accuracy", "accuracy_std", "auc", "eer", "threshold",
-                    "learned_threshold", "learned_threshold_accuracy")
+                    "learned_threshold", "learned_threshold_accuracy", "trained_people_warning")
             results[f"{kind}{' flip' if flip else ''}"] = {k: report.get(k) for k in keep}
             log(f"{kind}{' + flip' if flip else ''}: accuracy {report['accuracy']:.4f}, AUC {report['auc']:.4f}")
     return results
+
+
+def alignment_record(provenance) -> dict:
+    """What the model's provenance records of its alignment net's pretraining (None when it records nothing)."""
+    init = provenance.get("init_provenance") or {}
+    if "heldout_landmark_error_px" not in init:
+        return None
+    return {"init": provenance.get("init"), "heldout_landmark_error_px": init["heldout_landmark_error_px"],
+            "train_seconds": init.get("train_seconds"), "settings": init.get("settings")}
 
 
 def main(argv=None):
@@ -127,6 +147,9 @@ def main(argv=None):
     write_json(args.json, {"model": args.model or "shipped", "protocol": protocol, "results": results,
                            "model_trained_steps": provenance.get("trained_steps"),
                            "model_validation_metrics": provenance.get("validation_metrics"),
+                           "model_validation": provenance.get("validation"),
+                           "model_config": provenance.get("config"),
+                           "model_alignment": alignment_record(provenance),
                            "seconds": time.perf_counter() - t, "date": time.strftime("%Y-%m-%d")})
     print(f"wrote {args.json}")
     return 0

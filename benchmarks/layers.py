@@ -23,13 +23,11 @@ batch 1 >= 30% of the one-thread peak; the whole forward + backward of a
 batch of 256 through these layers >= 25% of the two-thread peak.
 """
 import argparse
-import json
-import os
 import sys
 
 import numpy as np
 
-from benchmarks.common import gemm_peak, machine_line, median_time
+from benchmarks.common import gemm_peak, machine_line, median_time, write_json
 from kernels.activation import relu_forward_reference
 from kernels.conv import conv2d_backward_reference, conv2d_forward_reference
 from kernels.linear import linear_backward_reference, linear_forward_reference
@@ -268,13 +266,11 @@ def main(argv=None):
     print(f"Slowest signature convolution at batch 1: {worst['layer']} at {100 * worst['fwd_b1_ratio']:.1f}% "
           f"of the 1-thread peak (target >= 30% for each)")
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         summary = dict(machine=machine_line(), gemm_peak_1thread=peak1, gemm_peak_threads=peakT,
                        threads=args.threads, batch=args.batch, layers=rows,
                        total_fwd_b1_ms=1e3 * total_f1, total_fwdbwd_s=total_fb,
                        total_fwdbwd_ratio=overall_fb / peakT, total_fwd_b1_ratio=overall_f1 / peak1)
-        with open(args.json, "w") as fh:
-            json.dump(summary, fh, indent=1)
+        write_json(args.json, summary)
     return 0
 
 

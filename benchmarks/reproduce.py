@@ -1,7 +1,7 @@
 """Reproduce the paper's checkable claims and write docs/RESULTS.md: one command.
 
     python -m benchmarks.reproduce --lfw ../shared/lfw --quick    # every stage small: a few minutes
-    python -m benchmarks.reproduce --lfw ../shared/lfw            # the full measurement: about 1.5 hours here
+    python -m benchmarks.reproduce --lfw ../shared/lfw            # the full measurement: about 5 hours here
 
 Stages, in order (``--stages`` picks some):
 
@@ -10,8 +10,9 @@ Stages, in order (``--stages`` picks some):
                  first, while the machine is quiet
     variance     Theorem 1 (python -m benchmarks.variance)
     accuracy     the shipped model, fit-and-test on held-out people (python -m benchmarks.accuracy)
-    convergence  Figure 4 (python -m benchmarks.convergence): the long one; finished runs are reused and
-                 interrupted ones resume, so a stopped reproduction can be started again
+    convergence  Figure 4 over seeds (python -m benchmarks.convergence): the long one (11 training runs);
+                 finished runs are reused and interrupted ones resume, so a stopped reproduction can be
+                 started again
     report       docs/RESULTS.md and its plots (python -m benchmarks.report)
 
 The full run writes benchmarks/results/*.json and docs/; ``--quick`` writes

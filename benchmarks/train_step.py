@@ -23,7 +23,7 @@ import numpy as np
 
 from benchmarks.common import gemm_peak, machine_line
 from npface.data.synthetic import SyntheticFaces
-from npface.estimators import ESTIMATORS, signature_gradients
+from npface.estimators import ESTIMATORS, PAIR_BATCH_ESTIMATORS, signature_gradients
 from npface.flops import layer_rows
 from npface.model import TABLE2, FaceModel, reference_forward
 from npface.optim import SGD
@@ -45,7 +45,13 @@ def main(argv=None):
     opt = SGD(model.params, lr=1e-4, momentum=0.9)
     print(machine_line())
 
-    images, labels = faces.sample_batch(16, 16, np.random.default_rng(0))
+    def draw(rng):
+        """The batch the trainer would draw for this estimator: 16 x 16, or 128 random pairs."""
+        if args.estimator in PAIR_BATCH_ESTIMATORS:
+            return faces.sample_random_pairs(256, rng)
+        return faces.sample_batch(16, 16, rng)
+
+    images, labels = draw(np.random.default_rng(0))
     with limit(args.threads):
         np.testing.assert_allclose(model.forward(images[:2])[0], reference_forward(model, images[:2]),
                                    rtol=1e-3, atol=1e-4)
@@ -64,7 +70,7 @@ def main(argv=None):
         for step in range(args.steps + 2):                     # the first two are warm-up
             rng = np.random.default_rng([0, step])
             t = [time.perf_counter()]
-            images, labels = faces.sample_batch(16, 16, rng)
+            images, labels = draw(rng)
             t.append(time.perf_counter())
             sig, cache = model.forward(images, train=True)
             t.append(time.perf_counter())

@@ -34,9 +34,12 @@ Two settings
   ordered pairs (eq. 3). Pairs: the k faces paired off in their random order,
   k/2 disjoint pairs, plain mean. Both are unbiased for grad L of the plain
   mean over all pairs of the pool.
-- ``pk``: training's batches. P people x K images (``PKSampler``; (P, K) from
-  (2, 4) at k = 8 to (16, 16) at k = 256), the balanced loss (half same, half
-  not-same) and the trainer's own estimators (``estimators.signature_gradients``).
+- ``pk``: training's batches and the trainer's own estimators
+  (``estimators.signature_gradients``), with the balanced loss (half same,
+  half not-same). Multibatch: P people x K images (``PKSampler``; (P, K) from
+  (2, 4) at k = 8 to (16, 16) at k = 256), all pairs. Pairs: the paper's
+  baseline as the trainer draws it, k/2 independent random pairs of the same
+  people (``RandomPairSampler``: k/4 same, k/4 different), k images too.
   grad L is the balanced loss over all pairs of the pool's people with >= 2
   images. The pool's images are not augmented, so a person with fewer than K
   images brings exact copies (distance 0) into a batch, where training's flips
@@ -142,17 +145,17 @@ def theorem_draw(pool: Pool, k: int, rng) -> Dict[str, np.ndarray]:
 
 
 def pk_draw_factory(pool: Pool) -> Callable:
-    """Training's P x K batches with the trainer's balanced estimators."""
-    from npface.data.sampler import PKSampler
+    """Training's batches with the trainer's balanced estimators: P x K for Multibatch, k/2 random pairs for pairs."""
+    from npface.data.sampler import PKSampler, RandomPairSampler
     samplers = {}
 
     def draw(k, rng):
         if k not in samplers:
             P, K = PK_SHAPES[k]
-            samplers[k] = PKSampler(pool.labels, P, K)
-        rows, labels = samplers[k].sample(rng)                           # (k,), (k,)
+            samplers[k] = {"multibatch": PKSampler(pool.labels, P, K), "pairs": RandomPairSampler(pool.labels, k)}
         out = {}
-        for name in ("multibatch", "pairs"):
+        for name, sampler in samplers[k].items():
+            rows, labels = sampler.sample(rng)                           # (k,), (k,)
             est = signature_gradients(pool.s[rows], labels, pool.threshold, name, rng=rng, balance=True)
             out[name] = parameter_gradient(pool, rows, est.dsig, est.dthreshold)
         return out
@@ -367,14 +370,27 @@ def run(models: Dict[str, object], images, labels, ks=KS, n_draws=1000, n_rows=N
     return {"what": "E||g - grad L||^2 of the signature layer's (W, b, theta) gradient; see benchmarks/variance.py",
             "parameters": ["signature.weight", "signature.bias", "threshold"],
             "ks": list(ks), "draws": n_draws, "seed": seed, "settings": settings,
+            "pk_pairs_baseline": "independent random pairs (npface.data.sampler.RandomPairSampler)",
             "date": time.strftime("%Y-%m-%d")}
 
 
 def default_models(initial: Optional[str], trained: Optional[str]):
-    """{"initial": ..., "trained": ...}: the Figure 4 runs' starting model and the shipped model."""
+    """{"initial": ..., "trained": ...}: the Figure 4 runs' starting model and the shipped model.
+
+    Without ``initial``, the starting model is rebuilt from the shipped one: its alignment net (trained with
+    --align-lr-scale 0, so still exactly the pretrained one) in a fresh seed-0 model, which is what
+    ``npface.pretrain_alignment`` (seed 0, alignment parameters only) produces.
+    """
     from npface.model import TABLE2, FaceModel, load
-    init = load(initial) if initial else FaceModel(TABLE2, seed=0)
-    return {"initial": init, "trained": load(trained)}
+    shipped = load(trained)
+    if initial:
+        init = load(initial)
+    else:
+        init = FaceModel(TABLE2, seed=0)
+        for name, value in shipped.params.items():
+            if name.startswith("align."):
+                init.params[name] = value.copy()
+    return {"initial": init, "trained": shipped}
 
 
 def main(argv=None):
@@ -389,8 +405,9 @@ def main(argv=None):
     parser.add_argument("--people", default="peopleDevTrain.txt", metavar="FILE",
                         help="list of the people to draw from (its held-out 10%% is left out, as in training)")
     parser.add_argument("--initial", metavar="MODEL",
-                        help="the starting model (default: runs/align_pretrained.npz if present, else a fresh "
-                             "seed-0 model); its theta is set by the trainer's rule")
+                        help="the starting model (default: runs/align_pretrained.npz if present, else the shipped "
+                             "model's frozen alignment net in a fresh seed-0 model); its theta is set by the "
+                             "trainer's rule")
     parser.add_argument("--trained", metavar="MODEL", help="the trained model (default: the shipped model)")
     parser.add_argument("--quick", action="store_true",
                         help="1,500 faces, 200 batches per k, 64 rows for Abar (overrides --draws, --rows)")
@@ -415,7 +432,8 @@ def main(argv=None):
     t = time.perf_counter()
     result = run(models, images, labels, n_draws=args.draws, n_rows=args.rows, threads=args.threads,
                  log=lambda m: print(m, flush=True))
-    result.update(initial_model=initial or "fresh seed-0 model", trained_model=args.trained or "shipped",
+    result.update(initial_model=initial or "shipped model's alignment net + fresh seed-0 signature net",
+                  trained_model=args.trained or "shipped",
                   quick=bool(args.quick), seconds=time.perf_counter() - t)
     write_json(args.json, result)
     print(f"wrote {args.json} ({result['seconds']:.0f} s)")

@@ -9,10 +9,16 @@ gradients -> parameter gradients) is the network's forward and backward pass.
 - ``multibatch``: the loss over all k^2 - k ordered pairs of the batch
   (L_pi of section 3). Unbiased, with variance O(1/k^2) when the row means
   A_i of Theorem 1 are small.
-- ``pairs``: the classic estimator, k/2 disjoint pairs drawn from the same
-  batch, half same-identity and half different (as far as the batch allows),
-  so both estimators see the same images and the same forward/backward cost.
-  Variance O(1/k).
+- ``pairs``: the classic estimator the paper compares with: k/2 independent
+  random pairs of the training set, k/4 same and k/4 different. The batch
+  itself is drawn as pairs (``npface.data.sampler.RandomPairSampler``,
+  ``SyntheticFaces.sample_random_pairs``): pair i is rows 2i and 2i + 1
+  (``pair_rows``), so the estimator only reads that layout. k images, the
+  same forward/backward cost as a Multibatch step. Variance O(1/k).
+- ``pairs-in-batch``: k/2 disjoint pairs drawn inside a P x K batch
+  (``random_pairs``), as close to half same as the batch allows. Its pairs
+  are not independent draws from the training set (all same pairs come from
+  a few of the batch's P people), so it is kept only for comparison.
 
 Either is weighted with ``balance`` (default True: same and not-same pairs
 weigh half each, the paper's down-weighting of the more numerous not-same
@@ -24,7 +30,8 @@ import numpy as np
 
 from npface import ops
 
-ESTIMATORS = ("multibatch", "pairs")
+ESTIMATORS = ("multibatch", "pairs", "pairs-in-batch")
+PAIR_BATCH_ESTIMATORS = ("pairs",)    # estimators whose batch is drawn as k/2 pairs, not P x K
 
 
 class SignatureGradients(NamedTuple):
@@ -67,14 +74,25 @@ def random_pairs(labels, rng) -> np.ndarray:
     return np.array(pairs, dtype=np.int64).reshape(-1, 2)
 
 
+def pair_rows(k: int) -> np.ndarray:
+    """The pairs (k/2, 2) of a batch drawn as pairs: rows (0, 1), (2, 3), ..."""
+    return np.arange(k - k % 2, dtype=np.int64).reshape(-1, 2)
+
+
 def signature_gradients(sig, labels, threshold, estimator="multibatch", rng=None, balance=True) -> SignatureGradients:
-    """Loss and gradients of one batch of signatures (k, D) under ``estimator``."""
+    """Loss and gradients of one batch of signatures (k, D) under ``estimator``.
+
+    For ``pairs`` the batch must be laid out as pairs (``pair_rows``); for
+    ``pairs-in-batch`` ``rng`` draws the pairs inside the batch.
+    """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     pairs: Optional[np.ndarray] = None
     if estimator == "pairs":
+        pairs = pair_rows(len(labels))
+    elif estimator == "pairs-in-batch":
         if rng is None:
-            raise ValueError("the pairs estimator needs a random generator to draw its pairs")
+            raise ValueError("the pairs-in-batch estimator needs a random generator to draw its pairs")
         pairs = random_pairs(labels, rng)
     loss, cache = ops.pair_hinge_forward(sig, labels, threshold, pairs, balance)
     dsig, dthreshold = ops.pair_hinge_backward(cache)

@@ -11,12 +11,19 @@ Protocol (chosen from the arguments and the pairs file):
 - else, a pairs file with folds (View 2 header ``folds N``, e.g.
   ``pairs.txt``): k-fold over the file's folds (LFW's 10-fold protocol).
 - else (View 1, one block of N same then N different pairs, e.g.
-  ``pairsDevTrain.txt``): k-fold over folds assigned here, so that a single
-  block still gets a fitted-threshold accuracy. ``--folds K`` (default 10)
-  splits the same pairs, in file order, into K contiguous runs -- same pair
-  i (0-based) goes to fold floor(i K / N) -- and the different pairs
-  likewise, so every fold holds N/K same and N/K different pairs, as in
-  View 2 (whose folds are also contiguous runs of the name-sorted file).
+  ``pairsDevTrain.txt``): k-fold over ``--folds K`` (default 10) folds
+  assigned by person (``npface.verification.person_folds``, the rule the
+  trainer's validation and the synthetic set share): no person is in two
+  folds, as in View 2, so a threshold is never fitted on pairs that share
+  people with its test fold; the folds are as even in same and different
+  pairs as the people allow.
+
+A threshold fitted or tested on people the model trained on is biased: a
+model separates its own training people better than new ones. ``eval``
+warns, in one line on stderr, when the pairs (or the fit pairs) include
+people of the model's training list, read from its provenance
+(``train_people``; for older models, rebuilt from the recorded people list
+file and the trainer's split).
 
 Every protocol also reports the learned-threshold protocol: the accuracy at
 the model's own theta, with nothing fitted, on the same test pairs
@@ -45,25 +52,45 @@ DEFAULT_FOLDS = 10
 
 
 
-def assign_folds(is_same, n_folds):
-    """Folds for a single block of pairs: -> fold (P,) int64 in [0, n_folds).
+def training_people(provenance, lfw=None):
+    """The names of the people a model trained on, from its provenance; None when it does not say.
 
-    Among the same pairs, in order, pair i of N goes to fold floor(i K / N);
-    the different pairs likewise. Every fold gets floor or ceil of N/K pairs
-    of each class. Raises ValueError when a class has fewer than K pairs
-    (a fold would lack it) or K < 2.
+    ``train_people`` when the trainer recorded it; else, for a model trained
+    on a people list file (``config.people``), that file's names minus the
+    trainer's held-out split (``split_identities(names, val_fraction, seed=0)``),
+    the file looked up as given, then under the recorded LFW folder, then
+    under ``lfw``.
     """
-    s = np.asarray(is_same, dtype=bool)                                        # (P,)
-    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
-        raise ValueError(f"folds must be an integer >= 2, got {n_folds!r}")
-    fold = np.empty(s.shape[0], dtype=np.int64)                                # (P,)
-    for cls, name in ((True, "same"), (False, "different")):
-        idx = np.flatnonzero(s == cls)                                         # (n,)
-        if len(idx) < n_folds:
-            raise ValueError(f"cannot split {len(idx)} {name} pairs into {n_folds} folds; "
-                             f"use --folds with at most {len(idx)}")
-        fold[idx] = np.arange(len(idx)) * n_folds // len(idx)
-    return fold
+    if not isinstance(provenance, dict):
+        return None
+    if isinstance(provenance.get("train_people"), list):
+        return set(provenance["train_people"])
+    cfg = provenance.get("config")
+    if not isinstance(cfg, dict) or cfg.get("data") != "folder" or not cfg.get("people"):
+        return None
+    from npface.data.folders import read_people_file, split_identities
+    for base in (None, cfg.get("lfw"), lfw):
+        path = Path(cfg["people"]) if base is None else Path(base) / cfg["people"]
+        if path.is_file():
+            names = [name for name, _ in read_people_file(path)]
+            return set(split_identities(names, cfg.get("val_fraction", 0.1), seed=0)[0])
+    return None
+
+
+def trained_people_warning(provenance, pair_lists, lfw=None):
+    """One line naming how many people of ``pair_lists`` (PairList) the model trained on; None when none."""
+    trained = training_people(provenance, lfw)
+    if not trained:
+        return None
+    seen = set()
+    for pl in pair_lists:
+        seen.update(pl.name_a, pl.name_b)
+    overlap = seen & trained
+    if not overlap:
+        return None
+    return (f"warning: {len(overlap)} of the {len(seen)} people in the pairs are in the model's training list "
+            f"(e.g. {sorted(overlap)[0]}); accuracies on them, and thresholds fitted on them, do not carry over "
+            f"to new people")
 
 
 def _pairs(path, lfw, what):
@@ -169,7 +196,7 @@ def evaluate(args):
     if not lfw.is_dir():
         raise CommandError(f"LFW folder not found: {lfw}")
     pairs, test = _pairs(args.pairs, lfw, "pairs")
-    fit = _pairs(args.fit_pairs, lfw, "fit pairs")[1] if args.fit_pairs else None
+    fit_list, fit = _pairs(args.fit_pairs, lfw, "fit pairs") if args.fit_pairs else (None, None)
     if args.folds is not None and (fit is not None or pairs.n_folds > 1):
         why = "--fit-pairs is given" if fit is not None else f"{args.pairs} has {pairs.n_folds} folds"
         raise CommandError(f"--folds applies only to a single-block (View 1) pairs file without --fit-pairs; {why}")
@@ -179,8 +206,11 @@ def evaluate(args):
             fold, fold_source = test.fold, "file"
         else:
             k = DEFAULT_FOLDS if args.folds is None else args.folds
-            fold, fold_source = assign_folds(test.is_same, k), "assigned"
+            fold, fold_source = ver.person_folds(pairs.name_a, pairs.name_b, pairs.is_same, k), "assigned"
     loaded = open_model(args.model)
+    warning = trained_people_warning(loaded.model.provenance, [pairs] + ([fit_list] if fit_list else []), lfw)
+    if warning:
+        print(warning, file=sys.stderr)
     theta = loaded.model.threshold
     t_loaded = time.perf_counter()
 
@@ -216,8 +246,9 @@ def evaluate(args):
     report = result.to_json_dict()
     report.update({
         "fold_source": fold_source,
-        "fold_assignment": (f"assigned: same pair i of N (file order) -> fold floor(i K / N), "
-                            f"different pairs likewise, K = {result.n_folds}") if fold_source == "assigned" else None,
+        "fold_assignment": (f"assigned by person (npface.verification.person_folds): no person in two folds, "
+                            f"K = {result.n_folds}") if fold_source == "assigned" else None,
+        "trained_people_warning": warning,
         "threshold_all_pairs": fitted if fit is None else None,
         "learned_threshold_protocol": learned.to_json_dict(),
         "pairs": str(args.pairs),
@@ -245,8 +276,9 @@ def build_parser():
         description="Verification accuracy of a face model on LFW pairs. The protocol follows from the arguments: "
                     "with --fit-pairs, the threshold is fitted on those pairs and tested on --pairs; else a pairs "
                     "file with folds (View 2, header 'folds N') gets k-fold cross-validation over its folds; else "
-                    "(View 1, header 'N') k-fold over --folds folds assigned in file order (same pair i of N -> "
-                    "fold floor(i K / N), different pairs likewise). The accuracy at the model's learned threshold "
+                    "(View 1, header 'N') k-fold over --folds folds assigned by person (no person in two folds). "
+                    "A one-line warning goes to stderr when the pairs include people the model trained on (its "
+                    "provenance's training list). The accuracy at the model's learned threshold "
                     "theta (nothing fitted) is always reported too. Signatures are cached per model file under "
                     "the npface cache folder ($NPFACE_CACHE, default ~/.cache/npface).")
     parser.add_argument("--lfw", required=True, metavar="DIR",

@@ -18,10 +18,12 @@ says why where the row disagrees with its own input size.
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from npface.architecture import (ALIGN_INPUT_SIZE, INPUT_SIZE, PAPER_TABLE2, PAPER_TOTALS, Conv, Linear,
                                  alignment_shapes, signature_shapes)
 from kernels.resize import area_weights
+from npface.data.cache import atomic_write_text
 
 TOLERANCE = 0.15
 
@@ -116,8 +118,7 @@ def main(argv=None):
         if args.json == "-":
             print(text)
         else:
-            with open(args.json, "w") as fh:
-                fh.write(text + "\n")
+            atomic_write_text(Path(args.json), text + "\n")
         if args.json == "-":
             return 0
 

@@ -33,6 +33,7 @@ from typing import Dict, Tuple
 import numpy as np
 
 from npface import __version__, ops
+from npface.ops import pose_to_theta  # noqa: F401  (the model's similarity transform; re-exported)
 from npface.architecture import (ALIGN_INPUT_SIZE, ALIGNMENT_NET, INPUT_SIZE, SIGNATURE_NET, Conv, Layer, Linear,
                                  MaxPool, trace)
 from npface.threads import check_threads, limit
@@ -155,12 +156,6 @@ def init_parameters(config, seed=0, threshold=DEFAULT_THRESHOLD):
 # --------------------------------------------------------------------------
 # The similarity transform
 # --------------------------------------------------------------------------
-
-def pose_to_theta(pose):
-    """pose (N, 4) = (a, b, tx, ty) -> theta (N, 2, 3) = [[a, -b, tx], [b, a, ty]]."""
-    a, b, tx, ty = pose.T
-    return np.ascontiguousarray(np.stack([np.stack([a, -b, tx], 1), np.stack([b, a, ty], 1)], 1))
-
 
 def dtheta_to_dpose(dtheta):
     """The chain rule through ``pose_to_theta``: dtheta (N, 2, 3) -> dpose (N, 4)."""

@@ -222,6 +222,7 @@ def relu_backward(dout, cache):
 
 class MaxPoolCache(NamedTuple):
     x_shape: tuple       # (N, C, H, W)
+    x_dtype: np.dtype    # the forward's dtype: dout and dx share it
     argmax: np.ndarray   # (N, C, Ho, Wo) int32: winner's offset p*size + q in its window
     size: int
     stride: int
@@ -247,13 +248,13 @@ def maxpool2d_forward(x, size=2, stride=2):
         pool.maxpool2x2_forward(x, out, argmax)
     else:
         pool.maxpool2d_forward(x, size, stride, out, argmax)
-    return out, MaxPoolCache(x.shape, argmax, size, stride)
+    return out, MaxPoolCache(x.shape, x.dtype, argmax, size, stride)
 
 
 def maxpool2d_backward(dout, cache):
     """dx (N, C, H, W): each window's upstream gradient goes to its maximum."""
-    x_shape, argmax, size, stride = cache
-    dout = _float_array("maxpool2d_backward", "dout", dout, f"{argmax.shape}", 4)
+    x_shape, x_dtype, argmax, size, stride = cache
+    dout = _float_array("maxpool2d_backward", "dout", dout, f"{argmax.shape}", 4, x_dtype)
     if dout.shape != argmax.shape:
         raise ValueError(f"maxpool2d_backward: dout must have shape (N, C, Ho, Wo) = {argmax.shape}, got {dout.shape}")
     dx = np.empty(x_shape, dtype=dout.dtype)
@@ -268,6 +269,8 @@ def maxpool2d_backward(dout, cache):
 class WarpCache(NamedTuple):
     img: np.ndarray      # (N, C, H, W)
     theta: np.ndarray    # (N, 2, 3)
+    out_h: int
+    out_w: int
 
 
 def warp_forward(img, theta, out_h, out_w):
@@ -288,19 +291,35 @@ def warp_forward(img, theta, out_h, out_w):
     out_w = _positive_int(op, "out_w", out_w)
     out = np.empty((img.shape[0], img.shape[1], out_h, out_w), dtype=img.dtype)
     warp.warp_forward(img, theta, out)
-    return out, WarpCache(img, theta)
+    return out, WarpCache(img, theta, out_h, out_w)
 
 
 def warp_backward(dout, cache):
     """Gradients of ``warp_forward``: (dimg (N, C, H, W), dtheta (N, 2, 3))."""
-    img, theta = cache
+    img, theta, out_h, out_w = cache
     dout = _float_array("warp_backward", "dout", dout, "(N, C, out_h, out_w)", 4, img.dtype)
-    if dout.shape[:2] != img.shape[:2]:
-        raise ValueError(f"warp_backward: dout must have shape (N, C, out_h, out_w) with (N, C) = "
-                         f"{img.shape[:2]}, got {dout.shape}")
+    expected = (img.shape[0], img.shape[1], out_h, out_w)
+    if dout.shape != expected:
+        raise ValueError(f"warp_backward: dout must have shape (N, C, out_h, out_w) = {expected}, got {dout.shape}")
     dimg, dtheta = np.empty_like(img), np.empty_like(theta)
     warp.warp_backward(dout, img, theta, dimg, dtheta)
     return dimg, dtheta
+
+
+def pose_to_theta(pose):
+    """Warp matrices of similarity poses: pose (N, 4) = (a, b, tx, ty) -> theta (N, 2, 3), same float dtype.
+
+    theta = [[a, -b, tx], [b, a, ty]]: a rotation by atan2(b, a), a scale
+    sqrt(a^2 + b^2) and a shift, in the warp convention above (output ->
+    input, normalised coordinates). The alignment net predicts the pose; its
+    chain rule is ``npface.model.dtheta_to_dpose``.
+    """
+    p = np.asarray(pose)
+    if p.ndim != 2 or p.shape[1] != 4 or p.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"pose must be a float array of shape (N, 4) = (a, b, tx, ty), "
+                         f"got shape {p.shape}, dtype {p.dtype}")
+    a, b, tx, ty = p.T
+    return np.ascontiguousarray(np.stack([np.stack([a, -b, tx], 1), np.stack([b, a, ty], 1)], 1))
 
 
 # --------------------------------------------------------------------------

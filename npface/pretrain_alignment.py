@@ -120,6 +120,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from npface import ops
+from npface.data.cache import atomic_write_text
 from npface.model import TABLE2, FaceModel, backward_layers, dtheta_to_dpose, forward_layers, pose_to_theta
 from npface.optim import SGD, StepSchedule
 from npface.threads import check_threads, limit
@@ -580,8 +581,7 @@ def main(argv=None):
         f"fitted {e['jittered']['fitted']:.3f}  net {e['jittered']['net']:.3f}")
     log(f"trained in {metrics['train_seconds']:.0f} s; model written to {args.out}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(metrics, indent=1) + "\n")
+        atomic_write_text(Path(args.json), json.dumps(metrics, indent=1) + "\n")
     return 0
 
 

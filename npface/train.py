@@ -51,8 +51,11 @@ def parser():
                    help="random small rotation/scale/shift (default: on for --lfw, off for synthetic faces)")
     g = p.add_argument_group("estimator and batch")
     g.add_argument("--estimator", choices=ESTIMATORS, default=d.estimator,
-                   help="multibatch: all k^2-k pairs of the batch; pairs: k/2 random disjoint pairs")
-    g.add_argument("--batch-identities", type=int, default=d.batch_identities, help="P identities per batch")
+                   help="multibatch: all k^2-k pairs of a P x K batch; pairs: the paper's baseline, k/2 independent "
+                        "random pairs of the training people (k/4 same, k/4 different; the batch is drawn as "
+                        "those pairs, k images); pairs-in-batch: k/2 disjoint pairs inside a P x K batch")
+    g.add_argument("--batch-identities", type=int, default=d.batch_identities,
+                   help="P identities per batch (with --estimator pairs only k = P x K counts)")
     g.add_argument("--images-per-identity", type=int, default=d.images_per_identity, help="K images per identity")
     g.add_argument("--no-balance", dest="balance", action="store_false",
                    help="plain mean over pairs instead of half same, half not-same")

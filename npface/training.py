@@ -2,7 +2,7 @@
 
 A step, in one straight line (paper section 3)::
 
-    images, labels = source.batch(step)                 # P identities x K images, uint8 (k, 112, 112, 3)
+    images, labels = source.batch(step)                 # P identities x K images (or k/2 pairs), uint8 (k, 112, 112, 3)
     sig, cache = model.forward(images, train=True)      # signatures (k, 128)
     est = signature_gradients(sig, labels, theta, ...)  # loss, dL/dsig (k, 128), dL/dtheta  <- the seam
     grads = model.backward(est.dsig, est.dthreshold, cache)
@@ -53,7 +53,7 @@ import numpy as np
 from npface import verification
 from npface.data.cache import atomic_write_text
 from npface.distributed import SINGLE
-from npface.estimators import ESTIMATORS, signature_gradients
+from npface.estimators import ESTIMATORS, PAIR_BATCH_ESTIMATORS, signature_gradients
 from npface.model import TABLE2, FaceModel, ModelConfig, load
 from npface.optim import SGD, StepSchedule
 from npface.threads import check_threads, limit
@@ -123,6 +123,9 @@ class TrainConfig:
                              f"raise --batch-identities or run fewer ranks")
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"--estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}")
+        if self.estimator in PAIR_BATCH_ESTIMATORS and k % 4:
+            raise ValueError(f"--estimator {self.estimator} needs a batch of a multiple of 4 images (k/4 same and "
+                             f"k/4 different pairs); --batch-identities x --images-per-identity = {k}")
         if self.data not in ("synthetic", "folder"):
             raise ValueError(f"data must be 'synthetic' or 'folder', got {self.data!r}")
         if self.data == "folder" and not self.lfw:
@@ -144,30 +147,33 @@ class ValidationSet:
     images: np.ndarray       # (M, S, S, 3) uint8
     pairs: np.ndarray        # (Q, 2) rows of images
     is_same: np.ndarray      # (Q,) bool
-    fold: np.ndarray         # (Q,) int, 10 folds balanced in same / different
+    fold: np.ndarray         # (Q,) int, 10 people-disjoint folds (verification.person_folds)
     description: str
 
 
-def _folds(is_same, n_folds=10):
-    """Fold of each pair: the same pairs dealt round-robin, then the different pairs, so folds stay balanced."""
-    fold = np.empty(len(is_same), dtype=np.int64)
-    for value in (True, False):
-        idx = np.flatnonzero(is_same == value)
-        fold[idx] = np.arange(len(idx)) % n_folds
-    return fold
+VAL_FOLDS = 10
 
 
 class SyntheticSource:
-    """Procedural identities (``npface.data.synthetic``): train identities and disjoint held-out ones."""
+    """Procedural identities (``npface.data.synthetic``): train identities and disjoint held-out ones.
+
+    A batch is P x K images, or for the ``pairs`` estimator k = P K images
+    as k/2 independent random pairs (``sample_random_pairs``).
+    """
 
     def __init__(self, cfg: TrainConfig):
         from npface.data.synthetic import SyntheticFaces
         self.faces = SyntheticFaces(seed=cfg.seed, n_identities=cfg.synthetic_identities)
         self.cfg = cfg
+        self.train_people = None                   # integer identities: nothing for npface.eval to check
         self.description = f"synthetic faces, {cfg.synthetic_identities} training identities (seed {cfg.seed})"
 
     def batch(self, rng):
-        images, labels = self.faces.sample_batch(self.cfg.batch_identities, self.cfg.images_per_identity, rng)
+        k = self.cfg.batch_identities * self.cfg.images_per_identity
+        if self.cfg.estimator in PAIR_BATCH_ESTIMATORS:
+            images, labels = self.faces.sample_random_pairs(k, rng)
+        else:
+            images, labels = self.faces.sample_batch(self.cfg.batch_identities, self.cfg.images_per_identity, rng)
         if self.cfg.flip or self.cfg.jitter:
             from npface.data.sampler import augment
             images = augment(images, rng, flip=self.cfg.flip, jitter=self.cfg.jitter)[0]
@@ -181,11 +187,16 @@ class SyntheticSource:
 
 
 class FolderSource:
-    """Folders of identities (LFW's layout); people split into training and held-out validation people."""
+    """Folders of identities (LFW's layout); people split into training and held-out validation people.
+
+    A batch is P x K images (``PKSampler``), or for the ``pairs`` estimator
+    k = P K images as k/2 independent random pairs of the same people
+    (``RandomPairSampler``); both augmented alike.
+    """
 
     def __init__(self, cfg: TrainConfig, progress=True):
         from npface.data.folders import load_folder, split_identities
-        from npface.data.sampler import PKSampler
+        from npface.data.sampler import PKSampler, RandomPairSampler
         root = Path(cfg.lfw)
         if not root.is_dir():
             raise FileNotFoundError(f"--lfw: folder not found: {root}")
@@ -199,8 +210,13 @@ class FolderSource:
         train_names, val_names = split_identities(self.ds.identities, cfg.val_fraction, seed=0)
         self.train_idx = self.ds.indices_of(train_names)
         self.val_idx = self.ds.indices_of(val_names)
-        self.sampler = PKSampler(self.ds.labels, cfg.batch_identities, cfg.images_per_identity,
-                                 indices=self.train_idx)
+        if cfg.estimator in PAIR_BATCH_ESTIMATORS:
+            self.sampler = RandomPairSampler(self.ds.labels, cfg.batch_identities * cfg.images_per_identity,
+                                             indices=self.train_idx)
+        else:
+            self.sampler = PKSampler(self.ds.labels, cfg.batch_identities, cfg.images_per_identity,
+                                     indices=self.train_idx)
+        self.train_people = list(train_names)      # recorded in the model's provenance (npface.eval's check)
         self.cfg = cfg
         self.description = (f"{images_root}: {len(train_names)} training people ({len(self.train_idx)} images, "
                             f"{self.sampler.n_eligible_images} in people with >= 2), {len(val_names)} held out")
@@ -211,10 +227,13 @@ class FolderSource:
 
     def validation(self):
         from npface.data.sampler import validation_pairs
-        pairs, same = validation_pairs(self.ds.labels, self.cfg.val_pairs // 2, seed=0, indices=self.val_idx)
+        pairs, same = validation_pairs(self.ds.labels, self.cfg.val_pairs // 2, seed=0, indices=self.val_idx,
+                                       n_groups=VAL_FOLDS)
         rows = np.unique(pairs)
         local = np.searchsorted(rows, pairs)
-        return ValidationSet(np.asarray(self.ds.images[rows]), local, same, _folds(same),
+        labels = self.ds.labels[pairs]                                         # (Q, 2) people of each pair
+        fold = verification.person_folds(labels[:, 0], labels[:, 1], same, VAL_FOLDS)
+        return ValidationSet(np.asarray(self.ds.images[rows]), local, same, fold,
                              f"{len(same)} pairs of held-out people ({len(rows)} images)")
 
 
@@ -513,6 +532,8 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
 def _with_provenance(model, cfg, source, vset, step, val):
     model.provenance.update({"trained_steps": step, "data": source.description, "validation": vset.description,
                              "validation_metrics": val, "config": cfg.to_json(), "world_size": cfg.world_size})
+    if source.train_people is not None:
+        model.provenance["train_people"] = source.train_people
     return model
 
 

@@ -36,6 +36,12 @@ returning a :class:`VerificationResult`:
 - :func:`with_learned_threshold`: apply a given threshold, the model's own
   learned theta of eq. 1-2, with no fitting at all.
 
+Folds. View 2's folds are its own (each holds different people). Where pairs
+come without folds (a View 1 file, the trainer's validation pairs, the
+synthetic verification set), :func:`person_folds` assigns them, by person:
+no person appears in two folds, so a threshold is never fitted on pairs that
+share people with the fold it is tested on.
+
 Distances follow :mod:`npface.metrics`: squared Euclidean, a pair is declared
 same iff distance < threshold.
 """
@@ -60,6 +66,7 @@ __all__ = [
     "k_fold",
     "lfw_images_dir",
     "parse_pairs",
+    "person_folds",
     "read_pairs",
     "resolve_pairs",
     "with_learned_threshold",
@@ -546,3 +553,56 @@ def _check_fold(fold, n: int) -> np.ndarray:
         raise ValueError(f"fold labels must be 0 .. K-1 with every fold non-empty; "
                          f"fold {int(empty[0])} is empty (K = {counts.shape[0]})")
     return f
+
+
+def person_folds(person_a, person_b, is_same, n_folds=10) -> np.ndarray:
+    """People-disjoint folds for pairs that come without folds: -> fold (P,) int64 in [0, n_folds).
+
+    person_a, person_b (P,): who is in each pair (names or integer labels;
+    equal for a same pair); is_same (P,) bool. Pairs that share a person,
+    directly or through a chain of pairs, form one group and go to one fold,
+    so no person is in two folds. Groups are placed largest first (ties by
+    their first pair in input order), each into the fold that keeps the
+    folds' same and different counts most even (least sum of squares), so
+    the assignment is deterministic. Raises ValueError when n_folds < 2 or
+    when the pairs link too many people together for every fold to get at
+    least one same and one different pair.
+    """
+    a, b = np.asarray(person_a), np.asarray(person_b)
+    s = np.asarray(is_same, dtype=bool)                                        # (P,)
+    if a.ndim != 1 or a.shape != b.shape or a.shape != s.shape:
+        raise ValueError(f"person_a, person_b and is_same must have one shape (P,), "
+                         f"got {a.shape}, {b.shape}, {s.shape}")
+    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
+        raise ValueError(f"folds must be an integer >= 2, got {n_folds!r}")
+    people, ids = np.unique(np.concatenate([a, b]), return_inverse=True)
+    ia, ib = ids[:len(a)], ids[len(a):]                                        # (P,), (P,)
+    parent = np.arange(len(people))                                            # union-find over people
+
+    def root(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for x, y in zip(ia.tolist(), ib.tolist()):
+        rx, ry = root(x), root(y)
+        if rx != ry:
+            parent[max(rx, ry)] = min(rx, ry)
+    group = np.array([root(x) for x in ia.tolist()], dtype=np.int64)           # (P,) a group per pair
+    members = {}
+    for p, g in enumerate(group.tolist()):
+        members.setdefault(g, []).append(p)
+    order = sorted(members.values(), key=lambda m: (-len(m), m[0]))
+    counts = np.zeros((n_folds, 2), dtype=np.int64)                            # (K, 2) same, different
+    fold = np.empty(len(s), dtype=np.int64)                                    # (P,)
+    for m in order:
+        add = np.array([s[m].sum(), len(m) - s[m].sum()])                      # (2,)
+        f = int(np.argmin(((counts + add) ** 2).sum(1) - (counts ** 2).sum(1)))
+        counts[f] += add
+        fold[m] = f
+    if (counts == 0).any():
+        raise ValueError(f"cannot split {len(s)} pairs into {n_folds} people-disjoint folds with a same and a "
+                         f"different pair in each: the largest group of pairs linked by shared people holds "
+                         f"{len(order[0]) if order else 0}; use fewer folds")
+    return fold

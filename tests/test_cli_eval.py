@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from npface import metrics
+from npface import verification as ver
 from npface import eval as npeval
 from npface.data.folders import LFW_CROP, decode_face
 from npface.faces import compute_signatures, embed_faces, face_crop, open_model, read_face
@@ -60,9 +61,9 @@ Bob\t1\t3
 Carol\t2\t3
 Dave\t1\t2
 Alice\t1\tBob\t2
-Alice\t3\tCarol\t1
-Bob\t3\tDave\t2
+Alice\t3\tBob\t1
 Carol\t2\tDave\t3
+Carol\t1\tDave\t2
 """
 
 VIEW2 = """2\t2
@@ -180,16 +181,11 @@ def test_flip_averages_the_mirror_signature(lfw, model_path):
 # Protocols end to end
 # --------------------------------------------------------------------------
 
-def test_assign_folds():
-    s = np.array([True] * 5 + [False] * 5)
-    np.testing.assert_array_equal(npeval.assign_folds(s, 2), [0, 0, 0, 1, 1, 0, 0, 0, 1, 1])
-    np.testing.assert_array_equal(npeval.assign_folds(s, 5), [0, 1, 2, 3, 4] * 2)
-    mixed = np.array([True, False, True, False])
-    np.testing.assert_array_equal(npeval.assign_folds(mixed, 2), [0, 0, 1, 1])
-    with pytest.raises(ValueError, match="cannot split 5 same pairs into 6 folds"):
-        npeval.assign_folds(s, 6)
-    with pytest.raises(ValueError, match="folds must be an integer >= 2"):
-        npeval.assign_folds(s, 1)
+def test_view1_folds_are_people_disjoint():
+    # VIEW1 links Alice with Bob and Carol with Dave: two groups of four pairs, one fold each
+    pl = ver.parse_pairs(VIEW1)
+    fold = ver.person_folds(pl.name_a, pl.name_b, pl.is_same, 2)
+    np.testing.assert_array_equal(fold, [0, 0, 1, 1, 0, 0, 1, 1])
 
 
 def test_view1_end_to_end(tmp_path, capsys, lfw, model_path):
@@ -212,7 +208,7 @@ def test_view1_end_to_end(tmp_path, capsys, lfw, model_path):
     assert r["learned_threshold_accuracy"] == pytest.approx(metrics.accuracy(d, s, 2.0))
     assert r["auc"] == pytest.approx(metrics.roc_auc(d, s))
     assert r["learned_threshold_protocol"]["accuracy"] == r["learned_threshold_accuracy"]
-    fold = npeval.assign_folds(s, 2)
+    fold = np.array([0, 0, 1, 1, 0, 0, 1, 1])                                # by person (see above)
     fold_acc = [metrics.accuracy(d[fold == f], s[fold == f], metrics.fit_threshold(d[fold != f], s[fold != f]))
                 for f in range(2)]
     assert r["fold_accuracies"] == pytest.approx(fold_acc, abs=1e-12)
@@ -222,7 +218,7 @@ def test_view1_end_to_end(tmp_path, capsys, lfw, model_path):
 def test_view1_default_folds_need_enough_pairs(tmp_path, capsys, lfw, model_path):
     status, out, err = run(capsys, "--lfw", lfw, "--pairs", write(tmp_path, VIEW1, "p.txt"), "--model", model_path)
     assert status == 1 and out == ""
-    one_line_error(err, "cannot split 4 same pairs into 10 folds", "--folds")
+    one_line_error(err, "cannot split 8 pairs into 10 people-disjoint folds", "fewer folds")
 
 
 def test_view2_uses_the_files_folds(tmp_path, capsys, lfw, model_path):
@@ -404,3 +400,28 @@ def test_eval_on_a_slice_of_lfw_dev_train(tmp_path, capsys, model_path):
     assert r["n_pairs"] == 40 and r["n_folds"] == 4 and 0 <= r["accuracy"] <= 1
     first = LFW / "lfw" / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg"
     np.testing.assert_array_equal(read_face(first), decode_face(first, LFW_CROP))
+
+
+def test_eval_warns_once_about_people_the_model_trained_on(tmp_path, capsys, lfw):
+    pairs = write(tmp_path, VIEW1, "pairs.txt")
+    trained = tmp_path / "trained.npz"
+    FaceModel(TABLE2, seed=0, provenance={"train_people": ["Bob", "Zed"]}).save(trained)
+    status, out, err = run(capsys, "--lfw", lfw, "--pairs", pairs, "--model", trained, "--folds", "2", "--quiet")
+    assert status == 0
+    assert err.strip().splitlines() == [
+        "warning: 1 of the 4 people in the pairs are in the model's training list (e.g. Bob); "
+        "accuracies on them, and thresholds fitted on them, do not carry over to new people"]
+    fresh = tmp_path / "fresh.npz"
+    FaceModel(TABLE2, seed=0, provenance={"train_people": ["Zed"]}).save(fresh)
+    status, out, err = run(capsys, "--lfw", lfw, "--pairs", pairs, "--model", fresh, "--folds", "2", "--quiet")
+    assert status == 0 and "warning" not in err
+
+
+def test_training_people_rebuilt_from_an_older_provenance(tmp_path):
+    listing = tmp_path / "people.txt"
+    names = [f"P{i:02d}" for i in range(20)]
+    listing.write_text(f"{len(names)}\n" + "".join(f"{n}\t2\n" for n in names))
+    prov = {"config": {"data": "folder", "lfw": str(tmp_path), "people": "people.txt", "val_fraction": 0.1}}
+    from npface.data.folders import split_identities
+    assert npeval.training_people(prov) == set(split_identities(names, 0.1, seed=0)[0])
+    assert npeval.training_people({"config": {"data": "synthetic"}}) is None

@@ -31,6 +31,9 @@ z = np.zeros
     (lambda: ops.relu_backward(z(4), ops.relu_forward(z(3))[1]), r"dout must be a float64 array of the forward shape \(3,\)"),
     (lambda: ops.maxpool2d_forward(z((1, 1, 4, 4)), size=0), r"size must be an integer >= 1"),
     (lambda: ops.maxpool2d_backward(z((1, 1, 3, 3)), ops.maxpool2d_forward(z((1, 1, 4, 4)))[1]), r"dout must have shape \(N, C, Ho, Wo\) = \(1, 1, 2, 2\)"),
+    (lambda: ops.maxpool2d_backward(z((1, 1, 2, 2), f64), ops.maxpool2d_forward(z((1, 1, 4, 4), f32))[1]), r"maxpool2d_backward: dout has dtype float64 but the other inputs are float32"),
+    (lambda: ops.warp_backward(z((1, 3, 5, 4)), ops.warp_forward(z((1, 3, 4, 4)), z((1, 2, 3)), 4, 4)[1]), r"dout must have shape \(N, C, out_h, out_w\) = \(1, 3, 4, 4\), got \(1, 3, 5, 4\)"),
+    (lambda: ops.pose_to_theta(z((2, 3))), r"pose must be a float array of shape \(N, 4\)"),
     (lambda: ops.warp_forward(z((1, 3, 4, 4)), z((1, 3, 2)), 4, 4), r"theta must have shape \(N, 2, 3\)"),
     (lambda: ops.warp_forward(z((1, 3, 4, 4)), z((1, 2, 3)), 0, 4), r"out_h must be an integer >= 1, got 0"),
     (lambda: ops.warp_forward(z((1, 3, 4, 4), f32), z((1, 2, 3), f64), 4, 4), r"theta has dtype float64 but the other inputs are float32"),
@@ -49,6 +52,8 @@ def test_float32_stays_float32_through_every_op():
     assert ops.relu_forward(x)[0].dtype == f32
     assert ops.warp_forward(x, np.zeros((1, 2, 3), f32), 2, 2)[0].dtype == f32
     assert ops.linear_forward(np.ones((2, 3), f32), np.ones((4, 3), f32), np.ones(4, f32))[0].dtype == f32
+    assert ops.maxpool2d_backward(np.ones((1, 2, 2, 2), f32), ops.maxpool2d_forward(x)[1]).dtype == f32
+    assert ops.pose_to_theta(np.ones((3, 4), f32)).dtype == f32
 
 
 def test_threads_limit_validates_and_restores():

@@ -7,12 +7,13 @@ import pytest
 from benchmarks import convergence, report, reproduce
 
 
-def write_run(folder, accuracies, every=50, step_seconds=1.5, diverged=False, estimator="multibatch", lr=0.01):
+def write_run(folder, accuracies, every=50, step_seconds=1.5, diverged=False, estimator="multibatch", lr=0.01,
+              momentum=0.9, seed=0):
     """A run folder as npface.train leaves it: config.json, metrics.jsonl with step and validation records."""
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"batch_identities": 16, "images_per_identity": 16,
                                                     "estimator": estimator, "lr": lr, "steps": 200,
-                                                    "init": "init.npz"}))
+                                                    "momentum": momentum, "seed": seed, "init": "init.npz"}))
     lines = []
     for step in range(1, every * len(accuracies) + 1):
         # "time" counts validations too (here 10 s each); the step's own duration is 256 / images_per_s
@@ -26,45 +27,74 @@ def write_run(folder, accuracies, every=50, step_seconds=1.5, diverged=False, es
         (folder / convergence.DIVERGED).write_text("diverged\n")
 
 
-def test_read_run_and_summary(tmp_path):
-    write_run(tmp_path / "multibatch-lr0.01", [0.60, 0.70, 0.75, 0.80])
-    write_run(tmp_path / "pairs-lr0.01", [0.55, 0.62, 0.66, 0.70])
-    write_run(tmp_path / "pairs-lr0.03", [0.50, 0.72], diverged=True)      # best accuracy, but diverged
-    runs = {p.name: convergence.read_run(p) for p in sorted(tmp_path.iterdir())}
-    mb = runs["multibatch-lr0.01"]
+Run = convergence.Run
+MB = [Run("multibatch", 0.01, seed=s) for s in range(3)]
+PAIRS = [Run("pairs", 0.01, seed=s) for s in range(3)]
+
+
+def write_arms(root):
+    """Three seeds of each arm, a diverged learning rate, and the momentum-0 pair; returns the runs read back."""
+    for run, acc in zip(MB, ([0.60, 0.70, 0.75, 0.80], [0.62, 0.68, 0.77, 0.78], [0.58, 0.72, 0.74, 0.82])):
+        write_run(root / run.name, acc, seed=run.seed)
+    for run, acc in zip(PAIRS, ([0.55, 0.62, 0.66, 0.70], [0.52, 0.66, 0.69, 0.72], [0.50, 0.60, 0.64, 0.65])):
+        write_run(root / run.name, acc, estimator="pairs", seed=run.seed)
+    write_run(root / Run("pairs", 0.03).name, [0.50, 0.75], diverged=True, estimator="pairs", lr=0.03)
+    write_run(root / Run("multibatch", 0.01, 0.0).name, [0.5, 0.6, 0.65, 0.7], momentum=0.0)
+    write_run(root / Run("pairs", 0.01, 0.0).name, [0.5, 0.55, 0.6, 0.6], estimator="pairs", momentum=0.0)
+    return {p.name: convergence.read_run(p) for p in sorted(root.iterdir())}
+
+
+def test_read_run_and_arms_over_seeds(tmp_path):
+    runs = write_arms(tmp_path)
+    mb = runs[MB[0].name]
     assert mb["val_step"] == [50, 100, 150, 200] and mb["steps"] == 200 and not mb["diverged"]
     np.testing.assert_allclose(mb["val_seconds"], [75.0, 150.0, 225.0, 300.0])      # validation time left out
     assert mb["median_step_seconds"] == pytest.approx(1.5) and mb["train_seconds"] == pytest.approx(300.0)
-    assert runs["pairs-lr0.03"]["diverged"]
-    s = convergence.summarise(runs)
-    assert s["best_pairs_run"] == "pairs-lr0.01"                          # the diverged run is nobody's best
-    assert s["multibatch_final"] == 0.80 and s["pairs_final"] == 0.70
-    assert s["pairs_steps_to_multibatch_final"] is None                    # pairs never gets there
-    assert s["multibatch_steps_to_pairs_best"] == 100                      # 0.70 reached at step 100
+    assert runs[Run("pairs", 0.03).name]["diverged"]
+    # the diverged rate reached the highest accuracy, but is nobody's best
+    assert convergence.best_rate(runs, [PAIRS[0].name, Run("pairs", 0.03).name]) == PAIRS[0].name
+    arms = {"multibatch": convergence.arm(runs, [r.name for r in MB]),
+            "pairs": convergence.arm(runs, [r.name for r in PAIRS]),
+            "multibatch-momentum0": convergence.arm(runs, [Run("multibatch", 0.01, 0.0).name]),
+            "pairs-momentum0": convergence.arm(runs, [Run("pairs", 0.01, 0.0).name])}
+    a = arms["multibatch"]
+    np.testing.assert_allclose(a["mean"], [0.60, 0.70, (0.75 + 0.77 + 0.74) / 3, 0.80])
+    assert a["min"][-1] == 0.78 and a["max"][-1] == 0.82 and a["final"]["mean"] == pytest.approx(0.80)
+    s = convergence.summarise(runs, arms)
+    reach = s["multibatch_steps_to_pairs_best"]                   # pairs' best mean: 0.69 at step 200
+    assert reach["target"] == pytest.approx(0.69) and reach["mean_curve"] == 100
+    assert reach["seeds"] == [100, 150, 100] and (reach["min"], reach["max"]) == (100, 150)
+    back = s["pairs_steps_to_multibatch_final"]                   # 0.80: no pairs seed gets there
+    assert back["mean_curve"] is None and back["seeds"] == [None, None, None] and back["min"] is None
+    assert s["momentum0"]["multibatch_final"]["mean"] == 0.7
+    assert s["momentum0"]["multibatch_steps_to_pairs_best"]["mean_curve"] == 100
 
 
 def test_a_finished_run_made_with_other_settings_is_not_reused(tmp_path):
-    write_run(tmp_path / "multibatch-lr0.01", [0.6], estimator="multibatch", lr=0.01)
-    (tmp_path / "multibatch-lr0.01" / "model.npz").write_bytes(b"")
+    write_run(tmp_path / MB[0].name, [0.6])
+    (tmp_path / MB[0].name / "model.npz").write_bytes(b"")
     logged = []
-    folders = convergence.train_all([("multibatch", 0.01)], tmp_path, "LFW", 200, init="init.npz", log=logged.append)
-    assert folders == {"multibatch-lr0.01": tmp_path / "multibatch-lr0.01"} and "finished earlier" in logged[0]
+    folders = convergence.train_all([MB[0]], tmp_path, "LFW", 200, init="init.npz", log=logged.append)
+    assert folders == {MB[0].name: tmp_path / MB[0].name} and "finished earlier" in logged[0]
     with pytest.raises(ValueError, match="holds a run made with"):
-        convergence.train_all([("multibatch", 0.01)], tmp_path, "LFW", 1000, init="init.npz", log=logged.append)
+        convergence.train_all([MB[0]], tmp_path, "LFW", 1000, init="init.npz", log=logged.append)
 
 
 def test_summary_of_runs_without_validation_is_empty_not_a_crash(tmp_path):
-    write_run(tmp_path / "multibatch-lr0.01", [])
-    write_run(tmp_path / "pairs-lr0.01", [], estimator="pairs")
+    write_run(tmp_path / MB[0].name, [])
+    write_run(tmp_path / PAIRS[0].name, [], estimator="pairs")
     runs = {p.name: convergence.read_run(p) for p in sorted(tmp_path.iterdir())}
-    assert convergence.summarise(runs)["best_pairs_run"] is None
+    arms = {"multibatch": convergence.arm(runs, [MB[0].name]), "pairs": convergence.arm(runs, [PAIRS[0].name])}
+    assert convergence.summarise(runs, arms)["multibatch_final"] is None
+    assert convergence.best_rate(runs, [PAIRS[0].name]) is None
 
 
 def test_train_command_is_the_documented_recipe(tmp_path):
-    cmd = convergence.train_command("pairs", 0.003, tmp_path / "r", "LFW", 1000, init="init.npz")
+    cmd = convergence.train_command(Run("pairs", 0.003, 0.0, 2), tmp_path / "r", "LFW", 1000, init="init.npz")
     text = " ".join(cmd[1:])
-    assert "-m npface.train --lfw LFW --people peopleDevTrain.txt --estimator pairs --lr 0.003" in text
-    assert "--steps 1000" in text and "--init init.npz --align-lr-scale 0" in text and "--seed 0" in text
+    assert "-m npface.train --lfw LFW --people peopleDevTrain.txt --estimator pairs --lr 0.003 --momentum 0" in text
+    assert "--steps 1000" in text and "--init init.npz --align-lr-scale 0" in text and "--seed 2" in text
+    assert Run("pairs", 0.003, 0.0, 2).name == "pairs-lr0.003-m0-seed2"
 
 
 def fake_results(folder, tmp_path):
@@ -85,14 +115,33 @@ def fake_results(folder, tmp_path):
             settings.append(s)
     (folder / "variance.json").write_text(json.dumps({"draws": 10, "settings": settings,
                                                       "initial_model": "x.npz", "seconds": 5}))
-    write_run(tmp_path / "runs" / "multibatch-lr0.01", [0.6, 0.7])
-    write_run(tmp_path / "runs" / "pairs-lr0.01", [0.55, 0.6], estimator="pairs")
-    runs = {p.name: convergence.read_run(p) for p in sorted((tmp_path / "runs").iterdir())}
-    for name, r in runs.items():
-        r.update(estimator=name.split("-")[0], lr=0.01)
+    runs = write_arms(tmp_path / "runs")
+    for r in MB + PAIRS + [Run("pairs", 0.03), Run("multibatch", 0.01, 0.0), Run("pairs", 0.01, 0.0)]:
+        runs[r.name].update(estimator=r.estimator, lr=r.lr, momentum=r.momentum, seed=r.seed)
+    arms = {"multibatch": convergence.arm(runs, [r.name for r in MB]),
+            "pairs": convergence.arm(runs, [r.name for r in PAIRS]),
+            "multibatch-momentum0": convergence.arm(runs, [Run("multibatch", 0.01, 0.0).name]),
+            "pairs-momentum0": convergence.arm(runs, [Run("pairs", 0.01, 0.0).name])}
     (folder / "convergence.json").write_text(json.dumps({
-        "runs": runs, "summary": convergence.summarise(runs), "steps": 100, "batch": "16 x 16", "batch_size": 256,
-        "init": "x.npz", "seconds": 1, "commands": {n: "python -m npface.train ..." for n in runs}}))
+        "format": 2, "runs": runs, "arms": arms, "summary": convergence.summarise(runs, arms), "seeds": 3,
+        "lr_search": {"runs": [PAIRS[0].name, Run("pairs", 0.03).name], "best_pairs_lr": 0.01,
+                      "best_pairs_run": PAIRS[0].name},
+        "steps": 200, "batch": "16 x 16", "batch_size": 256, "init": "x.npz", "seconds": 1,
+        "commands": {n: "python -m npface.train ..." for n in runs}}))
+
+
+def legacy_convergence(folder, tmp_path):
+    """convergence.json as the one-run-per-setting layout wrote it (no "format" key)."""
+    runs = {"multibatch-lr0.01": convergence.read_run(tmp_path / "runs" / MB[0].name),
+            "pairs-lr0.01": convergence.read_run(tmp_path / "runs" / PAIRS[0].name)}
+    runs["multibatch-lr0.01"].update(estimator="multibatch", lr=0.01)
+    runs["pairs-lr0.01"].update(estimator="pairs", lr=0.01)
+    summary = {"best_pairs_run": "pairs-lr0.01", "multibatch_final": 0.8, "multibatch_best": 0.8,
+               "pairs_final": 0.7, "pairs_best": 0.7, "pairs_steps_to_multibatch_final": None,
+               "multibatch_steps_to_pairs_best": 100, "multibatch_steps_to_pairs_final": 100}
+    (folder / "convergence.json").write_text(json.dumps({
+        "runs": runs, "summary": summary, "steps": 200, "batch": "16 x 16", "batch_size": 256, "init": "x.npz",
+        "seconds": 1, "commands": {n: "python -m npface.train ..." for n in runs}}))
 
 
 def test_report_is_written_from_the_results_alone(tmp_path):
@@ -103,8 +152,23 @@ def test_report_is_written_from_the_results_alone(tmp_path):
     text = (docs / "RESULTS.md").read_text()
     assert "## 1. Theorem 1" in text and "## 2. Figure 4" in text
     assert "-1.80 [-1.90, -1.70]" in text                                  # a slope and its interval
-    assert "| multibatch-lr0.01 | 0.01 | 70.0% | 70.0% |" in text          # a run's final and best accuracy
+    assert "| multibatch | 3 | 80.0% [78.0%–82.0%] |" in text              # an arm's final accuracy over seeds
+    assert "at step 100 (seeds 100–150)" in text                          # steps to reach, with its range
     assert "exceeds term 1 + term 2 by up to 6.0×" in text                # k = 16: 0.3 / (0.04 + 0.01)
+    assert "## Deviations from the paper" in text and "| momentum | plain SGD" in text
+    assert "momentum 0, one seed each: Multibatch 70.0%, pairs 60.0%" in text
+
+
+def test_report_reads_the_earlier_one_seed_layout_and_says_so(tmp_path):
+    results, docs = tmp_path / "results", tmp_path / "docs"
+    results.mkdir()
+    fake_results(results, tmp_path)
+    legacy_convergence(results, tmp_path)
+    assert report.main(["--results", str(results), "--docs", str(docs), "--no-plots"]) == 0
+    text = (docs / "RESULTS.md").read_text()
+    assert "These runs predate the seeds and the paper's baseline." in text
+    assert "one seed each, with the earlier in-batch pairs baseline" in text    # in the headline too
+    assert "| multibatch-lr0.01 | 0.01 | 80.0% | 80.0% |" in text
 
 
 def test_report_rewrites_only_the_readme_headline_block(tmp_path):
@@ -117,7 +181,8 @@ def test_report_rewrites_only_the_readme_headline_block(tmp_path):
                         "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert "old table" not in text and text.startswith("# x\n\nbefore\n") and text.endswith("after\n")
-    assert "| Theorem 1: error of the gradient estimate" in text and "-1.80 [-1.90, -1.70]" in text
+    assert "| Theorem 1, its own setting" in text and "| Theorem 1 in training's batches" in text
+    assert "-1.80 [-1.90, -1.70]" in text and "at k = 32 pairs' error is 12.5× Multibatch's" in text
     readme.write_text("no markers\n")
     assert report.main(["--results", str(results), "--docs", str(tmp_path / "d"), "--no-plots",
                         "--readme", str(readme)]) == 2
@@ -131,6 +196,9 @@ def test_report_plots(tmp_path):
     assert report.main(["--results", str(results), "--docs", str(docs)]) == 0
     for name in ("variance.png", "convergence.png"):
         assert (docs / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    legacy_convergence(results, tmp_path)
+    assert report.main(["--results", str(results), "--docs", str(docs)]) == 0
+    assert (docs / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_report_without_results_is_an_error(tmp_path, capsys):

@@ -6,8 +6,8 @@ import signal
 import numpy as np
 import pytest
 
-from npface import estimators, training
-from npface.estimators import random_pairs, signature_gradients
+from npface import estimators, ops, training
+from npface.estimators import pair_rows, random_pairs, signature_gradients
 from npface.training import TrainConfig, TrainingDiverged, load_checkpoint, run
 from npface.train import main as train_main
 
@@ -50,9 +50,12 @@ def test_estimators_share_the_seam():
     rng = np.random.default_rng(2)
     sig, labels = rng.standard_normal((8, 4)), np.repeat(np.arange(4), 2)
     mb = signature_gradients(sig, labels, 3.0, "multibatch")
-    pr = signature_gradients(sig, labels, 3.0, "pairs", np.random.default_rng(0))
-    assert mb.n_pairs == 56 and pr.n_pairs == 4
-    assert mb.dsig.shape == pr.dsig.shape == (8, 4)
+    pr = signature_gradients(sig, labels, 3.0, "pairs")
+    ib = signature_gradients(sig, labels, 3.0, "pairs-in-batch", np.random.default_rng(0))
+    assert mb.n_pairs == 56 and pr.n_pairs == 4 and ib.n_pairs == 4
+    assert mb.dsig.shape == pr.dsig.shape == ib.dsig.shape == (8, 4)
+    # "pairs" reads the batch as pairs (0, 1), (2, 3), ...: here all four are same pairs
+    np.testing.assert_allclose(pr.loss, ops.pair_hinge_forward(sig, labels, 3.0, pair_rows(8))[0])
     with pytest.raises(ValueError, match="estimator must be one of"):
         signature_gradients(sig, labels, 3.0, "triplets")
 
@@ -84,8 +87,9 @@ def test_run_writes_its_folder_and_learns_something(tmp_path):
     assert model.provenance["trained_steps"] == 6
 
 
-def test_same_seed_same_result_and_resume_is_exact(tmp_path, monkeypatch):
-    run(tiny(), tmp_path / "a", log=quiet, progress=False)
+@pytest.mark.parametrize("estimator", ["multibatch", "pairs"])
+def test_same_seed_same_result_and_resume_is_exact(tmp_path, monkeypatch, estimator):
+    run(tiny(estimator=estimator), tmp_path / "a", log=quiet, progress=False)
     # interrupt a second run during step 3 (as Ctrl-C or SIGTERM would): it finishes the step,
     # checkpoints at step 3 and stops; then resume it to the end
     real = estimators.signature_gradients
@@ -98,7 +102,7 @@ def test_same_seed_same_result_and_resume_is_exact(tmp_path, monkeypatch):
         return real(*args, **kw)
 
     monkeypatch.setattr(training, "signature_gradients", interrupting)
-    run(tiny(), tmp_path / "b", log=quiet, progress=False)
+    run(tiny(estimator=estimator), tmp_path / "b", log=quiet, progress=False)
     assert load_checkpoint(tmp_path / "b" / "checkpoint.npz")[2]["step"] == 3
     assert not (tmp_path / "b" / "model.npz").exists()
     monkeypatch.setattr(training, "signature_gradients", real)

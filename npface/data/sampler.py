@@ -65,6 +65,14 @@ def _groups(labels, indices):
     return {int(u): indices[order[bounds[i]:bounds[i + 1]]] for i, u in enumerate(uniq)}
 
 
+def _eligible(labels, indices, min_images):
+    """(labels (E,) int64 of the people with >= min_images rows in ``indices``, [their rows] * E)."""
+    labels, indices = _labels_arg(labels, indices)
+    groups = _groups(labels, indices)
+    eligible = np.array(sorted(l for l, g in groups.items() if len(g) >= min_images), dtype=np.int64)
+    return eligible, [groups[int(l)] for l in eligible]
+
+
 class Batch(NamedTuple):
     images: np.ndarray      # (P*K, H, W, 3) uint8, augmented
     labels: np.ndarray      # (P*K,) int64 person labels (dataset labels)
@@ -88,11 +96,7 @@ class PKSampler:
         self.P = _int_arg("n_identities", n_identities, 1)
         self.K = _int_arg("n_per_identity", n_per_identity, 1)
         self.min_images = _int_arg("min_images", min_images, 1)
-        labels, indices = _labels_arg(labels, indices)
-        groups = _groups(labels, indices)
-        self.eligible = np.array(sorted(l for l, g in groups.items() if len(g) >= self.min_images),
-                                 dtype=np.int64)                            # (E,)
-        self._rows = [groups[int(l)] for l in self.eligible]                 # E arrays of rows
+        self.eligible, self._rows = _eligible(labels, indices, self.min_images)  # (E,), E arrays of rows
         if len(self.eligible) < self.P:
             raise ValueError(f"n_identities: only {len(self.eligible)} people have >= {self.min_images} images, "
                              f"cannot draw {self.P} distinct people per batch")
@@ -128,13 +132,80 @@ class PKSampler:
 
         flip / jitter / jitter_kw: see ``augment``.
         """
-        if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"images must be a uint8 array (N, H, W, 3), got "
-                             f"{getattr(images, 'shape', type(images).__name__)}")
-        idx, labels = self.sample(rng)
-        x = np.asarray(images[idx])                                           # (P*K, H, W, 3)
-        x, aug_theta, flipped = augment(x, rng, flip=flip, jitter=jitter, **jitter_kw)
-        return Batch(x, labels, idx, aug_theta, flipped)
+        return _gather(self, images, rng, flip, jitter, jitter_kw)
+
+
+class RandomPairSampler:
+    """The classic estimator's batch: k/2 independent random pairs of the training people, half same.
+
+    Pair i is rows 2i and 2i + 1 of the batch (``npface.estimators.pair_rows``); the first k/4
+    pairs are same pairs, the other k/4 different pairs (k a multiple of 4):
+
+    - same: a person drawn uniformly among the eligible people (at least
+      ``min_images`` >= 2 images), then two distinct images of theirs uniformly;
+    - different: two distinct eligible people drawn uniformly, one image of
+      each uniformly.
+
+    Every pair is drawn independently of the others (with replacement across
+    pairs), from the same people the P x K sampler draws from, so both
+    estimators see the same training images and a batch is k images either
+    way. labels (N,), indices (M,), min_images: as ``PKSampler``.
+    """
+
+    def __init__(self, labels, batch_size: int = 256, indices: Optional[np.ndarray] = None, min_images: int = 2):
+        k = _int_arg("batch_size", batch_size, 4)
+        if k % 4:
+            raise ValueError(f"batch_size must be a multiple of 4 (k/4 same and k/4 different pairs), got {k}")
+        self.k = k
+        self.min_images = _int_arg("min_images", min_images, 2)
+        self.eligible, self._rows = _eligible(labels, indices, self.min_images)  # (E,), E arrays of rows
+        if len(self.eligible) < 2:
+            raise ValueError(f"only {len(self.eligible)} people have >= {self.min_images} images; "
+                             f"different pairs need two")
+
+    @property
+    def batch_size(self) -> int:
+        return self.k
+
+    @property
+    def n_eligible_images(self) -> int:
+        """Number of images of the eligible people."""
+        return int(sum(len(r) for r in self._rows))
+
+    def sample(self, rng: np.random.Generator) -> tuple:
+        """Draw one batch: (indices (k,) int64 dataset rows, labels (k,) int64), pair i in rows 2i, 2i + 1."""
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        q = self.k // 4
+        out = np.empty(self.k, dtype=np.int64)                                # (k,)
+        people = np.empty(self.k, dtype=np.int64)                             # (k,) index into eligible
+        same = rng.integers(0, len(self.eligible), size=q)                    # (k/4,)
+        for i, e in enumerate(same):
+            rows = self._rows[e]
+            out[2 * i:2 * i + 2] = rows[rng.choice(len(rows), size=2, replace=False)]
+            people[2 * i:2 * i + 2] = e
+        for i in range(q, 2 * q):
+            a, b = rng.choice(len(self.eligible), size=2, replace=False)
+            out[2 * i] = self._rows[a][rng.integers(len(self._rows[a]))]
+            out[2 * i + 1] = self._rows[b][rng.integers(len(self._rows[b]))]
+            people[2 * i], people[2 * i + 1] = a, b
+        return out, self.eligible[people]
+
+    def batch(self, images: np.ndarray, rng: np.random.Generator, flip: bool = True, jitter: bool = True,
+              **jitter_kw) -> Batch:
+        """Draw a batch and gather its images, augmented exactly as ``PKSampler.batch``."""
+        return _gather(self, images, rng, flip, jitter, jitter_kw)
+
+
+def _gather(sampler, images, rng, flip, jitter, jitter_kw) -> Batch:
+    """Draw ``sampler.sample(rng)`` and gather its images (N, H, W, 3) uint8, augmented (``augment``)."""
+    if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be a uint8 array (N, H, W, 3), got "
+                         f"{getattr(images, 'shape', type(images).__name__)}")
+    idx, labels = sampler.sample(rng)
+    x = np.asarray(images[idx])                                               # (k, H, W, 3)
+    x, aug_theta, flipped = augment(x, rng, flip=flip, jitter=jitter, **jitter_kw)
+    return Batch(x, labels, idx, aug_theta, flipped)
 
 
 # --------------------------------------------------------------------------
@@ -220,7 +291,8 @@ def augment(images: np.ndarray, rng: np.random.Generator, flip: bool = True, jit
 # Validation pairs
 # --------------------------------------------------------------------------
 
-def validation_pairs(labels, n_each: int, seed: int = 0, indices: Optional[np.ndarray] = None) -> tuple:
+def validation_pairs(labels, n_each: int, seed: int = 0, indices: Optional[np.ndarray] = None,
+                     n_groups: int = 1) -> tuple:
     """A fixed, balanced set of pairs: ``n_each`` "same" and ``n_each`` "different".
 
     labels (N,) person labels; indices (M,) optional rows to use (e.g. the
@@ -231,16 +303,66 @@ def validation_pairs(labels, n_each: int, seed: int = 0, indices: Optional[np.nd
     - different: two distinct people drawn uniformly, one image of each
       uniformly; no pair repeats.
 
+    n_groups > 1: the people are first dealt into ``n_groups`` groups that
+    hold about as many same pairs each (``_deal``), and each group gets its
+    share of ``n_each`` of each kind, drawn among its own people only; no
+    pair links two groups, so ``npface.verification.person_folds`` can make
+    that many people-disjoint folds of the set.
+
     Returns (pairs (2 n_each, 2) int64 dataset rows with pairs[:, 0] <
     pairs[:, 1], same (2 n_each,) bool), in a seeded random order. Raises
     ValueError if there are not enough distinct pairs of either kind.
     """
     n_each = _int_arg("n_each", n_each, 1)
+    n_groups = _int_arg("n_groups", n_groups, 1)
     labels, indices = _labels_arg(labels, indices)
     groups = _groups(labels, indices)
     people = sorted(groups)
     rng = np.random.default_rng(seed)
+    if n_groups == 1:
+        same, diff = _draw_pairs(groups, people, n_each, rng)
+    else:
+        if len(people) < 2 * n_groups:
+            raise ValueError(f"n_groups: {len(people)} people cannot make {n_groups} groups of at least 2")
+        dealt = _deal(people, groups, n_groups, rng)                           # (people,) group of each person
+        same, diff = [], []
+        for g in range(n_groups):
+            members = [p for p, d in zip(people, dealt) if d == g]
+            s, d = _draw_pairs(groups, members, n_each // n_groups + (g < n_each % n_groups), rng)
+            same += s
+            diff += d
+    pairs = np.asarray(same + diff, dtype=np.int64)                            # (2 n_each, 2)
+    is_same = np.arange(2 * n_each) < n_each                                   # (2 n_each,)
+    order = rng.permutation(2 * n_each)
+    return pairs[order], is_same[order]
 
+
+def _deal(people, groups, n_groups, rng) -> np.ndarray:
+    """Group (people,) int64 of each person: about equal numbers of possible same pairs, and of people, per group.
+
+    People in a seeded random order, then by their number of same pairs
+    n (n - 1) / 2, largest first. A person with same pairs goes to the group
+    with the fewest same pairs so far (ties: the fewest people, then the
+    lowest group); a person with one image, to the group with the fewest
+    people (ties: the fewest same pairs, then the lowest group).
+    """
+    pairs = np.array([len(groups[p]) * (len(groups[p]) - 1) // 2 for p in people], dtype=np.int64)  # (people,)
+    order = rng.permutation(len(people))
+    order = order[np.argsort(-pairs[order], kind="stable")]
+    load = np.zeros((n_groups, 2), dtype=np.int64)                            # (groups, 2) same pairs, people
+    dealt = np.empty(len(people), dtype=np.int64)
+    for i in order:
+        if pairs[i]:                    # a person with same pairs: to the group with the fewest same pairs
+            g = min(range(n_groups), key=lambda j: (load[j, 0], load[j, 1], j))
+        else:                           # one image only: to the group with the fewest people
+            g = min(range(n_groups), key=lambda j: (load[j, 1], load[j, 0], j))
+        dealt[i] = g
+        load[g] += (pairs[i], 1)
+    return dealt
+
+
+def _draw_pairs(groups, people, n_each, rng) -> tuple:
+    """n_each distinct same pairs and n_each distinct different pairs among ``people`` (rules: ``validation_pairs``)."""
     avail = {p: len(groups[p]) * (len(groups[p]) - 1) // 2 for p in people}
     if sum(avail.values()) < n_each:
         raise ValueError(f"n_each: only {sum(avail.values())} distinct same-person pairs exist, asked for {n_each}")
@@ -249,10 +371,10 @@ def validation_pairs(labels, n_each: int, seed: int = 0, indices: Optional[np.nd
     if n_diff < n_each:
         raise ValueError(f"n_each: only {n_diff} distinct different-person pairs exist, asked for {n_each}")
 
-    pairs, seen = [], set()
+    same, diff, seen = [], [], set()
     open_people = [p for p in people if avail[p] > 0]
     used = {p: 0 for p in people}
-    while len(pairs) < n_each:
+    while len(same) < n_each:
         p = open_people[rng.integers(len(open_people))]
         rows = groups[p]
         i, j = rng.choice(len(rows), size=2, replace=False)
@@ -260,11 +382,11 @@ def validation_pairs(labels, n_each: int, seed: int = 0, indices: Optional[np.nd
         if pair in seen:
             continue
         seen.add(pair)
-        pairs.append(pair)
+        same.append(pair)
         used[p] += 1
         if used[p] == avail[p]:
             open_people.remove(p)
-    while len(pairs) < 2 * n_each:
+    while len(diff) < n_each:
         pa, pb = rng.choice(len(people), size=2, replace=False)
         ra, rb = groups[people[pa]], groups[people[pb]]
         x, y = int(ra[rng.integers(len(ra))]), int(rb[rng.integers(len(rb))])
@@ -272,8 +394,5 @@ def validation_pairs(labels, n_each: int, seed: int = 0, indices: Optional[np.nd
         if pair in seen:
             continue
         seen.add(pair)
-        pairs.append(pair)
-    pairs = np.asarray(pairs, dtype=np.int64)                                  # (2 n_each, 2)
-    same = np.arange(2 * n_each) < n_each                                      # (2 n_each,)
-    order = rng.permutation(2 * n_each)
-    return pairs[order], same[order]
+        diff.append(pair)
+    return same, diff

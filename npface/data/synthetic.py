@@ -145,6 +145,7 @@ from typing import NamedTuple
 import numpy as np
 
 from kernels.jit import kernel
+from npface.ops import pose_to_theta  # noqa: F401  (re-exported: the renderer's pose convention)
 
 __all__ = [
     "FACE_DROP",
@@ -272,8 +273,8 @@ class VerificationSet(NamedTuple):
     labels:   (M,) int64 identity index of each image.
     pairs:    (n_pairs, 2) int64 indices into ``images``; never an image with itself.
     is_same:  (n_pairs,) bool, exactly n_pairs / 2 True.
-    fold:     (n_pairs,) int64 fold 0 .. n_folds - 1; each fold holds equally
-              many same and different pairs (for ``npface.verification.k_fold``).
+    fold:     (n_pairs,) int64 fold 0 .. n_folds - 1, no identity in two folds
+              (``npface.verification.person_folds``; for ``npface.verification.k_fold``).
     """
 
     images: np.ndarray
@@ -281,25 +282,6 @@ class VerificationSet(NamedTuple):
     pairs: np.ndarray
     is_same: np.ndarray
     fold: np.ndarray
-
-
-def pose_to_theta(pose) -> np.ndarray:
-    """Warp matrices of similarity poses.
-
-    pose (N, 4) = (a, b, tx, ty) -> theta (N, 2, 3) float64 =
-    [[a, -b, tx], [b, a, ty]]: maps a canonical-frame point (x, y, 1) to the
-    rendered image, both in normalised coordinates (``npface.ops`` warp
-    convention).
-    """
-    p = np.asarray(pose)
-    if p.ndim != 2 or p.shape[1] != 4 or not np.issubdtype(p.dtype, np.floating):
-        raise ValueError(f"pose must be a float array of shape (N, 4) = (a, b, tx, ty), "
-                         f"got shape {p.shape}, dtype {p.dtype}")
-    a, b, tx, ty = p[:, 0], p[:, 1], p[:, 2], p[:, 3]
-    theta = np.empty((p.shape[0], 2, 3), np.float64)  # (N, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 1], theta[:, 0, 2] = a, -b, tx
-    theta[:, 1, 0], theta[:, 1, 1], theta[:, 1, 2] = b, a, ty
-    return theta
 
 
 # --------------------------------------------------------------------------
@@ -1160,19 +1142,43 @@ class SyntheticFaces:
             return out[0], labels, out[1]
         return out, labels
 
+    def sample_random_pairs(self, batch_size: int, rng):
+        """The classic estimator's batch: k/2 independent random pairs, k/4 same then k/4 different.
+
+        Pair i is rows 2i and 2i + 1. A same pair renders one training
+        identity (drawn uniformly) twice, so its two images differ in pose
+        and nuisance; a different pair renders two distinct identities drawn
+        uniformly. Pairs are drawn independently (with replacement across
+        pairs), as ``npface.data.sampler.RandomPairSampler`` does for folders.
+
+        Returns images (k, S, S, 3) uint8 and labels (k,) int64.
+        """
+        k = _int_arg("batch_size", batch_size, 4)
+        if k % 4:
+            raise ValueError(f"batch_size must be a multiple of 4 (k/4 same and k/4 different pairs), got {k}")
+        rng = _as_rng(rng)
+        q = k // 4
+        same = np.repeat(rng.integers(0, self.n_identities, size=q), 2)                       # (k/2,)
+        diff = np.concatenate([rng.choice(self.n_identities, size=2, replace=False) for _ in range(q)])
+        labels = np.concatenate([same, diff]).astype(np.int64)                               # (k,)
+        return self.render(labels, rng), labels
+
     def verification_set(self, n_pairs: int = 600, n_identities: int = 100, images_per_identity: int = 4,
                          seed: int = 0, n_folds: int = 10) -> VerificationSet:
         """A fixed held-out verification set of balanced same / different pairs.
 
         Renders K images of each of the held-out identities
-        ``heldout_identities(n_identities)`` and picks n_pairs / 2 distinct
-        same pairs and n_pairs / 2 distinct different pairs among them, split
-        into ``n_folds`` folds with equally many of each. Everything is fixed
-        by (self.seed, seed, the arguments, the nuisance settings).
+        ``heldout_identities(n_identities)``, deals the identities into
+        ``n_folds`` groups (identity i to group i mod n_folds) and picks, within
+        each group, n_pairs / (2 n_folds) distinct same pairs and as many
+        distinct different pairs; the folds are then assigned by person with
+        ``npface.verification.person_folds`` (the rule every fold-less pair
+        set follows), so no identity is in two folds. Everything is fixed by
+        (self.seed, seed, the arguments, the nuisance settings).
 
         Args:
             n_pairs: positive multiple of 2 * n_folds.
-            n_identities: held-out identities, >= 2.
+            n_identities: held-out identities, >= 2 per fold.
             images_per_identity: K >= 2.
             seed: int >= 0, the set's own seed.
             n_folds: >= 1.
@@ -1185,49 +1191,51 @@ class SyntheticFaces:
         if n_pairs % (2 * n_folds):
             raise ValueError(f"n_pairs must be a multiple of 2 * n_folds = {2 * n_folds} (balanced folds), "
                              f"got {n_pairs}")
-        half = n_pairs // 2
-        n_same_avail = n_ids * K * (K - 1) // 2
-        M = n_ids * K
+        from npface.verification import person_folds
+        if n_ids < 2 * n_folds:
+            raise ValueError(f"n_identities must be at least 2 * n_folds = {2 * n_folds} (two per fold), "
+                             f"got {n_ids}")
+        per = n_pairs // (2 * n_folds)                # same pairs, and different pairs, per fold
+        ids_per = n_ids // n_folds                    # identities in the smallest group
+        n_same_avail = ids_per * K * (K - 1) // 2
+        M = ids_per * K
         n_diff_avail = M * (M - 1) // 2 - n_same_avail
-        if half > n_same_avail:
-            raise ValueError(f"n_pairs / 2 = {half} same pairs requested but {n_identities} identities x "
-                             f"{K} images give only {n_same_avail}")
-        if half > n_diff_avail // 2:
-            raise ValueError(f"n_pairs / 2 = {half} different pairs requested; at most {n_diff_avail // 2} "
-                             f"(half of those available) are allowed with {n_identities} identities x {K} images")
+        if per > n_same_avail:
+            raise ValueError(f"n_pairs / (2 n_folds) = {per} same pairs per fold requested but {ids_per} identities "
+                             f"per fold x {K} images give only {n_same_avail}")
+        if per > n_diff_avail // 2:  # rejection sampling stays quick while at most half are taken
+            raise ValueError(f"n_pairs / (2 n_folds) = {per} different pairs per fold requested; at most "
+                             f"{n_diff_avail // 2} (half of those available) are allowed with {ids_per} identities "
+                             f"per fold x {K} images")
         rng = np.random.default_rng([self.seed, seed, 0x5E7])
         labels = np.repeat(self.heldout_identities(n_ids), K)  # (M,)
         images = self.render(labels, rng)  # (M, S, S, 3)
-        # same pairs: all (j < k) within each identity, then a random subset
         jj, kk = np.triu_indices(K, 1)  # (K(K-1)/2,)
-        base = (np.arange(n_ids) * K)[:, None]  # (n_ids, 1)
-        same_all = np.stack([(base + jj).ravel(), (base + kk).ravel()], 1)  # (n_same_avail, 2)
-        same = same_all[rng.choice(n_same_avail, size=half, replace=False)]  # (half, 2)
-        # different pairs: rejection-sample distinct unordered pairs across identities
-        seen: set[tuple[int, int]] = set()
-        diff = []
-        while len(diff) < half:
-            a = rng.integers(0, M, size=2 * half)
-            b = rng.integers(0, M, size=2 * half)
-            for i, j in zip(a.tolist(), b.tolist()):
-                if i // K == j // K:
-                    continue
-                key = (min(i, j), max(i, j))
-                if key in seen:
-                    continue
-                seen.add(key)
-                diff.append(key)
-                if len(diff) == half:
-                    break
-        diff = np.asarray(diff, np.int64)  # (half, 2)
-        # folds: each gets half / n_folds of each kind; order pairs fold by fold
-        per = half // n_folds
-        fold = np.repeat(np.arange(n_folds, dtype=np.int64), 2 * per)  # (n_pairs,)
         pairs = np.empty((n_pairs, 2), np.int64)
         is_same = np.zeros(n_pairs, bool)
         for f in range(n_folds):
+            members = np.arange(f, n_ids, n_folds)  # (n_f,) identity positions of group f
+            # same pairs: all (j < k) within each identity of the group, then a random subset
+            base = (members * K)[:, None]  # (n_f, 1)
+            same_all = np.stack([(base + jj).ravel(), (base + kk).ravel()], 1)
+            same = same_all[rng.choice(len(same_all), size=per, replace=False)]  # (per, 2)
+            # different pairs: rejection-sample distinct unordered pairs across the group's identities
+            rows = (base + np.arange(K)).ravel()  # (n_f K,) image rows of the group
+            seen: set[tuple[int, int]] = set()
+            diff = []
+            while len(diff) < per:
+                for i, j in zip(rng.choice(rows, size=2 * per).tolist(), rng.choice(rows, size=2 * per).tolist()):
+                    key = (min(i, j), max(i, j))
+                    if i // K == j // K or key in seen:
+                        continue
+                    seen.add(key)
+                    diff.append(key)
+                    if len(diff) == per:
+                        break
             o = 2 * per * f
-            pairs[o:o + per] = same[f * per:(f + 1) * per]
-            pairs[o + per:o + 2 * per] = diff[f * per:(f + 1) * per]
+            pairs[o:o + per] = same
+            pairs[o + per:o + 2 * per] = np.asarray(diff, np.int64)
             is_same[o:o + per] = True
+        fold = person_folds(labels[pairs[:, 0]], labels[pairs[:, 1]], is_same, n_folds) if n_folds > 1 \
+            else np.zeros(n_pairs, np.int64)  # (n_pairs,)
         return VerificationSet(images, labels, pairs, is_same, fold)

@@ -385,7 +385,7 @@ def test_train_and_heldout_identities_are_disjoint(faces):
     held = faces.heldout_identities(30)
     assert held.min() == HELDOUT_OFFSET and len(np.unique(held)) == 30
     assert not set(train.tolist()) & set(held.tolist())
-    vs = faces.verification_set(n_pairs=20, n_identities=6, images_per_identity=3, n_folds=2)
+    vs = faces.verification_set(n_pairs=20, n_identities=8, images_per_identity=3, n_folds=2)
     assert vs.labels.min() >= HELDOUT_OFFSET
     batch_labels = faces.sample_batch(50, 2, 0)[1]
     assert not set(batch_labels.tolist()) & set(vs.labels.tolist())
@@ -395,10 +395,10 @@ def test_train_and_heldout_identities_are_disjoint(faces):
 
 
 def test_verification_set_is_balanced_and_fixed(faces):
-    vs = faces.verification_set(n_pairs=40, n_identities=8, images_per_identity=3, seed=1, n_folds=4)
-    M = 8 * 3
+    vs = faces.verification_set(n_pairs=40, n_identities=16, images_per_identity=3, seed=1, n_folds=4)
+    M = 16 * 3
     assert vs.images.shape == (M, S, S, 3) and vs.images.dtype == np.uint8
-    assert vs.labels.shape == (M,) and np.array_equal(vs.labels, np.repeat(faces.heldout_identities(8), 3))
+    assert vs.labels.shape == (M,) and np.array_equal(vs.labels, np.repeat(faces.heldout_identities(16), 3))
     assert vs.pairs.shape == (40, 2) and vs.pairs.dtype == np.int64
     assert vs.is_same.shape == (40,) and vs.is_same.dtype == bool and vs.is_same.sum() == 20
     assert vs.pairs.min() >= 0 and vs.pairs.max() < M
@@ -408,10 +408,12 @@ def test_verification_set_is_balanced_and_fixed(faces):
     assert len({tuple(sorted(p)) for p in vs.pairs.tolist()}) == 40  # no repeated pair
     for f in range(4):
         assert vs.is_same[vs.fold == f].sum() == 5 and (~vs.is_same[vs.fold == f]).sum() == 5
-    again = faces.verification_set(n_pairs=40, n_identities=8, images_per_identity=3, seed=1, n_folds=4)
+    people_of = [set(lab[vs.fold == f].ravel().tolist()) for f in range(4)]  # no identity in two folds
+    assert all(not people_of[f] & people_of[g] for f in range(4) for g in range(f))
+    again = faces.verification_set(n_pairs=40, n_identities=16, images_per_identity=3, seed=1, n_folds=4)
     for a, b in zip(vs, again):
         assert a.tobytes() == b.tobytes()
-    other = faces.verification_set(n_pairs=40, n_identities=8, images_per_identity=3, seed=2, n_folds=4)
+    other = faces.verification_set(n_pairs=40, n_identities=16, images_per_identity=3, seed=2, n_folds=4)
     assert other.images.tobytes() != vs.images.tobytes()
 
 
@@ -487,7 +489,9 @@ def test_bad_verification_arguments(faces):
         faces.verification_set(n_pairs=20, n_identities=1)
     with pytest.raises(ValueError, match=r"n_pairs must be a multiple of 2 \* n_folds = 20"):
         faces.verification_set(n_pairs=30, n_identities=5, n_folds=10)
-    with pytest.raises(ValueError, match="same pairs requested but 2 identities x 2 images give only 2"):
+    with pytest.raises(ValueError, match=r"n_identities must be at least 2 \* n_folds = 20"):
+        faces.verification_set(n_pairs=20, n_identities=5, n_folds=10)
+    with pytest.raises(ValueError, match="4 same pairs per fold requested but 2 identities per fold x 2 images give only 2"):
         faces.verification_set(n_pairs=8, n_identities=2, images_per_identity=2, n_folds=1)
-    with pytest.raises(ValueError, match="different pairs requested"):
+    with pytest.raises(ValueError, match="different pairs per fold requested"):
         faces.verification_set(n_pairs=18, n_identities=2, images_per_identity=4, n_folds=1)
