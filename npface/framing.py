@@ -19,11 +19,12 @@ Calibration
 -----------
 (dx, dy, scale) are fitted, by ``python -m benchmarks.framing``, on LFW
 frames of peopleDevTrain people pasted into larger pictures, with the
-68-point landmarks as truth: the least-squares fit puts each face's eye
-centres where the training crop puts them on average (``reference_eyes``,
-the mean eye centres of those faces in their ``LFW_CROP`` crops). With
-u = (p + 0.5 - left) / size the eye's position in box units (p in dlib's
-pixel-centre convention) the eye lands in the crop at::
+68-point landmarks as truth: the least-squares fit puts each face's 68
+landmarks where the training crop puts them on average (the mean landmarks
+of those faces in their ``LFW_CROP`` crops), i.e. the frame that the
+landmarks say is the training frame. With u = (p + 0.5 - left) / size a
+landmark's position in box units (p in dlib's pixel-centre convention) it
+lands in the crop at::
 
     (q + 0.5) / 112 = u / scale + (1/2 - (1/2 + dx) / scale)
 
@@ -111,26 +112,29 @@ def eyes_in_frame(eyes, squares, out: int = LFW_CROP.out) -> np.ndarray:
     return (eyes + 0.5 - origin) * (out / side) - 0.5
 
 
-def fit_calibration(boxes, eyes, reference_eyes, out: int = LFW_CROP.out) -> FrameCalibration:
-    """Least-squares calibration putting the eyes (N, 2, 2) of the faces in ``boxes`` (N, 4) at ``reference_eyes`` (2, 2).
+def fit_calibration(boxes, points, reference, out: int = LFW_CROP.out) -> FrameCalibration:
+    """Least-squares calibration putting the landmarks ``points`` (N, M, 2) of the faces in ``boxes`` (N, 4)
+    at ``reference`` (M, 2).
 
-    eyes: picture pixels (dlib centre convention); reference_eyes: pixels of
-    the out x out crop. Solves (q + 0.5) / out = a u + c per coordinate
-    (module docstring) for a shared a and c = (c_x, c_y), then
+    points: picture pixels (dlib centre convention); reference: pixels of
+    the out x out crop (e.g. the mean landmarks of training crops). Solves
+    (q + 0.5) / out = a u + c per coordinate (module docstring) for a
+    shared a and c = (c_x, c_y) over all faces and points, then
     scale = 1 / a, d = (1/2 - c) scale - 1/2.
     """
     boxes = _boxes(boxes)
-    eyes = np.asarray(eyes, dtype=np.float64)
-    reference_eyes = np.asarray(reference_eyes, dtype=np.float64)
-    if boxes.ndim != 2 or eyes.shape != (len(boxes), 2, 2) or reference_eyes.shape != (2, 2):
-        raise ValueError(f"boxes must be (N, 4), eyes (N, 2, 2) and reference_eyes (2, 2), got "
-                         f"{boxes.shape}, {eyes.shape}, {reference_eyes.shape}")
+    points = np.asarray(points, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    if boxes.ndim != 2 or points.ndim != 3 or points.shape[0] != len(boxes) or points.shape[1:] != reference.shape \
+            or reference.shape[-1] != 2:
+        raise ValueError(f"boxes must be (N, 4), points (N, M, 2) and reference (M, 2), got "
+                         f"{boxes.shape}, {points.shape}, {reference.shape}")
     if len(boxes) < 2:
         raise ValueError("fit_calibration needs at least 2 faces")
     size = np.sqrt(boxes[:, 2] * boxes[:, 3])                             # (N,)
-    u = (eyes + 0.5 - boxes[:, None, :2]) / size[:, None, None]           # (N, 2, 2) box units
-    target = np.broadcast_to((reference_eyes + 0.5) / out, u.shape)       # (N, 2, 2)
-    # Columns: a, c_x, c_y; one row per (face, eye, coordinate).
+    u = (points + 0.5 - boxes[:, None, :2]) / size[:, None, None]         # (N, M, 2) box units
+    target = np.broadcast_to((reference + 0.5) / out, u.shape)            # (N, M, 2)
+    # Columns: a, c_x, c_y; one row per (face, point, coordinate).
     design = np.zeros(u.shape + (3,))
     design[..., 0] = u
     design[..., 0, 1] = 1.0

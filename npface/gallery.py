@@ -10,10 +10,12 @@ every such pair; clustering turns it into identities.
 
 Distances in blocks
 -------------------
-All pairs are O(G^2). They are computed in row blocks of ``chunk`` rows
-against all later rows (upper triangle), as
-``|a|^2 + |b|^2 - 2 a . b`` with one float32 matrix product per block, so
-memory is O(chunk x G) and the product runs at BLAS speed. A pair's
+All pairs are O(G^2). They are computed in row blocks against all later
+rows (upper triangle), as ``|a|^2 + |b|^2 - 2 a . b`` with one float32
+matrix product per block, so the product runs at BLAS speed. A block has at
+most ``chunk`` rows and at most ``BLOCK_ELEMENTS`` distances (64 MB of
+float32), so memory stays bounded however large G is (beside the pairs
+found). A pair's
 distance is exact up to float32 rounding of that expansion (relative
 error about 1e-6 of |a|^2 + |b|^2), which can only flip a pair lying that
 close to theta.
@@ -35,7 +37,8 @@ import numpy as np
 
 METHODS = ("whispers", "components")
 DEFAULT_METHOD = "whispers"
-CHUNK = 2048              # rows per block: 2048 x G float32 distances at a time
+CHUNK = 2048              # at most this many rows per block
+BLOCK_ELEMENTS = 1 << 24  # and at most this many distances per block (64 MB of float32)
 WHISPERS_PASSES = 30
 
 __all__ = ["CHUNK", "DEFAULT_METHOD", "METHODS", "close_pairs", "cluster", "nearest", "pair_scores"]
@@ -63,9 +66,17 @@ def _chunk(chunk):
 
 
 def _block_distances(a, b, sq_a, sq_b):
-    """Squared distances (n, m) of rows a (n, D) to rows b (m, D), clipped at 0 against rounding."""
-    d = sq_a[:, None] + sq_b[None, :] - 2.0 * (a @ b.T)
+    """Squared distances (n, m) of rows a (n, D) to rows b (m, D), clipped at 0 against rounding; one (n, m) array."""
+    d = a @ b.T
+    d *= -2.0
+    d += sq_a[:, None]
+    d += sq_b[None, :]
     return np.maximum(d, 0.0, out=d)
+
+
+def _block_rows(chunk, width):
+    """Rows per block: at most ``chunk``, and at most BLOCK_ELEMENTS / width."""
+    return max(1, min(chunk, BLOCK_ELEMENTS // max(width, 1)))
 
 
 def close_pairs(signatures, threshold, chunk=CHUNK, progress=None):
@@ -78,8 +89,9 @@ def close_pairs(signatures, threshold, chunk=CHUNK, progress=None):
     sq = (s.astype(np.float64) ** 2).sum(1).astype(np.float32)    # (G,)
     n = len(s)
     rows, cols, dist = [], [], []
-    for a in range(0, n, chunk):
-        b = min(a + chunk, n)
+    a = 0
+    while a < n:
+        b = min(a + _block_rows(chunk, n - a), n)
         d = _block_distances(s[a:b], s[a:], sq[a:b], sq[a:])     # (b - a, n - a)
         d[np.tril_indices(b - a, 0, d.shape[1])] = np.inf        # keep j > i only
         i, j = np.nonzero(d < threshold)
@@ -88,6 +100,7 @@ def close_pairs(signatures, threshold, chunk=CHUNK, progress=None):
         dist.append(d[i, j])
         if progress is not None:
             progress(b, n)
+        a = b
     cat = (lambda parts, dt: np.concatenate(parts).astype(dt)) if rows else (lambda parts, dt: np.zeros(0, dt))
     return cat(rows, np.int64), cat(cols, np.int64), cat(dist, np.float32)
 
@@ -129,8 +142,8 @@ def cluster(n, i, j, d, threshold, method=DEFAULT_METHOD, seed=0):
 def nearest(gallery, queries, k, chunk=CHUNK * 8):
     """The k nearest gallery rows of each query, exact: (index (Q, k) int64, distance (Q, k) float32), nearest first.
 
-    Gallery rows are scanned in blocks of ``chunk``; the best k so far are
-    kept per query. k larger than G gives G columns.
+    Gallery rows are scanned in blocks of at most ``chunk`` rows (and
+    BLOCK_ELEMENTS distances); the best k so far are kept per query. k larger than G gives G columns.
     """
     g = _signatures(gallery, "gallery")                         # (G, D)
     q = _signatures(queries, "queries")                         # (Q, D)
@@ -144,8 +157,9 @@ def nearest(gallery, queries, k, chunk=CHUNK * 8):
     sq_q = (q.astype(np.float64) ** 2).sum(1).astype(np.float32)
     best_i = np.zeros((len(q), 0), dtype=np.int64)
     best_d = np.zeros((len(q), 0), dtype=np.float32)
-    for a in range(0, len(g), chunk):
-        d = _block_distances(q, g[a:a + chunk], sq_q, sq_g[a:a + chunk])          # (Q, m)
+    step = _block_rows(chunk, len(q))
+    for a in range(0, len(g), step):
+        d = _block_distances(q, g[a:a + step], sq_q, sq_g[a:a + step])            # (Q, m)
         cand_d = np.concatenate([best_d, d], axis=1)
         cand_i = np.concatenate([best_i, np.broadcast_to(np.arange(a, a + d.shape[1]), d.shape)], axis=1)
         if cand_d.shape[1] > k:
