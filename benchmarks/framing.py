@@ -129,9 +129,7 @@ def measure(hits, cal, reference, model):
     from npface.pretrain_alignment import predict_thetas
     train_eyes = LFW_CROP.points_to_crop(hits["eyes_frame"])             # (N, 2, 2) eyes in the training crop
     # The training crop of each pasted frame: LFW_CROP moved by the paste.
-    train_squares = np.array([[*p.to_picture(np.array([LFW_CROP.left, LFW_CROP.top]) - 0.5) + 0.5,
-                               *p.to_picture(np.array([LFW_CROP.left + LFW_CROP.size] * 2) - 0.5) + 0.5]
-                              for p in hits["pastes"]])                   # (N, 4) edge coordinates
+    train_squares = np.array([p.square(LFW_CROP) for p in hits["pastes"]])  # (N, 4) edge coordinates
     train_theta = predict_thetas(model, crops_of(hits, train_squares))
     train_after = output_points(train_eyes, train_theta)
     result = {"images": int(len(train_eyes)),

@@ -30,6 +30,11 @@ class Pasted:
         """Frame points (..., 2) (dlib centre convention) -> picture points (..., 2)."""
         return (np.asarray(points, dtype=np.float64) + 0.5) * self.k + np.asarray(self.offset) - 0.5
 
+    def square(self, crop) -> np.ndarray:
+        """A frame's ``CropBox`` (e.g. ``LFW_CROP``) as (x0, y0, x1, y1) in picture edge coordinates."""
+        corners = np.array([[crop.left, crop.top], [crop.left + crop.size, crop.top + crop.size]], dtype=np.float64)
+        return (corners * self.k + np.asarray(self.offset)).reshape(4)
+
 
 def background(rng, width: int, height: int) -> Image.Image:
     """Smooth random colour: 4x4 to 8x8 random pixels enlarged bicubically, with fine noise."""
