@@ -22,7 +22,6 @@ picture readable), 2 bad arguments, 3 no face in any query picture.
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
