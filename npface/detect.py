@@ -8,8 +8,8 @@ The detector is the Viola-Jones cascade of Haar-like features that
 under ``cv2.data.haarcascades`` (OpenCV 5 no longer ships these files, hence
 the extra's ``<5`` pin). It needs no download and no compiler. Other
 detectors were considered and left out: OpenCV's YuNet
-(``cv2.FaceDetectorYN``) and the MediaPipe and UniFace packages all need a
-weights file that no wheel ships (fetched separately at run time).
+(``cv2.FaceDetectorYN``) and UniFace fetch their weights separately, and
+the current MediaPipe release ships none of its models.
 
 Pictures are decoded exactly as every other npface command decodes them
 (``npface.data.folders.open_upright_rgb``: Pillow, EXIF orientation applied,
