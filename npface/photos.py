@@ -45,8 +45,9 @@ FRAME_HELP = ("how faces are found and framed: 'detect' = every face the OpenCV 
               "LFW's 250x250 images), cropped with the training crop LFW_CROP (columns 53..196, rows 73..216 of "
               "250) scaled to the centred square; 'crop' = already a face crop framed like the model's input, "
               "its centred square resized to 112x112; 'auto' = per picture: 'lfw' for exactly 250x250 pixels, "
-              "else 'detect' when a face is found that fills less than 60%% of the shorter side, else 'crop' "
-              "(also when the detector is not installed or finds no face); the rule used is reported")
+              f"else 'detect' when a face is found that spans less than {round(100 * CROP_FILL)}%% of the shorter "
+              "side, else 'crop' (also when the detector is not installed or finds no face); the rule used is "
+              "reported")
 
 
 class NoFace(CommandError):
@@ -143,7 +144,7 @@ class PhotoRun:
     faces       (N,) int64, the face's index in its picture (0 = largest)
     boxes       (N, 4) float32 (left, top, width, height), NaN for faces framed by a fixed rule
     scores      (N,) float32 detector score, NaN likewise
-    rules       (M,) str, each picture's rule ('' for skipped pictures); reasons (M,) str likewise
+    rules       (M,) str, each picture's rule ('' for unreadable pictures); reasons (M,) str likewise
     skipped     [(index, relative path, reason)] unreadable pictures
     no_face     [(index, relative path)] readable pictures without a face (``detect``)
     """
@@ -226,6 +227,8 @@ def embed_pictures(loaded, files, relative, frame="auto", flip=False, batch_size
                                  batch_size=batch_size, threads=threads, cache=cache, progress=progress)
         n_cached, n_embedded = n_cached + run.n_cached, n_embedded + run.n_embedded
         skipped += [(idx[k], rel, reason) for k, rel, reason in run.skipped]
+        for k, _, _ in run.skipped:
+            rules[idx[k]] = reasons[idx[k]] = ""
         for k in np.flatnonzero(run.ok):
             rows[idx[k]] = [(0, None, None, run.signatures[k])]
     sig = np.concatenate(det_sig) if det_sig else np.zeros((0, D), np.float32)   # (n detected, D)
