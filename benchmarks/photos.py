@@ -146,18 +146,22 @@ def clustering_quality(lfw, sizes=GALLERY_PEOPLE, draws=3, model=None, log=print
     from npface.model import load
     model = model if model is not None else load()
     ds, rows = held_out_faces(lfw)
-    sig = embed_faces(model, np.ascontiguousarray(ds.images[rows]))                 # (M, D)
     labels = ds.labels[rows]                                                        # (M,)
     people = np.unique(labels)
-    out = []
+    galleries = []                                  # (size, draws, [face rows of each draw])
     for size in sizes:
         size = min(size, len(people))
         n_draws = 1 if size == len(people) else draws
+        galleries.append((size, n_draws, [np.flatnonzero(np.isin(labels, np.random.default_rng(draw).choice(
+            people, size, replace=False))) for draw in range(n_draws)]))
+    needed = np.unique(np.concatenate([k for _, _, keeps in galleries for k in keeps]))
+    sig = np.zeros((len(rows), model.config.signature_dim), dtype=np.float32)      # (M, D), only needed rows set
+    sig[needed] = embed_faces(model, np.ascontiguousarray(ds.images[rows[needed]]))
+    out = []
+    for size, n_draws, keeps in galleries:
         scores = {m: [] for m in METHODS}
         faces = []
-        for draw in range(n_draws):
-            chosen = np.random.default_rng(draw).choice(people, size, replace=False)
-            keep = np.flatnonzero(np.isin(labels, chosen))
+        for keep in keeps:
             faces.append(len(keep))
             i, j, d = close_pairs(sig[keep], model.threshold)
             for m in METHODS:
