@@ -23,9 +23,10 @@ thirds of the 112 x 112 crop.
 - ``"crop"``: the image is already a face crop framed like the model's input
   (face centred, brows to chin about two thirds of the height, e.g. a
   112 x 112 crop saved from LFW). Its centred square is resized to 112 x 112.
-- ``"auto"`` (the default of ``npface.verify`` and ``npface.embed``):
-  ``"lfw"`` for an image of exactly 250 x 250 pixels (the LFW frame),
-  ``"crop"`` for any other size. The size is taken after the EXIF rotation.
+- ``"auto"``: ``"lfw"`` for an image of exactly 250 x 250 pixels (the LFW
+  frame), ``"crop"`` for any other size. The size is taken after the EXIF
+  rotation. The commands' ``--frame auto`` (``npface.photos``) adds face
+  detection to this rule and falls back to it without a detector.
 
 ``npface.eval`` reads LFW-layout folders and always uses ``"lfw"``.
 

@@ -1,33 +1,36 @@
 """Are two face images the same person? ``python -m npface.verify A.jpg B.jpg``.
 
     python -m npface.verify a.jpg b.jpg --model m.npz
+    A: lfw (250x250 pixels: an LFW frame)
+    B: detect (2 face(s) found in a larger picture): face 0 of 2, box 812,404,353,353
     distance:  0.8734
     threshold: 2.0000
     SAME
 
-The two images are cropped as in training (``npface.faces.read_face``), embedded,
+Each picture's face is found and framed as ``--frame`` says
+(``npface.photos``; by default ``auto``: an LFW frame, a face crop, or the
+detector's largest face in a larger picture, with the rule printed), embedded,
 and compared: SAME when the squared distance of their signatures is below
 the model's learned threshold theta (eq. 1-2), DIFFERENT otherwise. The last
-line of the output is the verdict. The exit status is 0 for either verdict
-and 1 for an error (a missing or unreadable image, a bad model file), which
-is reported as one line on stderr.
+line of the output is the verdict; ``--json`` prints one JSON object instead.
+Exit status: 0 for either verdict, 1 for an error (a missing or unreadable
+image, a bad model file, OpenCV missing for ``--frame detect``), 2 for bad
+arguments, 3 when a picture has no face (or not the ``--face`` asked for);
+errors are one line on stderr.
 """
 import argparse
+import json
 import sys
 from pathlib import Path
 
-from npface.faces import USER_ERRORS, CommandError, check_common_args, print_error, FRAMES, compute_signatures, open_model
+import numpy as np
+
+from npface.detect import MissingExtra
+from npface.faces import USER_ERRORS, CommandError, check_common_args, embed_faces, open_model, print_error
+from npface.photos import FRAME_HELP, FRAMES, NO_FACE_STATUS, NoFace, frame_picture, pick_face
 from npface.threads import max_threads
 
 PROG = "python -m npface.verify"
-
-FRAME_HELP = ("how the face is framed in the image: 'lfw' = an LFW-style frame (face centred as in LFW's "
-              "250x250 images): the centred square is cropped with the training crop LFW_CROP (columns 53..196, "
-              "rows 73..216 of 250) scaled to the square's side; 'crop' = already a face crop framed like the "
-              "model's input (face centred, brows to chin about 2/3 of the height): the centred square is "
-              "resized to 112x112; 'auto' = 'lfw' for an image of exactly 250x250 pixels, 'crop' for any other "
-              "size. Non-square images are never stretched: the excess width or height is cut evenly")
-
 
 
 def add_model_options(parser):
@@ -48,36 +51,71 @@ def add_model_options(parser):
                              "(default 1, as on the paper's single core)")
 
 
+def face_indices(text):
+    """--face: 'N' (both pictures) or 'N,M' (A, then B) -> (N, M), non-negative."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) not in (1, 2) or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected N or N,M with non-negative integers, got {text!r}")
+    return values * 2 if len(values) == 1 else values
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Compare two face images: prints the squared distance of their signatures, the model's "
-                    "learned threshold theta, and SAME (distance < theta) or DIFFERENT. Exit status 0 for either "
-                    "verdict, 1 for an error (missing or unreadable image, bad model file), 2 for bad arguments.")
-    parser.add_argument("image_a", metavar="A", help="the first image file (JPEG, PNG, ...; any size)")
-    parser.add_argument("image_b", metavar="B", help="the second image file")
+        description="Compare two face pictures: prints the framing rule of each picture, the squared distance "
+                    "of their signatures, the model's learned threshold theta, and SAME (distance < theta) or "
+                    "DIFFERENT. Theta is learned in training as the same/different boundary: a distance below it "
+                    "means the model takes the two faces for one person. Exit status 0 for either verdict, 1 for "
+                    "an error (missing or unreadable image, bad model file, OpenCV missing for --frame detect), "
+                    f"2 for bad arguments, {NO_FACE_STATUS} when a picture has no face (or not the --face asked "
+                    "for).")
+    parser.add_argument("image_a", metavar="A", help="the first picture (JPEG, PNG, ...; any size)")
+    parser.add_argument("image_b", metavar="B", help="the second picture")
     add_model_options(parser)
+    parser.add_argument("--face", type=face_indices, default=None, metavar="N[,M]",
+                        help="use face N of each picture, or face N of A and face M of B (0 = the largest: faces "
+                             "are numbered largest first, as npface.embed --frame detect numbers them); default: the "
+                             "largest face of each")
+    parser.add_argument("--json", action="store_true",
+                        help='print one JSON object {"a", "b", "distance", "threshold", "same", "boxes", "frames"} '
+                             "instead of text; boxes are [left, top, width, height] in picture pixels (null when "
+                             "the face was not detected), frames the rule and reason per picture")
     return parser
 
 
 def verify(args):
-    """Compare the two images of parsed ``args``; return (distance, threshold, same)."""
-    for name in (args.image_a, args.image_b):
+    """Compare the two pictures of parsed ``args``; return a JSON-able dict (the ``--json`` object)."""
+    names = (args.image_a, args.image_b)
+    for name in names:
         path = Path(name)
         if not path.exists():
             raise CommandError(f"image not found: {path}")
         if not path.is_file():
             raise CommandError(f"not a file: {path}")
     loaded = open_model(args.model, onnx=args.onnx)
-    files = [Path(args.image_a), Path(args.image_b)]
-    run = compute_signatures(loaded, files, [str(f) for f in files], frame=args.frame, flip=args.flip,
-                             threads=args.threads, cache=False, progress=False)
-    if run.skipped:
-        _, rel, reason = run.skipped[0]
-        raise CommandError(f"{rel}: {reason}")
+    S = loaded.model.config.input_size
+    pictures = [frame_picture(name, args.frame, S) for name in names]
+    wanted = args.face or (None, None)
+    faces = [pick_face(name, pic, n) for name, pic, n in zip(names, pictures, wanted)]
+    sig = embed_faces(loaded.model, np.stack([f.crop for f in faces]), args.flip, threads=args.threads)  # (2, D)
     model = loaded.model
-    distance = float(model.distance(run.signatures[0], run.signatures[1]))
-    return distance, model.threshold, distance < model.threshold
+    distance = float(model.distance(sig[0], sig[1]))
+    return {"a": str(names[0]), "b": str(names[1]), "distance": distance, "threshold": model.threshold,
+            "same": bool(distance < model.threshold),
+            "boxes": [None if f.box is None else [round(v, 2) for v in f.box] for f in faces],
+            "frames": [{"rule": p.rule, "reason": p.reason, "face": f.face, "faces": len(p.faces)}
+                       for p, f in zip(pictures, faces)]}
+
+
+def describe_frame(frame, box):
+    """One line on how a picture was framed: 'detect (reason): face 0 of 2, box l,t,w,h'."""
+    text = f"{frame['rule']} ({frame['reason']})"
+    if box is not None:
+        text += f": face {frame['face']} of {frame['faces']}, box {','.join(f'{v:.0f}' for v in box)}"
+    return text
 
 
 def main(argv=None):
@@ -85,13 +123,21 @@ def main(argv=None):
     args = parser.parse_args(argv)
     check_common_args(parser, args)
     try:
-        distance, threshold, same = verify(args)
-    except USER_ERRORS as e:
+        result = verify(args)
+    except NoFace as e:
+        print_error(PROG, e)
+        return NO_FACE_STATUS
+    except USER_ERRORS + (MissingExtra,) as e:
         print_error(PROG, e)
         return 1
-    print(f"distance:  {distance:.4f}")
-    print(f"threshold: {threshold:.4f}")
-    print("SAME" if same else "DIFFERENT")
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for name, frame, box in zip("AB", result["frames"], result["boxes"]):
+        print(f"{name}: {describe_frame(frame, box)}")
+    print(f"distance:  {result['distance']:.4f}")
+    print(f"threshold: {result['threshold']:.4f}")
+    print("SAME" if result["same"] else "DIFFERENT")
     return 0
 
 

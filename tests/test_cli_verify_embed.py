@@ -64,12 +64,13 @@ def test_verify_same_and_different_both_exit_0(tmp_path, capsys, images):
     model = saved_model(tmp_path, threshold=1e-3)
     status, out, err = verify(capsys, images["lfw"], images["lfw"], "--model", model)
     assert (status, err) == (0, "")
-    assert out.splitlines() == ["distance:  0.0000", "threshold: 0.0010", "SAME"]
+    assert out.splitlines() == ["A: lfw (250x250 pixels: an LFW frame)", "B: lfw (250x250 pixels: an LFW frame)",
+                                "distance:  0.0000", "threshold: 0.0010", "SAME"]
     d = oracle_distance(model, images["lfw"], images["wide"])
     assert d > 1e-3                                                            # two different images
     status, out, err = verify(capsys, images["lfw"], images["wide"], "--model", model)
     assert (status, err) == (0, "")
-    assert out.splitlines() == [f"distance:  {d:.4f}", "threshold: 0.0010", "DIFFERENT"]
+    assert out.splitlines()[2:] == [f"distance:  {d:.4f}", "threshold: 0.0010", "DIFFERENT"]
 
 
 def test_verify_verdict_follows_the_threshold(tmp_path, capsys, images):
@@ -79,9 +80,9 @@ def test_verify_verdict_follows_the_threshold(tmp_path, capsys, images):
         model = saved_model(tmp_path, threshold=threshold, name=f"m{threshold}.npz")
         status, out, _ = verify(capsys, a, b, "--model", model, "--flip")
         assert status == 0 and out.splitlines()[-1] == verdict
-        assert float(out.splitlines()[0].split()[1]) == pytest.approx(d, abs=1e-4)
+        assert float(out.splitlines()[2].split()[1]) == pytest.approx(d, abs=1e-4)
     status, out, _ = verify(capsys, a, b, "--model", model)                   # without flip: another distance
-    assert abs(float(out.splitlines()[0].split()[1]) - d) > 1e-4
+    assert abs(float(out.splitlines()[2].split()[1]) - d) > 1e-4
 
 
 def test_verify_frame_rule(tmp_path, capsys, images):
@@ -91,7 +92,7 @@ def test_verify_frame_rule(tmp_path, capsys, images):
     for frame in ("auto", "lfw", "crop"):
         status, out, _ = verify(capsys, a, b, "--model", model, "--frame", frame)
         assert status == 0
-        outputs[frame] = out.splitlines()[0]
+        outputs[frame] = out.splitlines()[2]
     assert outputs["auto"] != outputs["lfw"] and outputs["auto"] != outputs["crop"]
     assert outputs["auto"] == f"distance:  {oracle_distance(model, a, b):.4f}"
 
@@ -168,7 +169,8 @@ def test_embed_folder(tmp_path, capsys):
     assert "warning: skipped b/bad.jpg: cannot read image" in err
     assert "3 signatures written" in out and "skipped 1 unreadable file(s)" in out
     with np.load(out_file, allow_pickle=False) as npz:
-        assert set(npz.files) == {"signatures", "paths", "metadata.json"}
+        assert set(npz.files) == {"signatures", "paths", "faces", "boxes", "frames", "metadata.json"}
+        assert npz["faces"].tolist() == [0, 0, 0] and np.isnan(npz["boxes"]).all()   # no face detected: crops
         sig, paths, meta = npz["signatures"], npz["paths"], json.loads(str(npz["metadata.json"]))
     assert sig.dtype == np.float32 and sig.shape == (3, 128)
     assert paths.tolist() == ["a/deep/y.png", "a/x.jpg", "b/z.JPG"]

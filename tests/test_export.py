@@ -277,12 +277,12 @@ def test_export_cli_help_and_errors(tmp_path, capsys):
 def test_verify_and_embed_with_onnx_agree_with_npface(exported, images, tmp_path, capsys):  # noqa: F811
     _, _, onnx_path = exported["shipped"]
     a, b = images["lfw"], images["wide"]
-    status, out_onnx, _ = run_cli(npverify.main, capsys, a, b, "--onnx", onnx_path)
+    status, out_onnx, _ = run_cli(npverify.main, capsys, a, b, "--onnx", onnx_path, "--json")
     assert status == 0
-    status, out_npz, _ = run_cli(npverify.main, capsys, a, b)
+    status, out_npz, _ = run_cli(npverify.main, capsys, a, b, "--json")
     assert status == 0
-    d_onnx, d_npz = (float(o.splitlines()[0].split()[1]) for o in (out_onnx, out_npz))
-    assert abs(d_onnx - d_npz) < 1e-3 and out_onnx.splitlines()[1:] == out_npz.splitlines()[1:]
+    r_onnx, r_npz = json.loads(out_onnx), json.loads(out_npz)
+    assert abs(r_onnx.pop("distance") - r_npz.pop("distance")) < 1e-3 and r_onnx == r_npz
 
     status, _, _ = run_cli(npembed.main, capsys, *images.values(), "--onnx", onnx_path, "--out",
                            tmp_path / "o.npz", "--quiet")

@@ -269,16 +269,25 @@ def decode_face(path: PathLike, crop: CropBox = LFW_CROP) -> np.ndarray:
     Raises whatever Pillow raises for an unreadable file (``load_folder``
     catches it and skips the file).
     """
-    with Image.open(path) as im:
-        im.load()
-        im = ImageOps.exif_transpose(im)  # honour an EXIF orientation tag (camera photos); no-op otherwise
+    im = open_upright_rgb(path)
+    box = crop.pil_box(*im.size)
+    out = im.resize((crop.out, crop.out), Image.Resampling.BILINEAR, box=box)
+    return np.asarray(out, dtype=np.uint8)  # (out, out, 3)
+
+
+def open_upright_rgb(path: PathLike) -> Image.Image:
+    """Decode one image file with Pillow, turned upright by its EXIF orientation tag, as an RGB image.
+
+    Raises whatever Pillow raises for an unreadable file.
+    """
+    with Image.open(path) as opened:
+        opened.load()
+        im = ImageOps.exif_transpose(opened)  # honour an EXIF orientation tag (camera photos); no-op otherwise
         if im.mode != "RGB":
             # Palette images may carry transparency: go through RGBA so it is
             # dropped the same way as an alpha channel (colour kept, alpha ignored).
             im = im.convert("RGBA").convert("RGB") if im.mode == "P" else im.convert("RGB")
-        box = crop.pil_box(*im.size)
-        out = im.resize((crop.out, crop.out), Image.Resampling.BILINEAR, box=box)
-        return np.asarray(out, dtype=np.uint8)  # (out, out, 3)
+        return im.copy() if im is opened else im   # closing the file releases ``opened``'s pixels
 
 
 class _Progress:
