@@ -42,8 +42,9 @@ from typing import List
 import numpy as np
 
 from npface.data.folders import open_upright_rgb
+from npface.extras import MissingExtra, install_hint
 
-INSTALL_HINT = "pip install 'npface[detect]'"
+INSTALL_HINT = install_hint("detect")
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 MAX_SIDE = 1024          # the search runs on a copy at most this large (longer side, pixels)
 MIN_FACE = 24            # the cascade's window: the smallest face found, in that copy's pixels
@@ -51,10 +52,6 @@ SCALE_STEP = 1.1         # pyramid step between window sizes
 MIN_NEIGHBOURS = 5       # overlapping window hits that make a detection
 
 __all__ = ["CASCADE_FILE", "Face", "MissingExtra", "detect_faces", "detector_available", "read_picture"]
-
-
-class MissingExtra(ImportError):
-    """An optional dependency is not installed; the message names what to install."""
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,9 @@ import time
 
 import numpy as np
 
-INSTALL_HINT = "pip install 'npface[mpi]'"
+from npface.extras import install_hint
+
+INSTALL_HINT = install_hint("mpi")
 # What MPI launchers put in each process's environment: the job's size (MPICH's and Intel MPI's hydra,
 # Slurm's PMI-2; Open MPI; MVAPICH2) or at least a rank (PMIx, e.g. srun --mpi=pmix).
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")

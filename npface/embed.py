@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from npface import __version__
-from npface.detect import MissingExtra
+from npface.extras import MissingExtra
 from npface.faces import USER_ERRORS, CommandError, check_common_args, print_error, find_images, open_model, write_output
 from npface.photos import NO_FACE_STATUS, NoFace, embed_pictures
 from npface.verify import add_model_options

@@ -20,7 +20,8 @@ import sys
 import numpy as np
 
 from npface.faces import USER_ERRORS, print_error
-from npface.onnx_export import DEFAULT_OPSET, MIN_OPSET, MissingExtra
+from npface.extras import MissingExtra
+from npface.onnx_export import DEFAULT_OPSET, MIN_OPSET
 
 PROG = "python -m npface.export"
 CHECK_IMAGES = 8            # random images of the check after writing

@@ -275,7 +275,7 @@ def open_model(path=None, onnx=None) -> LoadedModel:
         if path is not None:
             raise CommandError("give either a model file (.npz) or an ONNX file, not both")
         from npface.onnx_backend import load_onnx
-        from npface.onnx_export import MissingExtra
+        from npface.extras import MissingExtra
         try:
             return LoadedModel(load_onnx(onnx), Path(onnx), file_sha256(onnx))
         except MissingExtra as e:

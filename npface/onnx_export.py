@@ -37,12 +37,11 @@ damaged file is refused rather than run).
 module imports them only when called.
 """
 import hashlib
-import importlib
 import json
 
 import numpy as np
 
-from npface import __version__
+from npface import __version__, extras
 
 FORMAT = "npface-onnx"
 FORMAT_VERSION = 1
@@ -52,19 +51,11 @@ INPUT = "images"            # (N, S, S, 3) uint8
 SIGNATURES = "signatures"   # (N, D) float32
 THETA = "theta"             # (N, 2, 3) float32
 BATCH = "N"                 # the dynamic batch dimension's name
-INSTALL = "pip install 'npface[onnx]'"
-
-
-class MissingExtra(ImportError):
-    """An optional package of the ``onnx`` extra is not installed."""
 
 
 def import_extra(name):
-    """Import ``name`` (``onnx`` or ``onnxruntime``), or raise MissingExtra saying what to install."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        raise MissingExtra(f"ONNX support needs the {name} package, which is not installed: {INSTALL}") from None
+    """Import ``name`` (``onnx`` or ``onnxruntime``), or raise MissingExtra naming the ``onnx`` extra."""
+    return extras.import_extra(name, "onnx", "ONNX support")
 
 
 def check_opset(opset):

@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 
-from npface.detect import MissingExtra
+from npface.extras import MissingExtra
 from npface.faces import USER_ERRORS, CommandError, check_common_args, find_images, open_model, print_error
 from npface.gallery import CHUNK, nearest
 from npface.photos import FRAME_HELP, FRAMES, NO_FACE_STATUS, NoFace, embed_pictures

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from npface.detect import MissingExtra
+from npface.extras import MissingExtra
 from npface.faces import USER_ERRORS, CommandError, check_common_args, embed_faces, open_model, print_error
 from npface.photos import FRAME_HELP, FRAMES, NO_FACE_STATUS, NoFace, frame_picture, pick_face
 from npface.threads import max_threads

@@ -18,7 +18,7 @@ from npface import embed as npembed
 from npface import export as npexport
 from npface import verify as npverify
 from npface.model import TABLE2, FaceModel, pose_to_theta
-from npface.onnx_export import MissingExtra
+from npface.extras import MissingExtra
 from tests.test_cli_eval import LFW
 from tests.test_cli_verify_embed import images, one_line_error  # noqa: F401 (images is a fixture)
 
