@@ -120,7 +120,7 @@ def read_run(folder) -> dict:
     """
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
-    k = config["batch_identities"] * config["images_per_identity"]
+    k = config["batch_identities"] * config["images_per_identity"] + config.get("singletons", 0)
     step_seconds, val = {}, []
     with open(folder / "metrics.jsonl") as fh:
         for line in fh:

@@ -33,6 +33,7 @@ The output folder::
 
     config.json        the exact configuration, world_size (MPI ranks) included; rewritten by --resume
     checkpoint.npz     the latest checkpoint
+    ckpt-<step>.npz    with --keep-checkpoints N, the last N checkpoints (for ``python -m npface.average``)
     metrics.jsonl      one JSON line per step (loss, theta, lr, images/s) and per validation
     best.npz           the model with the best validation accuracy so far
     model.npz          the final model
@@ -84,6 +85,14 @@ class TrainConfig:
     threshold_init: Optional[float] = None  # None: the median squared distance of the first batch
     flip: bool = False
     jitter: bool = False
+    jitter_rotation: float = 8.0            # jitter ranges (npface.data.sampler.jitter_thetas): degrees,
+    jitter_scale: float = 0.08              # relative scale,
+    jitter_shift: float = 0.06              # normalised shift (1.0 = half the image)
+    color_jitter: float = 0.0               # appearance augmentation (npface.data.sampler.Photometric):
+    blur: float = 0.0                       # strength of colour jitter; probabilities of blur,
+    grayscale: float = 0.0                  # grayscale
+    erase: float = 0.0                      # and random erasing
+    singletons: int = 0                     # folder data: single-image people added to each batch (not-same only)
     seed: int = 0
     threads: int = 2
     init: Optional[str] = None              # a model file to start from (e.g. a pretrained alignment net)
@@ -91,6 +100,7 @@ class TrainConfig:
     val_pairs: int = 1000                   # validation pairs (half same, half different)
     validate_every: int = 50
     checkpoint_every: int = 50
+    keep_checkpoints: int = 0               # keep the last N checkpoints as ckpt-<step>.npz (0: only the latest)
     synthetic_identities: int = 5000
     world_size: int = 1                     # MPI ranks sharing each batch (npface.distributed); set by run()
 
@@ -117,7 +127,7 @@ class TrainConfig:
         if self.images_per_identity < 2:
             raise ValueError(f"--images-per-identity must be at least 2 (a batch needs same-identity pairs), "
                              f"got {self.images_per_identity}")
-        k = self.batch_identities * self.images_per_identity
+        k = self.batch_identities * self.images_per_identity + self.singletons
         if self.world_size > k:
             raise ValueError(f"{self.world_size} MPI ranks share a batch of only {k} images, fewer than one each: "
                              f"raise --batch-identities or run fewer ranks")
@@ -130,12 +140,41 @@ class TrainConfig:
             raise ValueError(f"data must be 'synthetic' or 'folder', got {self.data!r}")
         if self.data == "folder" and not self.lfw:
             raise ValueError("folder data needs --lfw DIR")
+        for name in ("singletons", "keep_checkpoints"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 0, got {v!r}")
+        if self.singletons and (self.data != "folder" or self.estimator in PAIR_BATCH_ESTIMATORS):
+            raise ValueError("--singletons needs folder data (--lfw) and a P x K estimator (multibatch)")
+        for name in ("jitter_rotation", "jitter_scale", "jitter_shift"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {v!r}")
+        self.photometric()                                                    # validates the appearance flags
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
         check_threads(self.threads)
         SGD({}, self.lr, self.momentum, self.weight_decay, {"align.": self.align_lr_scale})  # validates these
         StepSchedule(self.lr, self.steps, self.lr_drops, self.lr_factor)      # validates the schedule
         return self
+
+    def jitter_ranges(self):
+        """The similarity jitter's ranges, as ``npface.data.sampler.jitter_thetas`` keywords."""
+        return {"max_rotation": self.jitter_rotation, "max_scale": self.jitter_scale, "max_shift": self.jitter_shift}
+
+    def photometric(self):
+        """The appearance augmentation (``npface.data.sampler.Photometric``), None when all of it is off."""
+        from npface.data.sampler import Photometric
+        try:
+            p = Photometric(self.color_jitter, self.blur, self.grayscale, self.erase)
+        except ValueError as e:
+            raise ValueError(f"--color-jitter / --blur / --grayscale / --erase: {e}") from None
+        return p or None
+
+    @property
+    def batch_size(self):
+        """Images per step: P x K, plus the single-image people."""
+        return self.batch_identities * self.images_per_identity + self.singletons
 
 
 # --------------------------------------------------------------------------
@@ -176,7 +215,11 @@ class SyntheticSource:
             images, labels = self.faces.sample_batch(self.cfg.batch_identities, self.cfg.images_per_identity, rng)
         if self.cfg.flip or self.cfg.jitter:
             from npface.data.sampler import augment
-            images = augment(images, rng, flip=self.cfg.flip, jitter=self.cfg.jitter)[0]
+            jitter_kw = self.cfg.jitter_ranges() if self.cfg.jitter else {}
+            images = augment(images, rng, flip=self.cfg.flip, jitter=self.cfg.jitter, **jitter_kw)[0]
+        photometric = self.cfg.photometric()
+        if photometric:
+            images = photometric(images, rng)
         return images, labels
 
     def validation(self):
@@ -215,14 +258,19 @@ class FolderSource:
                                              indices=self.train_idx)
         else:
             self.sampler = PKSampler(self.ds.labels, cfg.batch_identities, cfg.images_per_identity,
-                                     indices=self.train_idx)
+                                     indices=self.train_idx, singletons=cfg.singletons)
         self.train_people = list(train_names)      # recorded in the model's provenance (npface.eval's check)
         self.cfg = cfg
         self.description = (f"{images_root}: {len(train_names)} training people ({len(self.train_idx)} images, "
                             f"{self.sampler.n_eligible_images} in people with >= 2), {len(val_names)} held out")
+        if cfg.singletons:
+            self.description += (f"; {cfg.singletons} of the {len(self.sampler.single_rows)} single-image "
+                                 f"training people in each batch")
 
     def batch(self, rng):
-        b = self.sampler.batch(self.ds.images, rng, flip=self.cfg.flip, jitter=self.cfg.jitter)
+        jitter_kw = self.cfg.jitter_ranges() if self.cfg.jitter else {}
+        b = self.sampler.batch(self.ds.images, rng, flip=self.cfg.flip, jitter=self.cfg.jitter,
+                               photometric=self.cfg.photometric(), **jitter_kw)
         return b.images, b.labels
 
     def validation(self):
@@ -310,6 +358,14 @@ def save_checkpoint(path, model, optimiser, step, cfg, best):
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def keep_checkpoint(out_dir, model, optimiser, step, cfg, best):
+    """Write ckpt-<step>.npz beside checkpoint.npz and delete all but the last ``cfg.keep_checkpoints`` of them."""
+    save_checkpoint(Path(out_dir) / f"ckpt-{step:07d}.npz", model, optimiser, step, cfg, best)
+    kept = sorted(Path(out_dir).glob("ckpt-*.npz"))                  # zero-padded steps: name order is step order
+    for old in kept[:-cfg.keep_checkpoints]:
+        old.unlink()
 
 
 def load_checkpoint(path):
@@ -464,9 +520,10 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
     if resume:
         optimiser.load_state(opt_arrays)
     schedule = StepSchedule(cfg.lr, cfg.steps, cfg.lr_drops, cfg.lr_factor)
-    k = cfg.batch_identities * cfg.images_per_identity
+    k = cfg.batch_size
     log(f"Training {cfg.steps} steps, {cfg.estimator} estimator, batch {cfg.batch_identities} x "
-        f"{cfg.images_per_identity} = {k}, lr {cfg.lr} (x{cfg.lr_factor} at {list(cfg.lr_drops)}), "
+        f"{cfg.images_per_identity}" + (f" + {cfg.singletons} single-image people" if cfg.singletons else "")
+        + f" = {k}, lr {cfg.lr} (x{cfg.lr_factor} at {list(cfg.lr_drops)}), "
         f"momentum {cfg.momentum}, weight decay {cfg.weight_decay}, alignment lr x{cfg.align_lr_scale}, "
         f"{cfg.threads} threads" + (f" on each of {comm.size} MPI ranks" if comm.size > 1 else "")
         + f", theta starts at {model.threshold:.3f}")
@@ -514,6 +571,8 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
                 comm.check_identical(model.params, step + 1)
                 if comm.is_root:
                     save_checkpoint(checkpoint, model, optimiser, step + 1, cfg, best)
+                    if cfg.keep_checkpoints:
+                        keep_checkpoint(out_dir, model, optimiser, step + 1, cfg, best)
             if stopping and not done:
                 if bar:
                     bar.close()
