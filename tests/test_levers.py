@@ -71,6 +71,15 @@ def test_photometric_is_off_by_default_deterministic_and_does_what_it_says():
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(x, before)                            # the input is left alone
     assert a.dtype == np.uint8 and a.shape == x.shape and not np.array_equal(a, x)
+    # colour: brightness, then contrast about the mean gray, then saturation about each pixel's gray
+    b, c, sat = np.random.default_rng(2).uniform(0.6, 1.4, size=(3, 6))[:, :, None, None, None]
+    w = np.array([0.299, 0.587, 0.114])
+    ref = b * x
+    mean = (ref @ w).mean(axis=(1, 2))[:, None, None, None]
+    ref = mean + c * (ref - mean)
+    ref = (ref @ w)[..., None] + sat * (ref - (ref @ w)[..., None])
+    coloured = Photometric(color=0.4)(x, np.random.default_rng(2)).astype(int)
+    assert np.abs(coloured - np.clip(np.rint(ref), 0, 255)).max() <= 1
     gray = Photometric(grayscale=1.0)(x, rng)
     assert np.abs(gray.astype(int) - gray[..., :1]).max() == 0          # every channel the luma
     erased = Photometric(erase=1.0)(x, rng)

@@ -321,9 +321,10 @@ class Photometric:
     Per image, independently, in this order:
 
     - colour (strength c in [0, 1)): brightness, contrast and saturation
-      factors each uniform in [1 - c, 1 + c]; x <- b x, then
+      factors b, a, s each uniform in [1 - c, 1 + c]; x <- b x, then
       x <- mean + a (x - mean) (mean: the image's mean gray), then
-      x <- gray + s (x - gray) (gray: the pixel's luma);
+      x <- gray + s (x - gray) (gray: the pixel's luma), done as one
+      affine map of the colours;
     - blur (probability): a Gaussian blur, sigma uniform in [0.5, 1.5] px;
     - grayscale (probability): every channel replaced by the luma
       (ITU-R BT.601 weights 0.299, 0.587, 0.114);
@@ -360,12 +361,14 @@ class Photometric:
         n, h, w, _ = images.shape
         x = images.astype(np.float32)                                          # (n, h, w, 3)
         if self.color:
-            f = rng.uniform(1 - self.color, 1 + self.color, size=(n, 3)).astype(np.float32)  # (n, 3) b, a, s
-            x *= f[:, 0, None, None, None]
-            mean = luma(x).mean(axis=(1, 2))                                   # (n,)
-            x = mean[:, None, None, None] + f[:, 1, None, None, None] * (x - mean[:, None, None, None])
-            gray = luma(x)[..., None]                                          # (n, h, w, 1)
-            x = gray + f[:, 2, None, None, None] * (x - gray)
+            # the three steps are one affine map of each pixel's colour (a row vector), done at once:
+            # saturation is x -> x S^T with S = s I + (1 - s) 1 w^T (w the luma weights; S 1 = 1, so it
+            # keeps a gray offset), hence out = a b x S^T + (1 - a) m 1^T, m = b * mean luma of the input
+            b, a, sat = rng.uniform(1 - self.color, 1 + self.color, size=(3, n))  # (n,) each
+            m = b * luma(x).mean(axis=(1, 2))                                  # (n,) mean gray after brightness
+            S = sat[:, None, None] * np.eye(3) + (1 - sat)[:, None, None] * np.outer(np.ones(3), LUMA)  # (n, 3, 3)
+            C = ((a * b)[:, None, None] * S).transpose(0, 2, 1).astype(np.float32)                     # (n, 3, 3)
+            x = (x.reshape(n, -1, 3) @ C).reshape(n, h, w, 3) + ((1 - a) * m).astype(np.float32)[:, None, None, None]
         if self.blur:
             use, sigma = rng.random(n) < self.blur, rng.uniform(0.5, 1.5, size=n)
             for i in np.flatnonzero(use):
@@ -384,12 +387,16 @@ class Photometric:
                 ew = int(min(w, max(1, round(np.sqrt(area[i] / aspect[i])))))
                 top, left = int(corner[i, 0] * (h - eh + 1)), int(corner[i, 1] * (w - ew + 1))
                 x[i, top:top + eh, left:left + ew] = fill[i]
-        return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+        np.rint(x, out=x)                                                      # in place: x is our own copy
+        return np.clip(x, 0, 255, out=x).astype(np.uint8)
+
+
+LUMA = np.array([0.299, 0.587, 0.114])          # ITU-R BT.601 luma weights of R, G, B
 
 
 def luma(x: np.ndarray) -> np.ndarray:
     """ITU-R BT.601 luma of RGB images (..., 3) -> (...)."""
-    return x @ np.array([0.299, 0.587, 0.114], dtype=x.dtype)
+    return x @ LUMA.astype(x.dtype)
 
 
 # --------------------------------------------------------------------------
