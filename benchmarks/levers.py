@@ -12,7 +12,8 @@ prints them):
 
 - a training flag (single-image people, appearance augmentation, stronger
   similarity jitter, weight decay, the alignment net fine-tuned at a small
-  rate, other batch shapes, a longer schedule);
+  rate with the landmark loss as a regulariser, other batch shapes, a
+  longer schedule);
 - ``synthetic-pretrain``: a first run on synthetic faces (``--synthetic-steps``)
   from the same start, whose model the LFW run then starts from (``--init``);
 - ``average``: no run; the mean of the baseline's last kept checkpoints
@@ -65,8 +66,8 @@ LEVERS = (
     Lever("strong-jitter", "similarity jitter of +-15 degrees, +-15% scale, +-0.1 shift (from 8, 8%, 0.06)",
           ("--jitter-rotation", "15", "--jitter-scale", "0.15", "--jitter-shift", "0.1")),
     Lever("weight-decay", "L2 weight decay 5e-4 on the weights", ("--weight-decay", "5e-4")),
-    Lever("align-finetune", "the alignment net trained at 0.01 of the learning rate (no landmark regulariser)",
-          ("--align-lr-scale", "0.01")),
+    Lever("align-finetune", "the alignment net trained jointly at 0.1 of the learning rate, with 0.02 x the "
+          "landmark loss as a regulariser", ("--align-lr-scale", "0.1", "--landmark-weight", "0.02")),
     Lever("batch-32x8", "32 people x 8 images (the same 256 images a step)",
           ("--batch-identities", "32", "--images-per-identity", "8"),
           ("--batch-identities", "8", "--images-per-identity", "2")),

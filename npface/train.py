@@ -86,6 +86,11 @@ def parser():
     g.add_argument("--align-lr-scale", type=float, default=d.align_lr_scale,
                    help="the alignment net's learning rate relative to --lr (0 freezes it); full-size steps "
                         "tend to kill it (a constant warp)")
+    g.add_argument("--landmark-weight", type=float, default=d.landmark_weight, metavar="W",
+                   help="add W x the landmark loss of the warps (mean squared displacement of the template's "
+                        "68 landmarks, output pixels^2; npface.pretrain_alignment) to the loss, so a jointly "
+                        "trained alignment net stays on the landmarks; needs --lfw with landmarks68.tsv and "
+                        "--align-lr-scale > 0 (0: off)")
     g.add_argument("--threshold-init", type=float, default=None,
                    help="initial threshold theta (default: the median squared distance of a first batch)")
     g.add_argument("--init", metavar="MODEL", help="start from this model file (e.g. a pretrained alignment net)")
@@ -115,7 +120,8 @@ def config_from_args(a):
         data="folder" if folder else "synthetic", lfw=a.lfw, people=a.people, estimator=a.estimator,
         steps=a.steps, batch_identities=a.batch_identities, images_per_identity=a.images_per_identity,
         lr=a.lr, lr_drops=tuple(a.lr_drops), lr_factor=a.lr_factor, momentum=a.momentum,
-        weight_decay=a.weight_decay, align_lr_scale=a.align_lr_scale, balance=a.balance,
+        weight_decay=a.weight_decay, align_lr_scale=a.align_lr_scale, landmark_weight=a.landmark_weight,
+        balance=a.balance,
         threshold_init=a.threshold_init,
         flip=folder if a.flip is None else a.flip, jitter=folder if a.jitter is None else a.jitter,
         jitter_rotation=a.jitter_rotation, jitter_scale=a.jitter_scale, jitter_shift=a.jitter_shift,

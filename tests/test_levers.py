@@ -162,3 +162,56 @@ def test_folder_source_adds_single_image_people(tmp_path):
     single = source.ds.identities[labels[-1]]
     assert single.startswith("s") and single in source.train_people and labels[-1] not in labels[:-1]
     assert "single-image" in source.description
+
+
+def test_landmark_term_is_the_gradient_of_the_weighted_mean_landmark_loss():
+    from npface.model import TABLE2, FaceModel
+    from npface.pretrain_alignment import warp_loss_forward
+    rng = np.random.default_rng(0)
+    model = FaceModel(TABLE2, seed=0).astype(np.float64)
+    images = rng.integers(0, 256, size=(4, 112, 112, 3), dtype=np.uint8)
+    template = rng.uniform(20, 90, size=(68, 2))
+    target = training.AlignTarget(np.tile([[1.05, 0.02, 0.03], [-0.02, 1.05, -0.04]], (4, 1, 1)),
+                                  np.array([True, False, True, True]), template)
+    weight = 0.3
+
+    def loss(m):                                  # weight x mean over the usable rows
+        _, cache = m.forward(images, train=True)
+        return weight * warp_loss_forward(cache.theta[target.use], target.theta[target.use], template)[0]
+
+    _, cache = model.forward(images, train=True)
+    dtheta, mean_loss = training.landmark_term(cache.theta, target, slice(0, 4), weight)
+    assert mean_loss * weight == pytest.approx(loss(model))
+    assert not dtheta[1].any()                    # the row without landmarks gets nothing
+    grads = model.backward(np.zeros((4, 128)), 0.0, cache, dtheta)
+    name = next(k for k in model.params if k.startswith("align") and k.endswith(".bias"))
+    for i in range(3):
+        eps = 1e-5
+        plus, minus = model.astype(np.float64), model.astype(np.float64)
+        plus.params[name].flat[i] += eps
+        minus.params[name].flat[i] -= eps
+        np.testing.assert_allclose(grads[name].flat[i], (loss(plus) - loss(minus)) / (2 * eps), rtol=1e-4, atol=1e-9)
+    assert not any(np.any(g) for k, g in grads.items() if not k.startswith("align") and k != "threshold")
+    with pytest.raises(ValueError, match="dtheta_extra must have shape"):
+        model.backward(np.zeros((4, 128)), 0.0, cache, dtheta[:2])
+
+
+@pytest.mark.lfw
+def test_folder_source_gives_landmark_targets_that_follow_the_augmentation():
+    from pathlib import Path
+    import os
+    lfw = Path(os.environ.get("NPFACE_LFW", Path(__file__).resolve().parents[1] / ".." / "shared" / "lfw"))
+    if not (lfw / "landmarks68.tsv").is_file():
+        pytest.skip(f"LFW not found at {lfw} (set NPFACE_LFW)")
+    cfg = tiny(data="folder", lfw=str(lfw), people="peopleDevTrain.txt", landmark_weight=0.01, flip=True,
+               jitter=True).check()
+    source = training.FolderSource(cfg, progress=False)
+    images, labels, align = source.batch_with_targets(np.random.default_rng(3))
+    plain = training.FolderSource(tiny(data="folder", lfw=str(lfw), people="peopleDevTrain.txt", flip=True,
+                                       jitter=True), progress=False).batch(np.random.default_rng(3))
+    np.testing.assert_array_equal(images, plain[0])                  # the batch itself is unchanged
+    assert align.theta.shape == (4, 2, 3) and align.use.shape == (4,) and align.template.shape == (68, 2)
+    # the target of an augmented image differs from the un-augmented one by the augmentation's warp
+    b = source.sampler.batch(source.ds.images, np.random.default_rng(3), flip=True, jitter=True)
+    from npface.data.landmarks import augmented_thetas
+    np.testing.assert_allclose(align.theta, augmented_thetas(source.landmarks[2][b.indices], b.aug_theta, b.flipped))
