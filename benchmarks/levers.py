@@ -23,7 +23,9 @@ prints them):
 Each trained model is measured by ``benchmarks.heldout`` on the *selection*
 people (never the report people: they are kept for the final model), all on
 the same pairs, so a lever's delta against the baseline is a paired
-difference. Runs live in ``--runs`` (one folder per lever) and are managed
+difference. The model measured is the run's final ``model.npz``, never its
+``best.npz``: that one was picked on the trainer's validation pairs, which
+are drawn from all the held-out people, report people included. Runs live in ``--runs`` (one folder per lever) and are managed
 as ``benchmarks.convergence`` manages its own: a finished run is reused (its
 settings checked against the command), an interrupted one resumed, so the
 command can be stopped and started again at will; a finished measurement
@@ -94,7 +96,9 @@ def base_command(lfw, out, steps, init, threads, quick):
            "--keep-checkpoints", str(KEEP), "--out", str(out)]
     if init:
         cmd += ["--init", str(init), "--align-lr-scale", "0"]
-    cmd += list(QUICK_BASE) if quick else ["--validate-every", "50", "--checkpoint-every", "50"]
+    # validations only show progress (the lever is judged on the selection people): every 100 steps;
+    # checkpoints every 50, so the kept ones fall after the learning-rate drop of a run of 400 steps or more
+    cmd += list(QUICK_BASE) if quick else ["--validate-every", "100", "--checkpoint-every", "50"]
     return cmd
 
 
