@@ -125,6 +125,8 @@ def train_or_resume(out, command, check, log=print) -> str:
         return "diverged"
     if proc.returncode != 0:
         raise RuntimeError(f"training run {out} failed (exit status {proc.returncode}): {' '.join(cmd[1:])}")
+    if not (out / "model.npz").is_file():          # stopped by a signal: its checkpoint is written
+        raise RuntimeError(f"training run {out} stopped before its end; run the same command again to resume it")
     return "done"
 
 
