@@ -54,12 +54,26 @@ def pair_lines(ds, pairs, same):
     return [str(len(same_lines))] + same_lines + diff_lines
 
 
-def write_protocol(lfw, work, n_fit, n_test, people="peopleDevTrain.txt", seed=0):
-    """Write fit.txt and test.txt (View 1 format) for the held-out people; returns their paths and counts."""
-    from npface.data.folders import load_lfw, split_identities
+def trainer_split(identities):
+    """(trained-on, held-out) people as ``npface.train`` splits them (its default --val-fraction, seed 0)."""
+    from npface.data.folders import split_identities
+    from npface.training import TrainConfig
+    return split_identities(identities, TrainConfig().val_fraction, seed=0)
+
+
+def write_protocol(lfw, work, n_fit, n_test, people="peopleDevTrain.txt", seed=0, choose=None, groups=10):
+    """Write fit.txt and test.txt (View 1 format) for the held-out people; returns their paths and counts.
+
+    choose: a function of the sorted held-out names returning the ones to use (default: all of them).
+    groups: the pairs are drawn within that many groups of people (10: npface.eval can make 10
+    people-disjoint folds of the test file; 1: no such constraint, so more distinct same pairs exist).
+    """
+    from npface.data.folders import load_lfw
     from npface.data.sampler import validation_pairs
     ds = load_lfw(lfw, people, progress=False)
-    trained_on, held_out = split_identities(ds.identities, 0.1, seed=0)  # the trainer's split
+    trained_on, held_out = trainer_split(ds.identities)
+    if choose is not None:
+        held_out = tuple(choose(held_out))
     perm = np.random.default_rng(seed).permutation(len(held_out))
     fit_people = sorted(held_out[i] for i in perm[: len(held_out) // 2])
     test_people = sorted(held_out[i] for i in perm[len(held_out) // 2:])
@@ -68,7 +82,7 @@ def write_protocol(lfw, work, n_fit, n_test, people="peopleDevTrain.txt", seed=0
     out = {}
     for name, group, n in (("fit", fit_people, n_fit), ("test", test_people, n_test)):
         # drawn within 10 groups of people, so npface.eval's people-disjoint 10 folds exist for the test file
-        pairs, same = validation_pairs(ds.labels, n, seed=seed, indices=ds.indices_of(group), n_groups=10)
+        pairs, same = validation_pairs(ds.labels, n, seed=seed, indices=ds.indices_of(group), n_groups=groups)
         path = work / f"{name}.txt"
         atomic_write_text(path, "\n".join(pair_lines(ds, pairs, same)) + "\n")
         out[name] = {"path": str(path), "people": len(group), "pairs": int(len(same))}
@@ -80,13 +94,17 @@ def write_protocol(lfw, work, n_fit, n_test, people="peopleDevTrain.txt", seed=0
     return out
 
 
-def evaluate(lfw, model, protocol, work, threads=1, log=print):
+KINDS = ("fit-and-test", "10-fold", "fit on training people")
+
+
+def evaluate(lfw, model, protocol, work, threads=1, log=print, kinds=KINDS):
     """Fit-and-test and test-only 10-fold, each without and with flip, through ``npface.eval``; and the test pairs
-    at a threshold fitted on pairsDevTrain.txt, whose people are the model's training people."""
+    at a threshold fitted on pairsDevTrain.txt, whose people are the model's training people (``kinds``: which
+    of these three, in ``KINDS``)."""
     from npface import eval as npeval
     results = {}
     for flip in (False, True):
-        for kind in ("fit-and-test", "10-fold", "fit on training people"):
+        for kind in kinds:
             if kind == "fit on training people" and flip:
                 continue
             out = Path(work) / f"{kind.replace(' ', '-')}{'-flip' if flip else ''}.json"

@@ -88,28 +88,46 @@ def train_all(runs, root, lfw, steps, init=None, quick=False, threads=2, log=pri
     A run that diverges (a learning rate too high for its estimator) is an outcome, not a failure:
     it is marked with diverged.txt and its metrics up to that point are kept.
     """
-    from npface.train import EXIT_DIVERGED
     folders = {}
     for run in runs:
         out = Path(root) / run.name
         folders[run.name] = out
-        if (out / "model.npz").is_file() or (out / DIVERGED).is_file():
-            check_reused(out, run, steps, init)
-            log(f"{out}: {'diverged' if (out / DIVERGED).is_file() else 'finished'} earlier, reading its metrics")
-            continue
-        if (out / "checkpoint.npz").is_file():
-            check_reused(out, run, steps, init)
-            cmd = [sys.executable, "-m", "npface.train", "--resume", str(out)]
-        else:
-            cmd = train_command(run, out, lfw, steps, init, quick, threads)
-        log("$ python " + " ".join(cmd[1:]))
-        proc = subprocess.run(cmd)
-        if proc.returncode == EXIT_DIVERGED:
-            atomic_write_text(out / DIVERGED, f"{' '.join(cmd[1:])}\nexited with status {EXIT_DIVERGED}: diverged\n")
-            log(f"{out}: diverged; keeping its metrics up to that point")
-        elif proc.returncode != 0:
-            raise RuntimeError(f"training run {out} failed (exit status {proc.returncode}): {' '.join(cmd[1:])}")
+        train_or_resume(out, lambda: train_command(run, out, lfw, steps, init, quick, threads),
+                        lambda: check_reused(out, run, steps, init), log)
     return folders
+
+
+def train_or_resume(out, command, check, log=print) -> str:
+    """Bring the ``python -m npface.train`` run in folder ``out`` to its end; returns 'done' or 'diverged'.
+
+    A finished run (model.npz) or a diverged one (diverged.txt) is left as it is and an interrupted one
+    (checkpoint.npz) is resumed, each after ``check()`` has accepted its settings (it raises otherwise);
+    else ``command()`` (the full command line) starts it. Divergence (exit status 3) is marked with
+    diverged.txt; any other failure raises RuntimeError.
+    """
+    from npface.train import EXIT_DIVERGED
+    out = Path(out)
+    if (out / "model.npz").is_file() or (out / DIVERGED).is_file():
+        check()
+        status = "diverged" if (out / DIVERGED).is_file() else "done"
+        log(f"{out}: {'diverged' if status == 'diverged' else 'finished'} earlier, reading its metrics")
+        return status
+    if (out / "checkpoint.npz").is_file():
+        check()
+        cmd = [sys.executable, "-m", "npface.train", "--resume", str(out)]
+    else:
+        cmd = command()
+    log("$ python " + " ".join(cmd[1:]))
+    proc = subprocess.run(cmd)
+    if proc.returncode == EXIT_DIVERGED:
+        atomic_write_text(out / DIVERGED, f"{' '.join(cmd[1:])}\nexited with status {EXIT_DIVERGED}: diverged\n")
+        log(f"{out}: diverged; keeping its metrics up to that point")
+        return "diverged"
+    if proc.returncode != 0:
+        raise RuntimeError(f"training run {out} failed (exit status {proc.returncode}): {' '.join(cmd[1:])}")
+    if not (out / "model.npz").is_file():          # stopped by a signal: its checkpoint is written
+        raise RuntimeError(f"training run {out} stopped before its end; run the same command again to resume it")
+    return "done"
 
 
 def read_run(folder) -> dict:
@@ -120,7 +138,7 @@ def read_run(folder) -> dict:
     """
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
-    k = config["batch_identities"] * config["images_per_identity"]
+    k = config["batch_identities"] * config["images_per_identity"] + config.get("singletons", 0)
     step_seconds, val = {}, []
     with open(folder / "metrics.jsonl") as fh:
         for line in fh:

@@ -39,6 +39,7 @@ class SignatureGradients(NamedTuple):
     dsig: np.ndarray          # (k, D) dL/d signatures
     dthreshold: float         # dL/d theta
     n_pairs: int              # how many pairs the estimate used
+    landmark_loss: Optional[float] = None   # set by training.train_step when a landmark loss is added
 
 
 def random_pairs(labels, rng) -> np.ndarray:

@@ -317,13 +317,22 @@ class FaceModel:
         sig, sig_caches = forward_layers(self.config.signature, aligned, self.params, train, timings)  # (N, D)
         return sig, (ForwardCache(align_caches, warp_cache, sig_caches, theta) if train else None)
 
-    def backward(self, dsig, dthreshold, cache):
-        """Gradients of every parameter (a dict like ``params``) from dsig (N, D) and dL/dthreshold."""
+    def backward(self, dsig, dthreshold, cache, dtheta_extra=None):
+        """Gradients of every parameter (a dict like ``params``) from dsig (N, D) and dL/dthreshold.
+
+        dtheta_extra (N, 2, 3): the gradient of another loss term with respect to the warps
+        ``cache.theta`` (e.g. the landmark loss of ``npface.pretrain_alignment``), added to what flows
+        back through the warp.
+        """
         if cache is None:
             raise ValueError("backward needs the cache of forward(images, train=True)")
+        if dtheta_extra is not None and np.shape(dtheta_extra) != cache.theta.shape:
+            raise ValueError(f"dtheta_extra must have shape {cache.theta.shape}, got {np.shape(dtheta_extra)}")
         grads = {}
         daligned = backward_layers(np.ascontiguousarray(dsig, dtype=self.dtype), cache.signature, grads)
         _, dtheta = ops.warp_backward(daligned, cache.warp)
+        if dtheta_extra is not None:
+            dtheta = dtheta + dtheta_extra
         backward_layers(dtheta_to_dpose(dtheta).astype(self.dtype), cache.alignment, grads)
         grads["threshold"] = np.array(dthreshold, dtype=self.dtype)
         return grads

@@ -148,6 +148,7 @@ class WarpLossCache:
     B: np.ndarray           # (N, 2, 2) A*^-T A*^-1
     Qm: np.ndarray          # (3, 3) mean_m q~ q~^T of the template (normalised output coordinates)
     scale: float            # (S_out / 2)^2
+    per_image: np.ndarray = None   # (N,) each image's loss L_i (output pixels^2)
 
 
 def template_moments(template, out_size):
@@ -187,7 +188,7 @@ def warp_loss_forward(theta, target, template, out_size=112):
     D = theta - target                                                        # (N, 2, 3)
     scale = (out_size / 2.0) ** 2
     per_image = scale * np.einsum("nij,njk,kl,nil->n", B, D, Qm, D)          # (N,) tr(B D Qm D^T)
-    return float(per_image.mean()), WarpLossCache(D, B, Qm, scale)
+    return float(per_image.mean()), WarpLossCache(D, B, Qm, scale, per_image)
 
 
 def warp_loss_backward(cache, dloss=1.0):
@@ -386,6 +387,23 @@ class AlignmentData:
     description: dict
 
 
+def landmark_targets(ds, train_names, landmarks):
+    """(points (N, 68, 2), detected (N,) bool, template (68, 2), targets theta* (N, 2, 3)) of a dataset.
+
+    ds: an LFW ``FaceDataset`` cropped with ``LFW_CROP``; landmarks: the path of
+    ``landmarks68.tsv``. The template is made from the detected images of the
+    people ``train_names`` only (see the module docstring).
+    """
+    from npface.data.folders import LFW_CROP
+    from npface.data.landmarks import alignment_thetas, make_template, read_landmarks
+    table = read_landmarks(landmarks)
+    points = table.crop_points(ds.files, LFW_CROP)                            # (N, 68, 2)
+    detected = table.detected[table.rows_for(ds.files)]                       # (N,)
+    train_all = ds.indices_of(train_names)
+    template = make_template(points[train_all[detected[train_all]]])          # (68, 2)
+    return points, detected, template, alignment_thetas(points, template)     # ..., (N, 2, 3)
+
+
 def prepare_lfw(lfw_dir, people=None, landmarks=None, val_fraction=0.1, progress=True):
     """Load LFW (``lfw_dir`` holds ``lfw/``) and its landmarks; split people; make the template and targets.
 
@@ -396,7 +414,6 @@ def prepare_lfw(lfw_dir, people=None, landmarks=None, val_fraction=0.1, progress
     does. Raises FileNotFoundError for a missing folder or file.
     """
     from npface.data.folders import LFW_CROP, load_folder, split_identities
-    from npface.data.landmarks import alignment_thetas, make_template, read_landmarks
 
     root = Path(lfw_dir)
     if not (root / "lfw").is_dir():
@@ -412,16 +429,12 @@ def prepare_lfw(lfw_dir, people=None, landmarks=None, val_fraction=0.1, progress
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
 
-    table = read_landmarks(landmarks)
     ds = load_folder(root / "lfw", people, crop=LFW_CROP, progress=progress)
-    points = table.crop_points(ds.files, LFW_CROP)                            # (N, 68, 2)
-    detected = table.detected[table.rows_for(ds.files)]                       # (N,)
     train_names, val_names = split_identities(ds.identities, val_fraction, seed=0)
+    points, detected, template, targets = landmark_targets(ds, train_names, landmarks)
     train_all = ds.indices_of(train_names)
     train_idx = train_all[detected[train_all]]
     val_idx = ds.indices_of(val_names)
-    template = make_template(points[train_idx])                               # (68, 2)
-    targets = alignment_thetas(points, template)                              # (N, 2, 3)
     description = {"lfw": str(root), "people": str(people), "landmarks": str(landmarks), "crop": LFW_CROP.describe(),
                    "split": {"function": "split_identities", "val_fraction": val_fraction, "seed": 0},
                    "train_people": len(train_names), "train_images": int(len(train_idx)),

@@ -49,6 +49,22 @@ def parser():
                    help="random horizontal flips (default: on for --lfw, off for synthetic faces)")
     g.add_argument("--jitter", action=argparse.BooleanOptionalAction, default=None,
                    help="random small rotation/scale/shift (default: on for --lfw, off for synthetic faces)")
+    g.add_argument("--jitter-rotation", type=float, default=d.jitter_rotation, metavar="DEG",
+                   help="--jitter: rotations uniform in [-DEG, DEG] degrees")
+    g.add_argument("--jitter-scale", type=float, default=d.jitter_scale, metavar="S",
+                   help="--jitter: scale factors log-uniform in [1/(1+S), 1+S]")
+    g.add_argument("--jitter-shift", type=float, default=d.jitter_shift, metavar="T",
+                   help="--jitter: shifts uniform in [-T, T] per axis, in units of half the image (0.06 = 3.4 px)")
+    g.add_argument("--color-jitter", type=float, default=d.color_jitter, metavar="C",
+                   help="brightness, contrast and saturation factors uniform in [1-C, 1+C] (0: off)")
+    g.add_argument("--blur", type=float, default=d.blur, metavar="P",
+                   help="probability of a Gaussian blur (sigma 0.5-1.5 px) per image")
+    g.add_argument("--grayscale", type=float, default=d.grayscale, metavar="P", help="probability of grayscale")
+    g.add_argument("--erase", type=float, default=d.erase, metavar="P",
+                   help="probability of random erasing (a rectangle of 2-20%% of the image in one random colour)")
+    g.add_argument("--singletons", type=int, default=d.singletons, metavar="M",
+                   help="add M training people with a single image to each batch, one image each: they only "
+                        "form not-same pairs (the batch holds P x K + M images; --lfw and multibatch only)")
     g = p.add_argument_group("estimator and batch")
     g.add_argument("--estimator", choices=ESTIMATORS, default=d.estimator,
                    help="multibatch: all k^2-k pairs of a P x K batch; pairs: the paper's baseline, k/2 independent "
@@ -70,6 +86,11 @@ def parser():
     g.add_argument("--align-lr-scale", type=float, default=d.align_lr_scale,
                    help="the alignment net's learning rate relative to --lr (0 freezes it); full-size steps "
                         "tend to kill it (a constant warp)")
+    g.add_argument("--landmark-weight", type=float, default=d.landmark_weight, metavar="W",
+                   help="add W x the landmark loss of the warps (mean squared displacement of the template's "
+                        "68 landmarks, output pixels^2; npface.pretrain_alignment) to the loss, so a jointly "
+                        "trained alignment net stays on the landmarks; needs --lfw with landmarks68.tsv and "
+                        "--align-lr-scale > 0 (0: off)")
     g.add_argument("--threshold-init", type=float, default=None,
                    help="initial threshold theta (default: the median squared distance of a first batch)")
     g.add_argument("--init", metavar="MODEL", help="start from this model file (e.g. a pretrained alignment net)")
@@ -81,6 +102,9 @@ def parser():
                    "(its own configuration is used; other flags are ignored)")
     g.add_argument("--validate-every", type=int, default=d.validate_every, help="steps between validations")
     g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
+    g.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, metavar="N",
+                   help="also keep the last N checkpoints as ckpt-<step>.npz (for python -m npface.average); "
+                        "0 keeps only checkpoint.npz")
     g.add_argument("--synthetic-identities", type=int, default=d.synthetic_identities,
                    help="training identities of the synthetic data")
     g.add_argument("--distributed", action="store_true",
@@ -96,9 +120,13 @@ def config_from_args(a):
         data="folder" if folder else "synthetic", lfw=a.lfw, people=a.people, estimator=a.estimator,
         steps=a.steps, batch_identities=a.batch_identities, images_per_identity=a.images_per_identity,
         lr=a.lr, lr_drops=tuple(a.lr_drops), lr_factor=a.lr_factor, momentum=a.momentum,
-        weight_decay=a.weight_decay, align_lr_scale=a.align_lr_scale, balance=a.balance,
+        weight_decay=a.weight_decay, align_lr_scale=a.align_lr_scale, landmark_weight=a.landmark_weight,
+        balance=a.balance,
         threshold_init=a.threshold_init,
         flip=folder if a.flip is None else a.flip, jitter=folder if a.jitter is None else a.jitter,
+        jitter_rotation=a.jitter_rotation, jitter_scale=a.jitter_scale, jitter_shift=a.jitter_shift,
+        color_jitter=a.color_jitter, blur=a.blur, grayscale=a.grayscale, erase=a.erase, singletons=a.singletons,
+        keep_checkpoints=a.keep_checkpoints,
         seed=a.seed, threads=a.threads, init=a.init, val_fraction=a.val_fraction, val_pairs=a.val_pairs,
         validate_every=a.validate_every, checkpoint_every=a.checkpoint_every,
         synthetic_identities=a.synthetic_identities)

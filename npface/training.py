@@ -33,6 +33,7 @@ The output folder::
 
     config.json        the exact configuration, world_size (MPI ranks) included; rewritten by --resume
     checkpoint.npz     the latest checkpoint
+    ckpt-<step>.npz    with --keep-checkpoints N, the last N checkpoints (for ``python -m npface.average``)
     metrics.jsonl      one JSON line per step (loss, theta, lr, images/s) and per validation
     best.npz           the model with the best validation accuracy so far
     model.npz          the final model
@@ -46,7 +47,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -80,10 +81,19 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     align_lr_scale: float = 0.1             # the alignment net's learning rate, relative to --lr (0: frozen)
+    landmark_weight: float = 0.0            # folder data: weight of the landmark loss on the warps (0: none)
     balance: bool = True
     threshold_init: Optional[float] = None  # None: the median squared distance of the first batch
     flip: bool = False
     jitter: bool = False
+    jitter_rotation: float = 8.0            # jitter ranges (npface.data.sampler.jitter_thetas): degrees,
+    jitter_scale: float = 0.08              # relative scale,
+    jitter_shift: float = 0.06              # normalised shift (1.0 = half the image)
+    color_jitter: float = 0.0               # appearance augmentation (npface.data.sampler.Photometric):
+    blur: float = 0.0                       # strength of colour jitter; probabilities of blur,
+    grayscale: float = 0.0                  # grayscale
+    erase: float = 0.0                      # and random erasing
+    singletons: int = 0                     # folder data: single-image people added to each batch (not-same only)
     seed: int = 0
     threads: int = 2
     init: Optional[str] = None              # a model file to start from (e.g. a pretrained alignment net)
@@ -91,6 +101,7 @@ class TrainConfig:
     val_pairs: int = 1000                   # validation pairs (half same, half different)
     validate_every: int = 50
     checkpoint_every: int = 50
+    keep_checkpoints: int = 0               # keep the last N checkpoints as ckpt-<step>.npz (0: only the latest)
     synthetic_identities: int = 5000
     world_size: int = 1                     # MPI ranks sharing each batch (npface.distributed); set by run()
 
@@ -117,7 +128,7 @@ class TrainConfig:
         if self.images_per_identity < 2:
             raise ValueError(f"--images-per-identity must be at least 2 (a batch needs same-identity pairs), "
                              f"got {self.images_per_identity}")
-        k = self.batch_identities * self.images_per_identity
+        k = self.batch_identities * self.images_per_identity + self.singletons
         if self.world_size > k:
             raise ValueError(f"{self.world_size} MPI ranks share a batch of only {k} images, fewer than one each: "
                              f"raise --batch-identities or run fewer ranks")
@@ -130,12 +141,47 @@ class TrainConfig:
             raise ValueError(f"data must be 'synthetic' or 'folder', got {self.data!r}")
         if self.data == "folder" and not self.lfw:
             raise ValueError("folder data needs --lfw DIR")
+        for name in ("singletons", "keep_checkpoints"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 0, got {v!r}")
+        if self.singletons and (self.data != "folder" or self.estimator in PAIR_BATCH_ESTIMATORS):
+            raise ValueError("--singletons needs folder data (--lfw) and a P x K estimator (multibatch)")
+        for name in ("jitter_rotation", "jitter_scale", "jitter_shift"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {v!r}")
+        self.photometric()                                                    # validates the appearance flags
+        if not (isinstance(self.landmark_weight, (int, float)) and math.isfinite(self.landmark_weight)
+                and self.landmark_weight >= 0):
+            raise ValueError(f"--landmark-weight must be a finite number >= 0, got {self.landmark_weight!r}")
+        if self.landmark_weight and (self.data != "folder" or not self.align_lr_scale):
+            raise ValueError("--landmark-weight needs folder data (--lfw, with landmarks68.tsv) and an alignment "
+                             "net that trains (--align-lr-scale > 0)")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
         check_threads(self.threads)
         SGD({}, self.lr, self.momentum, self.weight_decay, {"align.": self.align_lr_scale})  # validates these
         StepSchedule(self.lr, self.steps, self.lr_drops, self.lr_factor)      # validates the schedule
         return self
+
+    def jitter_ranges(self):
+        """The similarity jitter's ranges, as ``npface.data.sampler.jitter_thetas`` keywords."""
+        return {"max_rotation": self.jitter_rotation, "max_scale": self.jitter_scale, "max_shift": self.jitter_shift}
+
+    def photometric(self):
+        """The appearance augmentation (``npface.data.sampler.Photometric``), None when all of it is off."""
+        from npface.data.sampler import Photometric
+        try:
+            p = Photometric(self.color_jitter, self.blur, self.grayscale, self.erase)
+        except ValueError as e:
+            raise ValueError(f"--color-jitter / --blur / --grayscale / --erase: {e}") from None
+        return p or None
+
+    @property
+    def batch_size(self):
+        """Images per step: P x K, plus the single-image people."""
+        return self.batch_identities * self.images_per_identity + self.singletons
 
 
 # --------------------------------------------------------------------------
@@ -154,6 +200,13 @@ class ValidationSet:
 VAL_FOLDS = 10
 
 
+class AlignTarget(NamedTuple):
+    """What the landmark loss compares a batch's warps with (``npface.pretrain_alignment``)."""
+    theta: np.ndarray        # (k, 2, 3) target warps theta*, following the batch's augmentation
+    use: np.ndarray          # (k,) bool: rows with detected landmarks (dlib's fallback boxes left out)
+    template: np.ndarray     # (68, 2) the training people's template, output pixels
+
+
 class SyntheticSource:
     """Procedural identities (``npface.data.synthetic``): train identities and disjoint held-out ones.
 
@@ -168,6 +221,9 @@ class SyntheticSource:
         self.train_people = None                   # integer identities: nothing for npface.eval to check
         self.description = f"synthetic faces, {cfg.synthetic_identities} training identities (seed {cfg.seed})"
 
+    def batch_with_targets(self, rng):
+        return self.batch(rng) + (None,)                 # no landmarks for synthetic faces
+
     def batch(self, rng):
         k = self.cfg.batch_identities * self.cfg.images_per_identity
         if self.cfg.estimator in PAIR_BATCH_ESTIMATORS:
@@ -176,7 +232,11 @@ class SyntheticSource:
             images, labels = self.faces.sample_batch(self.cfg.batch_identities, self.cfg.images_per_identity, rng)
         if self.cfg.flip or self.cfg.jitter:
             from npface.data.sampler import augment
-            images = augment(images, rng, flip=self.cfg.flip, jitter=self.cfg.jitter)[0]
+            jitter_kw = self.cfg.jitter_ranges() if self.cfg.jitter else {}
+            images = augment(images, rng, flip=self.cfg.flip, jitter=self.cfg.jitter, **jitter_kw)[0]
+        photometric = self.cfg.photometric()
+        if photometric:
+            images = photometric(images, rng)
         return images, labels
 
     def validation(self):
@@ -215,15 +275,37 @@ class FolderSource:
                                              indices=self.train_idx)
         else:
             self.sampler = PKSampler(self.ds.labels, cfg.batch_identities, cfg.images_per_identity,
-                                     indices=self.train_idx)
+                                     indices=self.train_idx, singletons=cfg.singletons)
         self.train_people = list(train_names)      # recorded in the model's provenance (npface.eval's check)
         self.cfg = cfg
+        self.landmarks = None
+        if cfg.landmark_weight:
+            from npface.pretrain_alignment import landmark_targets
+            table = root / "landmarks68.tsv"
+            if not table.is_file():
+                raise FileNotFoundError(f"--landmark-weight needs the landmark file {table}")
+            _, detected, template, targets = landmark_targets(self.ds, train_names, table)
+            self.landmarks = (detected, template, targets)     # (N,) bool, (68, 2), (N, 2, 3)
         self.description = (f"{images_root}: {len(train_names)} training people ({len(self.train_idx)} images, "
                             f"{self.sampler.n_eligible_images} in people with >= 2), {len(val_names)} held out")
+        if cfg.singletons:
+            self.description += (f"; {cfg.singletons} of the {len(self.sampler.single_rows)} single-image "
+                                 f"training people in each batch")
 
     def batch(self, rng):
-        b = self.sampler.batch(self.ds.images, rng, flip=self.cfg.flip, jitter=self.cfg.jitter)
-        return b.images, b.labels
+        return self.batch_with_targets(rng)[:2]
+
+    def batch_with_targets(self, rng):
+        """(images, labels, AlignTarget or None): the batch, and with --landmark-weight its warps' targets."""
+        jitter_kw = self.cfg.jitter_ranges() if self.cfg.jitter else {}
+        b = self.sampler.batch(self.ds.images, rng, flip=self.cfg.flip, jitter=self.cfg.jitter,
+                               photometric=self.cfg.photometric(), **jitter_kw)
+        if self.landmarks is None:
+            return b.images, b.labels, None
+        from npface.data.landmarks import augmented_thetas
+        detected, template, targets = self.landmarks
+        return b.images, b.labels, AlignTarget(augmented_thetas(targets[b.indices], b.aug_theta, b.flipped),
+                                               detected[b.indices], template)
 
     def validation(self):
         from npface.data.sampler import validation_pairs
@@ -265,7 +347,7 @@ def validate(model, vset: ValidationSet, threads, comm=SINGLE):
 # The step
 # --------------------------------------------------------------------------
 
-def train_step(model, optimiser, images, labels, lr, cfg, rng, comm=SINGLE):
+def train_step(model, optimiser, images, labels, lr, cfg, rng, comm=SINGLE, align=None):
     """One SGD step on the global batch images (k, S, S, 3), labels (k,); returns the estimate (loss, ...).
 
     On R ranks (``comm``) every rank holds the same batch and embeds only its
@@ -275,6 +357,11 @@ def train_step(model, optimiser, images, labels, lr, cfg, rng, comm=SINGLE):
     Each rank backpropagates its own rows; the sum over ranks is the whole
     batch's gradient. With one process the rows are the batch and the
     collectives do nothing. Raises TrainingDiverged (same on every rank).
+
+    align (``AlignTarget``, with --landmark-weight): the landmark loss of the warps, weighted by
+    ``cfg.landmark_weight`` and averaged over the batch's usable rows, is added to the loss; it
+    reaches only the alignment net, and keeps it from drifting from the landmarks (a constant warp).
+    The estimate's loss stays the hinge alone; the landmark loss goes in ``est.landmark_loss``.
     """
     rows = comm.share(len(labels))                                      # this rank's contiguous rows
     sig_rows, cache = model.forward(images[rows], train=True)          # (k_r, D)
@@ -286,10 +373,33 @@ def train_step(model, optimiser, images, labels, lr, cfg, rng, comm=SINGLE):
     est = signature_gradients(sig, labels, model.threshold, cfg.estimator, rng, cfg.balance)
     if not math.isfinite(est.loss):
         raise TrainingDiverged(f"the loss is {est.loss}")
+    dtheta = None
+    if align is not None:
+        dtheta, landmark_loss = landmark_term(cache.theta, align, rows, cfg.landmark_weight, comm)
+        est = est._replace(landmark_loss=landmark_loss)
     # every rank computed the same dL/dtheta: rank 0 alone passes it on, so the sum counts it once
-    grads = model.backward(est.dsig[rows], est.dthreshold if comm.is_root else 0.0, cache)
+    grads = model.backward(est.dsig[rows], est.dthreshold if comm.is_root else 0.0, cache, dtheta)
     optimiser.step(comm.allreduce_sum(grads), lr)
     return est
+
+
+def landmark_term(theta_rows, align, rows, weight, comm=SINGLE):
+    """(dtheta (k_r, 2, 3), mean landmark loss in output pixels^2) of this rank's warps theta_rows (k_r, 2, 3).
+
+    The term is weight x the mean of ``warp_loss_forward``'s per-image loss over the usable rows of the
+    whole batch, so each rank scales its rows' gradient by its share of them.
+    """
+    from npface.pretrain_alignment import warp_loss_backward, warp_loss_forward
+    use = align.use[rows]                                               # (k_r,)
+    n_use = int(align.use.sum())
+    dtheta = np.zeros(theta_rows.shape)                                 # (k_r, 2, 3)
+    per_row = np.zeros(len(use))                                        # (k_r,)
+    if use.any():
+        _, c = warp_loss_forward(theta_rows[use], align.theta[rows][use], align.template)
+        dtheta[use] = warp_loss_backward(c, weight * use.sum() / n_use)
+        per_row[use] = c.per_image
+    total = comm.allgather_rows(per_row, len(align.use)).sum()          # every rank's rows
+    return dtheta.astype(theta_rows.dtype), (total / n_use if n_use else float("nan"))
 
 
 # --------------------------------------------------------------------------
@@ -310,6 +420,14 @@ def save_checkpoint(path, model, optimiser, step, cfg, best):
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def keep_checkpoint(out_dir, model, optimiser, step, cfg, best):
+    """Write ckpt-<step>.npz beside checkpoint.npz and delete all but the last ``cfg.keep_checkpoints`` of them."""
+    save_checkpoint(Path(out_dir) / f"ckpt-{step:07d}.npz", model, optimiser, step, cfg, best)
+    kept = sorted(Path(out_dir).glob("ckpt-*.npz"))                  # zero-padded steps: name order is step order
+    for old in kept[:-cfg.keep_checkpoints]:
+        old.unlink()
 
 
 def load_checkpoint(path):
@@ -464,9 +582,10 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
     if resume:
         optimiser.load_state(opt_arrays)
     schedule = StepSchedule(cfg.lr, cfg.steps, cfg.lr_drops, cfg.lr_factor)
-    k = cfg.batch_identities * cfg.images_per_identity
+    k = cfg.batch_size
     log(f"Training {cfg.steps} steps, {cfg.estimator} estimator, batch {cfg.batch_identities} x "
-        f"{cfg.images_per_identity} = {k}, lr {cfg.lr} (x{cfg.lr_factor} at {list(cfg.lr_drops)}), "
+        f"{cfg.images_per_identity}" + (f" + {cfg.singletons} single-image people" if cfg.singletons else "")
+        + f" = {k}, lr {cfg.lr} (x{cfg.lr_factor} at {list(cfg.lr_drops)}), "
         f"momentum {cfg.momentum}, weight decay {cfg.weight_decay}, alignment lr x{cfg.align_lr_scale}, "
         f"{cfg.threads} threads" + (f" on each of {comm.size} MPI ranks" if comm.size > 1 else "")
         + f", theta starts at {model.threshold:.3f}")
@@ -479,15 +598,17 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
             rng = np.random.default_rng([cfg.seed, step])
-            images, labels = source.batch(rng)
+            images, labels, align = source.batch_with_targets(rng)
             lr = schedule(step)
             try:
-                est = train_step(model, optimiser, images, labels, lr, cfg, rng, comm)
+                est = train_step(model, optimiser, images, labels, lr, cfg, rng, comm, align)
             except TrainingDiverged as e:
                 raise TrainingDiverged(f"step {step + 1}: {e}; stopped. " + _last_good(checkpoint)) from None
             dt = time.perf_counter() - t0
             row = {"step": step + 1, "loss": est.loss, "threshold": model.threshold, "lr": lr,
                    "images_per_s": k / dt, "pairs": est.n_pairs, "time": time.perf_counter() - started}
+            if align is not None:
+                row["landmark_loss"] = est.landmark_loss
             metrics.write(json.dumps(row) + "\n")
             if bar:
                 bar.update(step, row, (cfg.steps - step - 1) * dt)
@@ -514,6 +635,8 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
                 comm.check_identical(model.params, step + 1)
                 if comm.is_root:
                     save_checkpoint(checkpoint, model, optimiser, step + 1, cfg, best)
+                    if cfg.keep_checkpoints:
+                        keep_checkpoint(out_dir, model, optimiser, step + 1, cfg, best)
             if stopping and not done:
                 if bar:
                     bar.close()

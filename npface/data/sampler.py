@@ -19,11 +19,19 @@ enters the loss. ``PKSampler`` draws such batches:
 - Everything is drawn from a ``numpy.random.Generator`` passed in by the
   caller, so a seed reproduces the batch sequence.
 
+Single-image people (``singletons``, off by default): a person with one
+image gives no "same" pair, but can still be the other side of "not-same"
+pairs. ``PKSampler(..., singletons=m)`` appends m such people, one image
+each, after the P x K rows (each with their own label), so a batch holds
+P K + m images; under the balanced loss they add only to the not-same half.
+
 Augmentation (``augment``) draws, per image, a horizontal flip (probability
 1/2) and a small similarity jitter (rotation, scale, shift), both
 switchable; it returns the warp used, so the alignment targets can follow
-(``npface.data.landmarks.augmented_thetas``).
+(``npface.data.landmarks.augmented_thetas``). ``Photometric`` adds, when
+asked, colour jitter, blur, grayscale and random erasing after the warp.
 """
+from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -88,18 +96,29 @@ class PKSampler:
     optional rows to draw from (e.g. the training people's images, from
     ``FaceDataset.indices_of``); n_identities P, n_per_identity K (the
     paper's 16 x 16); min_images: people with fewer images are not eligible.
-    Raises ValueError if fewer than P people are eligible.
+    singletons m: besides, m distinct people with exactly one image among
+    ``indices``, their image each, appended after the P x K rows.
+    Raises ValueError if fewer than P people are eligible, or fewer than m
+    have one image.
     """
 
     def __init__(self, labels, n_identities: int = 16, n_per_identity: int = 16,
-                 indices: Optional[np.ndarray] = None, min_images: int = 2):
+                 indices: Optional[np.ndarray] = None, min_images: int = 2, singletons: int = 0):
         self.P = _int_arg("n_identities", n_identities, 1)
         self.K = _int_arg("n_per_identity", n_per_identity, 1)
         self.min_images = _int_arg("min_images", min_images, 1)
+        self.m = _int_arg("singletons", singletons, 0)
         self.eligible, self._rows = _eligible(labels, indices, self.min_images)  # (E,), E arrays of rows
         if len(self.eligible) < self.P:
             raise ValueError(f"n_identities: only {len(self.eligible)} people have >= {self.min_images} images, "
                              f"cannot draw {self.P} distinct people per batch")
+        labels, indices = _labels_arg(labels, indices)
+        single = [g[0] for g in _groups(labels, indices).values() if len(g) == 1]
+        self.single_rows = np.array(sorted(single), dtype=np.int64)          # (S,) the one image of each
+        self._labels = labels
+        if self.m and self.m > len(self.single_rows):
+            raise ValueError(f"singletons: only {len(self.single_rows)} people have exactly one image, "
+                             f"cannot draw {self.m} per batch")
 
     @property
     def n_eligible_images(self) -> int:
@@ -108,10 +127,11 @@ class PKSampler:
 
     @property
     def batch_size(self) -> int:
-        return self.P * self.K
+        return self.P * self.K + self.m
 
     def sample(self, rng: np.random.Generator) -> tuple:
-        """Draw one batch: (indices (P*K,) int64 dataset rows, labels (P*K,) int64), identity-major."""
+        """Draw one batch: (indices (P*K + m,) int64 dataset rows, labels (P*K + m,) int64), identity-major,
+        the m single-image people last."""
         if not isinstance(rng, np.random.Generator):
             raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         people = rng.choice(len(self.eligible), size=self.P, replace=False)   # (P,)
@@ -124,15 +144,19 @@ class PKSampler:
             else:  # every image once, the rest with replacement, in random order
                 pick = rng.permutation(np.concatenate([rows, rows[rng.integers(0, n, size=self.K - n)]]))
             out[p * self.K:(p + 1) * self.K] = pick
-        return out, np.repeat(self.eligible[people], self.K)
+        labels = np.repeat(self.eligible[people], self.K)                     # (P*K,)
+        if self.m:            # drawn only when asked, so a batch without them is drawn exactly as before
+            single = self.single_rows[rng.choice(len(self.single_rows), size=self.m, replace=False)]  # (m,)
+            out, labels = np.concatenate([out, single]), np.concatenate([labels, self._labels[single]])
+        return out, labels
 
     def batch(self, images: np.ndarray, rng: np.random.Generator, flip: bool = True, jitter: bool = True,
-              **jitter_kw) -> Batch:
+              photometric: Optional["Photometric"] = None, **jitter_kw) -> Batch:
         """Draw a batch and gather its images (N, H, W, 3) uint8 (e.g. ``FaceDataset.images``), augmented.
 
-        flip / jitter / jitter_kw: see ``augment``.
+        flip / jitter / jitter_kw: see ``augment``; photometric: a ``Photometric`` applied after them.
         """
-        return _gather(self, images, rng, flip, jitter, jitter_kw)
+        return _gather(self, images, rng, flip, jitter, jitter_kw, photometric)
 
 
 class RandomPairSampler:
@@ -192,19 +216,22 @@ class RandomPairSampler:
         return out, self.eligible[people]
 
     def batch(self, images: np.ndarray, rng: np.random.Generator, flip: bool = True, jitter: bool = True,
-              **jitter_kw) -> Batch:
+              photometric: Optional["Photometric"] = None, **jitter_kw) -> Batch:
         """Draw a batch and gather its images, augmented exactly as ``PKSampler.batch``."""
-        return _gather(self, images, rng, flip, jitter, jitter_kw)
+        return _gather(self, images, rng, flip, jitter, jitter_kw, photometric)
 
 
-def _gather(sampler, images, rng, flip, jitter, jitter_kw) -> Batch:
-    """Draw ``sampler.sample(rng)`` and gather its images (N, H, W, 3) uint8, augmented (``augment``)."""
+def _gather(sampler, images, rng, flip, jitter, jitter_kw, photometric=None) -> Batch:
+    """Draw ``sampler.sample(rng)`` and gather its images (N, H, W, 3) uint8, augmented (``augment``, then
+    ``photometric`` when given)."""
     if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"images must be a uint8 array (N, H, W, 3), got "
                          f"{getattr(images, 'shape', type(images).__name__)}")
     idx, labels = sampler.sample(rng)
     x = np.asarray(images[idx])                                               # (k, H, W, 3)
     x, aug_theta, flipped = augment(x, rng, flip=flip, jitter=jitter, **jitter_kw)
+    if photometric is not None:
+        x = photometric(x, rng)
     return Batch(x, labels, idx, aug_theta, flipped)
 
 
@@ -285,6 +312,91 @@ def augment(images: np.ndarray, rng: np.random.Generator, flip: bool = True, jit
     out = images.copy()
     out[flipped] = out[flipped][:, :, ::-1]
     return out, F, flipped
+
+
+@dataclass(frozen=True)
+class Photometric:
+    """Appearance augmentation of uint8 images (N, H, W, 3), after the geometric one; all off by default.
+
+    Per image, independently, in this order:
+
+    - colour (strength c in [0, 1)): brightness, contrast and saturation
+      factors b, a, s each uniform in [1 - c, 1 + c]; x <- b x, then
+      x <- mean + a (x - mean) (mean: the image's mean gray), then
+      x <- gray + s (x - gray) (gray: the pixel's luma), done as one
+      affine map of the colours;
+    - blur (probability): a Gaussian blur, sigma uniform in [0.5, 1.5] px;
+    - grayscale (probability): every channel replaced by the luma
+      (ITU-R BT.601 weights 0.299, 0.587, 0.114);
+    - erase (probability): a rectangle of 2-20 % of the image, aspect ratio
+      log-uniform in [1/3, 3], filled with one colour uniform in [0, 255]^3
+      (random erasing, Zhong et al. 2020).
+
+    Every random number is drawn from the caller's generator whether or not
+    its image uses it (a fixed count per image), so a batch depends only on
+    the generator's state. Calling it returns a new uint8 array.
+    """
+    color: float = 0.0
+    blur: float = 0.0
+    grayscale: float = 0.0
+    erase: float = 0.0
+
+    def __post_init__(self):
+        if not (np.isscalar(self.color) and 0 <= self.color < 1):
+            raise ValueError(f"colour jitter strength must be in [0, 1), got {self.color!r}")
+        for name in ("blur", "grayscale", "erase"):
+            v = getattr(self, name)
+            if not (np.isscalar(v) and 0 <= v <= 1):
+                raise ValueError(f"{name} probability must be in [0, 1], got {v!r}")
+
+    def __bool__(self):
+        return bool(self.color or self.blur or self.grayscale or self.erase)
+
+    def __call__(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 \
+                or images.shape[-1] != 3:
+            raise ValueError(f"images must be a uint8 array (N, H, W, 3), got "
+                             f"{getattr(images, 'dtype', None)} {getattr(images, 'shape', None)}")
+        from scipy.ndimage import gaussian_filter
+        n, h, w, _ = images.shape
+        x = images.astype(np.float32)                                          # (n, h, w, 3)
+        if self.color:
+            # the three steps are one affine map of each pixel's colour (a row vector), done at once:
+            # saturation is x -> x S^T with S = s I + (1 - s) 1 w^T (w the luma weights; S 1 = 1, so it
+            # keeps a gray offset), hence out = a b x S^T + (1 - a) m 1^T, m = b * mean luma of the input
+            b, a, sat = rng.uniform(1 - self.color, 1 + self.color, size=(3, n))  # (n,) each
+            m = b * luma(x).mean(axis=(1, 2))                                  # (n,) mean gray after brightness
+            S = sat[:, None, None] * np.eye(3) + (1 - sat)[:, None, None] * np.outer(np.ones(3), LUMA)  # (n, 3, 3)
+            C = ((a * b)[:, None, None] * S).transpose(0, 2, 1).astype(np.float32)                     # (n, 3, 3)
+            x = (x.reshape(n, -1, 3) @ C).reshape(n, h, w, 3) + ((1 - a) * m).astype(np.float32)[:, None, None, None]
+        if self.blur:
+            use, sigma = rng.random(n) < self.blur, rng.uniform(0.5, 1.5, size=n)
+            for i in np.flatnonzero(use):
+                x[i] = gaussian_filter(x[i], sigma=(sigma[i], sigma[i], 0), mode="nearest")
+        if self.grayscale:
+            use = rng.random(n) < self.grayscale                               # (n,)
+            x[use] = luma(x[use])[..., None]
+        if self.erase:
+            use = rng.random(n) < self.erase                                   # (n,)
+            area = rng.uniform(0.02, 0.2, size=n) * h * w
+            aspect = np.exp(rng.uniform(np.log(1 / 3), np.log(3), size=n))
+            corner = rng.random((n, 2))                                        # (n, 2) where the box starts
+            fill = rng.uniform(0, 255, size=(n, 3)).astype(np.float32)         # (n, 3)
+            for i in np.flatnonzero(use):
+                eh = int(min(h, max(1, round(np.sqrt(area[i] * aspect[i])))))
+                ew = int(min(w, max(1, round(np.sqrt(area[i] / aspect[i])))))
+                top, left = int(corner[i, 0] * (h - eh + 1)), int(corner[i, 1] * (w - ew + 1))
+                x[i, top:top + eh, left:left + ew] = fill[i]
+        np.rint(x, out=x)                                                      # in place: x is our own copy
+        return np.clip(x, 0, 255, out=x).astype(np.uint8)
+
+
+LUMA = np.array([0.299, 0.587, 0.114])          # ITU-R BT.601 luma weights of R, G, B
+
+
+def luma(x: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma of RGB images (..., 3) -> (...)."""
+    return x @ LUMA.astype(x.dtype)
 
 
 # --------------------------------------------------------------------------

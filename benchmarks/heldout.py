@@ -1,0 +1,133 @@
+"""Held-out accuracy on *selection* or *report* people: the protocol for choosing settings and reporting a model.
+
+    python -m benchmarks.heldout --lfw ../shared/lfw --model runs/x/model.npz --people selection
+    python -m benchmarks.heldout --lfw ../shared/lfw --model final.npz --people report      # once per final model
+
+The people ``npface.train`` holds out of peopleDevTrain.txt (10%, split seed
+0, never trained on; ``benchmarks.accuracy.trainer_split``) are split for
+good into two groups by a fixed rule on their names (``protocol_part``):
+
+- *selection* people: every choice of settings (a lever kept or not, a
+  learning rate, a step count) is made on them, as often as needed;
+- *report* people: a final model is measured on them once, and nothing is
+  chosen on that figure, so it is an honest estimate for new people.
+
+The rule: a person is a report person when the first byte of the SHA-256 of
+their name (UTF-8) is odd. It depends on the name only, not on the list or
+a seed, so it is the same on any machine and for any list of people.
+(On peopleDevTrain: 205 selection and 199 report people; 64 and 59 of them
+with at least two images.)
+
+Within the chosen group, ``benchmarks.accuracy``'s fit-and-test protocol
+runs: the group's people are halved (seed 0) into fit and test people,
+balanced same/different pairs are drawn among each (``--n-fit``,
+``--n-test``; no grouping of people, which would cap the same pairs at
+about 100 a file), a threshold is fitted on the fit pairs and tested on the
+test pairs (``npface.eval --fit-pairs``), without and with test-time flip.
+Reported: the accuracy with its 95% Wilson interval over the test pairs,
+the AUC, the EER, and the accuracy at the model's learned theta.
+
+Few held-out people have two images or more, so the interval is wide (and
+counts pairs as independent although they share people: the spread over
+people is wider still). Two models measured on the same pairs differ by
+much less noise than either interval suggests: compare runs by the
+difference on the same pairs, as ``benchmarks.levers`` does.
+"""
+import argparse
+import hashlib
+import math
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.accuracy import evaluate, write_protocol
+from benchmarks.common import write_json
+
+PARTS = ("selection", "report")
+Z95 = 1.959963984540054                       # the standard normal's 97.5% quantile
+N_PAIRS = 300                                 # same pairs (and as many different) per file, by default
+# (the report people's fit half has 364 distinct same pairs in all)
+
+
+def protocol_part(name: str) -> str:
+    """'report' when the first byte of sha256(name) is odd, else 'selection'."""
+    return PARTS[hashlib.sha256(name.encode("utf-8")).digest()[0] % 2]
+
+
+def people_of(part: str, held_out) -> list:
+    """The held-out people (names) of ``part`` ('selection' or 'report'), sorted."""
+    if part not in PARTS:
+        raise ValueError(f"--people must be one of {', '.join(PARTS)}, got {part!r}")
+    return sorted(n for n in held_out if protocol_part(n) == part)
+
+
+def wilson(p: float, n: int, z: float = Z95) -> tuple:
+    """The Wilson score interval (low, high) of a proportion p observed over n trials."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def measure(lfw, model, part, work, n_fit=N_PAIRS, n_test=N_PAIRS, threads=1, log=print) -> dict:
+    """Fit-and-test on ``part``'s people, without and with flip; the results dict of the results file
+    (``summary``: the headline figures)."""
+    work = Path(work)
+    protocol = write_protocol(lfw, work, n_fit, n_test, choose=lambda held_out: people_of(part, held_out),
+                              groups=1)
+    results = evaluate(lfw, model, protocol, work, threads, log, kinds=("fit-and-test",))
+    summary = {}
+    for flip in (False, True):
+        r = results["fit-and-test" + (" flip" if flip else "")]
+        low, high = wilson(r["accuracy"], r["n_pairs"])
+        summary["flip" if flip else "plain"] = {
+            "accuracy": r["accuracy"], "accuracy_95": [low, high], "auc": r["auc"], "eer": r["eer"],
+            "learned_threshold_accuracy": r["learned_threshold_accuracy"], "threshold": r["threshold"],
+            "learned_threshold": r["learned_threshold"], "test_pairs": r["n_pairs"]}
+    return {"people": part, "protocol": protocol, "results": results, "summary": summary}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.heldout", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Fit-and-test verification accuracy (95% interval), AUC, EER and learned-theta accuracy, "
+                    "without and with flip, on the selection or the report people held out of training.")
+    parser.add_argument("--lfw", required=True, metavar="DIR", help="LFW's root (holding lfw/ and the list files)")
+    parser.add_argument("--model", metavar="PATH", help="model file (default: the shipped model)")
+    parser.add_argument("--people", required=True, choices=PARTS,
+                        help="selection: for choosing settings; report: once per final model")
+    parser.add_argument("--n-fit", type=int, default=N_PAIRS, help="same pairs (and as many different) to fit on")
+    parser.add_argument("--n-test", type=int, default=N_PAIRS, help="same pairs (and as many different) to test on")
+    parser.add_argument("--work", metavar="DIR", help="folder for the pairs files and eval reports (they name LFW "
+                        "files: keep them out of the project; default: runs/heldout/<people>)")
+    parser.add_argument("--threads", type=int, default=1, help="threads for the network")
+    parser.add_argument("--json", metavar="OUT",
+                        help="result file (default: benchmarks/results/heldout-<people>.json)")
+    args = parser.parse_args(argv)
+    if args.n_fit < 1 or args.n_test < 1:
+        parser.error("--n-fit and --n-test must be at least 1")
+    t = time.perf_counter()
+    from npface.model import load
+    try:
+        provenance = load(args.model).provenance          # a bad --model fails here, before the long part
+        out = measure(args.lfw, args.model, args.people, args.work or f"runs/heldout/{args.people}",
+                      args.n_fit, args.n_test, args.threads)
+    except (OSError, ValueError, RuntimeError) as e:
+        print(f"python -m benchmarks.heldout: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    out.update({"model": args.model or "shipped", "model_trained_steps": provenance.get("trained_steps"),
+                "model_config": provenance.get("config"), "seconds": time.perf_counter() - t,
+                "date": time.strftime("%Y-%m-%d")})
+    path = args.json or f"benchmarks/results/heldout-{args.people}.json"
+    write_json(path, out)
+    for key, s in out["summary"].items():
+        print(f"{args.people} people, {key}: accuracy {s['accuracy']:.4f} (95% {s['accuracy_95'][0]:.4f}-"
+              f"{s['accuracy_95'][1]:.4f}), AUC {s['auc']:.4f}, EER {s['eer']:.4f}, learned theta "
+              f"{s['learned_threshold_accuracy']:.4f}")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""Each training lever alone, from the same start, measured on the selection people against one baseline run.
+
+    python -m benchmarks.levers --lfw ../shared/lfw --steps 1000             # every lever, hours
+    python -m benchmarks.levers --lfw ../shared/lfw --steps 1000 --only baseline --only singletons
+    python -m benchmarks.levers --lfw ../shared/lfw --quick                  # 3 tiny steps each, to try the tool
+
+The baseline is the shipped model's recipe (``npface.train --init
+runs/align_pretrained.npz --align-lr-scale 0 --lr-drops 0.85``, 16 x 16
+batches, seed 0) for ``--steps`` steps. Every other lever is that same
+command with one change (``LEVERS``; ``python -m benchmarks.levers --list``
+prints them):
+
+- a training flag (single-image people, appearance augmentation, stronger
+  similarity jitter, weight decay, the alignment net fine-tuned at a small
+  rate with the landmark loss as a regulariser, other batch shapes, a
+  longer schedule);
+- ``synthetic-pretrain``: a first run on synthetic faces (``--synthetic-steps``)
+  from the same start, whose model the LFW run then starts from (``--init``);
+- ``average``: no run; the mean of the baseline's last kept checkpoints
+  (``python -m npface.average``);
+- ``flip``: no run; the baseline with test-time flip.
+
+Each trained model is measured by ``benchmarks.heldout`` on the *selection*
+people (never the report people: they are kept for the final model), all on
+the same pairs, so a lever's delta against the baseline is a paired
+difference. The model measured is the run's final ``model.npz``, never its
+``best.npz``: that one was picked on the trainer's validation pairs, which
+are drawn from all the held-out people, report people included. Runs live in ``--runs`` (one folder per lever) and are managed
+as ``benchmarks.convergence`` manages its own: a finished run is reused (its
+settings checked against the command), an interrupted one resumed, so the
+command can be stopped and started again at will; a finished measurement
+(``selection.json`` in the run's folder) is reused too.
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple, Tuple
+
+from benchmarks.common import write_json
+from benchmarks.convergence import read_run, train_or_resume
+from benchmarks.heldout import N_PAIRS, measure
+
+BASELINE = "baseline"
+QUICK_STEPS = 3
+QUICK_BASE = ("--batch-identities", "4", "--images-per-identity", "4", "--val-pairs", "40", "--validate-every", "3",
+              "--checkpoint-every", "1")
+QUICK_PAIRS = 20
+KEEP = 3                                  # checkpoints every run keeps (the average lever uses the baseline's)
+
+
+class Lever(NamedTuple):
+    name: str
+    what: str
+    flags: Tuple[str, ...] = ()           # npface.train flags added to the baseline command
+    quick_flags: Tuple[str, ...] = None   # the same for --quick (default: flags)
+    steps: float = 1.0                    # the run's steps, as a multiple of --steps
+    kind: str = "train"                   # train | synthetic (pretrain on synthetic faces first) | average | flip
+
+
+LEVERS = (
+    Lever(BASELINE, "the shipped model's recipe"),
+    Lever("singletons", "64 single-image people in each batch, as extra not-same partners",
+          ("--singletons", "64"), ("--singletons", "4")),
+    Lever("appearance", "colour jitter 0.3, blur 0.2, grayscale 0.1, random erasing 0.25",
+          ("--color-jitter", "0.3", "--blur", "0.2", "--grayscale", "0.1", "--erase", "0.25")),
+    Lever("strong-jitter", "similarity jitter of +-15 degrees, +-15% scale, +-0.1 shift (from 8, 8%, 0.06)",
+          ("--jitter-rotation", "15", "--jitter-scale", "0.15", "--jitter-shift", "0.1")),
+    Lever("weight-decay", "L2 weight decay 5e-4 on the weights", ("--weight-decay", "5e-4")),
+    Lever("align-finetune", "the alignment net trained jointly at 0.1 of the learning rate, with 0.02 x the "
+          "landmark loss as a regulariser", ("--align-lr-scale", "0.1", "--landmark-weight", "0.02")),
+    Lever("batch-32x8", "32 people x 8 images (the same 256 images a step)",
+          ("--batch-identities", "32", "--images-per-identity", "8"),
+          ("--batch-identities", "8", "--images-per-identity", "2")),
+    Lever("batch-32x16", "32 people x 16 images for half the steps (the same images in all)",
+          ("--batch-identities", "32", "--images-per-identity", "16"),
+          ("--batch-identities", "8", "--images-per-identity", "4"), steps=0.5),
+    Lever("long", "twice the steps", steps=2.0),
+    Lever("synthetic-pretrain", "the signature net first trained on synthetic faces, then on LFW from there",
+          kind="synthetic"),
+    Lever("average", f"the mean of the baseline's last {KEEP} checkpoints (npface.average)", kind="average"),
+    Lever("flip", "the baseline measured with test-time flip", kind="flip"),
+)
+NAMES = tuple(lv.name for lv in LEVERS)
+
+
+def run_steps(lever: Lever, steps: int) -> int:
+    return max(1, int(round(lever.steps * steps)))
+
+
+def base_command(lfw, out, steps, init, threads, quick):
+    """The baseline's ``python -m npface.train`` command line, training into ``out``."""
+    cmd = [sys.executable, "-m", "npface.train", "--lfw", str(lfw), "--people", "peopleDevTrain.txt",
+           "--lr-drops", "0.85", "--steps", str(steps), "--seed", "0", "--threads", str(threads),
+           "--keep-checkpoints", str(KEEP), "--out", str(out)]
+    if init:
+        cmd += ["--init", str(init), "--align-lr-scale", "0"]
+    # validations only show progress (the lever is judged on the selection people): every 100 steps;
+    # checkpoints every 50, so the kept ones fall after the learning-rate drop of a run of 400 steps or more
+    cmd += list(QUICK_BASE) if quick else ["--validate-every", "100", "--checkpoint-every", "50"]
+    return cmd
+
+
+def lever_command(lever: Lever, lfw, root, steps, init, threads, quick, synthetic_steps):
+    """The training command lines of one lever, in order (none for average and flip)."""
+    if lever.kind in ("average", "flip"):
+        return []
+    out = Path(root) / lever.name
+    flags = list(lever.flags if not quick or lever.quick_flags is None else lever.quick_flags)
+    if lever.kind == "synthetic":
+        stage = Path(root) / "synthetic-stage1"
+        first = base_command(lfw, stage, synthetic_steps, init, threads, quick)
+        i = first.index("--lfw")
+        del first[i:i + 4]                                    # --lfw DIR --people FILE: synthetic faces instead
+        second = base_command(lfw, out, run_steps(lever, steps), init, threads, quick)
+        if init:                                              # start from the synthetic run's model instead
+            j = second.index("--init")
+            second[j + 1] = str(stage / "model.npz")
+        else:
+            second += ["--init", str(stage / "model.npz")]
+        return [first, second]
+    return [base_command(lfw, out, run_steps(lever, steps), init, threads, quick) + flags]
+
+
+def expected_config(cmd) -> dict:
+    """The config.json a run of ``cmd`` (a ``python -m npface.train`` command line) writes, world size aside."""
+    from npface.train import config_from_args, parser
+    config = config_from_args(parser().parse_args(cmd[3:])).to_json()
+    config.pop("world_size")
+    return json.loads(json.dumps(config))                      # tuples as lists, as read back from the file
+
+
+def check_settings(cmd):
+    """Refuse to reuse a run folder whose config.json differs from what ``cmd`` would write."""
+    out = Path(cmd[cmd.index("--out") + 1])
+    got = json.loads((out / "config.json").read_text())
+    got.pop("world_size", None)
+    want = expected_config(cmd)
+    diff = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
+    if diff:
+        raise ValueError(f"{out} holds a run made with other settings ({', '.join(diff)}) than "
+                         f"'python {' '.join(cmd[1:])}'; remove it or pass another --runs folder")
+
+
+def delta(summary, base) -> dict:
+    """Differences (lever - baseline) of the headline figures."""
+    keys = ("accuracy", "auc", "eer", "learned_threshold_accuracy")
+    return {k: summary[k] - base[k] for k in keys}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.levers", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train each accuracy lever alone from the same start and measure its held-out accuracy on "
+                    "the selection people against the baseline run (benchmarks/results/levers.json).")
+    parser.add_argument("--lfw", required=True, metavar="DIR", help="LFW's root (holding lfw/ and the list files)")
+    parser.add_argument("--steps", type=int, default=1000, help="steps of the baseline run (levers scale it)")
+    parser.add_argument("--synthetic-steps", type=int, default=None,
+                        help="steps of synthetic-pretrain's first run (default: --steps)")
+    parser.add_argument("--only", action="append", choices=NAMES, metavar="NAME",
+                        help=f"run only this lever (repeatable; the baseline always runs): {', '.join(NAMES)}")
+    parser.add_argument("--list", action="store_true", help="print the levers and their flags, and stop")
+    parser.add_argument("--init", default="runs/align_pretrained.npz", metavar="MODEL",
+                        help="the common start, a model with a pretrained alignment net (python -m "
+                             "npface.pretrain_alignment; --quick starts from a fresh model without it)")
+    parser.add_argument("--n-pairs", type=int, default=None,
+                        help=f"same pairs (and as many different) to fit on and to test on (default {N_PAIRS}, "
+                             f"--quick {QUICK_PAIRS})")
+    parser.add_argument("--runs", metavar="DIR", help="folder of the run folders (default: runs/levers, "
+                        "with --quick runs/levers-quick)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{QUICK_STEPS} steps of 4 x 4 batches from a fresh model, {QUICK_PAIRS} pairs: "
+                             "checks the tool end to end in a minute or two (overrides --steps)")
+    parser.add_argument("--threads", type=int, default=2, help="training and evaluation threads")
+    parser.add_argument("--json", metavar="OUT", help="result file (default: benchmarks/results/levers.json, "
+                        "with --quick runs/levers-quick/levers.json)")
+    args = parser.parse_args(argv)
+    if args.list:
+        for lv in LEVERS:
+            print(f"{lv.name:20s} {lv.what}" + (f"  [{' '.join(lv.flags)}]" if lv.flags else ""))
+        return 0
+    if args.steps < 1 or (args.synthetic_steps is not None and args.synthetic_steps < 1):
+        parser.error("--steps and --synthetic-steps must be at least 1")
+    try:
+        return run(args)
+    except (OSError, ValueError, RuntimeError) as e:
+        print(f"python -m benchmarks.levers: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+
+
+def run(args, log=print):
+    t = time.perf_counter()
+    quick = args.quick
+    steps = QUICK_STEPS if quick else args.steps
+    synthetic_steps = QUICK_STEPS if quick else (args.synthetic_steps or steps)
+    n_pairs = args.n_pairs or (QUICK_PAIRS if quick else N_PAIRS)
+    root = Path(args.runs or ("runs/levers-quick" if quick else "runs/levers"))
+    out_json = args.json or (str(root / "levers.json") if quick else "benchmarks/results/levers.json")
+    init = None if quick else args.init
+    if init and not Path(init).is_file():
+        raise FileNotFoundError(f"--init: {init} not found; make it with python -m npface.pretrain_alignment "
+                                f"--lfw {args.lfw} --out {init}")
+    chosen = [lv for lv in LEVERS if lv.name == BASELINE or not args.only or lv.name in args.only]
+    previous = json.loads(Path(out_json).read_text()) if Path(out_json).is_file() else {}
+    if previous.get("steps") != steps or previous.get("quick") != quick:
+        previous = {}                                       # results of other settings are not merged
+    results = dict(previous.get("levers", {}))
+
+    def selection(name, model):
+        cache = root / name / "selection.json"
+        if cache.is_file():
+            return json.loads(cache.read_text())
+        log(f"measuring {name} on the selection people")
+        out = measure(args.lfw, str(model), "selection", root / "eval" / name, n_pairs, n_pairs, args.threads, log)
+        write_json(cache, out)
+        return out
+
+    for lever in chosen:
+        commands = lever_command(lever, args.lfw, root, steps, init, args.threads, quick, synthetic_steps)
+        status = "done"
+        for cmd in commands:
+            out = Path(cmd[cmd.index("--out") + 1])
+            status = train_or_resume(out, lambda cmd=cmd: cmd, lambda cmd=cmd: check_settings(cmd), log)
+            if status != "done":
+                break
+        entry = {"what": lever.what, "kind": lever.kind, "flags": list(lever.flags), "status": status,
+                 "commands": ["python " + " ".join(c[1:]) for c in commands]}
+        if lever.kind == "average":
+            from npface.average import average
+            kept = sorted((root / BASELINE).glob("ckpt-*.npz"))
+            if not kept:
+                raise FileNotFoundError(f"no ckpt-*.npz in {root / BASELINE} to average")
+            model = root / "average" / "model.npz"
+            if not model.is_file():
+                average(kept).save(model)
+            entry["commands"] = [f"python -m npface.average {' '.join(map(str, kept))} --out {model}"]
+            entry["selection"] = selection(lever.name, model)["summary"]["plain"]
+        elif lever.kind == "flip":
+            entry["selection"] = selection(BASELINE, root / BASELINE / "model.npz")["summary"]["flip"]
+        elif status == "done":
+            run_info = read_run(root / lever.name)
+            entry.update(steps=run_info["steps"], train_seconds=run_info["train_seconds"],
+                         median_step_seconds=run_info["median_step_seconds"])
+            measured = selection(lever.name, root / lever.name / "model.npz")
+            entry["selection"] = measured["summary"]["plain"]
+            entry["selection_flip"] = measured["summary"]["flip"]
+        results[lever.name] = entry
+    base = results[BASELINE].get("selection")
+    for entry in results.values():
+        entry["delta"] = delta(entry["selection"], base) if base and entry.get("selection") else None
+    write_json(out_json, {"levers": results, "baseline": BASELINE, "steps": steps, "quick": quick,
+                          "synthetic_steps": synthetic_steps, "init": init or "fresh seed-0 model",
+                          "people": "selection", "pairs": {"fit": n_pairs, "test": n_pairs},
+                          "seconds": time.perf_counter() - t, "date": time.strftime("%Y-%m-%d")})
+    for name, entry in results.items():
+        d = entry["delta"]
+        if d is not None:
+            log(f"{name:20s} accuracy {entry['selection']['accuracy']:.4f} ({d['accuracy']:+.4f}), AUC "
+                f"{entry['selection']['auc']:.4f} ({d['auc']:+.4f})")
+        else:
+            log(f"{name:20s} {entry['status']}")
+    log(f"wrote {out_json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
