@@ -382,6 +382,7 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True):
     else:
         model = _initial_model(cfg, source)
     optimiser = SGD(model.params, cfg.lr, cfg.momentum, cfg.weight_decay, {"align.": cfg.align_lr_scale})
+    model.frozen = ("align.",) if cfg.align_lr_scale == 0 else ()      # a frozen net needs no backward pass
     if resume:
         optimiser.load_state(opt_arrays)
     schedule = StepSchedule(cfg.lr, cfg.steps, cfg.lr_drops, cfg.lr_factor)
