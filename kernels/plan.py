@@ -124,8 +124,12 @@ def layer_backward(row, weights, act, am, dout, dx, cols, dcols, dw_n, grad, wan
 
 @kernel
 def sample_forward(img, scale, layout, align_prog, sig_prog, weights, biases, taps_start, taps_weights,
-                   act, am, cols, rows, t, features):
-    """img (S, S, 3) -> act (every stage's output), t (2, 3) its theta, features (D,) for the tail."""
+                   act, am, cols, rows, t, features, stages):
+    """img (S, S, 3) -> act (every stage's output), t (2, 3) its theta, features (D,) for the tail.
+
+    Only the first ``stages`` stages run (normalise+resize, each alignment layer, the warp, each
+    signature layer; for profiling): a full run passes at least their number.
+    """
     S, A = layout[L_S], layout[L_A]
     x = act[:3 * S * S].reshape((3, S, S))
     normalise_sample(img, scale, x)
@@ -133,12 +137,15 @@ def sample_forward(img, scale, layout, align_prog, sig_prog, weights, biases, ta
     for c in range(3):
         resize_plane(x[c], taps_start[0], taps_weights[0], taps_start[1], taps_weights[1],
                      rows[:A * S].reshape((A, S)), small[c])
-    for i in range(align_prog.shape[0]):
+    na = align_prog.shape[0]
+    for i in range(min(na, stages - 1)):
         layer_forward(align_prog[i], weights, biases, act, am, cols)
+    if stages < na + 2:
+        return
     pose_to_theta_sample(act[layout[L_POSE]:layout[L_POSE] + 4], t)
     aligned = act[layout[L_ALIGNED]:layout[L_ALIGNED] + 3 * S * S].reshape((3, S, S))
     warp_forward_sample(x, t, aligned)
-    for i in range(sig_prog.shape[0]):
+    for i in range(min(sig_prog.shape[0], stages - na - 2)):
         layer_forward(sig_prog[i], weights, biases, act, am, cols)
     features[:] = act[layout[L_FEATURES]:layout[L_FEATURES] + layout[L_D]]
 
@@ -207,11 +214,12 @@ def tail_backward(tail_prog, weights, tail, dtail, N, dw_n, grad):
 
 @parallel_kernel
 def network_forward(images, scale, layout, align_prog, sig_prog, tail_prog, weights, biases, taps_start,
-                    taps_weights, per_sample, G, acts, argmax, cols, rows, theta, tail):
+                    taps_weights, per_sample, G, acts, argmax, cols, rows, theta, tail, stages):
     """images (N, S, S, 3) -> tail's last block (N, D_out) = the signatures; theta (N, 2, 3).
 
     acts, argmax have one row per sample if per_sample (training: the rows are the cache), else one
-    per group; cols, rows one per group.
+    per group; cols, rows one per group. ``stages`` as in ``sample_forward``, the tail's layers counted
+    after the signature net's others.
     """
     N = images.shape[0]
     D = layout[L_D]
@@ -221,10 +229,11 @@ def network_forward(images, scale, layout, align_prog, sig_prog, tail_prog, weig
             slot = n if per_sample else g
             sample_forward(images[n], scale, layout, align_prog, sig_prog, weights, biases, taps_start,
                            taps_weights, acts[slot], argmax[slot], cols[g], rows[g], theta[n],
-                           tail[n * D:(n + 1) * D])
+                           tail[n * D:(n + 1) * D], stages)
+    n_tail = min(tail_prog.shape[0], max(0, stages - 2 - align_prog.shape[0] - sig_prog.shape[0]))
     for gu in prange(G):
         g = np.int64(gu)
-        tail_forward(tail_prog, weights, biases, tail, N, g * N // G, (g + 1) * N // G)
+        tail_forward(tail_prog[:n_tail], weights, biases, tail, N, g * N // G, (g + 1) * N // G)
 
 
 @parallel_kernel

@@ -222,10 +222,17 @@ class Plan:
         return ws
 
     # ---------------------------------------------------------- forward / backward
-    def forward(self, images, train=False):
+    def stage_names(self):
+        """The stages of a forward, in order: what ``forward(..., stages=k)`` runs the first k of."""
+        c = self.model.config
+        return (["preprocess+resize"] + [layer.name for layer in c.alignment] + ["warp"]
+                + [layer.name for layer in c.signature])
+
+    def forward(self, images, train=False, stages=None):
         """images (N, S, S, 3), already checked by ``FaceModel`` -> (signatures (N, D) view, workspace).
 
         uint8 pixels are normalised inside the kernels; float pixels (checked to be in [0, 1]) too.
+        ``stages``: run only the first that many of ``stage_names()`` (for profiling; default all).
         """
         dtype = self.model.dtype
         if images.dtype != np.uint8 and images.dtype not in (np.float32, np.float64):
@@ -237,7 +244,8 @@ class Plan:
         t = self.tables
         ws = self.workspace(len(images), train)
         kplan.network_forward(images, scale, t.layout, t.align, t.sig, t.tail, weights, biases, starts, taps,
-                              train, ws.G, ws.acts, ws.argmax, ws.cols, ws.rows, ws.theta, ws.tail)
+                              train, ws.G, ws.acts, ws.argmax, ws.cols, ws.rows, ws.theta, ws.tail,
+                              len(self.stage_names()) if stages is None else stages)
         if train:
             ws.generation += 1
         return ws.signatures(t), ws
