@@ -41,11 +41,21 @@ from kernels.jit import kernel, parallel_kernel
 # --------------------------------------------------------------------------
 
 @kernel
+def _valid_columns(Wo, W, stride, pad, q):
+    """(j_lo, j_hi): the output columns j whose tap q reads inside the image, 0 <= j*stride - pad + q < W."""
+    j_lo = max(0, (pad - q + stride - 1) // stride)
+    j_hi = min(Wo, (W - 1 + pad - q) // stride + 1)
+    return j_lo, max(j_lo, j_hi)
+
+
+@kernel
 def im2col(x_n, K, stride, pad, cols):
     """Copy receptive fields into columns.
 
     x_n (C, H, W), cols (C*K*K, Ho*Wo): cols[(c*K + p)*K + q, i*Wo + j] =
     xpad[c, i*stride + p, j*stride + q], zero where the field hangs over the edge.
+    Each row segment is split into its left padding, the columns inside the
+    image (a branch-free strided copy) and its right padding.
     """
     C, H, W = x_n.shape
     Wo = (W + 2 * pad - K) // stride + 1
@@ -54,6 +64,8 @@ def im2col(x_n, K, stride, pad, cols):
         for p in range(K):
             for q in range(K):
                 row = (c * K + p) * K + q
+                j_lo, j_hi = _valid_columns(Wo, W, stride, pad, q)
+                off = q - pad
                 for i in range(Ho):
                     h = i * stride - pad + p
                     base = i * Wo
@@ -61,9 +73,17 @@ def im2col(x_n, K, stride, pad, cols):
                         for j in range(Wo):
                             cols[row, base + j] = 0.0
                         continue
-                    for j in range(Wo):
-                        v = j * stride - pad + q
-                        cols[row, base + j] = x_n[c, h, v] if 0 <= v < W else 0.0
+                    if stride == 1:                              # the select vectorises: masked loads
+                        for j in range(Wo):
+                            v = j + off
+                            cols[row, base + j] = x_n[c, h, v] if 0 <= v < W else 0.0
+                        continue
+                    for j in range(j_lo):
+                        cols[row, base + j] = 0.0
+                    for j in range(j_lo, j_hi):                  # strided: branch-free inside the image
+                        cols[row, base + j] = x_n[c, h, j * stride + off]
+                    for j in range(j_hi, Wo):
+                        cols[row, base + j] = 0.0
 
 
 @kernel
@@ -80,15 +100,15 @@ def col2im_add(dcols, K, stride, pad, dx_n):
         for p in range(K):
             for q in range(K):
                 row = (c * K + p) * K + q
+                j_lo, j_hi = _valid_columns(Wo, W, stride, pad, q)
+                off = q - pad
                 for i in range(Ho):
                     h = i * stride - pad + p
                     if h < 0 or h >= H:
                         continue
                     base = i * Wo
-                    for j in range(Wo):
-                        v = j * stride - pad + q
-                        if 0 <= v < W:
-                            dx_n[c, h, v] += dcols[row, base + j]
+                    for j in range(j_lo, j_hi):
+                        dx_n[c, h, j * stride + off] += dcols[row, base + j]
 
 
 @kernel
@@ -100,7 +120,7 @@ def _add_bias(out_n, b, relu):
         if relu:
             for k in range(P):
                 v = out_n[f, k] + bf
-                out_n[f, k] = v if (v > 0.0 or v != v) else 0.0     # NaN stays NaN, as in kernels.activation
+                out_n[f, k] = 0.0 if v <= 0.0 else v                 # NaN stays NaN (NaN <= 0 is false)
         else:
             for k in range(P):
                 out_n[f, k] += bf
