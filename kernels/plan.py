@@ -123,8 +123,8 @@ def layer_backward(row, weights, act, am, dout, dx, cols, dcols, dw_n, grad, wan
 # --------------------------------------------------------------------------
 
 @kernel
-def sample_forward(img, scale, layout, align_prog, sig_prog, weights, biases, taps_start, taps_weights,
-                   act, am, cols, rows, t, features, stages):
+def sample_forward(img, scale, layout, align_prog, sig_prog, weights, biases, start_h, weights_h, start_w,
+                   weights_w, act, am, cols, rows, t, features, stages):
     """img (S, S, 3) -> act (every stage's output), t (2, 3) its theta, features (D,) for the tail.
 
     Only the first ``stages`` stages run (normalise+resize, each alignment layer, the warp, each
@@ -135,8 +135,7 @@ def sample_forward(img, scale, layout, align_prog, sig_prog, weights, biases, ta
     normalise_sample(img, scale, x)
     small = act[layout[L_SMALL]:layout[L_SMALL] + 3 * A * A].reshape((3, A, A))
     for c in range(3):
-        resize_plane(x[c], taps_start[0], taps_weights[0], taps_start[1], taps_weights[1],
-                     rows[:A * S].reshape((A, S)), small[c])
+        resize_plane(x[c], start_h, weights_h, start_w, weights_w, rows[:A * S].reshape((A, S)), small[c])
     na = align_prog.shape[0]
     for i in range(min(na, stages - 1)):
         layer_forward(align_prog[i], weights, biases, act, am, cols)
@@ -213,8 +212,8 @@ def tail_backward(tail_prog, weights, tail, dtail, N, dw_n, grad):
 # --------------------------------------------------------------------------
 
 @parallel_kernel
-def network_forward(images, scale, layout, align_prog, sig_prog, tail_prog, weights, biases, taps_start,
-                    taps_weights, per_sample, G, acts, argmax, cols, rows, theta, tail, stages):
+def network_forward(images, scale, layout, align_prog, sig_prog, tail_prog, weights, biases, start_h, weights_h,
+                    start_w, weights_w, per_sample, G, acts, argmax, cols, rows, theta, tail, stages):
     """images (N, S, S, 3) -> tail's last block (N, D_out) = the signatures; theta (N, 2, 3).
 
     acts, argmax have one row per sample if per_sample (training: the rows are the cache), else one
@@ -227,8 +226,8 @@ def network_forward(images, scale, layout, align_prog, sig_prog, tail_prog, weig
         g = np.int64(gu)                                         # (prange indices are unsigned)
         for n in range(g, N, G):
             slot = n if per_sample else g
-            sample_forward(images[n], scale, layout, align_prog, sig_prog, weights, biases, taps_start,
-                           taps_weights, acts[slot], argmax[slot], cols[g], rows[g], theta[n],
+            sample_forward(images[n], scale, layout, align_prog, sig_prog, weights, biases, start_h, weights_h,
+                           start_w, weights_w, acts[slot], argmax[slot], cols[g], rows[g], theta[n],
                            tail[n * D:(n + 1) * D], stages)
     n_tail = min(tail_prog.shape[0], max(0, stages - 2 - align_prog.shape[0] - sig_prog.shape[0]))
     for gu in prange(G):

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from numba.typed import List
 
 from kernels import plan as kplan
 from kernels.resize import area_taps
@@ -177,14 +176,20 @@ class Plan:
 
     # ---------------------------------------------------------- parameters
     def _weight_lists(self):
-        """(weights, biases) typed lists of 2-D / 1-D views of model.params, rebuilt when an entry changed."""
+        """(weights, biases): tuples of 2-D / 1-D views of model.params, rebuilt when an entry changed.
+
+        Tuples, not Numba typed lists: a typed list compiles its own methods in every new process
+        (about a second), a tuple of arrays passes to a compiled function in microseconds. Their
+        length is padded to a power of two (with a 1x1 placeholder) so that models of similar depth
+        share one compiled plan.
+        """
         params = self.model.params
         seen = tuple(params.get(n + s) for n in self.tables.param_order for s in (".weight", ".bias"))
         if self._params_seen is not None and len(seen) == len(self._params_seen) \
                 and all(a is b for a, b in zip(seen, self._params_seen)):
             return self._lists
         dtype = self.model.dtype
-        weights, biases, copied = List(), List(), False
+        weights, biases, copied = [], [], False
         for name in self.tables.param_order:
             w, b = params[name + ".weight"], params[name + ".bias"]
             if w.dtype != dtype or b.dtype != dtype:
@@ -193,20 +198,19 @@ class Plan:
             copied |= not (w2.flags.c_contiguous and b.flags.c_contiguous and np.shares_memory(w2, w))
             weights.append(np.ascontiguousarray(w2))
             biases.append(np.ascontiguousarray(b))
+        padded = max(8, 1 << (len(weights) - 1).bit_length())
+        weights += [np.zeros((1, 1), dtype)] * (padded - len(weights))
+        biases += [np.zeros(1, dtype)] * (padded - len(biases))
         # contiguous views follow in-place updates; copies of odd layouts do not, so those are rebuilt every call
         self._params_seen = None if copied else seen
-        self._lists = (weights, biases)
+        self._lists = (tuple(weights), tuple(biases))
         return self._lists
 
     def _resize_taps(self, dtype):
+        """(start_h, weights_h, start_w, weights_w): the banded area-resize taps S -> A along each axis."""
         if dtype not in self._taps:
             S, A = self.model.config.input_size, self.model.config.align_input_size
-            start, weights = area_taps(S, A, dtype)
-            starts, weights_l = List(), List()
-            for _ in range(2):                          # square image: the same taps along rows and columns
-                starts.append(start)
-                weights_l.append(weights)
-            self._taps[dtype] = (starts, weights_l)
+            self._taps[dtype] = area_taps(S, A, dtype) + area_taps(S, A, dtype)
         return self._taps[dtype]
 
     def workspace(self, N, train):
@@ -240,10 +244,10 @@ class Plan:
         images = np.ascontiguousarray(images)
         scale = dtype.type(1.0 / 255.0 if images.dtype == np.uint8 else 1.0)
         weights, biases = self._weight_lists()
-        starts, taps = self._resize_taps(dtype)
+        taps = self._resize_taps(dtype)
         t = self.tables
         ws = self.workspace(len(images), train)
-        kplan.network_forward(images, scale, t.layout, t.align, t.sig, t.tail, weights, biases, starts, taps,
+        kplan.network_forward(images, scale, t.layout, t.align, t.sig, t.tail, weights, biases, *taps,
                               train, ws.G, ws.acts, ws.argmax, ws.cols, ws.rows, ws.theta, ws.tail,
                               len(self.stage_names()) if stages is None else stages)
         if train:
