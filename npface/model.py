@@ -301,8 +301,8 @@ class FaceModel:
         """images (N, S, S, 3) uint8 or float in [0, 1] -> x (N, 3, S, S) in [-1, 1], the model's dtype."""
         self.check_images(images)
         self._check_float_range(images)
-        if images.dtype != np.uint8 and images.dtype not in (np.float32, np.float64):
-            images = images.astype(self.dtype)
+        if images.dtype != np.uint8:
+            images = images.astype(self.dtype, copy=False)
         S = self.config.input_size
         x = np.empty((len(images), 3, S, S), dtype=self.dtype)
         preprocess.normalise(np.ascontiguousarray(images), self.dtype.type(1.0 / 255.0 if images.dtype == np.uint8

@@ -235,12 +235,13 @@ class Plan:
     def forward(self, images, train=False, stages=None):
         """images (N, S, S, 3), already checked by ``FaceModel`` -> (signatures (N, D) view, workspace).
 
-        uint8 pixels are normalised inside the kernels; float pixels (checked to be in [0, 1]) too.
+        uint8 pixels, and float pixels (checked to be in [0, 1]) in the model's dtype, are normalised
+        inside the compiled call (so it is compiled for two pixel types per dtype).
         ``stages``: run only the first that many of ``stage_names()`` (for profiling; default all).
         """
         dtype = self.model.dtype
-        if images.dtype != np.uint8 and images.dtype not in (np.float32, np.float64):
-            images = images.astype(dtype)
+        if images.dtype != np.uint8:                     # float pixels: in the model's dtype, as preprocess does
+            images = images.astype(dtype, copy=False)
         images = np.ascontiguousarray(images)
         scale = dtype.type(1.0 / 255.0 if images.dtype == np.uint8 else 1.0)
         weights, biases = self._weight_lists()
