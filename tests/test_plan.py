@@ -107,3 +107,21 @@ def test_stale_cache_and_bad_dsig_are_one_line_errors():
         model.backward(dsig[:3], 0.0, cache)
     with pytest.raises(ValueError, match=r"shape \(N, 12, 12, 3\)"):
         model.forward(images[:, :6])
+
+
+def test_training_steps_reuse_one_workspace_and_do_not_grow():
+    model = perturbed(TINY, np.float32)
+    images = images_for(TINY, 6)
+    dsig = np.ones((6, TINY.signature_dim), np.float32)
+    with limit(2):
+        model.backward(dsig, 0.0, model.forward(images, train=True)[1])
+        ws = model.plan.workspace(6, train=True)
+        tracemalloc.start()
+        model.backward(dsig, 0.0, model.forward(images, train=True)[1])
+        base = tracemalloc.get_traced_memory()[0]
+        for _ in range(5):
+            model.backward(dsig, 0.0, model.forward(images, train=True)[1])
+        current = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        assert model.plan.workspace(6, train=True) is ws
+    assert current - base < 4096, current - base
