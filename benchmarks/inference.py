@@ -12,9 +12,11 @@ ONE thread (Numba and BLAS), as on the paper's single Cortex-A9 core (30 ms
 for 41M FLOPs). ``model.embed`` runs the compiled plan (``npface.plan``); the
 per-op path (``model.forward(..., per_op=True)``) is timed beside it. The
 per-stage breakdown gives each stage's time in both: the per-op path's from
-its own ``timings``, the plan's as differences of medians of the plan run
-up to and including each stage (``Plan.forward(..., stages=k)``), so the
-plan's figures time the compiled code itself. Every ratio is to a float32
+its own ``timings``, the plan's as the median difference between running
+the plan up to and including a stage and up to the stage before
+(``Plan.forward(..., stages=k)``, timed back to back), so the plan's figures
+time the compiled code itself. Small stages (a few microseconds) are within
+the noise of these differences. Every ratio is to a float32
 GEMM peak measured in the same run; batch 256 runs on two threads against
 the two-thread peak. The plan's workspace for batch 1 is reported in bytes.
 
@@ -66,6 +68,24 @@ def stage_limits(model):
     return limits
 
 
+def plan_stage_times(model, one, n_stages, reps):
+    """Seconds per stage inside the compiled plan: the median over ``reps`` rounds of t(k) - t(k-1), where
+    t(k) is one call that runs the first k stages (``Plan.forward(..., stages=k)``; t(0) is the bare call),
+    all k timed back to back in each round so that the machine's drift cancels in the differences."""
+    clock = time.perf_counter
+    diffs = np.empty((reps, n_stages))
+    for k in range(n_stages + 1):
+        model.plan.forward(one, stages=k)
+    for r in range(reps):
+        t = np.empty(n_stages + 1)
+        for k in range(n_stages + 1):
+            start = clock()
+            model.plan.forward(one, stages=k)
+            t[k] = clock() - start
+        diffs[r] = np.diff(t)
+    return np.median(diffs, axis=0)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Batch-1 single-thread latency, batch-256 two-thread throughput "
                                      "and a per-stage breakdown of the whole network: the compiled plan beside the "
@@ -111,9 +131,7 @@ def main(argv=None):
             model.forward(one, timings=t)
             for k, v in t.items():
                 per_layer.setdefault(k, []).append(v)
-        # the plan's stages: the median of running the first k stages, for every k; differences are per stage
-        prefix = [median_time(lambda: model.plan.forward(one, stages=k), min_reps=calls, min_seconds=0.0,
-                              warmup=5) for k in range(1, len(names) + 1)]
+        plan_stage = plan_stage_times(model, one, len(names), calls)
         throughput_t = median_time(lambda: model.embed(batch, batch_size=32), min_reps=3 if args.quick else 10)
     reps = 2 if args.quick else 5
     with limit(threads2):
@@ -142,19 +160,20 @@ def main(argv=None):
     stage_macs = dict(macs)
     stage_macs["preprocess+resize"] = macs["resize"]
     medians = {k: float(np.median(v)) for k, v in per_layer.items()}
-    plan_stage = dict(zip(names, np.diff([0.0] + prefix)))
+    plan_stage = dict(zip(names, plan_stage))
     limits = stage_limits(model)
+    stage_sum = float(sum(plan_stage.values()))
     print(f"{'stage':18s} {'per-op ms':>9s} {'plan ms':>8s} {'MMACs':>7s} {'plan %peak':>10s}  limited by")
     rows = []
     for name in names:
         m, before, after = stage_macs.get(name, 0), medians.get(name, 0.0), float(plan_stage[name])
-        rows.append(dict(stage=name, ms=1e3 * after, per_op_ms=1e3 * before, share=after / prefix[-1], macs=m,
+        rows.append(dict(stage=name, ms=1e3 * after, per_op_ms=1e3 * before, share=after / stage_sum, macs=m,
                          gflops=2 * m / after / 1e9 if after > 0 else 0.0,
                          ratio=ratio(after, m, peak1) if after > 0 and m else None,
                          per_op_ratio=ratio(before, m, peak1) if before > 0 and m else None, limit=limits[name]))
         print(f"{name:18s} {1e3 * before:9.3f} {1e3 * after:8.3f} {m / 1e6:7.2f} "
               + (f"{100 * rows[-1]['ratio']:9.1f}%" if rows[-1]["ratio"] else f"{'-':>10s}") + f"  {limits[name]}")
-    print(f"{'(sum of stages)':18s} {1e3 * sum(medians.values()):9.3f} {1e3 * prefix[-1]:8.3f}   (the rest of "
+    print(f"{'(sum of stages)':18s} {1e3 * sum(medians.values()):9.3f} {1e3 * stage_sum:8.3f}   (the rest of "
           f"embed's {1e3 * latency:.3f} ms is the boundary: checks, the workspace lookup, the output copy)")
     print(f"\nFor scale: the paper's 30 ms on a 1 GHz Cortex-A9 for 41M FLOPs; here {1e3 * latency:.2f} ms "
           f"on one core of this machine.")

@@ -130,6 +130,8 @@ def sample_forward(img, scale, layout, align_prog, sig_prog, weights, biases, st
     Only the first ``stages`` stages run (normalise+resize, each alignment layer, the warp, each
     signature layer; for profiling): a full run passes at least their number.
     """
+    if stages < 1:
+        return
     S, A = layout[L_S], layout[L_A]
     x = act[:3 * S * S].reshape((3, S, S))
     normalise_sample(img, scale, x)
