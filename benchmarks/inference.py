@@ -12,11 +12,11 @@ ONE thread (Numba and BLAS), as on the paper's single Cortex-A9 core (30 ms
 for 41M FLOPs). ``model.embed`` runs the compiled plan (``npface.plan``); the
 per-op path (``model.forward(..., per_op=True)``) is timed beside it. The
 per-stage breakdown gives each stage's time in both: the per-op path's from
-its own ``timings``, the plan's as the median difference between running
-the plan up to and including a stage and up to the stage before
-(``Plan.forward(..., stages=k)``, timed back to back), so the plan's figures
-time the compiled code itself. Small stages (a few microseconds) are within
-the noise of these differences. Every ratio is to a float32
+its own ``timings`` (medians), the plan's as the difference between the
+fastest calls that run the plan up to and including a stage and up to the
+stage before (``Plan.forward(..., stages=k)``), so the plan's figures time
+the compiled code itself, on warm caches. Stages of a few microseconds are
+within the noise of these differences. Every ratio is to a float32
 GEMM peak measured in the same run; batch 256 runs on two threads against
 the two-thread peak. The plan's workspace for batch 1 is reported in bytes.
 
@@ -69,21 +69,24 @@ def stage_limits(model):
 
 
 def plan_stage_times(model, one, n_stages, reps):
-    """Seconds per stage inside the compiled plan: the median over ``reps`` rounds of t(k) - t(k-1), where
-    t(k) is one call that runs the first k stages (``Plan.forward(..., stages=k)``; t(0) is the bare call),
-    all k timed back to back in each round so that the machine's drift cancels in the differences."""
-    clock = time.perf_counter
-    diffs = np.empty((reps, n_stages))
-    for k in range(n_stages + 1):
+    """Seconds per stage inside the compiled plan: t(k) - t(k-1), where t(k) is the fastest of ``reps``
+    consecutive calls that run the first k stages (``Plan.forward(..., stages=k)``; t(0) is the bare call).
+
+    The fastest call, not the median: differences of medians of ~3 ms calls drown stages of tens of
+    microseconds in noise, while the fastest calls all run on warm caches, as a stream of batch-1 calls
+    does. (Timing all prefixes back to back instead charges each stage the cache misses of its weights,
+    which the next stage then seems to save.)
+    """
+    def fastest(k):
+        times = []
         model.plan.forward(one, stages=k)
-    for r in range(reps):
-        t = np.empty(n_stages + 1)
-        for k in range(n_stages + 1):
-            start = clock()
+        for _ in range(reps):
+            start = time.perf_counter()
             model.plan.forward(one, stages=k)
-            t[k] = clock() - start
-        diffs[r] = np.diff(t)
-    return np.median(diffs, axis=0)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return np.diff([fastest(k) for k in range(n_stages + 1)])
 
 
 def main(argv=None):
