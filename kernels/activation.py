@@ -7,7 +7,7 @@ the forward output, since out > 0 exactly where x > 0.
 import numpy as np
 from numba import prange
 
-from kernels.jit import parallel_kernel
+from kernels.jit import kernel, parallel_kernel
 
 
 @parallel_kernel
@@ -19,11 +19,21 @@ def relu_forward(x, out):
         out[k] = v if (v > 0.0 or v != v) else 0.0
 
 
+@kernel
+def relu_backward_serial(dout, out, dx):
+    """dx (M,) = dout (M,) where out (M,) > 0, else 0, on the calling thread (dx may be dout itself)."""
+    for k in range(dout.shape[0]):
+        dx[k] = dout[k] if out[k] > 0.0 else 0.0
+
+
 @parallel_kernel
 def relu_backward(dout, out, dx):
-    """dx (M,) = dout (M,) where out (M,) > 0, else 0."""
-    for k in prange(dout.shape[0]):
-        dx[k] = dout[k] if out[k] > 0.0 else 0.0
+    """``relu_backward_serial`` with the array cut into chunks that run on Numba's threads."""
+    M = dout.shape[0]
+    chunk = 16384
+    for i in prange((M + chunk - 1) // chunk):
+        lo, hi = i * chunk, min(M, (i + 1) * chunk)
+        relu_backward_serial(dout[lo:hi], out[lo:hi], dx[lo:hi])
 
 
 def relu_forward_reference(x):

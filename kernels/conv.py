@@ -41,11 +41,21 @@ from kernels.jit import kernel, parallel_kernel
 # --------------------------------------------------------------------------
 
 @kernel
+def _valid_columns(Wo, W, stride, pad, q):
+    """(j_lo, j_hi): the output columns j whose tap q reads inside the image, 0 <= j*stride - pad + q < W."""
+    j_lo = max(0, (pad - q + stride - 1) // stride)
+    j_hi = min(Wo, (W - 1 + pad - q) // stride + 1)
+    return j_lo, max(j_lo, j_hi)
+
+
+@kernel
 def im2col(x_n, K, stride, pad, cols):
     """Copy receptive fields into columns.
 
     x_n (C, H, W), cols (C*K*K, Ho*Wo): cols[(c*K + p)*K + q, i*Wo + j] =
     xpad[c, i*stride + p, j*stride + q], zero where the field hangs over the edge.
+    Each row segment is split into its left padding, the columns inside the
+    image (a branch-free strided copy) and its right padding.
     """
     C, H, W = x_n.shape
     Wo = (W + 2 * pad - K) // stride + 1
@@ -54,6 +64,8 @@ def im2col(x_n, K, stride, pad, cols):
         for p in range(K):
             for q in range(K):
                 row = (c * K + p) * K + q
+                j_lo, j_hi = _valid_columns(Wo, W, stride, pad, q)
+                off = q - pad
                 for i in range(Ho):
                     h = i * stride - pad + p
                     base = i * Wo
@@ -61,9 +73,17 @@ def im2col(x_n, K, stride, pad, cols):
                         for j in range(Wo):
                             cols[row, base + j] = 0.0
                         continue
-                    for j in range(Wo):
-                        v = j * stride - pad + q
-                        cols[row, base + j] = x_n[c, h, v] if 0 <= v < W else 0.0
+                    if stride == 1:                              # the select vectorises: masked loads
+                        for j in range(Wo):
+                            v = j + off
+                            cols[row, base + j] = x_n[c, h, v] if 0 <= v < W else 0.0
+                        continue
+                    for j in range(j_lo):
+                        cols[row, base + j] = 0.0
+                    for j in range(j_lo, j_hi):                  # strided: branch-free inside the image
+                        cols[row, base + j] = x_n[c, h, j * stride + off]
+                    for j in range(j_hi, Wo):
+                        cols[row, base + j] = 0.0
 
 
 @kernel
@@ -80,15 +100,15 @@ def col2im_add(dcols, K, stride, pad, dx_n):
         for p in range(K):
             for q in range(K):
                 row = (c * K + p) * K + q
+                j_lo, j_hi = _valid_columns(Wo, W, stride, pad, q)
+                off = q - pad
                 for i in range(Ho):
                     h = i * stride - pad + p
                     if h < 0 or h >= H:
                         continue
                     base = i * Wo
-                    for j in range(Wo):
-                        v = j * stride - pad + q
-                        if 0 <= v < W:
-                            dx_n[c, h, v] += dcols[row, base + j]
+                    for j in range(j_lo, j_hi):
+                        dx_n[c, h, j * stride + off] += dcols[row, base + j]
 
 
 @kernel
@@ -100,7 +120,7 @@ def _add_bias(out_n, b, relu):
         if relu:
             for k in range(P):
                 v = out_n[f, k] + bf
-                out_n[f, k] = v if (v > 0.0 or v != v) else 0.0     # NaN stays NaN, as in kernels.activation
+                out_n[f, k] = 0.0 if v <= 0.0 else v                 # NaN stays NaN (NaN <= 0 is false)
         else:
             for k in range(P):
                 out_n[f, k] += bf
@@ -120,6 +140,39 @@ def _sum_groups(parts, total):
 # General K x K convolution
 # --------------------------------------------------------------------------
 
+@kernel
+def conv2d_forward_sample(x_n, w2, b, K, stride, pad, relu, cols, out_n):
+    """One sample: out_n (F, Ho*Wo) = w2 (F, C*K*K) @ im2col(x_n (C, H, W)) + b, then ReLU if relu.
+
+    ``cols`` (C*K*K, Ho*Wo) is caller-owned scratch (the whole-network plans
+    hand in workspace, the batch kernel below its own).
+    """
+    im2col(x_n, K, stride, pad, cols)
+    np.dot(w2, cols, out_n)
+    _add_bias(out_n, b, relu)
+
+
+@kernel
+def conv2d_backward_sample(dout_n, x_n, w2t, K, stride, pad, cols, dcols, dw_n, dw_acc, db_acc, want_dx, dx_n):
+    """One sample's share of the gradients of ``conv2d_forward_sample`` (without its ReLU).
+
+    dout_n (F, Ho*Wo), x_n (C, H, W), w2t (C*K*K, F) = w2.T. Adds dout_n @ cols.T
+    to dw_acc (F, C*K*K) (via the scratch dw_n) and dout_n's row sums to
+    db_acc (F,); if want_dx, overwrites dx_n (C, H, W) with col2im(w2.T @ dout_n).
+    cols, dcols (C*K*K, Ho*Wo) are scratch.
+    """
+    F, P = dout_n.shape
+    im2col(x_n, K, stride, pad, cols)
+    np.dot(dout_n, cols.T, dw_n)
+    dw_acc += dw_n
+    for f in range(F):
+        db_acc[f] += dout_n[f].sum()
+    if want_dx:
+        np.dot(w2t, dout_n, dcols)
+        dx_n[:] = 0.0
+        col2im_add(dcols, K, stride, pad, dx_n)
+
+
 @parallel_kernel
 def conv2d_forward(x, w2, b, K, stride, pad, G, relu, out):
     """out (N, F, Ho, Wo) = conv(x (N, C, H, W), w2 (F, C*K*K)) + b (F,), then ReLU if relu."""
@@ -129,10 +182,7 @@ def conv2d_forward(x, w2, b, K, stride, pad, G, relu, out):
     for g in prange(G):
         cols = np.empty((CKK, P), x.dtype)                       # (C*K*K, Ho*Wo)
         for n in range(g, N, G):
-            im2col(x[n], K, stride, pad, cols)
-            out_n = out[n].reshape(F, P)                         # (F, Ho*Wo) view
-            np.dot(w2, cols, out_n)
-            _add_bias(out_n, b, relu)
+            conv2d_forward_sample(x[n], w2, b, K, stride, pad, relu, cols, out[n].reshape(F, P))
 
 
 @parallel_kernel
@@ -153,15 +203,8 @@ def conv2d_backward(dout, x, w2, K, stride, pad, G, dx, dw2, db):
         dcols = np.empty((CKK, P), x.dtype)
         dw_n = np.empty((F, CKK), x.dtype)
         for n in range(g, N, G):
-            dout_n = dout[n].reshape(F, P)                       # (F, Ho*Wo)
-            im2col(x[n], K, stride, pad, cols)
-            np.dot(dout_n, cols.T, dw_n)
-            dw_parts[g] += dw_n
-            for f in range(F):
-                db_parts[g, f] += dout_n[f].sum()
-            np.dot(w2t, dout_n, dcols)
-            dx[n] = 0.0
-            col2im_add(dcols, K, stride, pad, dx[n])
+            conv2d_backward_sample(dout[n].reshape(F, P), x[n], w2t, K, stride, pad, cols, dcols, dw_n,
+                                   dw_parts[g], db_parts[g], True, dx[n])
     _sum_groups(dw_parts, dw2)
     _sum_groups(db_parts, db)
 
@@ -169,6 +212,26 @@ def conv2d_backward(dout, x, w2, K, stride, pad, G, dx, dw2, db):
 # --------------------------------------------------------------------------
 # 1 x 1 convolution (network-in-network): no im2col
 # --------------------------------------------------------------------------
+
+@kernel
+def conv1x1_forward_sample(x_n, w2, b, relu, out_n):
+    """One sample: out_n (F, H*W) = w2 (F, C) @ x_n (C, H*W) + b, then ReLU if relu."""
+    np.dot(w2, x_n, out_n)
+    _add_bias(out_n, b, relu)
+
+
+@kernel
+def conv1x1_backward_sample(dout_n, x_n, w2t, dw_n, dw_acc, db_acc, want_dx, dx_n):
+    """One sample's share of the 1x1 gradients: dw_acc (F, C) += dout_n (F, H*W) @ x_n.T (H*W, C)
+    (via the scratch dw_n), db_acc (F,) += row sums; if want_dx, dx_n (C, H*W) = w2t (C, F) @ dout_n."""
+    F = dout_n.shape[0]
+    np.dot(dout_n, x_n.T, dw_n)
+    dw_acc += dw_n
+    for f in range(F):
+        db_acc[f] += dout_n[f].sum()
+    if want_dx:
+        np.dot(w2t, dout_n, dx_n)
+
 
 @parallel_kernel
 def conv1x1_forward(x, w2, b, G, relu, out):
@@ -178,9 +241,7 @@ def conv1x1_forward(x, w2, b, G, relu, out):
     P = x.shape[2] * x.shape[3]
     for g in prange(G):
         for n in range(g, N, G):
-            out_n = out[n].reshape(F, P)
-            np.dot(w2, x[n].reshape(C, P), out_n)
-            _add_bias(out_n, b, relu)
+            conv1x1_forward_sample(x[n].reshape(C, P), w2, b, relu, out[n].reshape(F, P))
 
 
 @parallel_kernel
@@ -195,13 +256,8 @@ def conv1x1_backward(dout, x, w2, G, dx, dw2, db):
     for g in prange(G):
         dw_n = np.empty((F, C), x.dtype)
         for n in range(g, N, G):
-            dout_n = dout[n].reshape(F, P)
-            x_n = x[n].reshape(C, P)
-            np.dot(dout_n, x_n.T, dw_n)
-            dw_parts[g] += dw_n
-            for f in range(F):
-                db_parts[g, f] += dout_n[f].sum()
-            np.dot(w2t, dout_n, dx[n].reshape(C, P))
+            conv1x1_backward_sample(dout[n].reshape(F, P), x[n].reshape(C, P), w2t, dw_n, dw_parts[g],
+                                    db_parts[g], True, dx[n].reshape(C, P))
     _sum_groups(dw_parts, dw2)
     _sum_groups(db_parts, db)
 

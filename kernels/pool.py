@@ -14,66 +14,101 @@ we pick). Backward adds dout to the winner, so overlapping windows
 import numpy as np
 from numba import prange
 
-from kernels.jit import parallel_kernel
+from kernels.jit import kernel, parallel_kernel
+
+
+@kernel
+def maxpool2d_forward_plane(x_c, size, stride, out_c, argmax_c):
+    """One channel plane: out_c (Ho, Wo) = window maxima of x_c (H, W); argmax_c (Ho, Wo) the winners."""
+    Ho, Wo = out_c.shape
+    for i in range(Ho):
+        for j in range(Wo):
+            h0, w0 = i * stride, j * stride
+            best = x_c[h0, w0]
+            best_k = 0
+            for p in range(size):
+                for q in range(size):
+                    v = x_c[h0 + p, w0 + q]
+                    if v > best:
+                        best = v
+                        best_k = p * size + q
+            out_c[i, j] = best
+            argmax_c[i, j] = best_k
+
+
+@kernel
+def maxpool2x2_forward_plane(x_c, out_c, argmax_c):
+    """The 2x2, stride-2 case of ``maxpool2d_forward_plane`` (Table 2's pools), unrolled: same results."""
+    Ho, Wo = out_c.shape
+    for i in range(Ho):
+        for j in range(Wo):
+            best = x_c[2 * i, 2 * j]
+            k = 0
+            v = x_c[2 * i, 2 * j + 1]
+            if v > best:
+                best, k = v, 1
+            v = x_c[2 * i + 1, 2 * j]
+            if v > best:
+                best, k = v, 2
+            v = x_c[2 * i + 1, 2 * j + 1]
+            if v > best:
+                best, k = v, 3
+            out_c[i, j] = best
+            argmax_c[i, j] = k
+
+
+@kernel
+def maxpool2d_forward_sample(x_n, size, stride, out_n, argmax_n):
+    """One sample, every channel: x_n (C, H, W) -> out_n, argmax_n (C, Ho, Wo); 2x2/2 takes the unrolled path."""
+    for c in range(x_n.shape[0]):
+        if size == 2 and stride == 2:
+            maxpool2x2_forward_plane(x_n[c], out_n[c], argmax_n[c])
+        else:
+            maxpool2d_forward_plane(x_n[c], size, stride, out_n[c], argmax_n[c])
+
+
+@kernel
+def maxpool2d_backward_plane(dout_c, argmax_c, size, stride, dx_c):
+    """dx_c (H, W) overwritten: zero but at each window's winner, which gets the window's dout_c (Ho, Wo)."""
+    dx_c[:] = 0.0
+    Ho, Wo = dout_c.shape
+    for i in range(Ho):
+        for j in range(Wo):
+            k = argmax_c[i, j]
+            dx_c[i * stride + k // size, j * stride + k % size] += dout_c[i, j]
+
+
+@kernel
+def maxpool2d_backward_sample(dout_n, argmax_n, size, stride, dx_n):
+    """``maxpool2d_backward_plane`` over the channels of one sample: dout_n (C, Ho, Wo) -> dx_n (C, H, W)."""
+    for c in range(dx_n.shape[0]):
+        maxpool2d_backward_plane(dout_n[c], argmax_n[c], size, stride, dx_n[c])
 
 
 @parallel_kernel
 def maxpool2d_forward(x, size, stride, out, argmax):
     N, C = x.shape[0], x.shape[1]
-    Ho, Wo = out.shape[2], out.shape[3]
     for nc in prange(N * C):
         n, c = nc // C, nc % C
-        for i in range(Ho):
-            for j in range(Wo):
-                h0, w0 = i * stride, j * stride
-                best = x[n, c, h0, w0]
-                best_k = 0
-                for p in range(size):
-                    for q in range(size):
-                        v = x[n, c, h0 + p, w0 + q]
-                        if v > best:
-                            best = v
-                            best_k = p * size + q
-                out[n, c, i, j] = best
-                argmax[n, c, i, j] = best_k
+        maxpool2d_forward_plane(x[n, c], size, stride, out[n, c], argmax[n, c])
 
 
 @parallel_kernel
 def maxpool2x2_forward(x, out, argmax):
-    """The 2x2, stride-2 case of ``maxpool2d_forward`` (Table 2's pools), unrolled: same results."""
+    """The 2x2, stride-2 case of ``maxpool2d_forward``: same results, unrolled."""
     N, C = x.shape[0], x.shape[1]
-    Ho, Wo = out.shape[2], out.shape[3]
     for nc in prange(N * C):
         n, c = nc // C, nc % C
-        for i in range(Ho):
-            for j in range(Wo):
-                best = x[n, c, 2 * i, 2 * j]
-                k = 0
-                v = x[n, c, 2 * i, 2 * j + 1]
-                if v > best:
-                    best, k = v, 1
-                v = x[n, c, 2 * i + 1, 2 * j]
-                if v > best:
-                    best, k = v, 2
-                v = x[n, c, 2 * i + 1, 2 * j + 1]
-                if v > best:
-                    best, k = v, 3
-                out[n, c, i, j] = best
-                argmax[n, c, i, j] = k
+        maxpool2x2_forward_plane(x[n, c], out[n, c], argmax[n, c])
 
 
 @parallel_kernel
 def maxpool2d_backward(dout, argmax, size, stride, dx):
     """dx (N, C, H, W) overwritten: zero but at each window's winner."""
     N, C = dx.shape[0], dx.shape[1]
-    Ho, Wo = dout.shape[2], dout.shape[3]
     for nc in prange(N * C):
         n, c = nc // C, nc % C
-        dx[n, c] = 0.0
-        for i in range(Ho):
-            for j in range(Wo):
-                k = argmax[n, c, i, j]
-                dx[n, c, i * stride + k // size, j * stride + k % size] += dout[n, c, i, j]
+        maxpool2d_backward_plane(dout[n, c], argmax[n, c], size, stride, dx[n, c])
 
 
 def maxpool2d_forward_reference(x, size, stride):

@@ -17,7 +17,7 @@ of output o and ``weights (So, T)`` the weights of pixels start[o] .. start[o] +
 import numpy as np
 from numba import prange
 
-from kernels.jit import parallel_kernel
+from kernels.jit import kernel, parallel_kernel
 
 
 def area_weights(size, out_size):
@@ -50,32 +50,41 @@ def area_taps(size, out_size, dtype):
     return start.astype(np.int64), weights
 
 
-@parallel_kernel
-def resize_forward(img, start_h, weights_h, start_w, weights_w, out):
-    """out (N, C, Ho, Wo) = area resize of img (N, C, H, W) with banded taps per axis.
+@kernel
+def resize_plane(img_c, start_h, weights_h, start_w, weights_w, rows, out_c):
+    """One channel plane: out_c (Ho, Wo) = area resize of img_c (H, W); rows (Ho, W) is scratch.
 
     Rows first (whole contiguous rows are blended, which vectorises), then
     columns on the already shorter image.
     """
-    N, C, H, W = img.shape
-    Ho, Wo = out.shape[2], out.shape[3]
+    H, W = img_c.shape
+    Ho, Wo = out_c.shape
     Th, Tw = weights_h.shape[1], weights_w.shape[1]
+    rows[:] = 0.0
+    for o in range(Ho):
+        s = start_h[o]
+        for t in range(Th):
+            wt = weights_h[o, t]
+            for q in range(W):
+                rows[o, q] += wt * img_c[s + t, q]
+    for o in range(Ho):
+        for q in range(Wo):
+            s = start_w[q]
+            acc = 0.0
+            for t in range(Tw):
+                acc += weights_w[q, t] * rows[o, s + t]
+            out_c[o, q] = acc
+
+
+@parallel_kernel
+def resize_forward(img, start_h, weights_h, start_w, weights_w, out):
+    """out (N, C, Ho, Wo) = area resize of img (N, C, H, W) with banded taps per axis."""
+    N, C, H, W = img.shape
+    Ho = out.shape[2]
     for nc in prange(N * C):
         n, c = nc // C, nc % C
-        rows = np.zeros((Ho, W), img.dtype)                    # (Ho, W): resized along the rows
-        for o in range(Ho):
-            s = start_h[o]
-            for t in range(Th):
-                wt = weights_h[o, t]
-                for q in range(W):
-                    rows[o, q] += wt * img[n, c, s + t, q]
-        for o in range(Ho):
-            for q in range(Wo):
-                s = start_w[q]
-                acc = 0.0
-                for t in range(Tw):
-                    acc += weights_w[q, t] * rows[o, s + t]
-                out[n, c, o, q] = acc
+        rows = np.empty((Ho, W), img.dtype)                    # (Ho, W): resized along the rows
+        resize_plane(img[n, c], start_h, weights_h, start_w, weights_w, rows, out[n, c])
 
 
 def resize_forward_reference(img, out_h, out_w):

@@ -48,11 +48,11 @@ from kernels.jit import kernel, parallel_kernel
 
 
 @kernel
-def _pixel(img, n, c, y, x):
-    """img[n, c, y, x], or 0 outside the image."""
-    H, W = img.shape[2], img.shape[3]
+def _pixel(img_n, c, y, x):
+    """img_n[c, y, x], or 0 outside the image."""
+    H, W = img_n.shape[1], img_n.shape[2]
     if 0 <= y < H and 0 <= x < W:
-        return img[n, c, y, x]
+        return img_n[c, y, x]
     return 0.0
 
 
@@ -66,87 +66,135 @@ def _sample_point(t, x_o, y_o, H, W):
     return int(fx), int(fy), ix - fx, iy - fy
 
 
-@parallel_kernel
-def warp_forward(img, theta, out):
-    N, C, H, W = img.shape
-    Ho, Wo = out.shape[2], out.shape[3]
-    for n in prange(N):
-        t = theta[n]
-        for i in range(Ho):
-            y_o = (2.0 * i + 1.0) / Ho - 1.0
-            for j in range(Wo):
-                x_o = (2.0 * j + 1.0) / Wo - 1.0
-                x0, y0, wx, wy = _sample_point(t, x_o, y_o, H, W)
-                w00, w01 = (1.0 - wy) * (1.0 - wx), (1.0 - wy) * wx
-                w10, w11 = wy * (1.0 - wx), wy * wx
-                if 0 <= x0 and x0 + 1 < W and 0 <= y0 and y0 + 1 < H:
-                    # the whole cell is inside the image: no bounds checks
-                    for c in range(C):
-                        out[n, c, i, j] = (w00 * img[n, c, y0, x0] + w01 * img[n, c, y0, x0 + 1]
-                                           + w10 * img[n, c, y0 + 1, x0] + w11 * img[n, c, y0 + 1, x0 + 1])
-                else:
-                    for c in range(C):
-                        out[n, c, i, j] = (w00 * _pixel(img, n, c, y0, x0) + w01 * _pixel(img, n, c, y0, x0 + 1)
-                                           + w10 * _pixel(img, n, c, y0 + 1, x0)
-                                           + w11 * _pixel(img, n, c, y0 + 1, x0 + 1))
+@kernel
+def pose_to_theta_sample(pose, t):
+    """pose (4,) = (a, b, tx, ty) -> t (2, 3) = [[a, -b, tx], [b, a, ty]], the similarity transform."""
+    a, b, tx, ty = pose[0], pose[1], pose[2], pose[3]
+    t[0, 0], t[0, 1], t[0, 2] = a, -b, tx
+    t[1, 0], t[1, 1], t[1, 2] = b, a, ty
 
 
 @kernel
-def _scatter(dimg, n, c, y, x, v):
-    H, W = dimg.shape[2], dimg.shape[3]
+def dtheta_to_dpose_sample(dt, dpose):
+    """The chain rule through ``pose_to_theta_sample``: dt (2, 3) -> dpose (4,)."""
+    dpose[0] = dt[0, 0] + dt[1, 1]
+    dpose[1] = dt[1, 0] - dt[0, 1]
+    dpose[2] = dt[0, 2]
+    dpose[3] = dt[1, 2]
+
+
+@kernel
+def pose_to_theta(pose, theta):
+    """pose (N, 4) -> theta (N, 2, 3), row by row."""
+    for n in range(pose.shape[0]):
+        pose_to_theta_sample(pose[n], theta[n])
+
+
+@kernel
+def dtheta_to_dpose(dtheta, dpose):
+    """dtheta (N, 2, 3) -> dpose (N, 4), row by row."""
+    for n in range(dtheta.shape[0]):
+        dtheta_to_dpose_sample(dtheta[n], dpose[n])
+
+
+@kernel
+def warp_forward_sample(img_n, t, out_n):
+    """One image: out_n (C, Ho, Wo) = img_n (C, H, W) sampled through t (2, 3), all channels per grid point."""
+    C, H, W = img_n.shape
+    Ho, Wo = out_n.shape[1], out_n.shape[2]
+    one = img_n.dtype.type(1.0)
+    for i in range(Ho):
+        y_o = (2.0 * i + 1.0) / Ho - 1.0
+        for j in range(Wo):
+            x_o = (2.0 * j + 1.0) / Wo - 1.0
+            x0, y0, wx_, wy_ = _sample_point(t, x_o, y_o, H, W)
+            # the bilinear weights in the image's dtype: a float32 blend of float32 pixels runs twice as
+            # fast as one promoted to float64 (the position itself is found in float64)
+            wx, wy = img_n.dtype.type(wx_), img_n.dtype.type(wy_)
+            w00, w01 = (one - wy) * (one - wx), (one - wy) * wx
+            w10, w11 = wy * (one - wx), wy * wx
+            if 0 <= x0 and x0 + 1 < W and 0 <= y0 and y0 + 1 < H:
+                # the whole cell is inside the image: no bounds checks
+                for c in range(C):
+                    out_n[c, i, j] = (w00 * img_n[c, y0, x0] + w01 * img_n[c, y0, x0 + 1]
+                                      + w10 * img_n[c, y0 + 1, x0] + w11 * img_n[c, y0 + 1, x0 + 1])
+            else:
+                for c in range(C):
+                    out_n[c, i, j] = (w00 * _pixel(img_n, c, y0, x0) + w01 * _pixel(img_n, c, y0, x0 + 1)
+                                      + w10 * _pixel(img_n, c, y0 + 1, x0) + w11 * _pixel(img_n, c, y0 + 1, x0 + 1))
+
+
+@parallel_kernel
+def warp_forward(img, theta, out):
+    for n in prange(img.shape[0]):
+        warp_forward_sample(img[n], theta[n], out[n])
+
+
+@kernel
+def _scatter(dimg_n, c, y, x, v):
+    H, W = dimg_n.shape[1], dimg_n.shape[2]
     if 0 <= y < H and 0 <= x < W:
-        dimg[n, c, y, x] += v
+        dimg_n[c, y, x] += v
+
+
+@kernel
+def warp_backward_sample(dout_n, img_n, t, want_dimg, dimg_n, dt):
+    """One image's gradients: dt (2, 3) overwritten from dout_n (C, Ho, Wo); dimg_n (C, H, W) overwritten
+    too if want_dimg (a network whose input needs no gradient skips that scatter)."""
+    C, H, W = img_n.shape
+    Ho, Wo = dout_n.shape[1], dout_n.shape[2]
+    if want_dimg:
+        dimg_n[:] = 0.0
+    g00 = g01 = g02 = g10 = g11 = g12 = 0.0
+    for i in range(Ho):
+        y_o = (2.0 * i + 1.0) / Ho - 1.0
+        for j in range(Wo):
+            x_o = (2.0 * j + 1.0) / Wo - 1.0
+            x0, y0, wx, wy = _sample_point(t, x_o, y_o, H, W)
+            d_ix = 0.0                                  # sum_c dout * d out / d ix
+            d_iy = 0.0
+            inside = 0 <= x0 and x0 + 1 < W and 0 <= y0 and y0 + 1 < H
+            for c in range(C):
+                g = dout_n[c, i, j]
+                if inside:
+                    v00, v01 = img_n[c, y0, x0], img_n[c, y0, x0 + 1]
+                    v10, v11 = img_n[c, y0 + 1, x0], img_n[c, y0 + 1, x0 + 1]
+                    if want_dimg:
+                        dimg_n[c, y0, x0] += g * (1.0 - wy) * (1.0 - wx)
+                        dimg_n[c, y0, x0 + 1] += g * (1.0 - wy) * wx
+                        dimg_n[c, y0 + 1, x0] += g * wy * (1.0 - wx)
+                        dimg_n[c, y0 + 1, x0 + 1] += g * wy * wx
+                else:
+                    v00, v01 = _pixel(img_n, c, y0, x0), _pixel(img_n, c, y0, x0 + 1)
+                    v10, v11 = _pixel(img_n, c, y0 + 1, x0), _pixel(img_n, c, y0 + 1, x0 + 1)
+                    if want_dimg:
+                        _scatter(dimg_n, c, y0, x0, g * (1.0 - wy) * (1.0 - wx))
+                        _scatter(dimg_n, c, y0, x0 + 1, g * (1.0 - wy) * wx)
+                        _scatter(dimg_n, c, y0 + 1, x0, g * wy * (1.0 - wx))
+                        _scatter(dimg_n, c, y0 + 1, x0 + 1, g * wy * wx)
+                d_ix += g * ((1.0 - wy) * (v01 - v00) + wy * (v11 - v10))
+                d_iy += g * ((1.0 - wx) * (v10 - v00) + wx * (v11 - v01))
+            d_xi = d_ix * 0.5 * W                       # chain rule through the unnormalisation
+            d_yi = d_iy * 0.5 * H
+            g00 += d_xi * x_o
+            g01 += d_xi * y_o
+            g02 += d_xi
+            g10 += d_yi * x_o
+            g11 += d_yi * y_o
+            g12 += d_yi
+    dt[0, 0] = g00
+    dt[0, 1] = g01
+    dt[0, 2] = g02
+    dt[1, 0] = g10
+    dt[1, 1] = g11
+    dt[1, 2] = g12
 
 
 @parallel_kernel
 def warp_backward(dout, img, theta, dimg, dtheta):
     """dimg (N, C, H, W) and dtheta (N, 2, 3), both overwritten, from dout (N, C, Ho, Wo)."""
-    N, C, H, W = img.shape
-    Ho, Wo = dout.shape[2], dout.shape[3]
-    for n in prange(N):
-        t = theta[n]
-        dimg[n] = 0.0
-        g00 = g01 = g02 = g10 = g11 = g12 = 0.0
-        for i in range(Ho):
-            y_o = (2.0 * i + 1.0) / Ho - 1.0
-            for j in range(Wo):
-                x_o = (2.0 * j + 1.0) / Wo - 1.0
-                x0, y0, wx, wy = _sample_point(t, x_o, y_o, H, W)
-                d_ix = 0.0                                  # sum_c dout * d out / d ix
-                d_iy = 0.0
-                inside = 0 <= x0 and x0 + 1 < W and 0 <= y0 and y0 + 1 < H
-                for c in range(C):
-                    g = dout[n, c, i, j]
-                    if inside:
-                        v00, v01 = img[n, c, y0, x0], img[n, c, y0, x0 + 1]
-                        v10, v11 = img[n, c, y0 + 1, x0], img[n, c, y0 + 1, x0 + 1]
-                        dimg[n, c, y0, x0] += g * (1.0 - wy) * (1.0 - wx)
-                        dimg[n, c, y0, x0 + 1] += g * (1.0 - wy) * wx
-                        dimg[n, c, y0 + 1, x0] += g * wy * (1.0 - wx)
-                        dimg[n, c, y0 + 1, x0 + 1] += g * wy * wx
-                    else:
-                        v00, v01 = _pixel(img, n, c, y0, x0), _pixel(img, n, c, y0, x0 + 1)
-                        v10, v11 = _pixel(img, n, c, y0 + 1, x0), _pixel(img, n, c, y0 + 1, x0 + 1)
-                        _scatter(dimg, n, c, y0, x0, g * (1.0 - wy) * (1.0 - wx))
-                        _scatter(dimg, n, c, y0, x0 + 1, g * (1.0 - wy) * wx)
-                        _scatter(dimg, n, c, y0 + 1, x0, g * wy * (1.0 - wx))
-                        _scatter(dimg, n, c, y0 + 1, x0 + 1, g * wy * wx)
-                    d_ix += g * ((1.0 - wy) * (v01 - v00) + wy * (v11 - v10))
-                    d_iy += g * ((1.0 - wx) * (v10 - v00) + wx * (v11 - v01))
-                d_xi = d_ix * 0.5 * W                       # chain rule through the unnormalisation
-                d_yi = d_iy * 0.5 * H
-                g00 += d_xi * x_o
-                g01 += d_xi * y_o
-                g02 += d_xi
-                g10 += d_yi * x_o
-                g11 += d_yi * y_o
-                g12 += d_yi
-        dtheta[n, 0, 0] = g00
-        dtheta[n, 0, 1] = g01
-        dtheta[n, 0, 2] = g02
-        dtheta[n, 1, 0] = g10
-        dtheta[n, 1, 1] = g11
-        dtheta[n, 1, 2] = g12
+    for n in prange(img.shape[0]):
+        warp_backward_sample(dout[n], img[n], theta[n], True, dimg[n], dtheta[n])
 
 
 # --------------------------------------------------------------------------

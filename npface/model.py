@@ -32,10 +32,12 @@ from typing import Dict, Tuple
 
 import numpy as np
 
+from kernels import preprocess, warp
 from npface import __version__, ops
 from npface.ops import pose_to_theta  # noqa: F401  (the model's similarity transform; re-exported)
 from npface.architecture import (ALIGN_INPUT_SIZE, ALIGNMENT_NET, INPUT_SIZE, SIGNATURE_NET, Conv, Layer, Linear,
                                  MaxPool, trace)
+from npface.plan import Plan, PlanCache
 from npface.threads import check_threads, limit
 
 FORMAT = "npface-model"
@@ -159,8 +161,10 @@ def init_parameters(config, seed=0, threshold=DEFAULT_THRESHOLD):
 
 def dtheta_to_dpose(dtheta):
     """The chain rule through ``pose_to_theta``: dtheta (N, 2, 3) -> dpose (N, 4)."""
-    return np.stack([dtheta[:, 0, 0] + dtheta[:, 1, 1], dtheta[:, 1, 0] - dtheta[:, 0, 1],
-                     dtheta[:, 0, 2], dtheta[:, 1, 2]], axis=1)
+    dtheta = np.ascontiguousarray(dtheta)
+    dpose = np.empty((len(dtheta), 4), dtype=dtheta.dtype)
+    warp.dtheta_to_dpose(dtheta, dpose)
+    return dpose
 
 
 # --------------------------------------------------------------------------
@@ -255,6 +259,8 @@ class FaceModel:
         self.params = params if params is not None else init_parameters(config, seed, threshold)
         self.provenance = dict(provenance or {})
         self.threads = 1                    # inference threads: one, like the paper's single ARM core
+        self.frozen = ()                    # name prefixes of parameters that get no gradient (e.g. "align.")
+        self._plan = None
 
     # ---------------------------------------------------------- properties
     @property
@@ -287,20 +293,38 @@ class FaceModel:
     def preprocess(self, images):
         """images (N, S, S, 3) uint8 or float in [0, 1] -> x (N, 3, S, S) in [-1, 1], the model's dtype."""
         self.check_images(images)
-        if images.dtype == np.uint8:
-            x = images.astype(self.dtype) * (1.0 / 255.0)
-        else:
-            if not np.all(np.isfinite(images)) or images.min() < 0.0 or images.max() > 1.0:
-                raise ValueError("float images must be finite and in [0, 1] (uint8 images are 0..255); got values in "
-                                 f"[{np.nanmin(images):.3g}, {np.nanmax(images):.3g}]")
-            x = images.astype(self.dtype)
-        return np.ascontiguousarray(((x - 0.5) / 0.5).transpose(0, 3, 1, 2))
+        self._check_float_range(images)
+        if images.dtype != np.uint8:
+            images = images.astype(self.dtype, copy=False)
+        S = self.config.input_size
+        x = np.empty((len(images), 3, S, S), dtype=self.dtype)
+        preprocess.normalise(np.ascontiguousarray(images), self.dtype.type(1.0 / 255.0 if images.dtype == np.uint8
+                                                                           else 1.0), x)
+        return x
 
-    def forward(self, images, train=False, timings=None):
+    @staticmethod
+    def _check_float_range(images):
+        """Float pixels must be finite and in [0, 1] (uint8 pixels are 0..255 by their type)."""
+        if images.dtype != np.uint8 and (not np.all(np.isfinite(images)) or images.min() < 0.0
+                                         or images.max() > 1.0):
+            raise ValueError("float images must be finite and in [0, 1] (uint8 images are 0..255); got values in "
+                             f"[{np.nanmin(images):.3g}, {np.nanmax(images):.3g}]")
+
+    def forward(self, images, train=False, timings=None, per_op=False):
         """Signatures (N, D) of a batch of images; with train=True also the cache for ``backward``.
 
-        ``timings``, if a dict, accumulates the wall time of every stage and layer (for profiling).
+        By default the whole network runs as one compiled call (``npface.plan``). ``per_op=True`` runs
+        it layer by layer through ``npface.ops`` instead: the readable reference path, which the plan
+        must equal. ``timings``, if a dict, accumulates the wall time of every stage and layer of the
+        per-op path (for profiling; it implies per_op).
         """
+        if not (per_op or timings is not None):
+            self.check_images(images)
+            self._check_float_range(images)
+            sig, ws = self.plan.forward(images, train)
+            if not train:
+                return sig.copy(), None
+            return sig.copy(), PlanCache(ws, ws.generation, ws.theta.copy())
         clock = time.perf_counter
         t = clock()
         x = self.preprocess(images)                                               # (N, 3, S, S)
@@ -320,22 +344,45 @@ class FaceModel:
     def backward(self, dsig, dthreshold, cache, dtheta_extra=None):
         """Gradients of every parameter (a dict like ``params``) from dsig (N, D) and dL/dthreshold.
 
-        dtheta_extra (N, 2, 3): the gradient of another loss term with respect to the warps
+        Parameters whose names start with a prefix in ``self.frozen`` get no gradient (they are left out
+        of the dict); when that covers the whole alignment net, its backward pass, and the warp's, are
+        skipped. dtheta_extra (N, 2, 3): the gradient of another loss term with respect to the warps
         ``cache.theta`` (e.g. the landmark loss of ``npface.pretrain_alignment``), added to what flows
         back through the warp.
         """
         if cache is None:
             raise ValueError("backward needs the cache of forward(images, train=True)")
+        N, D = len(cache.theta), self.config.signature_dim
+        dsig = np.asarray(dsig)
+        if dsig.shape != (N, D) or dsig.dtype.kind != "f":
+            raise ValueError(f"backward: dsig must be a float array of shape (N, D) = ({N}, {D}), got "
+                             f"{dsig.dtype} {dsig.shape}")
         if dtheta_extra is not None and np.shape(dtheta_extra) != cache.theta.shape:
             raise ValueError(f"dtheta_extra must have shape {cache.theta.shape}, got {np.shape(dtheta_extra)}")
-        grads = {}
-        daligned = backward_layers(np.ascontiguousarray(dsig, dtype=self.dtype), cache.signature, grads)
-        _, dtheta = ops.warp_backward(daligned, cache.warp)
-        if dtheta_extra is not None:
-            dtheta = dtheta + dtheta_extra
-        backward_layers(dtheta_to_dpose(dtheta).astype(self.dtype), cache.alignment, grads)
+        wanted = [n for n in self.params if n != "threshold" and not n.startswith(tuple(self.frozen))]
+        align_names = {layer.name + s for layer in self.config.alignment for s in (".weight", ".bias")}
+        want_align = any(n in align_names for n in wanted)
+        dsig = np.ascontiguousarray(dsig, dtype=self.dtype)
+        if isinstance(cache, PlanCache):
+            grads = self.plan.gradient_dict(self.plan.backward(dsig, cache, want_align, dtheta_extra), wanted)
+        else:
+            grads = {}
+            daligned = backward_layers(dsig, cache.signature, grads)
+            if want_align:
+                _, dtheta = ops.warp_backward(daligned, cache.warp)
+                if dtheta_extra is not None:
+                    dtheta = dtheta + dtheta_extra
+                backward_layers(dtheta_to_dpose(dtheta).astype(self.dtype), cache.alignment, grads)
+            grads = {n: grads[n] for n in wanted}
         grads["threshold"] = np.array(dthreshold, dtype=self.dtype)
         return grads
+
+    @property
+    def plan(self):
+        """The compiled forward and backward of this model (built on first use)."""
+        if self._plan is None:
+            self._plan = Plan(self)
+        return self._plan
 
     # ---------------------------------------------------------- inference
     def embed_with_features(self, images, batch_size=64, threads=None):
@@ -352,7 +399,7 @@ class FaceModel:
         feats = np.empty((len(images), n_in), dtype=np.float32)                      # (N, F)
         with limit(threads):
             for start in range(0, len(images), batch_size):
-                s, cache = self.forward(images[start:start + batch_size], train=True)
+                s, cache = self.forward(images[start:start + batch_size], train=True, per_op=True)
                 linear_cache, _ = cache.signature[-1][1]
                 sig[start:start + len(s)] = s
                 feats[start:start + len(s)] = linear_cache.x

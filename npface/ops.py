@@ -318,8 +318,9 @@ def pose_to_theta(pose):
     if p.ndim != 2 or p.shape[1] != 4 or p.dtype not in FLOAT_DTYPES:
         raise ValueError(f"pose must be a float array of shape (N, 4) = (a, b, tx, ty), "
                          f"got shape {p.shape}, dtype {p.dtype}")
-    a, b, tx, ty = p.T
-    return np.ascontiguousarray(np.stack([np.stack([a, -b, tx], 1), np.stack([b, a, ty], 1)], 1))
+    theta = np.empty((len(p), 2, 3), dtype=p.dtype)                          # (N, 2, 3)
+    warp.pose_to_theta(np.ascontiguousarray(p), theta)
+    return theta
 
 
 # --------------------------------------------------------------------------

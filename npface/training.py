@@ -579,6 +579,7 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
     else:
         model = comm.from_root(_initial_model, cfg, source)      # one initialisation, the same on every rank
     optimiser = SGD(model.params, cfg.lr, cfg.momentum, cfg.weight_decay, {"align.": cfg.align_lr_scale})
+    model.frozen = ("align.",) if cfg.align_lr_scale == 0 else ()      # a frozen net needs no backward pass
     if resume:
         optimiser.load_state(opt_arrays)
     schedule = StepSchedule(cfg.lr, cfg.steps, cfg.lr_drops, cfg.lr_factor)

@@ -139,7 +139,7 @@ def test_align_forward_is_the_models_alignment_path():
     model.params["a.out.weight"][...] = rng.normal(0, 0.1, size=model.params["a.out.weight"].shape)
     images = rng.integers(0, 256, (4, 12, 12, 3), dtype=np.uint8)
     before = images.copy()
-    _, cache = model.forward(images, train=True)
+    _, cache = model.forward(images, train=True, per_op=True)      # the reference path: the same products
     pose, _ = align_forward(model, images)
     np.testing.assert_array_equal(pose_to_theta(pose), cache.theta)
     np.testing.assert_array_equal(predict_thetas(model, images), cache.theta.astype(np.float64))

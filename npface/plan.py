@@ -1,0 +1,289 @@
+"""The fast path: the whole network as one compiled call over a workspace allocated once.
+
+``FaceModel.forward`` / ``backward`` / ``embed`` run through a ``Plan`` by
+default; the per-op path (``forward_layers``, ``ops``) stays as the readable
+reference and the test oracle. Both call the same kernels: the plan only
+decides, in ``kernels.plan``, the order of the calls and where their
+outputs live.
+
+What a plan holds:
+
+- the layer tables (``kernels.plan`` documents the columns), built once from
+  the model's configuration;
+- the weight and bias lists the kernels read: views of ``model.params``, so
+  in-place updates (the optimiser's) are seen; rebuilt when an entry of
+  ``params`` is replaced by another array;
+- workspaces, one per (batch size, dtype, threads, train): every activation,
+  scratch buffer and gradient buffer, allocated on first use and reused by
+  every later call of that shape (``MAX_WORKSPACES`` are kept, the least
+  recently used dropped first).
+
+A training forward keeps each sample's activations in its workspace: the
+cache it returns names that workspace, and is valid until the next training
+forward of the same shape (``backward`` checks and says so otherwise).
+"""
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from kernels import plan as kplan
+from kernels.resize import area_taps
+from npface.architecture import Conv, Linear, MaxPool, trace
+
+MAX_WORKSPACES = 4
+
+
+@dataclass
+class Tables:
+    """The configuration compiled to integer tables and sizes (dtype-independent)."""
+    layout: np.ndarray        # (len(LAYOUT_FIELDS),) int64
+    align: np.ndarray         # (L_align, len(PROGRAM_COLUMNS)) int64
+    sig: np.ndarray           # (L_conv, ...) the signature net up to its first affine layer
+    tail: np.ndarray          # (L_tail, ...) the signature net's affine layers, batched
+    act_size: int             # floats in one sample's activation row
+    argmax_size: int          # int32s in one sample's argmax row
+    cols_size: int            # the largest im2col matrix
+    grad_size: int            # floats in the flat gradient vector of every parameter but the threshold
+    tail_size: int            # per-sample floats of the tail blocks (times N in the buffer)
+    delta_size: int           # the largest activation (a gradient buffer's size)
+    dw_size: int              # the largest F*D + F of one layer (weight and bias scratch)
+    param_order: tuple        # parameter names in table order: weights[p] is param_order[p] + ".weight"
+    grad_offsets: dict        # name -> (offset, shape) in the flat gradient vector
+
+
+def build_tables(config):
+    """Compile ``config``'s layer lists to the tables ``kernels.plan`` walks."""
+    S, A = config.input_size, config.align_input_size
+    ncol = len(kplan.PROGRAM_COLUMNS)
+    state = dict(act=0, argmax=0, cols=0, grad=0, delta=3 * S * S, dw=0)
+    param_order, grad_offsets = [], {}
+
+    def alloc(key, size):
+        start = state[key]
+        state[key] += size
+        return start
+
+    def add_params(name, w_shape, F):
+        param_order.append(name)
+        gw = alloc("grad", int(np.prod(w_shape)))
+        gb = alloc("grad", F)
+        grad_offsets[name + ".weight"] = (gw, w_shape)
+        grad_offsets[name + ".bias"] = (gb, (F,))
+        state["dw"] = max(state["dw"], int(np.prod(w_shape)) + F)
+        return len(param_order) - 1, gw, gb
+
+    def program(layers, input_shape, in_off):
+        rows = []
+        for s in trace(layers, input_shape):
+            layer, row = s.layer, np.zeros(ncol, np.int64)
+            C, H, W = (int(np.prod(s.input)), 1, 1) if isinstance(layer, Linear) else s.input
+            F, Ho, Wo = s.output if len(s.output) == 3 else (s.output[0], 1, 1)
+            row[[kplan.C_, kplan.H_, kplan.W_, kplan.F_, kplan.HO, kplan.WO]] = C, H, W, F, Ho, Wo
+            out_size = F * Ho * Wo
+            if isinstance(layer, Conv):
+                K = layer.kernel
+                row[kplan.KIND] = kplan.CONV1X1 if (K == 1 and layer.stride == 1 and layer.pad == 0) else kplan.CONV
+                row[[kplan.K_, kplan.STRIDE, kplan.PAD, kplan.RELU]] = K, layer.stride, layer.pad, layer.relu
+                row[kplan.P_], row[kplan.GW], row[kplan.GB] = add_params(layer.name, (F, C * K * K), F)
+                state["cols"] = max(state["cols"], C * K * K * Ho * Wo)
+            elif isinstance(layer, MaxPool):
+                row[[kplan.KIND, kplan.K_, kplan.STRIDE]] = kplan.POOL, layer.size, layer.stride
+                row[kplan.AUX] = alloc("argmax", out_size)
+            elif isinstance(layer, Linear):
+                row[[kplan.KIND, kplan.K_, kplan.STRIDE, kplan.RELU]] = kplan.LINEAR, 1, 1, layer.relu
+                row[kplan.P_], row[kplan.GW], row[kplan.GB] = add_params(layer.name, (F, C), F)
+            row[kplan.IN] = in_off
+            row[kplan.OUT] = in_off = alloc("act", out_size)
+            state["delta"] = max(state["delta"], C * H * W, out_size)
+            rows.append(row)
+        return np.array(rows, dtype=np.int64).reshape(-1, ncol), in_off
+
+    alloc("act", 3 * S * S)                                            # x, the normalised image
+    small = alloc("act", 3 * A * A)
+    align, pose = program(config.alignment, (3, A, A), small)
+    aligned = alloc("act", 3 * S * S)
+    n_conv = next(i for i, layer in enumerate(config.signature) if isinstance(layer, Linear))
+    sig, features = program(config.signature[:n_conv], (3, S, S), aligned)
+    D = int(np.prod(trace(config.signature[:n_conv], (3, S, S))[-1].output))
+    # the tail: its blocks live in their own (N * size) buffer, offsets counted per sample
+    act_before = state["act"]
+    state["act"] = 0
+    alloc("act", D)                                                    # block 0: the features
+    tail, _ = program(config.signature[n_conv:], (D,), 0)
+    tail_size = state["act"]
+    state["act"] = act_before
+    layout = np.zeros(len(kplan.LAYOUT_FIELDS), np.int64)
+    layout[[kplan.L_S, kplan.L_A, kplan.L_SMALL, kplan.L_POSE, kplan.L_ALIGNED, kplan.L_FEATURES, kplan.L_D]] = \
+        S, A, small, pose, aligned, features, D
+    return Tables(layout, align, sig, tail, state["act"], max(1, state["argmax"]), max(1, state["cols"]),
+                  state["grad"], tail_size, state["delta"], state["dw"], tuple(param_order), grad_offsets)
+
+
+class Workspace:
+    """Every buffer one batch shape needs; allocated once, reused by every call of that shape."""
+
+    def __init__(self, tables, N, dtype, G, train):
+        t = tables
+        slots = N if train else G
+        self.N, self.G, self.train = N, G, train
+        self.acts = np.zeros((slots, t.act_size), dtype)               # one activation row per slot
+        self.argmax = np.zeros((slots, t.argmax_size), np.int32)
+        self.cols = np.zeros((G, t.cols_size), dtype)                 # im2col scratch per group
+        self.rows = np.zeros((G, t.layout[kplan.L_A] * t.layout[kplan.L_S]), dtype)   # resize scratch
+        self.theta = np.zeros((N, 2, 3), dtype)
+        self.tail = np.zeros(N * t.tail_size, dtype)                  # the affine tail's (N, F) blocks
+        if train:
+            self.dtail = np.zeros_like(self.tail)
+            self.da = np.zeros((G, t.delta_size), dtype)
+            self.db = np.zeros_like(self.da)
+            self.dcols = np.zeros_like(self.cols)
+            self.dw = np.zeros((G, max(t.dw_size, 1)), dtype)
+            self.dt = np.zeros((G, 2, 3), dtype)
+            self.dtheta_extra = np.zeros((N, 2, 3), dtype)           # another loss's dL/dtheta (zeros: none)
+            self.grad_parts = np.zeros((G, t.grad_size), dtype)
+            self.grad = np.zeros(t.grad_size, dtype)
+        self.generation = 0                                            # training forwards run on it
+
+    @property
+    def nbytes(self):
+        return sum(a.nbytes for a in vars(self).values() if isinstance(a, np.ndarray))
+
+    def signatures(self, tables):
+        """The last tail block, (N, D_out): a view, overwritten by the next call."""
+        last = tables.tail[-1]
+        return self.tail[self.N * last[kplan.OUT]:self.N * (last[kplan.OUT] + last[kplan.F_])].reshape(self.N, -1)
+
+
+@dataclass
+class PlanCache:
+    """What ``Plan.forward(train=True)`` hands to ``Plan.backward``: its workspace, at one generation."""
+    workspace: Workspace
+    generation: int
+    theta: np.ndarray        # (N, 2, 3) the transforms that were applied (a copy)
+
+
+class Plan:
+    """A model's compiled forward and backward over reusable workspaces (see the module docstring)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.tables = build_tables(model.config)
+        self._params_seen = None
+        self._lists = None
+        self._taps = {}
+        self._workspaces = OrderedDict()
+
+    # ---------------------------------------------------------- parameters
+    def _weight_lists(self):
+        """(weights, biases): tuples of 2-D / 1-D views of model.params, rebuilt when an entry changed.
+
+        Tuples, not Numba typed lists: a typed list compiles its own methods in every new process
+        (about a second), a tuple of arrays passes to a compiled function in microseconds. Their
+        length is padded to a power of two (with a 1x1 placeholder) so that models of similar depth
+        share one compiled plan.
+        """
+        params = self.model.params
+        seen = tuple(params.get(n + s) for n in self.tables.param_order for s in (".weight", ".bias"))
+        if self._params_seen is not None and len(seen) == len(self._params_seen) \
+                and all(a is b for a, b in zip(seen, self._params_seen)):
+            return self._lists
+        dtype = self.model.dtype
+        weights, biases, copied = [], [], False
+        for name in self.tables.param_order:
+            w, b = params[name + ".weight"], params[name + ".bias"]
+            if w.dtype != dtype or b.dtype != dtype:
+                raise ValueError(f"parameter {name} is {w.dtype}/{b.dtype} but the model is {dtype}")
+            w2 = w.reshape(w.shape[0], -1)
+            copied |= not (w2.flags.c_contiguous and b.flags.c_contiguous and np.shares_memory(w2, w))
+            weights.append(np.ascontiguousarray(w2))
+            biases.append(np.ascontiguousarray(b))
+        padded = max(8, 1 << (len(weights) - 1).bit_length())
+        weights += [np.zeros((1, 1), dtype)] * (padded - len(weights))
+        biases += [np.zeros(1, dtype)] * (padded - len(biases))
+        # contiguous views follow in-place updates; copies of odd layouts do not, so those are rebuilt every call
+        self._params_seen = None if copied else seen
+        self._lists = (tuple(weights), tuple(biases))
+        return self._lists
+
+    def _resize_taps(self, dtype):
+        """(start_h, weights_h, start_w, weights_w): the banded area-resize taps S -> A along each axis."""
+        if dtype not in self._taps:
+            S, A = self.model.config.input_size, self.model.config.align_input_size
+            self._taps[dtype] = area_taps(S, A, dtype) + area_taps(S, A, dtype)
+        return self._taps[dtype]
+
+    def workspace(self, N, train):
+        """The workspace for a batch of N on the current thread count (allocated on first use)."""
+        G = max(1, min(N, numba.get_num_threads()))
+        key = (N, np.dtype(self.model.dtype), G, train)
+        ws = self._workspaces.pop(key, None)
+        if ws is None:
+            ws = Workspace(self.tables, N, self.model.dtype, G, train)
+            while len(self._workspaces) >= MAX_WORKSPACES:
+                self._workspaces.popitem(last=False)
+        self._workspaces[key] = ws
+        return ws
+
+    # ---------------------------------------------------------- forward / backward
+    def stage_names(self):
+        """The stages of a forward, in order: what ``forward(..., stages=k)`` runs the first k of."""
+        c = self.model.config
+        return (["preprocess+resize"] + [layer.name for layer in c.alignment] + ["warp"]
+                + [layer.name for layer in c.signature])
+
+    def forward(self, images, train=False, stages=None):
+        """images (N, S, S, 3), already checked by ``FaceModel`` -> (signatures (N, D) view, workspace).
+
+        uint8 pixels, and float pixels (checked to be in [0, 1]) in the model's dtype, are normalised
+        inside the compiled call (so it is compiled for two pixel types per dtype).
+        ``stages``: run only the first that many of ``stage_names()`` (for profiling; default all).
+        """
+        dtype = self.model.dtype
+        if images.dtype != np.uint8:                     # float pixels: in the model's dtype, as preprocess does
+            images = images.astype(dtype, copy=False)
+        images = np.ascontiguousarray(images)
+        scale = dtype.type(1.0 / 255.0 if images.dtype == np.uint8 else 1.0)
+        weights, biases = self._weight_lists()
+        taps = self._resize_taps(dtype)
+        t = self.tables
+        ws = self.workspace(len(images), train)
+        kplan.network_forward(images, scale, t.layout, t.align, t.sig, t.tail, weights, biases, *taps,
+                              train, ws.G, ws.acts, ws.argmax, ws.cols, ws.rows, ws.theta, ws.tail,
+                              len(self.stage_names()) if stages is None else stages)
+        if train:
+            ws.generation += 1
+        return ws.signatures(t), ws
+
+    def backward(self, dsig, cache, want_align=True, dtheta_extra=None):
+        """dsig (N, D) and the cache of a training forward -> the flat gradient vector (a view).
+
+        dtheta_extra (N, 2, 3) or None: another loss term's gradient with respect to the warps, added to
+        what flows back through the warp (only reaches the alignment net, so only with want_align).
+        """
+        ws = cache.workspace
+        if cache.generation != ws.generation or self._workspaces.get(
+                (ws.N, np.dtype(self.model.dtype), ws.G, True)) is not ws:
+            raise ValueError("backward: this cache's activations were overwritten by a later forward(train=True) "
+                             "of the same batch shape; call backward before the next training forward")
+        weights, _ = self._weight_lists()
+        t = self.tables
+        dtail_sig = ws.dtail[ws.N * t.tail[-1][kplan.OUT]:].reshape(ws.N, -1)
+        dtail_sig[...] = dsig
+        if dtheta_extra is None:
+            ws.dtheta_extra[...] = 0.0
+        else:
+            ws.dtheta_extra[...] = dtheta_extra
+        kplan.network_backward(t.layout, t.align, t.sig, t.tail, weights, bool(want_align), ws.dtheta_extra, ws.G,
+                               ws.acts, ws.argmax, ws.theta, ws.tail, ws.dtail, ws.da, ws.db, ws.cols, ws.dcols, ws.dw, ws.dt,
+                               ws.grad_parts, ws.grad)
+        return ws.grad
+
+    def gradient_dict(self, grad, names):
+        """Copies of the named parameters' gradients out of the flat vector ``grad``."""
+        out = {}
+        for name in names:
+            off, shape = self.tables.grad_offsets[name]
+            out[name] = grad[off:off + int(np.prod(shape))].reshape(self.model.params[name].shape).copy()
+        return out

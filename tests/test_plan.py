@@ -1,0 +1,127 @@
+"""The compiled plan (npface.plan) against the per-op reference path, and its workspace."""
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from npface.model import TABLE2, FaceModel
+from npface.threads import limit
+from tests.test_model import TINY
+
+
+def perturbed(config, dtype, seed=0):
+    """A model with random biases and a non-trivial alignment output, so every layer and the warp matter."""
+    rng = np.random.default_rng(seed)
+    model = FaceModel(config, seed=seed, threshold=3.0).astype(dtype)
+    for name, p in model.params.items():
+        if name.endswith(".bias"):
+            p[...] = 0.05 * rng.standard_normal(p.shape)
+    last = config.alignment[-1].name
+    model.params[last + ".weight"][...] = 0.01 * rng.standard_normal(model.params[last + ".weight"].shape)
+    model.params[last + ".bias"][...] = [1.02, 0.03, 0.011, -0.017]
+    return model
+
+
+def images_for(config, n, seed=1):
+    S = config.input_size
+    return np.random.default_rng(seed).integers(0, 256, (n, S, S, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("n", [1, 3, 17])
+def test_plan_signatures_equal_the_per_op_path(n):
+    model = perturbed(TABLE2, np.float32)
+    images = images_for(TABLE2, n)
+    before = images.copy()
+    want, _ = model.forward(images, per_op=True)
+    for threads in (1, 2):
+        with limit(min(threads, 2)):
+            got, _ = model.forward(images)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model.embed(images), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(images, before)
+
+
+@pytest.mark.parametrize("config, n", [(TINY, 3), (TABLE2, 1), (TABLE2, 3), (TABLE2, 17)])
+def test_plan_gradients_equal_the_per_op_path_in_float64(config, n):
+    model = perturbed(config, np.float64)
+    images = images_for(config, n)
+    dsig = np.random.default_rng(2).standard_normal((n, config.signature_dim))
+    with limit(2):
+        sig_ref, cache_ref = model.forward(images, train=True, per_op=True)
+        want = model.backward(dsig, 0.25, cache_ref)
+        sig, cache = model.forward(images, train=True)
+        got = model.backward(dsig, 0.25, cache)
+    np.testing.assert_allclose(sig, sig_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(cache.theta, cache_ref.theta, rtol=1e-12, atol=1e-12)
+    assert sorted(got) == sorted(want) == sorted(model.params)
+    for name in want:
+        scale = np.abs(want[name]).max()
+        assert np.abs(got[name] - want[name]).max() <= 1e-9 * scale, name
+
+
+def test_frozen_alignment_skips_its_gradients_and_keeps_the_rest():
+    model = perturbed(TINY, np.float64)
+    images = images_for(TINY, 5)
+    dsig = np.random.default_rng(3).standard_normal((5, TINY.signature_dim))
+    full = model.backward(dsig, 1.0, model.forward(images, train=True)[1])
+    model.frozen = ("a.",)
+    for per_op in (False, True):
+        part = model.backward(dsig, 1.0, model.forward(images, train=True, per_op=per_op)[1])
+        assert sorted(part) == sorted(k for k in full if not k.startswith("a."))
+        for name in part:
+            np.testing.assert_allclose(part[name], full[name], rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+def test_workspace_is_reused_and_calls_allocate_nothing_new():
+    model = perturbed(TABLE2, np.float32)
+    images = images_for(TABLE2, 3)
+    with limit(1):
+        model.embed(images)                                     # compile, allocate the workspace
+        ws = model.plan.workspace(3, train=False)
+        arrays = {k: v for k, v in vars(ws).items() if isinstance(v, np.ndarray)}
+        tracemalloc.start()
+        model.embed(images)
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        for _ in range(5):
+            model.embed(images)
+        current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert model.plan.workspace(3, train=False) is ws
+    assert all(getattr(ws, k) is v for k, v in arrays.items())
+    # beyond the returned signatures (3 x 128 float32) and small Python objects, nothing is allocated
+    assert current - base < 4096 and peak - base < 64 * 1024, (current - base, peak - base)
+    assert ws.nbytes < 4 * 1024 * 1024
+
+
+def test_stale_cache_and_bad_dsig_are_one_line_errors():
+    model = perturbed(TINY, np.float32)
+    images = images_for(TINY, 4)
+    _, first = model.forward(images, train=True)
+    model.forward(images, train=True)
+    dsig = np.zeros((4, TINY.signature_dim), np.float32)
+    with pytest.raises(ValueError, match="overwritten by a later forward"):
+        model.backward(dsig, 0.0, first)
+    _, cache = model.forward(images, train=True)
+    with pytest.raises(ValueError, match=r"dsig must be a float array of shape \(N, D\) = \(4, 5\)"):
+        model.backward(dsig[:3], 0.0, cache)
+    with pytest.raises(ValueError, match=r"shape \(N, 12, 12, 3\)"):
+        model.forward(images[:, :6])
+
+
+def test_training_steps_reuse_one_workspace_and_do_not_grow():
+    model = perturbed(TINY, np.float32)
+    images = images_for(TINY, 6)
+    dsig = np.ones((6, TINY.signature_dim), np.float32)
+    with limit(2):
+        model.backward(dsig, 0.0, model.forward(images, train=True)[1])
+        ws = model.plan.workspace(6, train=True)
+        tracemalloc.start()
+        model.backward(dsig, 0.0, model.forward(images, train=True)[1])
+        base = tracemalloc.get_traced_memory()[0]
+        for _ in range(5):
+            model.backward(dsig, 0.0, model.forward(images, train=True)[1])
+        current = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        assert model.plan.workspace(6, train=True) is ws
+    assert current - base < 4096, current - base
