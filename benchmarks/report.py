@@ -25,7 +25,7 @@ def load_results(results_dir) -> dict:
     """{name: parsed JSON} for every results file present (variance, convergence, accuracy, flops, ...)."""
     out = {}
     for name in ("variance", "convergence", "accuracy", "flops", "inference", "layers", "reproduce",
-                 "train_step_multibatch", "train_step_pairs"):
+                 "train_step_multibatch", "train_step_pairs", "distributed"):
         path = Path(results_dir) / f"{name}.json"
         if path.is_file():
             out[name] = json.loads(path.read_text())
@@ -726,7 +726,8 @@ def _markers(name):
 
 
 def benchmarks_region(res) -> list:
-    """The README's Benchmarks paragraph and table, from layers.json, inference.json and train_step_multibatch.json."""
+    """The README's Benchmarks paragraph and table, from layers.json, inference.json and train_step_multibatch.json
+    (and distributed.json when present)."""
     lay, inf, step = res.get("layers"), res.get("inference"), res.get("train_step_multibatch")
     if not (lay and inf and step):
         return ["(The timing results files `layers.json`, `inference.json` and `train_step_multibatch.json` are not "
@@ -750,10 +751,38 @@ def benchmarks_region(res) -> list:
             f"| a full k = 256 training step (`benchmarks.train_step`), {step['threads']} threads | "
             f"{step['median_seconds']['step']:.2f} s, {step['images_per_s']:.0f} images/s | "
             f"{100 * step['step_ratio']:.1f}% of {step['threads']}-thread | `train_step_multibatch.json` "
-            f"({step.get('date', 'undated')}) |", "",
+            f"({step.get('date', 'undated')}) |"] + _engine_rows(inf, res.get("distributed")) + ["",
             f"The paper's network runs in 30 ms on one 1 GHz Cortex-A9 core; here the whole of it takes "
             f"{inf['batch1_ms']:.2f} ms on one core. Each file holds one run on a shared, noisy machine: compare "
             "ratios measured in one run, not times across runs."]
+
+
+def _engine_rows(inf, dist) -> list:
+    """Benchmarks rows for the compiled plan against the per-op path and ONNX Runtime (inference.json, same
+    run) and for MPI ranks (distributed.json); rows whose keys an older file lacks are left out."""
+    rows = []
+    if "batch1_per_op_ms" in inf:
+        rows.append(f"| the whole network, batch 1, 1 thread, through the per-op reference path (same run as the compiled plan) | {inf['batch1_per_op_ms']:.2f} ms | "
+                    f"{100 * inf['batch1_per_op_ratio']:.0f}% of 1-thread | `inference.json` |")
+    if "batch256_images_per_s" in inf:
+        t = inf["batch256_threads"]
+        rows.append(f"| inference, batch 256, {t} threads | {inf['batch256_images_per_s']:.0f} images/s | "
+                    f"{100 * inf['batch256_ratio']:.0f}% of {t}-thread | `inference.json` |")
+    ort = inf.get("onnxruntime")
+    if ort:
+        rows.append(f"| ONNX Runtime {ort['version']} on the exported model, batch 1, 1 thread (same run) | "
+                    f"{ort['batch1_ms']:.2f} ms (npface takes {ort['batch1_npface_ratio']:.2f}× as long) | | "
+                    "`inference.json` |")
+        rows.append(f"| ONNX Runtime, batch 256, {ort['batch256_threads']} threads (same run) | "
+                    f"{ort['batch256_images_per_s']:.0f} images/s (npface {ort['npface_batch256_images_per_s']:.0f}) | "
+                    "| `inference.json` |")
+    if dist:
+        m = dist.get("measured", {})
+        r1, r2 = m.get("one_process"), m.get("two_ranks")
+        if r1 and r2 and not dist.get("quick"):
+            rows.append(f"| training on 2 MPI ranks, one thread each, against 1 (`benchmarks.distributed`) | "
+                        f"{r1['images_per_s']:.0f} → {r2['images_per_s']:.0f} images/s | | `distributed.json` |")
+    return rows
 
 
 def _command(cfg) -> str:
