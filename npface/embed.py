@@ -51,9 +51,8 @@ from pathlib import Path
 import numpy as np
 
 from npface import __version__
-from npface.extras import MissingExtra
-from npface.faces import USER_ERRORS, CommandError, check_common_args, print_error, find_images, open_model, write_output
-from npface.photos import NO_FACE_STATUS, NoFace, embed_pictures
+from npface.faces import CommandError, check_common_args, find_images, open_model, write_output
+from npface.photos import NO_FACE_STATUS, NoFace, embed_pictures, run_command
 from npface.verify import add_model_options
 
 PROG = "python -m npface.embed"
@@ -224,14 +223,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     check_common_args(parser, args)
     t0 = time.perf_counter()
-    try:
-        n, skipped, run = embed(args)
-    except NoFace as e:
-        print_error(PROG, e)
-        return NO_FACE_STATUS
-    except USER_ERRORS + (MissingExtra,) as e:
-        print_error(PROG, e)
-        return 1
+    status, done = run_command(PROG, embed, args)
+    if status:
+        return status
+    n, skipped, run = done
     rules = Counter(r for r in run.rules if r)
     print(f"{n} signatures written to {args.out} and {csv_path(args.out)} ({run.n_embedded} embedded, "
           f"{run.n_cached} from cache; {time.perf_counter() - t0:.1f} s)"

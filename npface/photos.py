@@ -30,7 +30,8 @@ from PIL import Image
 
 from npface.data.folders import open_upright_rgb
 from npface.faces import FRAMES as FIXED_FRAMES
-from npface.faces import LFW_FRAME, CommandError, embed_faces, face_crop
+from npface.extras import MissingExtra
+from npface.faces import LFW_FRAME, USER_ERRORS, CommandError, embed_faces, face_crop, print_error
 
 FRAMES = FIXED_FRAMES + ("detect",)
 NO_FACE_STATUS = 3        # the exit status of a command asked for a face a picture does not have
@@ -52,6 +53,22 @@ FRAME_HELP = ("how faces are found and framed: 'detect' = every face the OpenCV 
 
 class NoFace(CommandError):
     """A picture has no face (or not the one asked for); commands exit with ``NO_FACE_STATUS``."""
+
+
+def run_command(prog, work, args):
+    """(0, work(args)), or, for an error the user can act on, one line on stderr and (status, None).
+
+    The exit statuses that verify, embed and search share: NO_FACE_STATUS when a picture has no face,
+    1 for any other bad input, file or missing extra (``npface.faces.USER_ERRORS``).
+    """
+    try:
+        return 0, work(args)
+    except NoFace as e:
+        print_error(prog, e)
+        return NO_FACE_STATUS, None
+    except USER_ERRORS + (MissingExtra,) as e:
+        print_error(prog, e)
+        return 1, None
 
 
 @dataclass

@@ -25,10 +25,9 @@ import sys
 
 import numpy as np
 
-from npface.extras import MissingExtra
-from npface.faces import USER_ERRORS, CommandError, check_common_args, find_images, open_model, print_error
+from npface.faces import CommandError, check_common_args, find_images, open_model
 from npface.gallery import CHUNK, nearest
-from npface.photos import FRAME_HELP, FRAMES, NO_FACE_STATUS, NoFace, embed_pictures
+from npface.photos import FRAME_HELP, FRAMES, NO_FACE_STATUS, NoFace, embed_pictures, run_command
 from npface.threads import max_threads
 
 PROG = "python -m npface.search"
@@ -108,14 +107,10 @@ def main(argv=None):
         parser.error(f"-k must be >= 1, got {args.k}")
     if args.chunk < 1:
         parser.error(f"--chunk must be >= 1, got {args.chunk}")
-    try:
-        results, theta = search(args)
-    except NoFace as e:
-        print_error(PROG, e)
-        return NO_FACE_STATUS
-    except USER_ERRORS + (MissingExtra,) as e:
-        print_error(PROG, e)
-        return 1
+    status, found = run_command(PROG, search, args)
+    if status:
+        return status
+    results, theta = found
     if args.json:
         print(json.dumps(results))
         return 0

@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from npface.extras import MissingExtra
-from npface.faces import USER_ERRORS, CommandError, check_common_args, embed_faces, open_model, print_error
-from npface.photos import FRAME_HELP, FRAMES, NO_FACE_STATUS, NoFace, frame_picture, pick_face
+from npface.faces import CommandError, check_common_args, embed_faces, open_model
+from npface.photos import FRAME_HELP, FRAMES, NO_FACE_STATUS, frame_picture, pick_face, run_command
 from npface.threads import max_threads
 
 PROG = "python -m npface.verify"
@@ -122,14 +121,9 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     check_common_args(parser, args)
-    try:
-        result = verify(args)
-    except NoFace as e:
-        print_error(PROG, e)
-        return NO_FACE_STATUS
-    except USER_ERRORS + (MissingExtra,) as e:
-        print_error(PROG, e)
-        return 1
+    status, result = run_command(PROG, verify, args)
+    if status:
+        return status
     if args.json:
         print(json.dumps(result))
         return 0
