@@ -222,19 +222,9 @@ def _absolute(path: Path) -> Path:
 
 
 def write_output(path, write) -> Path:
-    """Write a user's output file atomically (``atomic_write``) with the usual permissions.
-
-    ``write(tmp)`` fills the temporary file. The temporary file is created
-    private (mode 0600); before the rename it gets 0666 minus the umask, as a
-    file opened normally would, so outputs are not unexpectedly private.
-    """
-    def write_public(tmp):
-        write(tmp)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-
-    return _cache.atomic_write(Path(path), write_public)
+    """Write a user's output file atomically (``atomic_write``: flushed, renamed into place, with the
+    permissions of a file opened normally); ``write(tmp)`` fills the temporary file."""
+    return _cache.atomic_write(Path(path), write)
 
 
 # --------------------------------------------------------------------------

@@ -22,8 +22,6 @@ A training step, in one straight line::
     grads = model.backward(dsig, dthreshold, cache)                 # name -> gradient
 """
 import json
-import os
-import tempfile
 import time
 import zipfile
 from dataclasses import asdict, dataclass
@@ -34,6 +32,7 @@ import numpy as np
 
 from kernels import preprocess, warp
 from npface import __version__, ops
+from npface.data.cache import atomic_write_npz
 from npface.ops import pose_to_theta  # noqa: F401  (the model's similarity transform; re-exported)
 from npface.architecture import (ALIGN_INPUT_SIZE, ALIGNMENT_NET, INPUT_SIZE, SIGNATURE_NET, Conv, Layer, Linear,
                                  MaxPool, trace)
@@ -465,18 +464,7 @@ def save_model(model, path):
     }
     arrays = {name: np.asarray(v, dtype=np.float32) for name, v in model.params.items()}
     arrays[METADATA_KEY] = np.array(json.dumps(metadata, indent=1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_npz(path, arrays)
 
 
 def load(path=None):

@@ -52,7 +52,7 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from npface import verification
-from npface.data.cache import atomic_write_text
+from npface.data.cache import atomic_write_npz, atomic_write_text
 from npface.distributed import SINGLE
 from npface.estimators import ESTIMATORS, PAIR_BATCH_ESTIMATORS, signature_gradients
 from npface.model import TABLE2, FaceModel, ModelConfig, load
@@ -407,19 +407,14 @@ def landmark_term(theta_rows, align, rows, weight, comm=SINGLE):
 # --------------------------------------------------------------------------
 
 def save_checkpoint(path, model, optimiser, step, cfg, best):
-    """Parameters, momentum, step and configuration, written atomically (temp file + rename)."""
+    """Parameters, momentum, step and configuration, written atomically (``atomic_write``)."""
     path = Path(path)
     arrays = {f"param/{k}": v for k, v in model.params.items()}
     arrays.update(optimiser.state())
     state = {"format": CHECKPOINT_FORMAT, "step": step, "config": cfg.to_json(), "best": best,
              "model_config": model.config.to_json(), "provenance": model.provenance}
     arrays["state.json"] = np.array(json.dumps(state))
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write_npz(path, arrays)
 
 
 def keep_checkpoint(out_dir, model, optimiser, step, cfg, best):

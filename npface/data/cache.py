@@ -43,8 +43,11 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` to fill a temporary file beside ``path``, then rename it to ``path``.
 
     The temporary name is unique (``<name>.tmp-<random>``), in the same folder
-    so the rename is atomic on POSIX. If ``write`` raises, the temporary file
-    is removed and ``path`` is left as it was.
+    so the rename is atomic on POSIX. Before the rename the file's contents are
+    flushed to disk (a crash leaves the old file or the new one, never a torn
+    one) and it gets the permissions of a file opened normally, 0666 minus the
+    umask (``mkstemp`` creates it private). If ``write`` raises, the temporary
+    file is removed and ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,11 +56,28 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_npz(path: Path, arrays: dict) -> Path:
+    """Write ``arrays`` ({name: array}) to ``path`` as an .npz, atomically (a name given to np.savez would
+    get '.npz' appended, so it writes through an open file)."""
+    import numpy as np
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    return atomic_write(path, write)
 
 
 def atomic_write_text(path: Path, text: str) -> Path:

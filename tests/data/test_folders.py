@@ -326,6 +326,20 @@ def test_atomic_write(tmp_path):
     assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["x.bin"]
 
 
+def test_atomic_write_gives_ordinary_permissions(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        written = cache_mod.atomic_write_text(tmp_path / "x.txt", "x")
+        npz = cache_mod.atomic_write_npz(tmp_path / "a.npz", {"a": np.arange(3)})
+    finally:
+        os.umask(previous)
+    # 0666 minus the umask, as open() would give, not mkstemp's private 0600
+    assert os.stat(written).st_mode & 0o777 == 0o640 and os.stat(npz).st_mode & 0o777 == 0o640
+    with np.load(npz, allow_pickle=False) as f:                # exactly the path asked for, no '.npz' appended
+        assert f["a"].tolist() == [0, 1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "x.txt"]
+
+
 def test_interrupted_decode_publishes_nothing(tmp_path, private_cache):
     root = make_folder(tmp_path / "data")
 
