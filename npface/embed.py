@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from npface import __version__
+from npface.data.cache import read_npz
 from npface.faces import CommandError, check_common_args, find_images, open_model, write_output
 from npface.photos import NO_FACE_STATUS, NoFace, embed_pictures, run_command
 from npface.verify import add_model_options
@@ -130,11 +131,7 @@ def read_signatures(path) -> Signatures:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"signatures file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"{path}: not an npface signatures file (.npz from python -m npface.embed): {exc}") from None
+    arrays = read_npz(path, "not an npface signatures file (.npz from python -m npface.embed)")
     missing = {"signatures", "paths", METADATA_KEY} - set(arrays)
     if missing:
         raise ValueError(f"{path}: not an npface signatures file: no {', '.join(sorted(missing))}")

@@ -23,7 +23,6 @@ A training step, in one straight line::
 """
 import json
 import time
-import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, Tuple
@@ -32,7 +31,7 @@ import numpy as np
 
 from kernels import preprocess, warp
 from npface import __version__, ops
-from npface.data.cache import atomic_write_npz
+from npface.data.cache import atomic_write_npz, read_npz
 from npface.ops import pose_to_theta  # noqa: F401  (the model's similarity transform; re-exported)
 from npface.architecture import (ALIGN_INPUT_SIZE, ALIGNMENT_NET, INPUT_SIZE, SIGNATURE_NET, Conv, Layer, Linear,
                                  MaxPool, trace)
@@ -482,11 +481,7 @@ def load(path=None):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable npface model file (.npz): {e}") from None
+    arrays = read_npz(path, "not a readable npface model file (.npz)")
     if METADATA_KEY not in arrays:
         raise ValueError(f"{path}: no '{METADATA_KEY}' entry: not an npface model file")
     try:

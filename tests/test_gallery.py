@@ -175,3 +175,17 @@ def test_read_signatures_old_format(tmp_path):
     assert (data.faces == 0).all() and np.isnan(data.boxes).all() and data.threshold == 2.0
     meta = json.loads(json.dumps(data.metadata))
     assert meta["model"]["threshold"] == 2.0
+
+
+def test_truncated_or_foreign_signatures_file_is_a_one_line_value_error(tmp_path):
+    s, _ = people()
+    good = tmp_path / "s.npz"
+    save_signatures(good, s, [f"{k}.jpg" for k in range(len(s))], {"model": {"threshold": 2.0}})
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])      # zipfile raises BadZipFile here
+    text = tmp_path / "text.npz"
+    text.write_text("not a zip")
+    for bad in (cut, text):
+        with pytest.raises(ValueError, match="not an npface signatures file") as e:
+            read_signatures(bad)
+        assert "\n" not in str(e.value) and str(bad) in str(e.value)

@@ -80,6 +80,23 @@ def atomic_write_npz(path: Path, arrays: dict) -> Path:
     return atomic_write(path, write)
 
 
+def read_npz(path: Path, complaint: str) -> dict:
+    """{name: array} of every array in the .npz at ``path``, opened without pickle.
+
+    A file that is not a readable .npz (truncated, not a zip, a pickled array)
+    raises ValueError "<path>: <complaint>: <reason>", one line, whatever NumPy
+    or zipfile raised.
+    """
+    import zipfile
+
+    import numpy as np
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise ValueError(f"{path}: {complaint}: {e}") from None
+
+
 def atomic_write_text(path: Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
