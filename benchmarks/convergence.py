@@ -134,7 +134,9 @@ def read_run(folder) -> dict:
     """Steps, training time and held-out accuracy of one run, from its config.json and metrics.jsonl.
 
     Training time is the sum of the steps' own durations (k / images_per_s of every step record), so
-    it leaves out validations, checkpoints and start-up, and survives a resume.
+    it leaves out validations, checkpoints and start-up, and survives a resume. The "typical" time at a
+    step is the step times the run's median step duration: a share of the machine taken by other work
+    during part of a run inflates the sum but hardly the median, so the figures plot the typical time.
     """
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
@@ -158,6 +160,8 @@ def read_run(folder) -> dict:
             "val_accuracy_std": [r["val_accuracy_std"] for r in val],
             "val_auc": [r["val_auc"] for r in val],
             "val_seconds": [elapsed.get(r["step"], float("nan")) for r in val],
+            # the same, robust to other load on the machine during part of a run: step x median step duration
+            "val_seconds_typical": [r["step"] * float(np.median(durations)) for r in val],
             "steps": int(steps[-1]) if len(steps) else 0,
             "diverged": (folder / DIVERGED).is_file(),
             "train_seconds": float(durations.sum()),
@@ -188,7 +192,7 @@ def arm(runs: dict, names) -> dict:
     members = [runs[n] for n in names]
     steps = sorted(set.intersection(*(set(r["val_step"]) for r in members))) if members else []
     acc = np.array([[dict(zip(r["val_step"], r["val_accuracy"]))[s] for s in steps] for r in members])  # (S, T)
-    secs = np.array([[dict(zip(r["val_step"], r["val_seconds"]))[s] for s in steps] for r in members])   # (S, T)
+    secs = np.array([[dict(zip(r["val_step"], r["val_seconds_typical"]))[s] for s in steps] for r in members])  # (S, T)
     out = {"runs": list(names), "seeds": len(members), "val_step": steps,
            "mean": acc.mean(0).tolist() if steps else [], "min": acc.min(0).tolist() if steps else [],
            "max": acc.max(0).tolist() if steps else [], "mean_seconds": secs.mean(0).tolist() if steps else [],

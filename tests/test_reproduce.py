@@ -70,6 +70,20 @@ def test_read_run_and_arms_over_seeds(tmp_path):
     assert s["momentum0"]["multibatch_steps_to_pairs_best"]["mean_curve"] == 100
 
 
+def test_typical_time_ignores_a_few_slow_steps(tmp_path):
+    """Other work on the machine during a few steps inflates the summed time, not the plotted typical time."""
+    write_run(tmp_path / "run", [0.6, 0.7, 0.75, 0.8])
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    for rec in records:
+        if rec.get("step") in (10, 11, 12) and "loss" in rec:
+            rec["images_per_s"] /= 10                              # three steps take 10x as long
+    metrics.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    run = convergence.read_run(tmp_path / "run")
+    np.testing.assert_allclose(run["val_seconds_typical"], [75.0, 150.0, 225.0, 300.0])
+    np.testing.assert_allclose(run["val_seconds"], [75.0 + 3 * 13.5, 150.0 + 40.5, 225.0 + 40.5, 300.0 + 40.5])
+
+
 def test_a_finished_run_made_with_other_settings_is_not_reused(tmp_path):
     write_run(tmp_path / MB[0].name, [0.6])
     (tmp_path / MB[0].name / "model.npz").write_bytes(b"")
