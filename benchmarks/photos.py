@@ -22,8 +22,8 @@ Verify agreement
 Clustering
     Galleries of held-out people (every image of each person drawn, people
     with a single image included), several sizes, a few draws each; faces
-    framed by the training crop; clustered at the model's theta by
-    connected components and by Chinese whispers. Pairwise precision,
+    framed by the training crop; clustered at the model's theta by each
+    method of ``npface.gallery``. Pairwise precision,
     recall, F1 and purity (``npface.gallery.pair_scores``), averaged over
     the draws.
 """
@@ -235,7 +235,7 @@ def write_report(path=REPORT, results=RESULTS, framing=FRAMING, cluster_search=C
                   "| people | faces | draws | method | precision | recall | F1 | purity | clusters |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for g in c["galleries"]:
-            for m in ("whispers", "components"):
+            for m in ("majority", "whispers", "components"):
                 s = g[m]
                 lines.append(f"| {g['people']} | {g['faces_mean']:.0f} | {g['draws']} | {m} | {s['precision']:.3f} | "
                              f"{s['recall']:.3f} | {s['f1']:.3f} | {s['purity']:.3f} | {s['clusters']:.0f} |")

@@ -8,9 +8,10 @@ Two faces are joined when the squared distance of their signatures is below
 the learned threshold theta of the model that embedded them (read from the
 file's metadata): the model's own same/different boundary, so no tuning is
 needed. The graph of such pairs is built in row blocks (``npface.gallery``:
-memory O(block x N), time O(N^2 D)) and clustered by Chinese whispers
-(default) or connected components; ``benchmarks.photos`` measures both on
-held-out people.
+memory O(block x N), time O(N^2 D)) and clustered by average linkage on
+theta's votes (default: two groups merge while most of their cross pairs
+are closer than theta), Chinese whispers or connected components;
+``benchmarks.photos`` measures the three on held-out people.
 
 The CSV has one row per face of the signatures file, in its order:
 ``path,face,cluster``; clusters are numbered 0, 1, ... by first appearance.
@@ -38,10 +39,12 @@ def build_parser():
     parser.add_argument("--out", metavar="OUT.csv",
                         help="the CSV to write (replaced atomically); default: SIGNATURES.clusters.csv beside the input")
     parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
-                        help="'whispers' = Chinese whispers: each face takes the cluster with the largest summed "
-                             "weight (theta - distance) among its close faces, so one stray close pair rarely merges "
-                             "two people; 'components' = connected components: any chain of close pairs joins two "
-                             f"faces (default {DEFAULT_METHOD}, the better of the two on held-out people)")
+                        help="'majority' = average linkage on theta's votes: two groups of faces merge while more "
+                             "than half of their cross pairs are closer than theta, so stray close pairs do not chain "
+                             "people together; 'whispers' = Chinese whispers: each face takes the cluster with the "
+                             "largest summed weight (theta - distance) among its close faces; 'components' = "
+                             "connected components: any chain of close pairs joins two faces (default "
+                             f"{DEFAULT_METHOD}, the best of the three on held-out people)")
     parser.add_argument("--threshold", type=float, metavar="T",
                         help="join faces closer than T instead of the model's theta (squared distance)")
     parser.add_argument("--chunk", type=int, default=CHUNK, metavar="R",

@@ -7,7 +7,7 @@ import pytest
 from kernels.whispers import chinese_whispers, chinese_whispers_reference
 from npface import cluster as npcluster
 from npface.embed import read_signatures, save_signatures
-from npface.gallery import close_pairs, cluster, nearest, pair_scores
+from npface.gallery import METHODS, close_pairs, cluster, majority_linkage, nearest, pair_scores
 
 
 def brute_distances(s):
@@ -56,6 +56,13 @@ def test_clusters_recover_separated_people():
         scores = pair_scores(labels, got)
         assert scores["precision"] == 1.0 and scores["recall"] == 1.0 and scores["purity"] == 1.0
         assert got[0] == 0 and got.max() == len(np.unique(labels)) - 1           # numbered by first appearance
+    # majority needs most of a person's pairs under theta (a few of these are not), and never mixes people
+    assert pair_scores(labels, cluster(len(s), i, j, d, theta, "majority"))["precision"] == 1.0
+    full = brute_distances(s)
+    theta_all = 1.01 * full[labels[:, None] == labels[None, :]].max()           # every same-person pair under it
+    got = cluster(len(s), *close_pairs(s, theta_all), theta_all, "majority")
+    assert pair_scores(labels, got)["recall"] == 1.0 and pair_scores(labels, got)["precision"] == 1.0
+    assert got[0] == 0 and got.max() == len(np.unique(labels)) - 1
 
 
 def test_whispers_resist_one_bridge_where_components_merge():
@@ -68,8 +75,56 @@ def test_whispers_resist_one_bridge_where_components_merge():
     i.append(4), j.append(5), d.append(0.99)
     args = (10, np.array(i), np.array(j), np.array(d, dtype=np.float32), 1.0)
     assert len(set(cluster(*args, method="components").tolist())) == 1
-    labels = cluster(*args, method="whispers")
-    assert labels.tolist() == [0] * 5 + [1] * 5
+    for method in ("whispers", "majority"):
+        assert cluster(*args, method=method).tolist() == [0] * 5 + [1] * 5
+
+
+def test_majority_keeps_a_face_out_of_a_group_it_half_matches():
+    # A clique of 4 (d 0.2) and a face close to 2 of them (d 0.9 < theta = 1): 2 of 4 votes are not a majority.
+    i, j, d = [0, 0, 0, 1, 1, 2, 4, 4], [1, 2, 3, 2, 3, 3, 0, 1], [0.2] * 6 + [0.9, 0.9]
+    args = (5, np.array(i), np.array(j), np.array(d, dtype=np.float32), 1.0)
+    assert cluster(*args, method="majority").tolist() == [0, 0, 0, 0, 1]
+    assert cluster(*args, method="components").tolist() == [0] * 5             # any chain joins
+
+
+def majority_reference(n, i, j, d):
+    """Average linkage on the votes, the obvious way: recount every pair of clusters after every merge."""
+    same = np.zeros((n, n), dtype=np.int64)
+    dist = np.zeros((n, n))
+    same[i, j] = same[j, i] = 1
+    dist[i, j] = dist[j, i] = d
+    clusters = [[f] for f in range(n)]
+    while True:
+        best = None
+        for a in range(len(clusters)):
+            for b in range(a + 1, len(clusters)):
+                votes = same[np.ix_(clusters[a], clusters[b])].sum()
+                if votes:
+                    share = votes / (len(clusters[a]) * len(clusters[b]))
+                    mean = dist[np.ix_(clusters[a], clusters[b])].sum() / votes
+                    key = (-share, mean, *sorted((min(clusters[a]), min(clusters[b]))))
+                    best = min(best, (key, a, b)) if best else (key, a, b)
+        if best is None or -best[0][0] <= 0.5:
+            break
+        _, a, b = best
+        clusters[a] += clusters.pop(b)
+    labels = np.empty(n, dtype=np.int64)
+    for c, members in enumerate(clusters):
+        labels[members] = c
+    return labels
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_majority_linkage_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    n = 30
+    pairs = {tuple(sorted(p)) for p in rng.integers(0, n, (90, 2)).tolist() if p[0] != p[1]}
+    i, j = (np.array(x) for x in zip(*sorted(pairs)))
+    d = rng.integers(1, 8, len(i)) / 8.0                                     # exact sums: ties broken by the rule
+    got = majority_linkage(n, i, j, d)
+    want = majority_reference(n, i, j, d)
+    assert pair_scores(want, got)["precision"] == 1.0 and pair_scores(want, got)["recall"] == 1.0
+    assert len(np.unique(got)) == len(np.unique(want))
 
 
 def test_whispers_kernel_matches_reference():
@@ -135,13 +190,18 @@ def signatures_file(tmp_path, name="g.npz", threshold=4.0):
 
 def test_cluster_command_writes_the_people(tmp_path, capsys):
     path, labels = signatures_file(tmp_path)
-    assert npcluster.main([str(path), "--quiet"]) == 0
+    assert npcluster.main([str(path), "--quiet", "--method", "whispers"]) == 0
     out = capsys.readouterr().out
     assert "48 faces in 12 clusters" in out and "theta 4.0000" in out
     rows = (tmp_path / "g.clusters.csv").read_text().splitlines()
     assert rows[0] == "path,face,cluster" and len(rows) == 49
     got = np.array([int(r.split(",")[2]) for r in rows[1:]])
     assert pair_scores(labels, got)["precision"] == 1.0 and pair_scores(labels, got)["recall"] == 1.0
+    # the default (majority) never mixes two people (a few same-person pairs here lie above theta)
+    assert npcluster.main([str(path), "--quiet"]) == 0
+    capsys.readouterr()
+    rows = (tmp_path / "g.clusters.csv").read_text().splitlines()
+    assert pair_scores(labels, np.array([int(r.split(",")[2]) for r in rows[1:]]))["precision"] == 1.0
     # --threshold overrides theta: below every same-person distance, every face is alone.
     assert npcluster.main([str(path), "--quiet", "--threshold", "1e-6", "--out", str(tmp_path / "o.csv")]) == 0
     assert "48 faces in 48 clusters" in capsys.readouterr().out
