@@ -7,7 +7,7 @@ import pytest
 from kernels.whispers import chinese_whispers, chinese_whispers_reference
 from npface import cluster as npcluster
 from npface.embed import read_signatures, save_signatures
-from npface.gallery import METHODS, close_pairs, cluster, majority_linkage, nearest, pair_scores
+from npface.gallery import close_pairs, cluster, majority_linkage, nearest, pair_scores
 
 
 def brute_distances(s):
