@@ -271,6 +271,43 @@ def tail_backward(tail_prog, weights, tail, dtail, N, dw_n, grad):
 # The batch
 # --------------------------------------------------------------------------
 
+@kernel
+def group_forward(g, images, scale, layout, align_prog, sig_prog, chunk_prog, weights, biases, start_h, weights_h,
+                  start_w, weights_w, per_sample, G, acts, argmax, chunk_acts, chunk_argmax, cols, prod, rows, theta,
+                  tail, stages):
+    """Group g's samples (g, g + G, ...) through the convolutional part, chunk by chunk; their features to
+    the tail buffer. Arguments as in ``network_forward``."""
+    N = images.shape[0]
+    D, split, B = layout[L_D], layout[L_SPLIT], layout[L_B]
+    n_sig = max(0, min(sig_prog.shape[0], stages - 2 - align_prog.shape[0]))
+    chunked = split < sig_prog.shape[0]
+    n_in = sig_prog[split, C_] * sig_prog[split, H_] * sig_prog[split, W_] if chunked else 0
+    # where the features end up: the chunk rows (at an offset counted from chunk_base for inference's
+    # short rows) if there are chunked layers, else the sample's own row
+    f0 = layout[L_FEATURES] - (0 if per_sample or not chunked else layout[L_CHUNK_BASE])
+    per_group = chunk_acts.shape[0] // G                         # inference: a group's chunk rows
+    for n0 in range(g, N, G * B):                                # a chunk: samples n0, n0 + G, ...
+        nb = min(B, (N - n0 + G - 1) // G)
+        first, step = (n0, G) if per_sample else (g * per_group, 1)
+        for i in range(nb):
+            n, c = n0 + i * G, first + i * step
+            slot = n if per_sample else g
+            sample_forward(images[n], scale, layout, align_prog, sig_prog[:split], weights, biases, start_h,
+                           weights_h, start_w, weights_w, acts[slot], argmax[slot], cols[g], rows[g], theta[n],
+                           stages)
+            if not per_sample and n_sig > split:
+                x0 = layout[L_CHUNK_BASE]
+                chunk_acts[c, :n_in] = acts[slot, x0:x0 + n_in]
+        if n_sig > split:
+            chunk_forward(chunk_prog[:n_sig - split], weights, biases, chunk_acts, chunk_argmax, first, step, nb,
+                          cols[g], prod[g])
+        if n_sig == sig_prog.shape[0]:
+            for i in range(nb):
+                n, c = n0 + i * G, first + i * step
+                src = chunk_acts[c] if chunked else acts[n if per_sample else g]
+                tail[n * D:(n + 1) * D] = src[f0:f0 + D]
+
+
 @parallel_kernel
 def network_forward(images, scale, layout, align_prog, sig_prog, chunk_prog, tail_prog, weights, biases, start_h,
                     weights_h, start_w, weights_w, per_sample, G, acts, argmax, chunk_acts, chunk_argmax, cols, prod,
@@ -286,38 +323,41 @@ def network_forward(images, scale, layout, align_prog, sig_prog, chunk_prog, tai
     signature net's early layers.
     """
     N = images.shape[0]
-    D, split, B = layout[L_D], layout[L_SPLIT], layout[L_B]
-    base = 0 if per_sample else layout[L_CHUNK_BASE]
-    per_group = chunk_acts.shape[0] // G                         # inference: a group's chunk rows
-    n_sig = max(0, min(sig_prog.shape[0], stages - 2 - align_prog.shape[0]))
-    n_in = sig_prog[split, C_] * sig_prog[split, H_] * sig_prog[split, W_] if split < sig_prog.shape[0] else 0
-    for gu in prange(G):
-        g = np.int64(gu)                                         # (prange indices are unsigned)
-        for n0 in range(g, N, G * B):                            # a chunk: samples n0, n0 + G, ...
-            nb = min(B, (N - n0 + G - 1) // G)
-            first, step = (n0, G) if per_sample else (g * per_group, 1)
-            for i in range(nb):
-                n, c = n0 + i * G, first + i * step
-                slot = n if per_sample else g
-                sample_forward(images[n], scale, layout, align_prog, sig_prog[:split], weights, biases, start_h,
-                               weights_h, start_w, weights_w, acts[slot], argmax[slot], cols[g], rows[g], theta[n],
-                               stages)
-                if not per_sample and n_sig > split:
-                    x0 = layout[L_CHUNK_BASE]
-                    chunk_acts[c, :n_in] = acts[slot, x0:x0 + n_in]
-            if n_sig > split:
-                chunk_forward(chunk_prog[:n_sig - split], weights, biases, chunk_acts, chunk_argmax, first, step, nb,
-                              cols[g], prod[g])
-            if n_sig == sig_prog.shape[0]:
-                f0 = layout[L_FEATURES] - base if split < sig_prog.shape[0] else layout[L_FEATURES]
-                for i in range(nb):
-                    n, c = n0 + i * G, first + i * step
-                    src = chunk_acts[c] if split < sig_prog.shape[0] else acts[n if per_sample else g]
-                    tail[n * D:(n + 1) * D] = src[f0:f0 + D]
+    for gu in prange(G):                                         # (the group's work in a serial kernel:
+        group_forward(np.int64(gu), images, scale, layout, align_prog, sig_prog, chunk_prog, weights, biases,
+                      start_h, weights_h, start_w, weights_w, per_sample, G, acts, argmax, chunk_acts,
+                      chunk_argmax, cols, prod, rows, theta, tail, stages)      # a small parallel body compiles fast)
     n_tail = min(tail_prog.shape[0], max(0, stages - 2 - align_prog.shape[0] - sig_prog.shape[0]))
     for gu in prange(G):
-        g = np.int64(gu)
+        g = np.int64(gu)                                         # (prange indices are unsigned)
         tail_forward(tail_prog[:n_tail], weights, biases, tail, N, g * N // G, (g + 1) * N // G)
+
+
+@kernel
+def group_backward(g, layout, align_prog, sig_prog, weights, want_align, dtheta_extra, G, acts, argmax, theta,
+                   dtail, da, db, dchunk, cols, dcols, prod, dw_n, dt, grad_g):
+    """Group g's samples' parameter gradients into grad_g (zeroed first), chunk by chunk as in the forward:
+    the chunked layers for the chunk, then each sample on its own. Arguments as in ``network_backward``."""
+    N = theta.shape[0]
+    D, split, B = layout[L_D], layout[L_SPLIT], layout[L_B]
+    n_sig = sig_prog.shape[0]
+    n_in = sig_prog[split, C_] * sig_prog[split, H_] * sig_prog[split, W_] if split < n_sig else D
+    grad_g[:] = 0.0
+    dA, dB = dchunk[0], dchunk[1]
+    for n0 in range(g, N, G * B):
+        nb = min(B, (N - n0 + G - 1) // G)
+        for i in range(nb):
+            n = n0 + i * G
+            dA[i, :D] = dtail[n * D:(n + 1) * D]
+        in_dB = False
+        if split < n_sig:
+            in_dB = chunk_backward(sig_prog[split:], weights, acts, argmax, n0, G, nb, dA, dB, cols, dcols, prod,
+                                   dw_n, grad_g, split > 0 or want_align)
+        for i in range(nb):
+            n = n0 + i * G
+            dstart = dB[i, :n_in] if in_dB else dA[i, :n_in]
+            sample_backward(dstart, layout, align_prog, sig_prog[:split], weights, acts[n], argmax[n], theta[n],
+                            want_align, dtheta_extra[n], da, db, cols, dcols, dw_n, dt, grad_g)
 
 
 @parallel_kernel
@@ -328,39 +368,17 @@ def network_backward(layout, align_prog, sig_prog, tail_prog, weights, want_alig
     dtheta_extra (N, 2, 3): another loss term's gradient with respect to the warps theta (zeros for none).
 
     The tail's products run over the whole batch at once and write their gradients into grad; each
-    group then adds its samples' gradients into its own row of grad_parts, chunk by chunk as in the
-    forward (the chunked layers for the chunk, then each sample on its own), and the rows are added to
-    grad in group order (reproducible for a given thread count). Scratch (da, db, dchunk (2, B, ...),
-    cols, dcols, prod, dw_n, dt) has one entry per group.
+    group then adds its samples' gradients into its own row of grad_parts (``group_backward``), and the
+    rows are added to grad in group order (reproducible for a given thread count). Scratch (da, db,
+    dchunk (2, B, ...), cols, dcols, prod, dw_n, dt) has one entry per group.
     """
     N = theta.shape[0]
-    D, split, B = layout[L_D], layout[L_SPLIT], layout[L_B]
-    n_sig = sig_prog.shape[0]
     grad[:] = 0.0
     tail_backward(tail_prog, weights, tail, dtail, N, dw_n[0], grad)
-    for g in prange(G):
-        grad_parts[g] = 0.0
-        for n0 in range(g, N, G * B):
-            nb = min(B, (N - n0 + G - 1) // G)
-            dA, dB = dchunk[g, 0], dchunk[g, 1]
-            in_dB = False
-            if split < n_sig:
-                for i in range(nb):
-                    n = n0 + i * G
-                    dA[i, :D] = dtail[n * D:(n + 1) * D]
-                in_dB = chunk_backward(sig_prog[split:], weights, acts, argmax, n0, G, nb, dA, dB, cols[g],
-                                       dcols[g], prod[g], dw_n[g], grad_parts[g], split > 0 or want_align)
-            for i in range(nb):
-                n = n0 + i * G
-                if split == n_sig:
-                    dstart = dtail[n * D:(n + 1) * D]
-                else:
-                    first = sig_prog[split]
-                    size = first[C_] * first[H_] * first[W_]
-                    dstart = dB[i, :size] if in_dB else dA[i, :size]
-                sample_backward(dstart, layout, align_prog, sig_prog[:split], weights, acts[n], argmax[n],
-                                theta[n], want_align, dtheta_extra[n], da[g], db[g], cols[g], dcols[g], dw_n[g],
-                                dt[g], grad_parts[g])
+    for gu in prange(G):
+        g = np.int64(gu)
+        group_backward(g, layout, align_prog, sig_prog, weights, want_align, dtheta_extra, G, acts, argmax, theta,
+                       dtail, da[g], db[g], dchunk[g], cols[g], dcols[g], prod[g], dw_n[g], dt[g], grad_parts[g])
     for g in range(G):                                           # in group order; the tail's blocks of
         grad += grad_parts[g]                                    # grad_parts are 0, the rest of grad is 0
 
