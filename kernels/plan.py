@@ -23,6 +23,15 @@ layers (the "tail") run as batch products, rows dealt to the threads in
 contiguous chunks. One thread reuses one group's scratch while the samples
 of that group stream through it.
 
+Threads. Every kernel here is serial and releases the GIL (``kernels.jit``):
+``npface.plan`` runs ``group_forward`` for the G groups on G Python threads
+side by side, then ``tail_forward`` on G row ranges; for the backward,
+``tail_backward`` on one thread, ``group_backward`` on G threads, and
+``reduce_groups`` adds the groups' gradients in group order. Python runs
+only at those few hand-overs, never between layers. (Numba's parallel
+loops would do the same work, but compiling one around these kernels
+costs about as long again as compiling the kernels themselves.)
+
 Activation rows. Every sample slot owns one flat row of ``acts`` holding, at
 fixed offsets, the normalised image x (3, S, S), its resize (3, A, A), every
 layer's output, the pose (4,) and the aligned image (3, S, S); ``argmax``
@@ -39,13 +48,11 @@ for tail layers in the tail buffer, in units of N), aux (offset in the
 argmax row), gw and gb (offsets of dw and db in the flat gradient vector).
 A Linear's input is C = D features, H = W = 1; its output F.
 """
-import numpy as np
-from numba import prange
 
 from kernels.activation import relu_backward_serial
 from kernels.conv import (conv1x1_backward_sample, conv1x1_forward_sample, conv2d_backward_chunk,
                           conv2d_backward_sample, conv2d_forward_chunk, conv2d_forward_sample)
-from kernels.jit import kernel, parallel_kernel
+from kernels.jit import kernel
 from kernels.linear import linear_backward, linear_forward
 from kernels.pool import maxpool2d_backward_sample, maxpool2d_forward_sample
 from kernels.preprocess import normalise_sample
@@ -275,8 +282,17 @@ def tail_backward(tail_prog, weights, tail, dtail, N, dw_n, grad):
 def group_forward(g, images, scale, layout, align_prog, sig_prog, chunk_prog, weights, biases, start_h, weights_h,
                   start_w, weights_w, per_sample, G, acts, argmax, chunk_acts, chunk_argmax, cols, prod, rows, theta,
                   tail, stages):
-    """Group g's samples (g, g + G, ...) through the convolutional part, chunk by chunk; their features to
-    the tail buffer. Arguments as in ``network_forward``."""
+    """Group g's samples (g, g + G, ...) of images (N, S, S, 3) through the convolutional part, chunk by
+    chunk: theta[n] (2, 3) and each sample's features (D,) into row n of the tail buffer.
+
+    Training (per_sample): acts, argmax have one row per sample (the rows are the cache), chunk_acts,
+    chunk_argmax are the same arrays and chunk_prog is sig_prog[split:]. Inference: acts, argmax have
+    one row per group, chunk_acts, chunk_argmax B per group (one per sample of a chunk), which hold only
+    the chunked layers' activations: chunk_prog's offsets are counted from the first one's input
+    (layout's chunk_base), which each sample copies there. cols, prod, rows: one per group.
+    ``stages`` as in ``sample_forward``, the chunked layers counted after the signature net's early
+    layers (the tail's layers come after them: ``tail_forward``).
+    """
     N = images.shape[0]
     D, split, B = layout[L_D], layout[L_SPLIT], layout[L_B]
     n_sig = max(0, min(sig_prog.shape[0], stages - 2 - align_prog.shape[0]))
@@ -308,36 +324,16 @@ def group_forward(g, images, scale, layout, align_prog, sig_prog, chunk_prog, we
                 tail[n * D:(n + 1) * D] = src[f0:f0 + D]
 
 
-@parallel_kernel
-def network_forward(images, scale, layout, align_prog, sig_prog, chunk_prog, tail_prog, weights, biases, start_h,
-                    weights_h, start_w, weights_w, per_sample, G, acts, argmax, chunk_acts, chunk_argmax, cols, prod,
-                    rows, theta, tail, stages):
-    """images (N, S, S, 3) -> tail's last block (N, D_out) = the signatures; theta (N, 2, 3).
-
-    Training (per_sample): acts, argmax have one row per sample (the rows are the cache), chunk_acts,
-    chunk_argmax are the same arrays and chunk_prog is sig_prog[split:]. Inference: acts, argmax have
-    one row per group, chunk_acts, chunk_argmax B per group (one per sample of a chunk), which hold only
-    the chunked layers' activations: chunk_prog's offsets are counted from the first one's input
-    (layout's chunk_base), which each sample copies there. cols, prod, rows: one per group.
-    ``stages`` as in ``sample_forward``, the chunked layers and then the tail's counted after the
-    signature net's early layers.
-    """
-    N = images.shape[0]
-    for gu in prange(G):                                         # (the group's work in a serial kernel:
-        group_forward(np.int64(gu), images, scale, layout, align_prog, sig_prog, chunk_prog, weights, biases,
-                      start_h, weights_h, start_w, weights_w, per_sample, G, acts, argmax, chunk_acts,
-                      chunk_argmax, cols, prod, rows, theta, tail, stages)      # a small parallel body compiles fast)
-    n_tail = min(tail_prog.shape[0], max(0, stages - 2 - align_prog.shape[0] - sig_prog.shape[0]))
-    for gu in prange(G):
-        g = np.int64(gu)                                         # (prange indices are unsigned)
-        tail_forward(tail_prog[:n_tail], weights, biases, tail, N, g * N // G, (g + 1) * N // G)
-
-
 @kernel
 def group_backward(g, layout, align_prog, sig_prog, weights, want_align, dtheta_extra, G, acts, argmax, theta,
                    dtail, da, db, dchunk, cols, dcols, prod, dw_n, dt, grad_g):
     """Group g's samples' parameter gradients into grad_g (zeroed first), chunk by chunk as in the forward:
-    the chunked layers for the chunk, then each sample on its own. Arguments as in ``network_backward``."""
+    the chunked layers for the chunk, then each sample on its own.
+
+    dtail's last block (N, D_out) = dL/dsignatures, its first (N, D) = dL/dfeatures (``tail_backward``
+    has run). dtheta_extra (N, 2, 3): another loss term's gradient with respect to the warps' theta
+    (zeros for none). Scratch (da, db, dchunk (2, B, ...), cols, dcols, prod, dw_n, dt): this group's.
+    """
     N = theta.shape[0]
     D, split, B = layout[L_D], layout[L_SPLIT], layout[L_B]
     n_sig = sig_prog.shape[0]
@@ -360,27 +356,11 @@ def group_backward(g, layout, align_prog, sig_prog, weights, want_align, dtheta_
                             want_align, dtheta_extra[n], da, db, cols, dcols, dw_n, dt, grad_g)
 
 
-@parallel_kernel
-def network_backward(layout, align_prog, sig_prog, tail_prog, weights, want_align, dtheta_extra, G, acts, argmax,
-                     theta, tail, dtail, da, db, dchunk, cols, dcols, prod, dw_n, dt, grad_parts, grad):
-    """dtail's last block (N, D_out) = dL/dsignatures -> grad (every parameter, flat), overwritten.
-
-    dtheta_extra (N, 2, 3): another loss term's gradient with respect to the warps theta (zeros for none).
-
-    The tail's products run over the whole batch at once and write their gradients into grad; each
-    group then adds its samples' gradients into its own row of grad_parts (``group_backward``), and the
-    rows are added to grad in group order (reproducible for a given thread count). Scratch (da, db,
-    dchunk (2, B, ...), cols, dcols, prod, dw_n, dt) has one entry per group.
-    """
-    N = theta.shape[0]
-    grad[:] = 0.0
-    tail_backward(tail_prog, weights, tail, dtail, N, dw_n[0], grad)
-    for gu in prange(G):
-        g = np.int64(gu)
-        group_backward(g, layout, align_prog, sig_prog, weights, want_align, dtheta_extra, G, acts, argmax, theta,
-                       dtail, da[g], db[g], dchunk[g], cols[g], dcols[g], prod[g], dw_n[g], dt[g], grad_parts[g])
-    for g in range(G):                                           # in group order; the tail's blocks of
-        grad += grad_parts[g]                                    # grad_parts are 0, the rest of grad is 0
+@kernel
+def reduce_groups(grad_parts, grad):
+    """grad += every group's row of grad_parts, in group order (reproducible for a given thread count)."""
+    for g in range(grad_parts.shape[0]):
+        grad += grad_parts[g]
 
 
 # --------------------------------------------------------------------------

@@ -22,7 +22,9 @@ A training forward keeps each sample's activations in its workspace: the
 cache it returns names that workspace, and is valid until the next training
 forward of the same shape (``backward`` checks and says so otherwise).
 """
+import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -33,6 +35,34 @@ from kernels.resize import area_taps
 from npface.architecture import Conv, Linear, MaxPool, trace
 
 MAX_WORKSPACES = 4
+
+
+class _Groups:
+    """Runs ``kernel(g, *args)`` for g = 0 .. G-1 side by side, one Python thread per group, and waits.
+
+    The plan's kernels are serial and release the GIL, so the G calls run in parallel; a kernel's
+    error is raised here. G = 1 calls the kernel on the calling thread. The threads are kept (and grown
+    when a larger G comes) for the life of the process.
+    """
+
+    def __init__(self):
+        self._pool, self._size, self._lock = None, 0, threading.Lock()
+
+    def run(self, G, kernel, *args):
+        if G == 1:
+            kernel(0, *args)
+            return
+        with self._lock:
+            if self._size < G:
+                if self._pool is not None:
+                    self._pool.shutdown()
+                self._pool, self._size = ThreadPoolExecutor(G, thread_name_prefix="npface-plan"), G
+            pool = self._pool
+        for future in [pool.submit(kernel, g, *args) for g in range(G)]:
+            future.result()
+
+
+_GROUPS = _Groups()
 # The signature net's layers from the first convolution with at most CHUNK_MAX_PIXELS output pixels on run
 # CHUNK samples at a time (kernels.plan): Table 2's 7x7 and 4x4 layers, whose one-sample products are thin.
 CHUNK = 8
@@ -283,10 +313,15 @@ class Plan:
         taps = self._resize_taps(dtype)
         t = self.tables
         ws = self.workspace(len(images), train)
-        kplan.network_forward(images, scale, t.layout, t.align, t.sig, t.sig[t.layout[kplan.L_SPLIT]:] if train
-                              else t.chunk, t.tail, weights, biases, *taps, train, ws.G, ws.acts, ws.argmax,
-                              ws.chunk_acts, ws.chunk_argmax, ws.cols, ws.prod, ws.rows, ws.theta, ws.tail,
-                              len(self.stage_names()) if stages is None else stages)
+        stages = len(self.stage_names()) if stages is None else stages
+        _GROUPS.run(ws.G, kplan.group_forward, images, scale, t.layout, t.align, t.sig,
+                    t.sig[t.layout[kplan.L_SPLIT]:] if train else t.chunk, weights, biases, *taps, train, ws.G,
+                    ws.acts, ws.argmax, ws.chunk_acts, ws.chunk_argmax, ws.cols, ws.prod, ws.rows, ws.theta, ws.tail,
+                    stages)
+        N, G = len(images), ws.G
+        n_tail = min(len(t.tail), max(0, stages - 2 - len(t.align) - len(t.sig)))
+        _GROUPS.run(G, lambda g: kplan.tail_forward(t.tail[:n_tail], weights, biases, ws.tail, N, g * N // G,
+                                                    (g + 1) * N // G))
         if train:
             ws.generation += 1
         return ws.signatures(t), ws
@@ -310,9 +345,16 @@ class Plan:
             ws.dtheta_extra[...] = 0.0
         else:
             ws.dtheta_extra[...] = dtheta_extra
-        kplan.network_backward(t.layout, t.align, t.sig, t.tail, weights, bool(want_align), ws.dtheta_extra, ws.G,
-                               ws.acts, ws.argmax, ws.theta, ws.tail, ws.dtail, ws.da, ws.db, ws.dchunk, ws.cols,
-                               ws.dcols, ws.prod, ws.dw, ws.dt, ws.grad_parts, ws.grad)
+        # the tail's products over the whole batch write their gradients into grad (the rest of it 0);
+        # each group adds its samples' gradients into its own row of grad_parts (the tail's blocks stay 0);
+        # the rows are added to grad in group order, so the sum is reproducible for a given thread count
+        ws.grad[...] = 0.0
+        kplan.tail_backward(t.tail, weights, ws.tail, ws.dtail, ws.N, ws.dw[0], ws.grad)
+        _GROUPS.run(ws.G, lambda g: kplan.group_backward(
+            g, t.layout, t.align, t.sig, weights, bool(want_align), ws.dtheta_extra, ws.G, ws.acts, ws.argmax,
+            ws.theta, ws.dtail, ws.da[g], ws.db[g], ws.dchunk[g], ws.cols[g], ws.dcols[g], ws.prod[g], ws.dw[g],
+            ws.dt[g], ws.grad_parts[g]))
+        kplan.reduce_groups(ws.grad_parts, ws.grad)
         return ws.grad
 
     def gradient_dict(self, grad, names):
