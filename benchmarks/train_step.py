@@ -1,6 +1,7 @@
 """Speed of one full training step at k = 256 (16 identities x 16 images) on all threads.
 
     python -m benchmarks.train_step [--threads 2] [--steps 10] [--estimator multibatch] [--align-lr-scale 0]
+    python -m benchmarks.train_step --profile [--profile-samples 32]    # per-layer forward/backward, 1 thread
 
 A step is: draw the batch (synthetic faces), forward through the whole
 network, the loss and its signature gradients (the estimator), backward,
@@ -46,9 +47,17 @@ def main(argv=None):
                         help="the alignment net's learning rate relative to the rest, as in python -m npface.train; "
                              "0 (default, as in the reported runs) freezes it and skips its backward pass")
     parser.add_argument("--json", metavar="PATH", help="also write the medians (seconds per phase) as JSON")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of timing steps, print each layer's forward and backward time per sample on "
+                             "one thread and its fraction of the 1-thread GEMM peak (a diagnostic: layer by layer "
+                             "over a batch, not the plan's sample-by-sample order)")
+    parser.add_argument("--profile-samples", type=int, default=32, metavar="N",
+                        help="samples per layer in --profile (default %(default)s)")
     args = parser.parse_args(argv)
     if not 1 <= args.threads <= max_threads() or args.steps < 1 or args.align_lr_scale < 0:
         parser.error(f"--threads must be 1..{max_threads()}, --steps >= 1 and --align-lr-scale >= 0")
+    if args.profile_samples < 1:
+        parser.error("--profile-samples must be >= 1")
 
     faces = SyntheticFaces(seed=0, n_identities=1000)
     model = FaceModel(TABLE2, seed=0, threshold=8.0)
@@ -79,6 +88,8 @@ def main(argv=None):
                                    err_msg=f"gradient of {k}: the plan and the per-op path disagree")
     print("Forward matches the reference network; gradients are reproducible and match the per-op path. "
           "Starting benchmarks.\n")
+    if args.profile:
+        return profile_layers(model, images[:args.profile_samples], args.align_lr_scale != 0, args.steps)
 
     peak = gemm_peak(args.threads)
     phases = {"data": [], "forward": [], "loss": [], "backward": [], "update": [], "step": []}
@@ -136,6 +147,74 @@ def main(argv=None):
                                    compute_ratio=gflops_compute / peak, align_lr_scale=args.align_lr_scale,
                                    per_op_forward_backward_seconds=per_op_compute, workspace_bytes=workspace,
                                    date=time.strftime("%Y-%m-%d")))
+    return 0
+
+
+def profile_layers(model, images, want_align, reps):
+    """Print every layer's forward and backward seconds per sample on one thread, and its fraction of the
+    1-thread GEMM peak; returns 0.
+
+    Each layer runs over all of ``images`` in one compiled call (``kernels.plan.layer_forward_samples``,
+    ``layer_backward_samples``) on the activations of a training forward, fastest of ``reps`` calls; the
+    plan's chunked layers (marked *) run in chunks as in the plan.
+    Work counted: forward 2 x multiply-adds; backward 2 x (dW) + 2 x (dx, when the input's gradient is needed).
+    """
+    from kernels import plan as kplan
+    plan, t = model.plan, model.plan.tables
+    n = len(images)
+    peak = gemm_peak(1)
+    with limit(1):
+        plan.forward(images, train=True)
+        ws = plan.workspace(n, train=True)
+        weights, biases = plan._weight_lists()
+        rng = np.random.default_rng(0)
+        douts = rng.standard_normal((n, t.delta_size)).astype(model.dtype)
+        dxs = np.zeros_like(douts)
+        macs = {r["name"]: r["macs"] for r in layer_rows()}
+
+        def fastest(fn):
+            fn()
+            times = []
+            for _ in range(max(3, reps)):
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
+            return min(times) / n
+
+        layers = list(model.config.alignment) + list(model.config.signature[:len(t.sig)])
+        progs = [t.align[i:i + 1] for i in range(len(t.align))] + [t.sig[i:i + 1] for i in range(len(t.sig))]
+        first_sig, split, B = len(t.align), int(t.layout[kplan.L_SPLIT]), int(t.layout[kplan.L_B])
+        chunked = [first_sig + split <= i for i in range(len(progs))]
+        forward = {layer.name: fastest(lambda p=prog, c=chunk: kplan.layer_forward_samples(
+            p, weights, biases, ws.acts, ws.argmax, B if c else 0, ws.cols[0], ws.prod[0]))
+            for layer, prog, chunk in zip(layers, progs, chunked)}
+        backward, dx_wanted = {}, {}
+        for i in range(len(progs) - 1, -1 if want_align else first_sig - 1, -1):
+            want_dx = i != 0 and (i != first_sig or want_align)
+            dx_wanted[layers[i].name] = want_dx
+            backward[layers[i].name] = fastest(lambda p=progs[i], w=want_dx, c=chunked[i]: kplan.layer_backward_samples(
+                p, weights, ws.acts, ws.argmax, douts, dxs, B if c else 0, ws.cols[0], ws.dcols[0], ws.prod[0],
+                ws.dw[0], ws.grad_parts[0], w))
+            douts, dxs = dxs, douts
+        N = len(ws.theta)
+        tail_f = fastest(lambda: kplan.tail_forward(t.tail, weights, biases, ws.tail, N, 0, N))
+        tail_b = fastest(lambda: kplan.tail_backward(t.tail, weights, ws.tail, ws.dtail, N, ws.dw[0], ws.grad))
+    print(f"float32 GEMM peak, 1 thread: {peak:.1f} GFLOP/s. Per sample, {n} samples, fastest of {max(3, reps)}:")
+    print(f"{'layer':14s} {'fwd us':>8s} {'fwd %pk':>7s} {'bwd us':>8s} {'bwd %pk':>7s}")
+    total_f = total_b = 0.0
+    for layer in layers:
+        name, m = layer.name, macs.get(layer.name, 0)
+        f, b = forward[name], backward.get(name)
+        total_f += f
+        total_b += b or 0.0
+        pf = f"{100 * 2 * m / f / 1e9 / peak:6.1f}%" if m else f"{'-':>7s}"
+        pb = (f"{100 * 2 * m * (2 if dx_wanted[name] else 1) / b / 1e9 / peak:6.1f}%" if m else f"{'-':>7s}") \
+            if b is not None else f"{'-':>7s}"
+        star = "*" if chunked[layers.index(layer)] else " "
+        print(f"{name + star:14s} {1e6 * f:8.1f} {pf} " + (f"{1e6 * b:8.1f}" if b is not None else f"{'skipped':>8s}")
+              + f" {pb}")
+    print(f"{'affine tail':14s} {1e6 * tail_f:8.1f} {'':7s} {1e6 * tail_b:8.1f}")
+    print(f"{'(sum)':14s} {1e6 * (total_f + tail_f):8.1f} {'':7s} {1e6 * (total_b + tail_b):8.1f}")
     return 0
 
 

@@ -21,6 +21,16 @@ to the pixels it came from::
     dw2   += dout_n (F, Ho*Wo) @ cols_n.T (Ho*Wo, C*K*K)
     dcols  = w2.T (C*K*K, F) @ dout_n (F, Ho*Wo)      -> col2im -> dx_n
 
+Narrow layers in chunks. Where Ho*Wo is small (Table 2's 7x7 and 4x4
+layers), one sample's products are thin (K = 49 in dw2's) and BLAS runs
+well below its peak; ``conv2d_forward_chunk`` / ``conv2d_backward_chunk``
+put a chunk of nb samples side by side, cols (C*K*K, nb*Ho*Wo) with sample
+i's columns in block i, so that each layer makes one product per chunk:
+
+    out_chunk (F, nb*Ho*Wo) = w2 @ cols            (sample i's output: block i)
+    dw2 += dout_chunk (F, nb*Ho*Wo) @ cols.T      (the sum over the chunk's samples)
+    dcols = w2.T @ dout_chunk                      (block i -> col2im -> dx_i)
+
 The 1x1 convolution of a network-in-network block (K = 1, stride 1, no pad)
 needs no ``im2col`` at all: ``x_n`` viewed as (C, H*W) already is ``cols``.
 
@@ -49,17 +59,17 @@ def _valid_columns(Wo, W, stride, pad, q):
 
 
 @kernel
-def im2col(x_n, K, stride, pad, cols):
+def im2col(x_n, K, stride, pad, cols, col0=0):
     """Copy receptive fields into columns.
 
-    x_n (C, H, W), cols (C*K*K, Ho*Wo): cols[(c*K + p)*K + q, i*Wo + j] =
-    xpad[c, i*stride + p, j*stride + q], zero where the field hangs over the edge.
+    x_n (C, H, W), cols (C*K*K, >= col0 + Ho*Wo): cols[(c*K + p)*K + q, col0 + i*Wo + j] =
+    xpad[c, i*stride + p, j*stride + q], zero where the field hangs over the edge
+    (col0 > 0: one sample's block among several side by side).
     Each row segment is split into its left padding, the columns inside the
     image (a branch-free strided copy) and its right padding.
     """
     C, H, W = x_n.shape
-    Wo = (W + 2 * pad - K) // stride + 1
-    Ho = cols.shape[1] // Wo
+    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
     for c in range(C):
         for p in range(K):
             for q in range(K):
@@ -68,7 +78,7 @@ def im2col(x_n, K, stride, pad, cols):
                 off = q - pad
                 for i in range(Ho):
                     h = i * stride - pad + p
-                    base = i * Wo
+                    base = col0 + i * Wo
                     if h < 0 or h >= H:
                         for j in range(Wo):
                             cols[row, base + j] = 0.0
@@ -87,15 +97,14 @@ def im2col(x_n, K, stride, pad, cols):
 
 
 @kernel
-def col2im_add(dcols, K, stride, pad, dx_n):
+def col2im_add(dcols, K, stride, pad, dx_n, col0=0):
     """The adjoint of ``im2col``: add each column entry back to its source pixel.
 
-    dcols (C*K*K, Ho*Wo), dx_n (C, H, W) accumulated into (caller zeroes it).
-    Entries that came from the zero padding are dropped.
+    dcols (C*K*K, >= col0 + Ho*Wo) (the block from column col0), dx_n (C, H, W) accumulated into
+    (caller zeroes it). Entries that came from the zero padding are dropped.
     """
     C, H, W = dx_n.shape
-    Wo = (W + 2 * pad - K) // stride + 1
-    Ho = dcols.shape[1] // Wo
+    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
     for c in range(C):
         for p in range(K):
             for q in range(K):
@@ -106,7 +115,7 @@ def col2im_add(dcols, K, stride, pad, dx_n):
                     h = i * stride - pad + p
                     if h < 0 or h >= H:
                         continue
-                    base = i * Wo
+                    base = col0 + i * Wo
                     for j in range(j_lo, j_hi):
                         dx_n[c, h, j * stride + off] += dcols[row, base + j]
 
@@ -147,7 +156,7 @@ def conv2d_forward_sample(x_n, w2, b, K, stride, pad, relu, cols, out_n):
     ``cols`` (C*K*K, Ho*Wo) is caller-owned scratch (the whole-network plans
     hand in workspace, the batch kernel below its own).
     """
-    im2col(x_n, K, stride, pad, cols)
+    im2col(x_n, K, stride, pad, cols, 0)
     np.dot(w2, cols, out_n)
     _add_bias(out_n, b, relu)
 
@@ -162,7 +171,7 @@ def conv2d_backward_sample(dout_n, x_n, w2t, K, stride, pad, cols, dcols, dw_n, 
     cols, dcols (C*K*K, Ho*Wo) are scratch.
     """
     F, P = dout_n.shape
-    im2col(x_n, K, stride, pad, cols)
+    im2col(x_n, K, stride, pad, cols, 0)
     np.dot(dout_n, cols.T, dw_n)
     dw_acc += dw_n
     for f in range(F):
@@ -170,7 +179,67 @@ def conv2d_backward_sample(dout_n, x_n, w2t, K, stride, pad, cols, dcols, dw_n, 
     if want_dx:
         np.dot(w2t, dout_n, dcols)
         dx_n[:] = 0.0
-        col2im_add(dcols, K, stride, pad, dx_n)
+        col2im_add(dcols, K, stride, pad, dx_n, 0)
+
+
+@kernel
+def conv2d_forward_chunk(rows, first, step, nb, x_off, C, H, W, w2, b, K, stride, pad, relu, cols, prod, out_off):
+    """nb samples through one convolution with one matrix product.
+
+    rows (slots, L): one flat row per sample slot; the chunk's samples are the rows first, first + step, ...
+    Each holds its input x (C, H, W) at x_off and receives its output (F, Ho*Wo) at out_off (+ b, then
+    ReLU if relu). cols, prod: flat scratch of at least C*K*K * nb*Ho*Wo and F * nb*Ho*Wo.
+    """
+    F, CKK = w2.shape
+    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
+    P = Ho * Wo
+    c = cols[:CKK * nb * P].reshape((CKK, nb * P))               # [im2col(x_0) | im2col(x_1) | ...]
+    for i in range(nb):
+        n = first + i * step
+        im2col(rows[n, x_off:x_off + C * H * W].reshape((C, H, W)), K, stride, pad, c, i * P)
+    pr = prod[:F * nb * P].reshape((F, nb * P))
+    np.dot(w2, c, pr)
+    for i in range(nb):
+        n = first + i * step
+        out_n = rows[n, out_off:out_off + F * P].reshape((F, P))
+        for f in range(F):
+            for k in range(P):
+                out_n[f, k] = pr[f, i * P + k]
+        _add_bias(out_n, b, relu)
+
+
+@kernel
+def conv2d_backward_chunk(douts, rows, first, step, nb, x_off, C, H, W, w2t, K, stride, pad, cols, dcols, dprod,
+                          dw_n, dw_acc, db_acc, want_dx, dxs):
+    """The gradients of ``conv2d_forward_chunk`` (without its ReLU), one product each for the chunk.
+
+    douts (>= nb, >= F*Ho*Wo): sample i's output gradient in row i; rows, first, step, x_off, C, H, W as
+    in the forward (the inputs). Adds the chunk's dw2 to dw_acc (F, C*K*K) (via the scratch dw_n) and its
+    row sums to db_acc (F,); if want_dx, overwrites row i of dxs (>= nb, >= C*H*W) with sample i's dx.
+    cols, dcols, dprod: flat scratch as in the forward (dprod holds the gathered douts).
+    """
+    CKK, F = w2t.shape
+    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
+    P = Ho * Wo
+    c = cols[:CKK * nb * P].reshape((CKK, nb * P))
+    dp = dprod[:F * nb * P].reshape((F, nb * P))
+    for i in range(nb):
+        n = first + i * step
+        im2col(rows[n, x_off:x_off + C * H * W].reshape((C, H, W)), K, stride, pad, c, i * P)
+        for f in range(F):
+            for k in range(P):
+                dp[f, i * P + k] = douts[i, f * P + k]
+    np.dot(dp, c.T, dw_n)
+    dw_acc += dw_n
+    for f in range(F):
+        db_acc[f] += dp[f].sum()
+    if want_dx:
+        dc = dcols[:CKK * nb * P].reshape((CKK, nb * P))
+        np.dot(w2t, dp, dc)
+        for i in range(nb):
+            dx_i = dxs[i, :C * H * W].reshape((C, H, W))
+            dx_i[:] = 0.0
+            col2im_add(dc, K, stride, pad, dx_i, i * P)
 
 
 @parallel_kernel

@@ -11,8 +11,10 @@ Change a flag here and every kernel in ``kernels/`` follows.
   trainer checks for it and stops. (Comparisons do not propagate it: the
   pairwise hinge's "u > 0" is false for a NaN u, so the loss of NaN
   signatures reads 0, which is why the trainer checks the signatures.)
-- ``kernel`` compiles a serial loop; ``parallel_kernel`` also lets ``prange``
-  split a loop across Numba's threads. Parallel kernels only ``prange`` over
+- ``kernel`` compiles a serial loop that releases the GIL (``nogil``), so
+  Python threads can run kernels side by side (the compiled plan does);
+  ``parallel_kernel`` also lets ``prange`` split a loop across Numba's
+  threads. Parallel kernels only ``prange`` over
   axes whose writes are disjoint (samples, channel planes), and reduce
   per-group partial sums in a fixed order, so a result depends on the thread
   count but never on timing.
@@ -24,8 +26,8 @@ FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
 
 def kernel(fn):
-    """Compile ``fn`` as a serial, cached, no-Python kernel."""
-    return numba.njit(cache=CACHE, fastmath=set(FASTMATH))(fn)
+    """Compile ``fn`` as a serial, cached, no-Python kernel that releases the GIL."""
+    return numba.njit(cache=CACHE, fastmath=set(FASTMATH), nogil=True)(fn)
 
 
 def parallel_kernel(fn):

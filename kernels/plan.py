@@ -8,22 +8,38 @@ the tables and call the same per-sample kernels the per-op path
 layers, nothing is allocated, nothing is validated (``npface.plan`` checks
 the input once, at the boundary).
 
-Execution order. A sample goes through the whole convolutional part on one
-thread: normalise (uint8 -> [-1, 1], NCHW), area resize, alignment net
-(its affine layers as 1-row products), pose -> theta, warp, the signature
-net's convolutions and pools; its flattened features land in row n of the
-tail buffer. The signature net's affine layers (the "tail") then run as
-batch products, rows dealt to the threads in contiguous chunks. Samples are
-dealt to G groups as in ``kernels.conv`` (group g: samples g, g+G, ...), so
-one thread reuses one group's scratch while the samples of that group stream
-through it.
+Execution order. Samples are dealt to G groups as in ``kernels.conv``
+(group g: samples g, g+G, ...), one thread per group, and each group takes
+its samples in chunks of up to B. A sample of the chunk goes through the
+early layers on its own: normalise (uint8 -> [-1, 1], NCHW), area resize,
+alignment net (its affine layers as 1-row products), pose -> theta, warp,
+the signature net's layers before ``split``. The narrow layers from
+``split`` on (Ho*Wo small: one sample's products are too thin for BLAS)
+then run for the whole chunk at once, a convolution as one product over the
+chunk's columns (``conv2d_forward_chunk``), a 1x1 convolution or pool
+sample by sample; the backward pass mirrors this. Each sample's flattened
+features land in row n of the tail buffer, and the signature net's affine
+layers (the "tail") run as batch products, rows dealt to the threads in
+contiguous chunks. One thread reuses one group's scratch while the samples
+of that group stream through it.
+
+Threads. Every kernel here is serial and releases the GIL (``kernels.jit``):
+``npface.plan`` runs ``group_forward`` for the G groups on G Python threads
+side by side, then ``tail_forward`` on G row ranges; for the backward,
+``tail_backward`` on one thread, ``group_backward`` on G threads, and
+``reduce_groups`` adds the groups' gradients in group order. Python runs
+only at those few hand-overs, never between layers. (Numba's parallel
+loops would do the same work, but compiling one around these kernels
+costs about as long again as compiling the kernels themselves.)
 
 Activation rows. Every sample slot owns one flat row of ``acts`` holding, at
 fixed offsets, the normalised image x (3, S, S), its resize (3, A, A), every
 layer's output, the pose (4,) and the aligned image (3, S, S); ``argmax``
-rows hold the max-pool winners. For inference there is one slot per group
-(reused sample after sample); for training one slot per sample, so that
-the backward pass finds every layer's input and output (its cache) in place.
+rows hold the max-pool winners. For training there is one slot per sample,
+so that the backward pass finds every layer's input and output (its cache)
+in place. For inference there is one slot per group (reused sample after
+sample), and B short rows per group that hold only the chunked layers'
+activations (one per sample of a chunk, reused chunk after chunk).
 
 Table columns (``PROGRAM_COLUMNS``): kind, C, H, W (the input), F, Ho, Wo
 (the output), K (kernel or window size), stride, pad, relu, p (index into
@@ -32,13 +48,11 @@ for tail layers in the tail buffer, in units of N), aux (offset in the
 argmax row), gw and gb (offsets of dw and db in the flat gradient vector).
 A Linear's input is C = D features, H = W = 1; its output F.
 """
-import numpy as np
-from numba import prange
 
 from kernels.activation import relu_backward_serial
-from kernels.conv import (conv1x1_backward_sample, conv1x1_forward_sample, conv2d_backward_sample,
-                          conv2d_forward_sample)
-from kernels.jit import kernel, parallel_kernel
+from kernels.conv import (conv1x1_backward_sample, conv1x1_forward_sample, conv2d_backward_chunk,
+                          conv2d_backward_sample, conv2d_forward_chunk, conv2d_forward_sample)
+from kernels.jit import kernel
 from kernels.linear import linear_backward, linear_forward
 from kernels.pool import maxpool2d_backward_sample, maxpool2d_forward_sample
 from kernels.preprocess import normalise_sample
@@ -50,8 +64,10 @@ PROGRAM_COLUMNS = ("kind", "C", "H", "W", "F", "Ho", "Wo", "K", "stride", "pad",
                    "gw", "gb")
 KIND, C_, H_, W_, F_, HO, WO, K_, STRIDE, PAD, RELU, P_, IN, OUT, AUX, GW, GB = range(len(PROGRAM_COLUMNS))
 # layout (int64, LAYOUT_FIELDS): where the fixed stages keep their data in an activation row
-LAYOUT_FIELDS = ("S", "A", "small", "pose", "aligned", "features", "D")
-L_S, L_A, L_SMALL, L_POSE, L_ALIGNED, L_FEATURES, L_D = range(len(LAYOUT_FIELDS))
+# split: the signature net's layers from this index on run in chunks of up to B samples (see below)
+# (chunk_base: the offset of the first chunked layer's input in an activation row)
+LAYOUT_FIELDS = ("S", "A", "small", "pose", "aligned", "features", "D", "split", "B", "chunk_base")
+L_S, L_A, L_SMALL, L_POSE, L_ALIGNED, L_FEATURES, L_D, L_SPLIT, L_B, L_CHUNK_BASE = range(len(LAYOUT_FIELDS))
 
 
 # --------------------------------------------------------------------------
@@ -124,9 +140,10 @@ def layer_backward(row, weights, act, am, dout, dx, cols, dcols, dw_n, grad, wan
 
 @kernel
 def sample_forward(img, scale, layout, align_prog, sig_prog, weights, biases, start_h, weights_h, start_w,
-                   weights_w, act, am, cols, rows, t, features, stages):
-    """img (S, S, 3) -> act (every stage's output), t (2, 3) its theta, features (D,) for the tail.
+                   weights_w, act, am, cols, rows, t, stages):
+    """img (S, S, 3) -> act (every stage's output up to the end of sig_prog), t (2, 3) its theta.
 
+    sig_prog: the signature net's layers this sample runs on its own (those before the split).
     Only the first ``stages`` stages run (normalise+resize, each alignment layer, the warp, each
     signature layer; for profiling): a full run passes at least their number.
     """
@@ -148,20 +165,66 @@ def sample_forward(img, scale, layout, align_prog, sig_prog, weights, biases, st
     warp_forward_sample(x, t, aligned)
     for i in range(min(sig_prog.shape[0], stages - na - 2)):
         layer_forward(sig_prog[i], weights, biases, act, am, cols)
-    features[:] = act[layout[L_FEATURES]:layout[L_FEATURES] + layout[L_D]]
 
 
 @kernel
-def sample_backward(dfeatures, layout, align_prog, sig_prog, weights, act, am, t, want_align, dt_extra,
+def chunk_forward(prog, weights, biases, acts, argmax, first, step, nb, cols, prod):
+    """The layers of ``prog`` for the nb samples in slots first, first + step, ...: a convolution as one
+    product over the chunk (``conv2d_forward_chunk``), any other layer sample by sample."""
+    for li in range(prog.shape[0]):
+        row = prog[li]
+        if row[KIND] == CONV:
+            conv2d_forward_chunk(acts, first, step, nb, row[IN], row[C_], row[H_], row[W_], weights[row[P_]],
+                                 biases[row[P_]], row[K_], row[STRIDE], row[PAD], row[RELU] != 0, cols, prod,
+                                 row[OUT])
+        else:
+            for i in range(nb):
+                layer_forward(row, weights, biases, acts[first + i * step], argmax[first + i * step], cols)
+
+
+@kernel
+def chunk_backward(prog, weights, acts, argmax, first, step, nb, dA, dB, cols, dcols, dprod, dw_n, grad,
+                   want_dx_first):
+    """Backward of ``chunk_forward``'s layers: dA (>= nb, ...) row i holds sample i's gradient of the last
+    layer's output -> the gradient of the first layer's input, in dA or dB (returned: True if in dB).
+    Parameter gradients are added into ``grad``; the first layer's dx only if want_dx_first."""
+    dcur, dnext = dA, dB
+    for li in range(prog.shape[0] - 1, -1, -1):
+        row = prog[li]
+        want_dx = li > 0 or want_dx_first
+        if row[KIND] == CONV:
+            size_out = row[F_] * row[HO] * row[WO]
+            w = weights[row[P_]]
+            nw = w.shape[0] * w.shape[1]
+            for i in range(nb):
+                if row[RELU] != 0:
+                    d = dcur[i, :size_out]
+                    relu_backward_serial(d, acts[first + i * step, row[OUT]:row[OUT] + size_out], d)
+            conv2d_backward_chunk(dcur, acts, first, step, nb, row[IN], row[C_], row[H_], row[W_], w.T, row[K_],
+                                  row[STRIDE], row[PAD], cols, dcols, dprod, dw_n[:nw].reshape(w.shape),
+                                  grad[row[GW]:row[GW] + nw].reshape(w.shape), grad[row[GB]:row[GB] + row[F_]],
+                                  want_dx, dnext)
+        else:
+            for i in range(nb):
+                n = first + i * step
+                layer_backward(row, weights, acts[n], argmax[n], dcur[i], dnext[i], cols, dcols, dw_n, grad,
+                               want_dx)
+        dcur, dnext = dnext, dcur
+    return prog.shape[0] % 2 == 1
+
+
+@kernel
+def sample_backward(dstart, layout, align_prog, sig_prog, weights, act, am, t, want_align, dt_extra,
                     da, db, cols, dcols, dw_n, dt, grad):
-    """dfeatures (D,) -> parameter gradients of this sample added into ``grad``; da, db, dt (2, 3) scratch.
+    """dstart: the gradient of sig_prog's last output (the features (D,), or the input of the chunked
+    layers) -> parameter gradients of this sample added into ``grad``; da, db, dt (2, 3) scratch.
 
     The aligned image's gradient is computed only for the warp's theta gradient, so only when the
     alignment net is wanted; the warp's image gradient and the input's are never computed. dt_extra
     (2, 3): another loss term's gradient with respect to this sample's theta, added to the warp's.
     """
     dcur, dnext = da, db
-    dcur[:layout[L_D]] = dfeatures
+    dcur[:dstart.shape[0]] = dstart
     for i in range(sig_prog.shape[0] - 1, -1, -1):
         layer_backward(sig_prog[i], weights, act, am, dcur, dnext, cols, dcols, dw_n, grad, i > 0 or want_align)
         dcur, dnext = dnext, dcur
@@ -215,50 +278,117 @@ def tail_backward(tail_prog, weights, tail, dtail, N, dw_n, grad):
 # The batch
 # --------------------------------------------------------------------------
 
-@parallel_kernel
-def network_forward(images, scale, layout, align_prog, sig_prog, tail_prog, weights, biases, start_h, weights_h,
-                    start_w, weights_w, per_sample, G, acts, argmax, cols, rows, theta, tail, stages):
-    """images (N, S, S, 3) -> tail's last block (N, D_out) = the signatures; theta (N, 2, 3).
+@kernel
+def group_forward(g, images, scale, layout, align_prog, sig_prog, chunk_prog, weights, biases, start_h, weights_h,
+                  start_w, weights_w, per_sample, G, acts, argmax, chunk_acts, chunk_argmax, cols, prod, rows, theta,
+                  tail, stages):
+    """Group g's samples (g, g + G, ...) of images (N, S, S, 3) through the convolutional part, chunk by
+    chunk: theta[n] (2, 3) and each sample's features (D,) into row n of the tail buffer.
 
-    acts, argmax have one row per sample if per_sample (training: the rows are the cache), else one
-    per group; cols, rows one per group. ``stages`` as in ``sample_forward``, the tail's layers counted
-    after the signature net's others.
+    Training (per_sample): acts, argmax have one row per sample (the rows are the cache), chunk_acts,
+    chunk_argmax are the same arrays and chunk_prog is sig_prog[split:]. Inference: acts, argmax have
+    one row per group, chunk_acts, chunk_argmax B per group (one per sample of a chunk), which hold only
+    the chunked layers' activations: chunk_prog's offsets are counted from the first one's input
+    (layout's chunk_base), which each sample copies there. cols, prod, rows: one per group.
+    ``stages`` as in ``sample_forward``, the chunked layers counted after the signature net's early
+    layers (the tail's layers come after them: ``tail_forward``).
     """
     N = images.shape[0]
-    D = layout[L_D]
-    for gu in prange(G):
-        g = np.int64(gu)                                         # (prange indices are unsigned)
-        for n in range(g, N, G):
+    D, split, B = layout[L_D], layout[L_SPLIT], layout[L_B]
+    n_sig = max(0, min(sig_prog.shape[0], stages - 2 - align_prog.shape[0]))
+    chunked = split < sig_prog.shape[0]
+    n_in = sig_prog[split, C_] * sig_prog[split, H_] * sig_prog[split, W_] if chunked else 0
+    # where the features end up: the chunk rows (at an offset counted from chunk_base for inference's
+    # short rows) if there are chunked layers, else the sample's own row
+    f0 = layout[L_FEATURES] - (0 if per_sample or not chunked else layout[L_CHUNK_BASE])
+    per_group = chunk_acts.shape[0] // G                         # inference: a group's chunk rows
+    for n0 in range(g, N, G * B):                                # a chunk: samples n0, n0 + G, ...
+        nb = min(B, (N - n0 + G - 1) // G)
+        first, step = (n0, G) if per_sample else (g * per_group, 1)
+        for i in range(nb):
+            n, c = n0 + i * G, first + i * step
             slot = n if per_sample else g
-            sample_forward(images[n], scale, layout, align_prog, sig_prog, weights, biases, start_h, weights_h,
-                           start_w, weights_w, acts[slot], argmax[slot], cols[g], rows[g], theta[n],
-                           tail[n * D:(n + 1) * D], stages)
-    n_tail = min(tail_prog.shape[0], max(0, stages - 2 - align_prog.shape[0] - sig_prog.shape[0]))
-    for gu in prange(G):
-        g = np.int64(gu)
-        tail_forward(tail_prog[:n_tail], weights, biases, tail, N, g * N // G, (g + 1) * N // G)
+            sample_forward(images[n], scale, layout, align_prog, sig_prog[:split], weights, biases, start_h,
+                           weights_h, start_w, weights_w, acts[slot], argmax[slot], cols[g], rows[g], theta[n],
+                           stages)
+            if not per_sample and n_sig > split:
+                x0 = layout[L_CHUNK_BASE]
+                chunk_acts[c, :n_in] = acts[slot, x0:x0 + n_in]
+        if n_sig > split:
+            chunk_forward(chunk_prog[:n_sig - split], weights, biases, chunk_acts, chunk_argmax, first, step, nb,
+                          cols[g], prod[g])
+        if n_sig == sig_prog.shape[0]:
+            for i in range(nb):
+                n, c = n0 + i * G, first + i * step
+                src = chunk_acts[c] if chunked else acts[n if per_sample else g]
+                tail[n * D:(n + 1) * D] = src[f0:f0 + D]
 
 
-@parallel_kernel
-def network_backward(layout, align_prog, sig_prog, tail_prog, weights, want_align, dtheta_extra, G, acts, argmax,
-                     theta, tail, dtail, da, db, cols, dcols, dw_n, dt, grad_parts, grad):
-    """dtail's last block (N, D_out) = dL/dsignatures -> grad (every parameter, flat), overwritten.
+@kernel
+def group_backward(g, layout, align_prog, sig_prog, weights, want_align, dtheta_extra, G, acts, argmax, theta,
+                   dtail, da, db, dchunk, cols, dcols, prod, dw_n, dt, grad_g):
+    """Group g's samples' parameter gradients into grad_g (zeroed first), chunk by chunk as in the forward:
+    the chunked layers for the chunk, then each sample on its own.
 
-    dtheta_extra (N, 2, 3): another loss term's gradient with respect to the warps theta (zeros for none).
-
-    The tail's products run over the whole batch at once and write their gradients into grad; each
-    group then adds its samples' gradients into its own row of grad_parts, and the rows are added to
-    grad in group order (reproducible for a given thread count). Scratch (da, db, cols, dcols, dw_n, dt) has one row per group.
+    dtail's last block (N, D_out) = dL/dsignatures, its first (N, D) = dL/dfeatures (``tail_backward``
+    has run). dtheta_extra (N, 2, 3): another loss term's gradient with respect to the warps' theta
+    (zeros for none). Scratch (da, db, dchunk (2, B, ...), cols, dcols, prod, dw_n, dt): this group's.
     """
     N = theta.shape[0]
-    D = layout[L_D]
-    grad[:] = 0.0
-    tail_backward(tail_prog, weights, tail, dtail, N, dw_n[0], grad)
-    for g in prange(G):
-        grad_parts[g] = 0.0
-        for n in range(g, N, G):
-            sample_backward(dtail[n * D:(n + 1) * D], layout, align_prog, sig_prog, weights, acts[n], argmax[n],
-                            theta[n], want_align, dtheta_extra[n], da[g], db[g], cols[g], dcols[g], dw_n[g], dt[g],
-                            grad_parts[g])
-    for g in range(G):                                           # in group order; the tail's blocks of
-        grad += grad_parts[g]                                    # grad_parts are 0, the rest of grad is 0
+    D, split, B = layout[L_D], layout[L_SPLIT], layout[L_B]
+    n_sig = sig_prog.shape[0]
+    n_in = sig_prog[split, C_] * sig_prog[split, H_] * sig_prog[split, W_] if split < n_sig else D
+    grad_g[:] = 0.0
+    dA, dB = dchunk[0], dchunk[1]
+    for n0 in range(g, N, G * B):
+        nb = min(B, (N - n0 + G - 1) // G)
+        for i in range(nb):
+            n = n0 + i * G
+            dA[i, :D] = dtail[n * D:(n + 1) * D]
+        in_dB = False
+        if split < n_sig:
+            in_dB = chunk_backward(sig_prog[split:], weights, acts, argmax, n0, G, nb, dA, dB, cols, dcols, prod,
+                                   dw_n, grad_g, split > 0 or want_align)
+        for i in range(nb):
+            n = n0 + i * G
+            dstart = dB[i, :n_in] if in_dB else dA[i, :n_in]
+            sample_backward(dstart, layout, align_prog, sig_prog[:split], weights, acts[n], argmax[n], theta[n],
+                            want_align, dtheta_extra[n], da, db, cols, dcols, dw_n, dt, grad_g)
+
+
+@kernel
+def reduce_groups(grad_parts, grad):
+    """grad += every group's row of grad_parts, in group order (reproducible for a given thread count)."""
+    for g in range(grad_parts.shape[0]):
+        grad += grad_parts[g]
+
+
+# --------------------------------------------------------------------------
+# Diagnostics: one layer over many samples (for per-layer profiles, not the hot path)
+# --------------------------------------------------------------------------
+
+@kernel
+def layer_forward_samples(prog, weights, biases, acts, argmax, B, cols, prod):
+    """The one-row table ``prog`` for every activation row of acts (n, act_size), in order: sample by
+    sample if B == 0, else as a chunked layer, B samples at a time (``chunk_forward``)."""
+    n = acts.shape[0]
+    if B == 0:
+        for k in range(n):
+            layer_forward(prog[0], weights, biases, acts[k], argmax[k], cols)
+        return
+    for k0 in range(0, n, B):
+        chunk_forward(prog, weights, biases, acts, argmax, k0, 1, min(B, n - k0), cols, prod)
+
+
+@kernel
+def layer_backward_samples(prog, weights, acts, argmax, douts, dxs, B, cols, dcols, prod, dw_n, grad, want_dx):
+    """Backward of ``layer_forward_samples``: douts (n, delta_size) -> dxs (n, delta_size)."""
+    n = acts.shape[0]
+    if B == 0:
+        for k in range(n):
+            layer_backward(prog[0], weights, acts[k], argmax[k], douts[k], dxs[k], cols, dcols, dw_n, grad, want_dx)
+        return
+    for k0 in range(0, n, B):
+        nb = min(B, n - k0)
+        chunk_backward(prog, weights, acts, argmax, k0, 1, nb, douts[k0:k0 + nb], dxs[k0:k0 + nb], cols, dcols,
+                       prod, dw_n, grad, want_dx)

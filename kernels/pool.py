@@ -37,20 +37,23 @@ def maxpool2d_forward_plane(x_c, size, stride, out_c, argmax_c):
 
 
 @kernel
-def maxpool2x2_forward_plane(x_c, out_c, argmax_c):
-    """The 2x2, stride-2 case of ``maxpool2d_forward_plane`` (Table 2's pools), unrolled: same results."""
+def maxpool2x2_forward_plane(x_c, stride, out_c, argmax_c):
+    """The 2x2 case of ``maxpool2d_forward_plane`` (Table 2's pools: stride 2, and stride 1 once), unrolled:
+    same results."""
     Ho, Wo = out_c.shape
     for i in range(Ho):
+        h = i * stride
         for j in range(Wo):
-            best = x_c[2 * i, 2 * j]
+            w = j * stride
+            best = x_c[h, w]
             k = 0
-            v = x_c[2 * i, 2 * j + 1]
+            v = x_c[h, w + 1]
             if v > best:
                 best, k = v, 1
-            v = x_c[2 * i + 1, 2 * j]
+            v = x_c[h + 1, w]
             if v > best:
                 best, k = v, 2
-            v = x_c[2 * i + 1, 2 * j + 1]
+            v = x_c[h + 1, w + 1]
             if v > best:
                 best, k = v, 3
             out_c[i, j] = best
@@ -59,10 +62,10 @@ def maxpool2x2_forward_plane(x_c, out_c, argmax_c):
 
 @kernel
 def maxpool2d_forward_sample(x_n, size, stride, out_n, argmax_n):
-    """One sample, every channel: x_n (C, H, W) -> out_n, argmax_n (C, Ho, Wo); 2x2/2 takes the unrolled path."""
+    """One sample, every channel: x_n (C, H, W) -> out_n, argmax_n (C, Ho, Wo); 2x2 takes the unrolled path."""
     for c in range(x_n.shape[0]):
-        if size == 2 and stride == 2:
-            maxpool2x2_forward_plane(x_n[c], out_n[c], argmax_n[c])
+        if size == 2:
+            maxpool2x2_forward_plane(x_n[c], stride, out_n[c], argmax_n[c])
         else:
             maxpool2d_forward_plane(x_n[c], size, stride, out_n[c], argmax_n[c])
 
@@ -79,10 +82,36 @@ def maxpool2d_backward_plane(dout_c, argmax_c, size, stride, dx_c):
 
 
 @kernel
+def maxpool2x2_backward_plane(dout_c, argmax_c, dx_c):
+    """The 2x2, stride-2 case of ``maxpool2d_backward_plane``: the windows do not overlap, so each one's
+    four pixels are written once (the winner dout_c, the others 0) instead of zeroing dx_c first and adding.
+    The last row and column of an odd-sized plane, in no window, are zeroed."""
+    Ho, Wo = dout_c.shape
+    H, W = dx_c.shape
+    for i in range(Ho):
+        for j in range(Wo):
+            k = argmax_c[i, j]
+            d = dout_c[i, j]
+            dx_c[2 * i, 2 * j] = d if k == 0 else 0.0
+            dx_c[2 * i, 2 * j + 1] = d if k == 1 else 0.0
+            dx_c[2 * i + 1, 2 * j] = d if k == 2 else 0.0
+            dx_c[2 * i + 1, 2 * j + 1] = d if k == 3 else 0.0
+        for w in range(2 * Wo, W):
+            dx_c[2 * i, w] = 0.0
+            dx_c[2 * i + 1, w] = 0.0
+    for h in range(2 * Ho, H):
+        dx_c[h, :] = 0.0
+
+
+@kernel
 def maxpool2d_backward_sample(dout_n, argmax_n, size, stride, dx_n):
-    """``maxpool2d_backward_plane`` over the channels of one sample: dout_n (C, Ho, Wo) -> dx_n (C, H, W)."""
+    """``maxpool2d_backward_plane`` over the channels of one sample: dout_n (C, Ho, Wo) -> dx_n (C, H, W);
+    2x2/2 takes the unrolled path."""
     for c in range(dx_n.shape[0]):
-        maxpool2d_backward_plane(dout_n[c], argmax_n[c], size, stride, dx_n[c])
+        if size == 2 and stride == 2:
+            maxpool2x2_backward_plane(dout_n[c], argmax_n[c], dx_n[c])
+        else:
+            maxpool2d_backward_plane(dout_n[c], argmax_n[c], size, stride, dx_n[c])
 
 
 @parallel_kernel
@@ -94,21 +123,24 @@ def maxpool2d_forward(x, size, stride, out, argmax):
 
 
 @parallel_kernel
-def maxpool2x2_forward(x, out, argmax):
-    """The 2x2, stride-2 case of ``maxpool2d_forward``: same results, unrolled."""
+def maxpool2x2_forward(x, stride, out, argmax):
+    """The 2x2 case of ``maxpool2d_forward``: same results, unrolled."""
     N, C = x.shape[0], x.shape[1]
     for nc in prange(N * C):
         n, c = nc // C, nc % C
-        maxpool2x2_forward_plane(x[n, c], out[n, c], argmax[n, c])
+        maxpool2x2_forward_plane(x[n, c], stride, out[n, c], argmax[n, c])
 
 
 @parallel_kernel
 def maxpool2d_backward(dout, argmax, size, stride, dx):
-    """dx (N, C, H, W) overwritten: zero but at each window's winner."""
+    """dx (N, C, H, W) overwritten: zero but at each window's winner (2x2/2: the unrolled plane)."""
     N, C = dx.shape[0], dx.shape[1]
     for nc in prange(N * C):
         n, c = nc // C, nc % C
-        maxpool2d_backward_plane(dout[n, c], argmax[n, c], size, stride, dx[n, c])
+        if size == 2 and stride == 2:
+            maxpool2x2_backward_plane(dout[n, c], argmax[n, c], dx[n, c])
+        else:
+            maxpool2d_backward_plane(dout[n, c], argmax[n, c], size, stride, dx[n, c])
 
 
 def maxpool2d_forward_reference(x, size, stride):

@@ -244,8 +244,8 @@ def maxpool2d_forward(x, size=2, stride=2):
     Ho, Wo = (H - size) // stride + 1, (W - size) // stride + 1
     out = np.empty((N, C, Ho, Wo), dtype=x.dtype)
     argmax = np.empty((N, C, Ho, Wo), dtype=np.int32)
-    if size == 2 and stride == 2:
-        pool.maxpool2x2_forward(x, out, argmax)
+    if size == 2:
+        pool.maxpool2x2_forward(x, stride, out, argmax)
     else:
         pool.maxpool2d_forward(x, size, stride, out, argmax)
     return out, MaxPoolCache(x.shape, x.dtype, argmax, size, stride)

@@ -22,7 +22,9 @@ A training forward keeps each sample's activations in its workspace: the
 cache it returns names that workspace, and is valid until the next training
 forward of the same shape (``backward`` checks and says so otherwise).
 """
+import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -35,16 +37,53 @@ from npface.architecture import Conv, Linear, MaxPool, trace
 MAX_WORKSPACES = 4
 
 
+class _Groups:
+    """Runs ``kernel(g, *args)`` for g = 0 .. G-1 side by side, one Python thread per group, and waits.
+
+    The plan's kernels are serial and release the GIL, so the G calls run in parallel; a kernel's
+    error is raised here. G = 1 calls the kernel on the calling thread. The threads are kept (and grown
+    when a larger G comes) for the life of the process.
+    """
+
+    def __init__(self):
+        self._pool, self._size, self._lock = None, 0, threading.Lock()
+
+    def run(self, G, kernel, *args):
+        if G == 1:
+            kernel(0, *args)
+            return
+        with self._lock:
+            if self._size < G:
+                if self._pool is not None:
+                    self._pool.shutdown()
+                self._pool, self._size = ThreadPoolExecutor(G, thread_name_prefix="npface-plan"), G
+            pool = self._pool
+        for future in [pool.submit(kernel, g, *args) for g in range(G)]:
+            future.result()
+
+
+_GROUPS = _Groups()
+# The signature net's layers from the first convolution with at most CHUNK_MAX_PIXELS output pixels on run
+# CHUNK samples at a time (kernels.plan): Table 2's 7x7 and 4x4 layers, whose one-sample products are thin.
+CHUNK = 8
+CHUNK_MAX_PIXELS = 64
+
+
 @dataclass
 class Tables:
     """The configuration compiled to integer tables and sizes (dtype-independent)."""
     layout: np.ndarray        # (len(LAYOUT_FIELDS),) int64
     align: np.ndarray         # (L_align, len(PROGRAM_COLUMNS)) int64
     sig: np.ndarray           # (L_conv, ...) the signature net up to its first affine layer
+    chunk: np.ndarray         # sig[split:] with offsets counted from chunk_base (inference's short chunk rows)
     tail: np.ndarray          # (L_tail, ...) the signature net's affine layers, batched
     act_size: int             # floats in one sample's activation row
     argmax_size: int          # int32s in one sample's argmax row
-    cols_size: int            # the largest im2col matrix
+    cols_size: int            # the largest im2col matrix of one sample
+    chunk_cols_size: int      # per sample of a chunk: the largest C*K*K * Ho*Wo of a chunked convolution
+    prod_size: int            # per sample of a chunk: the largest F * Ho*Wo of a chunked convolution
+    chunk_act_size: int       # floats of an inference chunk row: the activations from chunk_base on
+    chunk_delta_size: int     # the largest activation of the chunked layers (their gradient buffers' row)
     grad_size: int            # floats in the flat gradient vector of every parameter but the threshold
     tail_size: int            # per-sample floats of the tail blocks (times N in the buffer)
     delta_size: int           # the largest activation (a gradient buffer's size)
@@ -57,7 +96,7 @@ def build_tables(config):
     """Compile ``config``'s layer lists to the tables ``kernels.plan`` walks."""
     S, A = config.input_size, config.align_input_size
     ncol = len(kplan.PROGRAM_COLUMNS)
-    state = dict(act=0, argmax=0, cols=0, grad=0, delta=3 * S * S, dw=0)
+    state = dict(act=0, argmax=0, cols=0, grad=0, delta=3 * S * S, dw=0, prod=0, chunk_cols=0, chunk_delta=0)
     param_order, grad_offsets = [], {}
 
     def alloc(key, size):
@@ -107,6 +146,18 @@ def build_tables(config):
     n_conv = next(i for i, layer in enumerate(config.signature) if isinstance(layer, Linear))
     sig, features = program(config.signature[:n_conv], (3, S, S), aligned)
     D = int(np.prod(trace(config.signature[:n_conv], (3, S, S))[-1].output))
+    narrow = [i for i, row in enumerate(sig)
+              if row[kplan.KIND] == kplan.CONV and row[kplan.HO] * row[kplan.WO] <= CHUNK_MAX_PIXELS]
+    split = narrow[0] if narrow else len(sig)
+    for row in sig[split:]:
+        C, H, W, F, P = row[kplan.C_], row[kplan.H_], row[kplan.W_], row[kplan.F_], row[kplan.HO] * row[kplan.WO]
+        state["chunk_delta"] = max(state["chunk_delta"], C * H * W, F * P)
+        if row[kplan.KIND] == kplan.CONV:
+            state["chunk_cols"] = max(state["chunk_cols"], C * row[kplan.K_] ** 2 * P)
+            state["prod"] = max(state["prod"], F * P)
+    chunk_base = int(sig[split][kplan.IN]) if split < len(sig) else state["act"]
+    chunk = sig[split:].copy()
+    chunk[:, [kplan.IN, kplan.OUT]] -= chunk_base
     # the tail: its blocks live in their own (N * size) buffer, offsets counted per sample
     act_before = state["act"]
     state["act"] = 0
@@ -115,10 +166,13 @@ def build_tables(config):
     tail_size = state["act"]
     state["act"] = act_before
     layout = np.zeros(len(kplan.LAYOUT_FIELDS), np.int64)
-    layout[[kplan.L_S, kplan.L_A, kplan.L_SMALL, kplan.L_POSE, kplan.L_ALIGNED, kplan.L_FEATURES, kplan.L_D]] = \
-        S, A, small, pose, aligned, features, D
-    return Tables(layout, align, sig, tail, state["act"], max(1, state["argmax"]), max(1, state["cols"]),
-                  state["grad"], tail_size, state["delta"], state["dw"], tuple(param_order), grad_offsets)
+    layout[[kplan.L_S, kplan.L_A, kplan.L_SMALL, kplan.L_POSE, kplan.L_ALIGNED, kplan.L_FEATURES, kplan.L_D,
+            kplan.L_SPLIT, kplan.L_B, kplan.L_CHUNK_BASE]] = S, A, small, pose, aligned, features, D, split, CHUNK, \
+        chunk_base
+    return Tables(layout, align, sig, chunk, tail, state["act"], max(1, state["argmax"]), max(1, state["cols"]),
+                  state["chunk_cols"], max(1, state["prod"]), max(1, state["act"] - chunk_base),
+                  max(1, state["chunk_delta"], D), state["grad"], tail_size, state["delta"], state["dw"],
+                  tuple(param_order), grad_offsets)
 
 
 class Workspace:
@@ -126,11 +180,19 @@ class Workspace:
 
     def __init__(self, tables, N, dtype, G, train):
         t = tables
+        B = int(t.layout[kplan.L_B])
+        nb = min(B, -(-N // G))                                        # the most samples in a chunk
         slots = N if train else G
         self.N, self.G, self.train = N, G, train
         self.acts = np.zeros((slots, t.act_size), dtype)               # one activation row per slot
         self.argmax = np.zeros((slots, t.argmax_size), np.int32)
-        self.cols = np.zeros((G, t.cols_size), dtype)                 # im2col scratch per group
+        if train:                                                      # the chunked layers use the same rows
+            self.chunk_acts, self.chunk_argmax = self.acts, self.argmax
+        else:                                                          # one short row per sample of a chunk
+            self.chunk_acts = np.zeros((G * nb, t.chunk_act_size), dtype)
+            self.chunk_argmax = np.zeros((G * nb, t.argmax_size), np.int32)
+        self.cols = np.zeros((G, max(t.cols_size, nb * t.chunk_cols_size)), dtype)   # im2col scratch per group
+        self.prod = np.zeros((G, nb * t.prod_size), dtype)           # a chunked convolution's product
         self.rows = np.zeros((G, t.layout[kplan.L_A] * t.layout[kplan.L_S]), dtype)   # resize scratch
         self.theta = np.zeros((N, 2, 3), dtype)
         self.tail = np.zeros(N * t.tail_size, dtype)                  # the affine tail's (N, F) blocks
@@ -138,6 +200,7 @@ class Workspace:
             self.dtail = np.zeros_like(self.tail)
             self.da = np.zeros((G, t.delta_size), dtype)
             self.db = np.zeros_like(self.da)
+            self.dchunk = np.zeros((G, 2, B, t.chunk_delta_size), dtype)   # the chunked layers' gradients
             self.dcols = np.zeros_like(self.cols)
             self.dw = np.zeros((G, max(t.dw_size, 1)), dtype)
             self.dt = np.zeros((G, 2, 3), dtype)
@@ -148,7 +211,8 @@ class Workspace:
 
     @property
     def nbytes(self):
-        return sum(a.nbytes for a in vars(self).values() if isinstance(a, np.ndarray))
+        arrays = {id(a): a for a in vars(self).values() if isinstance(a, np.ndarray)}   # (shared ones once)
+        return sum(a.nbytes for a in arrays.values())
 
     def signatures(self, tables):
         """The last tail block, (N, D_out): a view, overwritten by the next call."""
@@ -249,9 +313,15 @@ class Plan:
         taps = self._resize_taps(dtype)
         t = self.tables
         ws = self.workspace(len(images), train)
-        kplan.network_forward(images, scale, t.layout, t.align, t.sig, t.tail, weights, biases, *taps,
-                              train, ws.G, ws.acts, ws.argmax, ws.cols, ws.rows, ws.theta, ws.tail,
-                              len(self.stage_names()) if stages is None else stages)
+        stages = len(self.stage_names()) if stages is None else stages
+        _GROUPS.run(ws.G, kplan.group_forward, images, scale, t.layout, t.align, t.sig,
+                    t.sig[t.layout[kplan.L_SPLIT]:] if train else t.chunk, weights, biases, *taps, train, ws.G,
+                    ws.acts, ws.argmax, ws.chunk_acts, ws.chunk_argmax, ws.cols, ws.prod, ws.rows, ws.theta, ws.tail,
+                    stages)
+        N, G = len(images), ws.G
+        n_tail = min(len(t.tail), max(0, stages - 2 - len(t.align) - len(t.sig)))
+        _GROUPS.run(G, lambda g: kplan.tail_forward(t.tail[:n_tail], weights, biases, ws.tail, N, g * N // G,
+                                                    (g + 1) * N // G))
         if train:
             ws.generation += 1
         return ws.signatures(t), ws
@@ -275,9 +345,16 @@ class Plan:
             ws.dtheta_extra[...] = 0.0
         else:
             ws.dtheta_extra[...] = dtheta_extra
-        kplan.network_backward(t.layout, t.align, t.sig, t.tail, weights, bool(want_align), ws.dtheta_extra, ws.G,
-                               ws.acts, ws.argmax, ws.theta, ws.tail, ws.dtail, ws.da, ws.db, ws.cols, ws.dcols, ws.dw, ws.dt,
-                               ws.grad_parts, ws.grad)
+        # the tail's products over the whole batch write their gradients into grad (the rest of it 0);
+        # each group adds its samples' gradients into its own row of grad_parts (the tail's blocks stay 0);
+        # the rows are added to grad in group order, so the sum is reproducible for a given thread count
+        ws.grad[...] = 0.0
+        kplan.tail_backward(t.tail, weights, ws.tail, ws.dtail, ws.N, ws.dw[0], ws.grad)
+        _GROUPS.run(ws.G, lambda g: kplan.group_backward(
+            g, t.layout, t.align, t.sig, weights, bool(want_align), ws.dtheta_extra, ws.G, ws.acts, ws.argmax,
+            ws.theta, ws.dtail, ws.da[g], ws.db[g], ws.dchunk[g], ws.cols[g], ws.dcols[g], ws.prod[g], ws.dw[g],
+            ws.dt[g], ws.grad_parts[g]))
+        kplan.reduce_groups(ws.grad_parts, ws.grad)
         return ws.grad
 
     def gradient_dict(self, grad, names):

@@ -4,7 +4,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from kernels.conv import conv2d_backward_reference, conv2d_forward_reference
+from kernels.conv import (conv2d_backward_chunk, conv2d_backward_reference, conv2d_forward_chunk,
+                          conv2d_forward_reference)
 from npface import ops
 from tests.gradcheck import assert_gradient, assert_unchanged, numerical_gradient, snapshot
 
@@ -133,3 +134,61 @@ def test_fused_relu_equals_conv_then_relu(case, dtype):
     dout = rng.standard_normal(fused.shape).astype(dtype)
     for a, b_ in zip(ops.conv2d_backward(dout, cache), ops.conv2d_backward(ops.relu_backward(dout, c2), c1)):
         np.testing.assert_array_equal(a, b_)
+
+
+# --------------------------------------------------------------------------
+# The chunk kernels (the compiled plan's narrow layers): several samples, one product
+# --------------------------------------------------------------------------
+
+def chunk_conv(x, w, b, stride, pad, first, step, dout=None):
+    """x (N, C, H, W) placed in flat slot rows (with a gap before and after), the samples first,
+    first + step, ... run through conv2d_forward_chunk -> their outputs (nb, F, Ho, Wo), and with dout
+    (nb, F, Ho, Wo) through conv2d_backward_chunk -> (dx, dw, db) of those samples as well."""
+    N, C, H, W = x.shape
+    F, _, K, _ = w.shape
+    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
+    nb = len(range(first, N, step))
+    x_off, out_off = 2, 3 + C * H * W
+    rows = np.full((N, out_off + F * Ho * Wo + 1), np.nan, x.dtype)
+    rows[:, x_off:x_off + C * H * W] = x.reshape(N, -1)
+    cols = np.zeros(C * K * K * nb * Ho * Wo + 3, x.dtype)
+    prod = np.zeros(F * nb * Ho * Wo + 3, x.dtype)
+    w2 = w.reshape(F, -1)
+    conv2d_forward_chunk(rows, first, step, nb, x_off, C, H, W, w2, b, K, stride, pad, False, cols, prod, out_off)
+    out = rows[first::step, out_off:out_off + F * Ho * Wo].reshape(nb, F, Ho, Wo).copy()
+    if dout is None:
+        return out
+    douts = np.full((nb + 1, F * Ho * Wo + 2), np.nan, x.dtype)
+    douts[:nb, :F * Ho * Wo] = dout.reshape(nb, -1)
+    dxs = np.full((nb, C * H * W + 1), np.nan, x.dtype)
+    dw, db = np.zeros_like(w2), np.zeros_like(b)
+    conv2d_backward_chunk(douts, rows, first, step, nb, x_off, C, H, W, np.ascontiguousarray(w2.T), K, stride, pad,
+                          cols, np.zeros_like(cols), np.zeros_like(prod), np.zeros_like(w2), dw, db, True, dxs)
+    return out, dxs[:, :C * H * W].reshape(nb, C, H, W), dw.reshape(w.shape), db
+
+
+@given(conv_case(), st.integers(0, 2), st.integers(1, 2), st.sampled_from([np.float32, np.float64]))
+def test_chunk_kernels_match_reference(case, first, step, dtype):
+    x, w, b, stride, pad, rng = case
+    assume(first < len(x))
+    x, w, b = x.astype(dtype), w.astype(dtype), b.astype(dtype)
+    picked = x[first::step]
+    want = conv2d_forward_reference(picked, w, b, stride, pad)
+    dout = rng.standard_normal(want.shape).astype(dtype)
+    out, dx, dw, db = chunk_conv(x, w, b, stride, pad, first, step, dout)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(out, want, **tol)
+    for g, r, name in zip((dx, dw, db), conv2d_backward_reference(dout, picked, w, stride, pad), ("dx", "dw", "db")):
+        np.testing.assert_allclose(g, r, err_msg=name, **tol)
+
+
+@given(conv_case())
+def test_chunk_backward_matches_central_differences(case):
+    x, w, b, stride, pad, rng = case
+    out = chunk_conv(x, w, b, stride, pad, 0, 1)
+    dout = rng.standard_normal(out.shape)
+    _, dx, dw, db = chunk_conv(x, w, b, stride, pad, 0, 1, dout)
+    f = lambda: chunk_conv(x, w, b, stride, pad, 0, 1)  # noqa: E731
+    assert_gradient(dx, numerical_gradient(f, x, dout), "x")
+    assert_gradient(dw, numerical_gradient(f, w, dout), "w")
+    assert_gradient(db, numerical_gradient(f, b, dout), "b")
