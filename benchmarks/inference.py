@@ -201,7 +201,7 @@ def onnx_runtime(model, one, npface_batch1, calls, quick):
 
     Returns the JSON-able results, or None when onnxruntime is not installed.
     """
-    from npface.onnx_export import MissingExtra
+    from npface.extras import MissingExtra
     try:
         from npface.onnx_backend import TOLERANCE, load_onnx, max_differences
         with tempfile.TemporaryDirectory() as tmp:

@@ -81,7 +81,8 @@ def main(argv=None):
 
     import npface
     from npface.onnx_backend import load_onnx
-    from npface.onnx_export import DEFAULT_OPSET, MissingExtra
+    from npface.extras import MissingExtra
+    from npface.onnx_export import DEFAULT_OPSET
     t = time.perf_counter()
     try:
         model = npface.load(args.model)
