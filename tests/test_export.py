@@ -334,3 +334,14 @@ def test_missing_extra_is_one_line_naming_the_install(monkeypatch, exported, ima
     assert status == 1 and out == ""
     one_line_error(err, "verify", "pip install 'npface[onnx]'")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_inference_benchmark_times_onnx_runtime_after_checking_it(capsys):
+    """benchmarks.inference's ONNX Runtime comparison runs end to end (validation first), here on few calls."""
+    from benchmarks.inference import onnx_runtime
+    model = npface.load()
+    one = np.random.default_rng(0).integers(0, 256, (1, 112, 112, 3), dtype=np.uint8)
+    out = onnx_runtime(model, one, 2.5e-3, calls=3, quick=True)
+    assert out["max_abs_diff_signatures"] <= TOLERANCE and out["batch1_ms"] > 0
+    assert out["batch256_images_per_s"] > 0 and out["npface_batch256_images_per_s"] > 0
+    assert "matches npface" in capsys.readouterr().out
