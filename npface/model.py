@@ -319,10 +319,11 @@ class FaceModel:
         if not (per_op or timings is not None):
             self.check_images(images)
             self._check_float_range(images)
-            sig, ws = self.plan.forward(images, train)
-            if not train:
-                return sig.copy(), None
-            return sig.copy(), PlanCache(ws, ws.generation, ws.theta.copy())
+            with self.plan.lock:                   # one call at a time on the shared workspaces (plan.lock)
+                sig, ws = self.plan.forward(images, train)
+                if not train:
+                    return sig.copy(), None
+                return sig.copy(), PlanCache(ws, ws.generation, ws.theta.copy())
         clock = time.perf_counter
         t = clock()
         x = self.preprocess(images)                                               # (N, 3, S, S)
@@ -362,7 +363,8 @@ class FaceModel:
         want_align = any(n in align_names for n in wanted)
         dsig = np.ascontiguousarray(dsig, dtype=self.dtype)
         if isinstance(cache, PlanCache):
-            grads = self.plan.gradient_dict(self.plan.backward(dsig, cache, want_align, dtheta_extra), wanted)
+            with self.plan.lock:
+                grads = self.plan.gradient_dict(self.plan.backward(dsig, cache, want_align, dtheta_extra), wanted)
         else:
             grads = {}
             daligned = backward_layers(dsig, cache.signature, grads)

@@ -238,6 +238,9 @@ class Plan:
         self._lists = None
         self._taps = {}
         self._workspaces = OrderedDict()
+        # The workspaces are shared and the kernels release the GIL: a caller holds this lock from a call
+        # until it has copied what it needs out of the workspace (FaceModel.forward and .backward do).
+        self.lock = threading.RLock()
 
     # ---------------------------------------------------------- parameters
     def _weight_lists(self):

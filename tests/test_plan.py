@@ -125,3 +125,17 @@ def test_training_steps_reuse_one_workspace_and_do_not_grow():
         tracemalloc.stop()
         assert model.plan.workspace(6, train=True) is ws
     assert current - base < 4096, current - base
+
+
+def test_threads_embedding_with_one_model_get_their_own_results():
+    # The plan's kernels release the GIL and its workspaces are shared: without the plan's lock, two
+    # threads' batches would overwrite each other's activations.
+    from concurrent.futures import ThreadPoolExecutor
+    model = perturbed(TABLE2, np.float32)
+    batches = [images_for(TABLE2, 3, seed=s) for s in range(8)]
+    want = [model.embed(b) for b in batches]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            got = list(pool.map(model.embed, batches))
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g, w)
