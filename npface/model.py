@@ -384,6 +384,13 @@ class FaceModel:
             self._plan = Plan(self)
         return self._plan
 
+    def __getstate__(self):
+        # The plan is a cache (tables, workspaces, a lock) rebuilt on first use: a pickled model (e.g.
+        # broadcast to MPI ranks) leaves it out.
+        state = self.__dict__.copy()
+        state["_plan"] = None
+        return state
+
     # ---------------------------------------------------------- inference
     def embed_with_features(self, images, batch_size=64, threads=None):
         """Signatures (N, D) and the inputs of the final ``signature`` layer (N, F), both float32.

@@ -139,3 +139,13 @@ def test_threads_embedding_with_one_model_get_their_own_results():
             got = list(pool.map(model.embed, batches))
             for g, w in zip(got, want):
                 np.testing.assert_array_equal(g, w)
+
+
+def test_a_model_pickles_without_its_plan():
+    import pickle
+    model = perturbed(TINY, np.float32)
+    images = images_for(TINY, 3)
+    want = model.embed(images)                                    # builds the plan (workspaces, a lock)
+    copy = pickle.loads(pickle.dumps(model))
+    assert copy._plan is None and model._plan is not None
+    np.testing.assert_array_equal(copy.embed(images), want)
