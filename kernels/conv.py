@@ -136,6 +136,17 @@ def _add_bias(out_n, b, relu):
 
 
 @kernel
+def _add_param_grads(dout, inputs, dw_n, dw_acc, db_acc):
+    """The backward of ``w2 @ inputs + b``: dw_acc (F, R) += dout (F, P) @ inputs.T (P, R), through the
+    scratch dw_n (F, R), and db_acc (F,) += dout's row sums. inputs (R, P): im2col columns, or the input
+    itself for a 1x1 convolution."""
+    np.dot(dout, inputs.T, dw_n)
+    dw_acc += dw_n
+    for f in range(dout.shape[0]):
+        db_acc[f] += dout[f].sum()
+
+
+@kernel
 def _sum_groups(parts, total):
     """total (...) = parts[0] + parts[1] + ... in group order (deterministic)."""
     flat_parts = parts.reshape(parts.shape[0], -1)
@@ -170,12 +181,8 @@ def conv2d_backward_sample(dout_n, x_n, w2t, K, stride, pad, cols, dcols, dw_n, 
     db_acc (F,); if want_dx, overwrites dx_n (C, H, W) with col2im(w2.T @ dout_n).
     cols, dcols (C*K*K, Ho*Wo) are scratch.
     """
-    F, P = dout_n.shape
     im2col(x_n, K, stride, pad, cols, 0)
-    np.dot(dout_n, cols.T, dw_n)
-    dw_acc += dw_n
-    for f in range(F):
-        db_acc[f] += dout_n[f].sum()
+    _add_param_grads(dout_n, cols, dw_n, dw_acc, db_acc)
     if want_dx:
         np.dot(w2t, dout_n, dcols)
         dx_n[:] = 0.0
@@ -229,10 +236,7 @@ def conv2d_backward_chunk(douts, rows, first, step, nb, x_off, C, H, W, w2t, K, 
         for f in range(F):
             for k in range(P):
                 dp[f, i * P + k] = douts[i, f * P + k]
-    np.dot(dp, c.T, dw_n)
-    dw_acc += dw_n
-    for f in range(F):
-        db_acc[f] += dp[f].sum()
+    _add_param_grads(dp, c, dw_n, dw_acc, db_acc)
     if want_dx:
         dc = dcols[:CKK * nb * P].reshape((CKK, nb * P))
         np.dot(w2t, dp, dc)
@@ -293,11 +297,7 @@ def conv1x1_forward_sample(x_n, w2, b, relu, out_n):
 def conv1x1_backward_sample(dout_n, x_n, w2t, dw_n, dw_acc, db_acc, want_dx, dx_n):
     """One sample's share of the 1x1 gradients: dw_acc (F, C) += dout_n (F, H*W) @ x_n.T (H*W, C)
     (via the scratch dw_n), db_acc (F,) += row sums; if want_dx, dx_n (C, H*W) = w2t (C, F) @ dout_n."""
-    F = dout_n.shape[0]
-    np.dot(dout_n, x_n.T, dw_n)
-    dw_acc += dw_n
-    for f in range(F):
-        db_acc[f] += dout_n[f].sum()
+    _add_param_grads(dout_n, x_n, dw_n, dw_acc, db_acc)
     if want_dx:
         np.dot(w2t, dout_n, dx_n)
 
