@@ -154,6 +154,7 @@ def read_run(folder) -> dict:
     steps = np.array(sorted(step_seconds), dtype=np.int64)                 # (S,)
     durations = np.array([step_seconds[s] for s in steps])                 # (S,) seconds per step
     elapsed = dict(zip(steps.tolist(), np.cumsum(durations).tolist()))     # training time at the end of a step
+    median = float(np.median(durations)) if len(durations) else float("nan")
     return {"folder": str(folder),
             "val_step": [r["step"] for r in val],
             "val_accuracy": [r["val_accuracy"] for r in val],
@@ -161,11 +162,11 @@ def read_run(folder) -> dict:
             "val_auc": [r["val_auc"] for r in val],
             "val_seconds": [elapsed.get(r["step"], float("nan")) for r in val],
             # the same, robust to other load on the machine during part of a run: step x median step duration
-            "val_seconds_typical": [r["step"] * float(np.median(durations)) for r in val],
+            "val_seconds_typical": [r["step"] * median for r in val],
             "steps": int(steps[-1]) if len(steps) else 0,
             "diverged": (folder / DIVERGED).is_file(),
             "train_seconds": float(durations.sum()),
-            "median_step_seconds": float(np.median(durations)) if len(durations) else float("nan")}
+            "median_step_seconds": median}
 
 
 def check_reused(folder, run: Run, steps, init):
