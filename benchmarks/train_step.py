@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import gemm_peak, machine_line
+from benchmarks.common import gemm_peak, machine_line, median_time
 from npface.data.synthetic import SyntheticFaces
 from npface.estimators import ESTIMATORS, PAIR_BATCH_ESTIMATORS, signature_gradients
 from npface.flops import layer_rows
@@ -155,7 +155,7 @@ def profile_layers(model, images, want_align, reps):
     1-thread GEMM peak; returns 0.
 
     Each layer runs over all of ``images`` in one compiled call (``kernels.plan.layer_forward_samples``,
-    ``layer_backward_samples``) on the activations of a training forward, fastest of ``reps`` calls; the
+    ``layer_backward_samples``) on the activations of a training forward, median of ``reps`` calls; the
     plan's chunked layers (marked *) run in chunks as in the plan.
     Work counted: forward 2 x multiply-adds; backward 2 x (dW) + 2 x (dx, when the input's gradient is needed).
     """
@@ -172,37 +172,31 @@ def profile_layers(model, images, want_align, reps):
         dxs = np.zeros_like(douts)
         macs = {r["name"]: r["macs"] for r in layer_rows()}
 
-        def fastest(fn):
-            fn()
-            times = []
-            for _ in range(max(3, reps)):
-                start = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - start)
-            return min(times) / n
+        def per_sample(fn):
+            return median_time(fn, min_reps=max(3, reps), min_seconds=0.0) / n
 
         layers = list(model.config.alignment) + list(model.config.signature[:len(t.sig)])
         progs = [t.align[i:i + 1] for i in range(len(t.align))] + [t.sig[i:i + 1] for i in range(len(t.sig))]
         first_sig, split, B = len(t.align), int(t.layout[kplan.L_SPLIT]), int(t.layout[kplan.L_B])
         chunked = [first_sig + split <= i for i in range(len(progs))]
-        forward = {layer.name: fastest(lambda p=prog, c=chunk: kplan.layer_forward_samples(
+        forward = {layer.name: per_sample(lambda p=prog, c=chunk: kplan.layer_forward_samples(
             p, weights, biases, ws.acts, ws.argmax, B if c else 0, ws.cols[0], ws.prod[0]))
             for layer, prog, chunk in zip(layers, progs, chunked)}
         backward, dx_wanted = {}, {}
         for i in range(len(progs) - 1, -1 if want_align else first_sig - 1, -1):
             want_dx = i != 0 and (i != first_sig or want_align)
             dx_wanted[layers[i].name] = want_dx
-            backward[layers[i].name] = fastest(lambda p=progs[i], w=want_dx, c=chunked[i]: kplan.layer_backward_samples(
+            backward[layers[i].name] = per_sample(lambda p=progs[i], w=want_dx, c=chunked[i]: kplan.layer_backward_samples(
                 p, weights, ws.acts, ws.argmax, douts, dxs, B if c else 0, ws.cols[0], ws.dcols[0], ws.prod[0],
                 ws.dw[0], ws.grad_parts[0], w))
             douts, dxs = dxs, douts
         N = len(ws.theta)
-        tail_f = fastest(lambda: kplan.tail_forward(t.tail, weights, biases, ws.tail, N, 0, N))
-        tail_b = fastest(lambda: kplan.tail_backward(t.tail, weights, ws.tail, ws.dtail, N, ws.dw[0], ws.grad))
-    print(f"float32 GEMM peak, 1 thread: {peak:.1f} GFLOP/s. Per sample, {n} samples, fastest of {max(3, reps)}:")
+        tail_f = per_sample(lambda: kplan.tail_forward(t.tail, weights, biases, ws.tail, N, 0, N))
+        tail_b = per_sample(lambda: kplan.tail_backward(t.tail, weights, ws.tail, ws.dtail, N, ws.dw[0], ws.grad))
+    print(f"float32 GEMM peak, 1 thread: {peak:.1f} GFLOP/s. Per sample, {n} samples, median of {max(3, reps)}:")
     print(f"{'layer':14s} {'fwd us':>8s} {'fwd %pk':>7s} {'bwd us':>8s} {'bwd %pk':>7s}")
     total_f = total_b = 0.0
-    for layer in layers:
+    for layer, chunk in zip(layers, chunked):
         name, m = layer.name, macs.get(layer.name, 0)
         f, b = forward[name], backward.get(name)
         total_f += f
@@ -210,7 +204,7 @@ def profile_layers(model, images, want_align, reps):
         pf = f"{100 * 2 * m / f / 1e9 / peak:6.1f}%" if m else f"{'-':>7s}"
         pb = (f"{100 * 2 * m * (2 if dx_wanted[name] else 1) / b / 1e9 / peak:6.1f}%" if m else f"{'-':>7s}") \
             if b is not None else f"{'-':>7s}"
-        star = "*" if chunked[layers.index(layer)] else " "
+        star = "*" if chunk else " "
         print(f"{name + star:14s} {1e6 * f:8.1f} {pf} " + (f"{1e6 * b:8.1f}" if b is not None else f"{'skipped':>8s}")
               + f" {pb}")
     print(f"{'affine tail':14s} {1e6 * tail_f:8.1f} {'':7s} {1e6 * tail_b:8.1f}")
