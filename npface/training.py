@@ -8,6 +8,9 @@ A step, in one straight line (paper section 3)::
     grads = model.backward(est.dsig, est.dthreshold, cache)
     optimiser.step(grads, lr)
 
+While a step computes, the next step's batch is drawn on a background
+thread (``_Prefetch``), so the data phase hides behind the compute.
+
 On R MPI ranks (``mpiexec -n R python -m npface.train``, see
 ``npface.distributed``) the same line runs on every rank over the same
 global batch: each rank embeds only its own rows, the signatures are
@@ -497,6 +500,54 @@ class Progress:
             self.bar.close()
 
 
+class _Prefetch:
+    """Draws step s + 1's batch on a background thread while step s computes.
+
+    ``get(step)`` returns ``(images, labels, align, rng)`` for that step: the
+    batch ``source.batch_with_targets(rng)`` drew from ``rng =
+    default_rng([seed, step])``, and that generator, advanced past the draw,
+    for the rest of the step (the pairs estimator). A batch depends only on
+    the seed and its step, never on when it was drawn, so a run with the
+    prefetcher is bit-identical to one without (tested). The drawing thread
+    runs Numba's parallel kernels (the augmentation warp) on one thread, so
+    the background work takes one core's share at most; with ``enabled``
+    False every batch is drawn on the calling thread, when asked for.
+    """
+
+    def __init__(self, source, seed, end, enabled=True):
+        from concurrent.futures import ThreadPoolExecutor
+        self.source, self.seed, self.end = source, seed, end
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="npface-data",
+                                       initializer=_one_numba_thread) if enabled else None
+        self.pending = None                                     # (step, Future) of the batch drawn ahead
+
+    def _draw(self, step):
+        rng = np.random.default_rng([self.seed, step])
+        return self.source.batch_with_targets(rng) + (rng,)
+
+    def get(self, step):
+        if self.pool is None:
+            return self._draw(step)
+        if self.pending is not None and self.pending[0] == step:
+            batch = self.pending[1].result()                   # re-raises the drawing thread's error
+        else:
+            batch = self._draw(step)
+        self.pending = (step + 1, self.pool.submit(self._draw, step + 1)) if step + 1 < self.end else None
+        return batch
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)   # a batch being drawn is finished, then dropped
+
+
+def _one_numba_thread():
+    import numba
+    numba.set_num_threads(1)                                    # per thread: the step keeps its own count
+
+
 def _duration(seconds):
     seconds = int(max(0, seconds))
     h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
@@ -533,10 +584,12 @@ def initial_threshold(sig) -> float:
     return max(2.0, float(np.median(d)))
 
 
-def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=SINGLE):
+def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=SINGLE, prefetch=True):
     """Train (or resume) into ``out_dir``; return the final validation metrics.
 
     ``comm`` (``npface.distributed``): the ranks sharing each step; rank 0 alone logs and writes files.
+    ``prefetch``: draw each next batch in the background while the step computes (``_Prefetch``;
+    the result is the same either way).
     """
     if not comm.is_root:
         log, progress = _quiet, False
@@ -590,11 +643,10 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
     started = time.perf_counter()
     last = {}
     with _StopRequest() as stop, limit(cfg.threads), open(metrics_path if comm.is_root else os.devnull, "a") \
-            as metrics:
+            as metrics, _Prefetch(source, cfg.seed, cfg.steps, prefetch) as batches:
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
-            rng = np.random.default_rng([cfg.seed, step])
-            images, labels, align = source.batch_with_targets(rng)
+            images, labels, align, rng = batches.get(step)     # drawn from default_rng([cfg.seed, step])
             lr = schedule(step)
             try:
                 est = train_step(model, optimiser, images, labels, lr, cfg, rng, comm, align)

@@ -115,6 +115,47 @@ def test_same_seed_same_result_and_resume_is_exact(tmp_path, monkeypatch, estima
     assert steps_b == [1, 2, 3, 4, 5, 6]                          # no step lost or logged twice
 
 
+@pytest.mark.parametrize("estimator", ["multibatch", "pairs"])
+def test_drawing_batches_in_the_background_changes_nothing(tmp_path, estimator):
+    # the pairs estimator also draws its pairs from the step's generator after the batch: the
+    # prefetcher must hand over that generator exactly where the draw left it
+    cfg = tiny(estimator=estimator, flip=True, jitter=True, steps=4, validate_every=4)
+    run(cfg, tmp_path / "ahead", log=quiet, progress=False, prefetch=True)
+    run(cfg, tmp_path / "inline", log=quiet, progress=False, prefetch=False)
+    a, b = params_of(tmp_path / "ahead" / "checkpoint.npz"), params_of(tmp_path / "inline" / "checkpoint.npz")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_prefetch_hands_out_each_steps_batch_and_its_generator():
+    source = training.SyntheticSource(tiny(flip=True, jitter=True))
+    with training._Prefetch(source, seed=7, end=3) as batches:
+        got = [batches.get(step) for step in range(3)]
+        assert batches.pending is None                          # nothing is drawn past the last step
+    for step, (images, labels, align, rng) in enumerate(got):
+        want = np.random.default_rng([7, step])
+        w_images, w_labels, _ = source.batch_with_targets(want)
+        np.testing.assert_array_equal(images, w_images)
+        np.testing.assert_array_equal(labels, w_labels)
+        assert rng.random() == want.random()                  # the generator continues where the draw stopped
+
+
+def test_an_error_while_drawing_ahead_reaches_the_training_loop():
+    class FailsAfterTheFirst:
+        calls = 0
+
+        def batch_with_targets(self, rng):
+            self.calls += 1
+            if self.calls > 1:
+                raise OSError("disk gone")
+            return np.zeros(1), np.zeros(1), None
+
+    with training._Prefetch(FailsAfterTheFirst(), seed=0, end=5) as batches:
+        batches.get(0)                                          # drawn here; step 1's draw starts behind it
+        with pytest.raises(OSError, match="disk gone"):
+            batches.get(1)                                      # failed in the background, raised here
+
+
 def test_kill_9_then_resume_reaches_the_uninterrupted_result(tmp_path):
     import subprocess
     import sys
@@ -217,3 +258,13 @@ def test_folder_data_errors(tmp_path):
     Image.new("RGB", (250, 250)).save(tmp_path / "lfw" / "alice" / "a.jpg")
     with pytest.raises(ValueError):
         run(tiny(data="folder", lfw=str(tmp_path)), tmp_path / "out", log=quiet, progress=False)
+
+
+def test_prefetch_benchmark_times_both_ways_and_checks_they_agree(tmp_path, capsys):
+    from benchmarks import prefetch
+    out = tmp_path / "prefetch.json"
+    assert prefetch.main(["--steps", "2", "--warmup", "1", "--repeats", "1", "--threads", "1",
+                          "--batch-identities", "2", "--images-per-identity", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["median_step_seconds"]) == {"inline", "prefetch"} and result["identical_parameters"]
+    assert result["speedup"] > 0 and "parameters identical" in capsys.readouterr().out
