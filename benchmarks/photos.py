@@ -258,27 +258,44 @@ def main(argv=None):
     parser.add_argument("--pairs", type=int, default=400, metavar="P", help="pasted pairs (default 400)")
     parser.add_argument("--quick", action="store_true", help="40 pairs, one small gallery; into runs/photos-quick/")
     parser.add_argument("--report", action="store_true", help="only regenerate docs/PHOTOS.md from the results")
+    parser.add_argument("--model", metavar="PATH", help="measure this model file instead of the shipped model "
+                        "(then --json is needed, and docs/PHOTOS.md is left alone)")
+    parser.add_argument("--json", metavar="PATH", help="with --model: where to write its results")
     args = parser.parse_args(argv)
+    if bool(args.model) != bool(args.json):
+        parser.error("--model and --json go together")
     if args.report:
         print(f"wrote {write_report()}")
         return 0
     if not args.lfw:
         parser.error("--lfw is required (unless --report)")
     t0 = time.perf_counter()
+    model = None
+    if args.model:
+        from npface.model import load
+        try:
+            model = load(args.model)
+        except (OSError, ValueError) as e:
+            print(f"python -m benchmarks.photos: error: --model: {' '.join(str(e).split())}", file=sys.stderr)
+            return 2
     if args.quick:
         out_file, report = Path("runs/photos-quick/photos.json"), Path("runs/photos-quick/PHOTOS.md")
-        verify = pasted_agreement(args.lfw, 40)
-        clustering = clustering_quality(args.lfw, sizes=(25,), draws=1)
+        verify = pasted_agreement(args.lfw, 40, model=model)
+        clustering = clustering_quality(args.lfw, sizes=(25,), draws=1, model=model)
     else:
         out_file, report = RESULTS, REPORT
         print("verify on pasted pictures")
-        verify = pasted_agreement(args.lfw, args.pairs)
+        verify = pasted_agreement(args.lfw, args.pairs, model=model)
         print("clustering")
-        clustering = clustering_quality(args.lfw)
-    write_json(out_file, {"command": "python -m benchmarks.photos", "verify": verify, "clustering": clustering,
+        clustering = clustering_quality(args.lfw, model=model)
+    command = "python -m benchmarks.photos" + (f" --model {args.model}" if args.model else "")
+    if args.json:
+        out_file, report = Path(args.json), None
+    write_json(out_file, {"command": command, "verify": verify, "clustering": clustering,
                           "seconds": round(time.perf_counter() - t0, 1)})
-    write_report(report, out_file)
-    print(f"wrote {out_file} and {report}")
+    if report is not None:
+        write_report(report, out_file)
+    print(f"wrote {out_file}" + (f" and {report}" if report is not None else ""))
     return 0
 
 

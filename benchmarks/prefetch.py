@@ -84,7 +84,7 @@ def main(argv=None):
     med = {k: statistics.median(v) for k, v in times.items()}
     result = {
         "machine": machine_line(), "date": time.strftime("%Y-%m-%d"),
-        "data": f"LFW peopleDevTrain ({args.lfw})" if args.lfw else "synthetic faces",
+        "data": "LFW peopleDevTrain" if args.lfw else "synthetic faces",
         "batch": f"{P} x {K}", "threads": args.threads, "timed_steps_per_run": args.steps, "repeats": args.repeats,
         "median_step_seconds": med, "images_per_s": {k: P * K / v for k, v in med.items()},
         "speedup": med["inline"] / med["prefetch"], "identical_parameters": True,

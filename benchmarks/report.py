@@ -25,7 +25,7 @@ def load_results(results_dir) -> dict:
     """{name: parsed JSON} for every results file present (variance, convergence, accuracy, flops, ...)."""
     out = {}
     for name in ("variance", "convergence", "accuracy", "flops", "inference", "layers", "reproduce",
-                 "train_step_multibatch", "train_step_pairs", "distributed"):
+                 "train_step_multibatch", "train_step_pairs", "distributed", "prefetch"):
         path = Path(results_dir) / f"{name}.json"
         if path.is_file():
             out[name] = json.loads(path.read_text())
@@ -756,15 +756,16 @@ def benchmarks_region(res) -> list:
             f"| a full k = 256 training step (`benchmarks.train_step`), {step['threads']} threads | "
             f"{step['median_seconds']['step']:.2f} s, {step['images_per_s']:.0f} images/s | "
             f"{100 * step['step_ratio']:.1f}% of {step['threads']}-thread | `train_step_multibatch.json` "
-            f"({step.get('date', 'undated')}) |"] + _engine_rows(inf, res.get("distributed")) + ["",
+            f"({step.get('date', 'undated')}) |"] + _engine_rows(inf, res.get("distributed"), res.get("prefetch")) + ["",
             f"The paper's network runs in 30 ms on one 1 GHz Cortex-A9 core; here the whole of it takes "
             f"{inf['batch1_ms']:.2f} ms on one core. Each file holds one run on a shared, noisy machine: compare "
             "ratios measured in one run, not times across runs."]
 
 
-def _engine_rows(inf, dist) -> list:
+def _engine_rows(inf, dist, prefetch=None) -> list:
     """Benchmarks rows for the compiled plan against the per-op path and ONNX Runtime (inference.json, same
-    run) and for MPI ranks (distributed.json); rows whose keys an older file lacks are left out."""
+    run), for MPI ranks (distributed.json) and for the trainer's background batches (prefetch.json); rows
+    whose keys an older file lacks are left out."""
     rows = []
     if "batch1_per_op_ms" in inf:
         rows.append(f"| the whole network, batch 1, 1 thread, through the per-op reference path (same run as the compiled plan) | {inf['batch1_per_op_ms']:.2f} ms | "
@@ -787,6 +788,12 @@ def _engine_rows(inf, dist) -> list:
         if r1 and r2 and not dist.get("quick"):
             rows.append(f"| training on 2 MPI ranks, one thread each, against 1 (`benchmarks.distributed`) | "
                         f"{r1['images_per_s']:.0f} → {r2['images_per_s']:.0f} images/s | | `distributed.json` |")
+    if prefetch:
+        med = prefetch["median_step_seconds"]
+        rows.append(f"| a whole training step of `npface.train` ({prefetch['data']}, {prefetch['batch']}, "
+                    f"{prefetch['threads']} threads, data included), next batch drawn inline → in the background "
+                    f"(`benchmarks.prefetch`, same run) | {med['inline']:.2f} → {med['prefetch']:.2f} s "
+                    f"({prefetch['speedup']:.2f}×) | | `prefetch.json` ({prefetch.get('date', 'undated')}) |")
     return rows
 
 

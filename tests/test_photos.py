@@ -286,3 +286,14 @@ def test_clustering_held_out_people_as_reported():
             # The same faces and model: only float rounding of the signatures (BLAS, thread count) can move
             # a pair lying at theta, i.e. one pair among the gallery's, well under 0.01 of either score.
             assert got[method][key] == pytest.approx(want[method][key], abs=0.01), (method, key)
+
+
+def test_photos_benchmark_model_flag_needs_json_and_names_a_bad_model(tmp_path, capsys):
+    from benchmarks.photos import main
+    with pytest.raises(SystemExit):
+        main(["--lfw", str(tmp_path), "--model", str(tmp_path / "m.npz")])
+    assert "--model and --json go together" in capsys.readouterr().err
+    assert main(["--lfw", str(tmp_path), "--model", str(tmp_path / "m.npz"), "--json", str(tmp_path / "p.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--model" in err and "m.npz" in err
+    assert not (tmp_path / "p.json").exists()
