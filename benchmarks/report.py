@@ -81,9 +81,26 @@ def plot_variance(var, path):
     atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png"))
 
 
-def plot_convergence(conv, path):
+def step_seconds(steps_mb, steps_pairs):
+    """{estimator: seconds of a whole k = 256 step (data included)} measured by ``benchmarks.train_step`` on the
+    quiet machine (train_step_multibatch.json, train_step_pairs.json), or None when either file is missing."""
+    if not (steps_mb and steps_pairs):
+        return None
+    return {e: f["median_seconds"]["step"] + f["median_seconds"].get("data", 0.0)
+            for e, f in (("multibatch", steps_mb), ("pairs", steps_pairs))}
+
+
+def _estimator_of(name):
+    return "pairs" if name.startswith("pairs") else "multibatch"
+
+
+def plot_convergence(conv, path, seconds=None):
     """Accuracy against steps and against training time: per arm the mean over seeds and the min-max band
-    (format 2); one line per run for a results file of the earlier one-run-per-setting layout."""
+    (format 2); one line per run for a results file of the earlier one-run-per-setting layout.
+
+    ``seconds`` (``step_seconds``): the time axis is then the step times the estimator's step time on the
+    quiet machine; without it, the step times each run's own median step time, which carries whatever else
+    shared the machine while the run trained."""
     fig = _figure(11, 4.2)
     ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     if conv.get("format", 1) >= 2:
@@ -96,7 +113,9 @@ def plot_convergence(conv, path):
             colour, style, lw = styles.get(name, ("0.4", "-", 1.0))
             seeds = f"{a['seeds']} seeds" if a["seeds"] > 1 else "1 seed"
             label = f"{name} ({seeds})" + (" (a seed diverged)" if a["diverged"] else "")
-            for ax, x in ((ax1, np.array(a["val_step"])), (ax2, np.array(a["mean_seconds"]) / 60)):
+            minutes = (np.array(a["val_step"]) * seconds[_estimator_of(name)] if seconds
+                       else np.array(a["mean_seconds"])) / 60
+            for ax, x in ((ax1, np.array(a["val_step"])), (ax2, minutes)):
                 ax.plot(x, a["mean"], style, color=colour, lw=lw, marker="o", ms=3, label=label)
                 if a["seeds"] > 1:
                     ax.fill_between(x, a["min"], a["max"], color=colour, alpha=0.18, lw=0)
@@ -104,8 +123,11 @@ def plot_convergence(conv, path):
             if name not in in_arms and r["val_accuracy"]:
                 label = f"{name}, lr search" + (f" (diverged after step {r['steps']})" if r.get("diverged") else "")
                 ax1.plot(r["val_step"], r["val_accuracy"], "--", color="0.6", lw=0.9, label=label)
-                ax2.plot(np.array(r["val_seconds_typical"]) / 60, r["val_accuracy"], "--", color="0.6", lw=0.9)
-        ax2.set_xlabel("training time, minutes (validated step x the run's median step time)")
+                minutes = (np.array(r["val_step"]) * seconds[_estimator_of(name)] if seconds
+                           else np.array(r["val_seconds_typical"])) / 60
+                ax2.plot(minutes, r["val_accuracy"], "--", color="0.6", lw=0.9)
+        ax2.set_xlabel("training time, minutes (step x the estimator's step time, train_step)"
+                       if seconds else "training time, minutes (validated step x the run's median step time)")
         title = "Held-out accuracy: multibatch against k/2 independent random pairs (mean, min-max band over seeds)"
     else:
         for name, run in conv["runs"].items():
@@ -168,13 +190,24 @@ def _range(v, pct=True):
 
 
 def _reach(r):
-    """The steps a Figure 4 arm needs to reach a target: the mean curve's step and the range over seeds."""
+    """When a Figure 4 arm reaches a target, as a phrase after "reaches X": "at step 500 (seeds 500–550)",
+    "at step 700" (one seed), "never within the run"."""
     if r["mean_curve"] is None and r["min"] is None:
         return "never within the run"
+    mean = "not within the run on the mean curve" if r["mean_curve"] is None else f"at step {r['mean_curve']}"
+    if len(r.get("seeds", ())) == 1:
+        return mean
     seeds = ("not every seed within the run" if r["max"] is None else
              f"seeds {r['min']}–{r['max']}" if r["min"] != r["max"] else f"every seed at {r['min']}")
-    mean = "not within the run" if r["mean_curve"] is None else f"step {r['mean_curve']}"
     return f"{mean} ({seeds})"
+
+
+def _reaches(arm, whose, what, r):
+    """ "pairs reaches Multibatch's final mean accuracy (81.2%) at step 700 (...)", or "... does not reach ..."."""
+    target = f"{whose}' {what}" if whose.endswith("s") else f"{whose}'s {what}"
+    if r["mean_curve"] is None and r["min"] is None:
+        return f"{arm} does not reach {target} ({_pct(r['target'])}) within the run"
+    return f"{arm} reaches {target} ({_pct(r['target'])}) {_reach(r)}"
 
 
 def theorem_rows(var) -> list:
@@ -203,7 +236,7 @@ def figure4_row(conv):
         return (f"Figure 4: held-out accuracy after {conv['steps']} steps (mean [min–max] over {conv['seeds']} "
                 "seeds)", "multibatch well ahead of pairs",
                 f"multibatch {_range(s['multibatch_final'])}, pairs (lr {lr:g}) {_range(s['pairs_final'])}; "
-                f"multibatch reaches the best of pairs' mean curve at {_reach(s['multibatch_steps_to_pairs_best'])}")
+                f"multibatch reaches the best of pairs' mean curve {_reach(s['multibatch_steps_to_pairs_best'])}")
     s = conv["summary"]
     return (f"Figure 4: held-out accuracy after {conv['steps']} steps", "multibatch well ahead of pairs",
             f"multibatch {_pct(s['multibatch_final'])}, pairs ({s['best_pairs_run']}) {_pct(s['pairs_final'])}: "
@@ -420,18 +453,27 @@ def convergence_section(conv, training_images=None, network_macs=None, steps_mb=
               "held-out accuracy reached).",
               f"- After {conv['steps']} steps Multibatch is at {_range(s['multibatch_final'])}, pairs at "
               f"{_range(s['pairs_final'])} (mean [min–max] over seeds).",
-              f"- Multibatch reaches the best of pairs' mean curve ({_pct(s['multibatch_steps_to_pairs_best']['target'])}) "
-              f"at {_reach(s['multibatch_steps_to_pairs_best'])}; pairs reaches Multibatch's final mean accuracy "
-              f"({_pct(s['pairs_steps_to_multibatch_final']['target'])}) at "
-              f"{_reach(s['pairs_steps_to_multibatch_final'])}."]
+              f"- {_reaches('Multibatch', 'the best of pairs', 'mean curve', s['multibatch_steps_to_pairs_best'])}; "
+              f"{_reaches('pairs', 'Multibatch', 'final mean accuracy', s['pairs_steps_to_multibatch_final'])}."]
         m0 = s.get("momentum0")
         if m0:
             L.append(f"- With momentum 0 (one seed each): Multibatch {_pct(m0['multibatch_final']['mean'])}, pairs "
                      f"{_pct(m0['pairs_final']['mean'])} after {conv['steps']} steps; Multibatch reaches pairs' best "
-                     f"at {_reach(m0['multibatch_steps_to_pairs_best'])}.")
-    L += ["", "The figure's time axis puts each validated step at the step times its run's median step time, "
-          "which other work on this shared machine during part of a run hardly moves; the run table's last "
-          "column is the measured sum of the step durations."]
+                     f"{_reach(m0['multibatch_steps_to_pairs_best'])}.")
+    seconds = step_seconds(steps_mb, steps_pairs)
+    medians = [r["median_step_seconds"] for r in conv["runs"].values() if r.get("median_step_seconds")]
+    if seconds and medians:
+        L += ["", "The figure's time axis puts each validated step at the step times the estimator's whole step "
+              f"(data included) measured on the quiet machine by `benchmarks.train_step`: "
+              f"{seconds['multibatch']:.2f} s for Multibatch, {seconds['pairs']:.2f} s for pairs. The runs' own "
+              "step times (the run table) are not used for it: they carry whatever else shared this machine "
+              "while each run trained, and the engine's speed-ups between runs (the same computation took "
+              f"{min(medians):.2f}–{max(medians):.2f} s a step). The table's last column is the measured sum of "
+              "each run's step durations.", ""]
+    else:
+        L += ["", "The figure's time axis puts each validated step at the step times its run's median step time, "
+              "which carries whatever else shared the machine while the run trained; the run table's last "
+              "column is the measured sum of the step durations."]
     L += _cost_and_scale(conv, training_images, network_macs, steps_mb, steps_pairs)
     L += ["Every run:", ""] + _run_table(conv) + [""]
     return L + _commands(conv)
@@ -680,7 +722,8 @@ def write_report(res, docs_dir, results_dir, plots=True) -> Path:
         if "variance" in res:
             plot_variance(res["variance"], docs / "variance.png")
         if "convergence" in res:
-            plot_convergence(res["convergence"], docs / "convergence.png")
+            plot_convergence(res["convergence"], docs / "convergence.png",
+                             step_seconds(res.get("train_step_multibatch"), res.get("train_step_pairs")))
     rep = res.get("reproduce", {})
     L = ["# Results: the paper's claims, measured on npface", ""]
     L += [f"Generated by `python -m benchmarks.reproduce{' --quick' if rep.get('quick') else ''}` on "

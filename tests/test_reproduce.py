@@ -173,6 +173,30 @@ def test_report_is_written_from_the_results_alone(tmp_path):
     assert "momentum 0, one seed each: Multibatch 70.0%, pairs 60.0%" in text
 
 
+def test_figure4_time_axis_uses_the_quiet_machine_step_times_when_measured(tmp_path):
+    results, docs = tmp_path / "results", tmp_path / "docs"
+    results.mkdir()
+    fake_results(results, tmp_path)
+    assert report.main(["--results", str(results), "--docs", str(docs), "--no-plots"]) == 0
+    assert "step times its run's median step time" in (docs / "RESULTS.md").read_text()
+    for name, step, data in (("multibatch", 0.8, 0.1), ("pairs", 0.85, 0.12)):
+        (results / f"train_step_{name}.json").write_text(json.dumps({
+            "median_seconds": {"step": step, "data": data, "loss": 0.002}, "steps": 10, "threads": 2,
+            "images_per_s": 256 / step, "step_ratio": 0.3}))
+    assert report.main(["--results", str(results), "--docs", str(docs), "--no-plots"]) == 0
+    text = (docs / "RESULTS.md").read_text()
+    assert "by `benchmarks.train_step`: 0.90 s for Multibatch, 0.97 s for pairs" in text
+    assert report.step_seconds(None, {}) is None
+
+
+def test_an_arm_that_never_reaches_the_target_is_said_so():
+    never = {"target": 0.8, "mean_curve": None, "seeds": [None, None], "min": None, "max": None}
+    once = {"target": 0.7, "mean_curve": 300, "seeds": [300], "min": 300, "max": 300}
+    assert report._reaches("pairs", "Multibatch", "final mean accuracy", never) == \
+        "pairs does not reach Multibatch's final mean accuracy (80.0%) within the run"
+    assert report._reaches("Multibatch", "pairs", "best", once) == "Multibatch reaches pairs' best (70.0%) at step 300"
+
+
 def test_report_reads_the_earlier_one_seed_layout_and_says_so(tmp_path):
     results, docs = tmp_path / "results", tmp_path / "docs"
     results.mkdir()
