@@ -132,6 +132,34 @@ def config_from_args(a):
         synthetic_identities=a.synthetic_identities)
 
 
+def command_line(config, out=None) -> str:
+    """The ``python -m npface.train`` command that trains with ``config`` (a ``TrainConfig.to_json()`` dict).
+
+    Only the flags whose value differs from what the command would default to are written (``--lfw`` and
+    ``--people`` always, for folder data); parsing the flags gives ``config`` back (world_size aside: it is
+    the number of MPI ranks, not a flag). ``out``: add ``--out OUT``.
+    """
+    want = TrainConfig.from_json(config).to_json()
+    flags = ["--lfw", str(want["lfw"])] if want["data"] == "folder" else []
+    if want["data"] == "folder" and want["people"]:
+        flags += ["--people", str(want["people"])]
+    default = config_from_args(parser().parse_args(flags)).to_json()
+    for key, value in want.items():
+        if key in ("data", "lfw", "people", "world_size") or value == default[key]:
+            continue
+        if key in ("flip", "jitter"):
+            flags.append(f"--{key}" if value else f"--no-{key}")
+        elif key == "balance":
+            flags.append("--no-balance")
+        elif key == "lr_drops":
+            flags += ["--lr-drops", ",".join(f"{v:g}" for v in value)]
+        else:
+            flags += [f"--{key.replace('_', '-')}", repr(value) if isinstance(value, float) else str(value)]
+    if out is not None:
+        flags += ["--out", str(out)]
+    return "python -m npface.train " + " ".join(flags)
+
+
 def main(argv=None):
     a = parser().parse_args(argv)
     try:

@@ -268,3 +268,23 @@ def test_prefetch_benchmark_times_both_ways_and_checks_they_agree(tmp_path, caps
     result = json.loads(out.read_text())
     assert set(result["median_step_seconds"]) == {"inline", "prefetch"} and result["identical_parameters"]
     assert result["speedup"] > 0 and "parameters identical" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags", [
+    [],
+    ["--lfw", "L", "--people", "peopleDevTrain.txt", "--init", "runs/a.npz", "--steps", "2500", "--lr-drops", "0.85",
+     "--align-lr-scale", "0", "--validate-every", "250"],
+    ["--lfw", "L", "--no-flip", "--jitter-rotation", "15", "--color-jitter", "0.3", "--erase", "0.25",
+     "--weight-decay", "0.0005", "--singletons", "64", "--keep-checkpoints", "3", "--no-balance",
+     "--lr-drops", "0.6,0.9", "--threshold-init", "2.5", "--estimator", "pairs", "--lr", "0.123456789"],
+    ["--jitter", "--seed", "3", "--synthetic-identities", "100", "--align-lr-scale", "0.1",
+     "--landmark-weight", "0.02"],
+])
+def test_command_line_gives_back_the_configuration(flags):
+    from npface.train import command_line, config_from_args, parser
+    config = config_from_args(parser().parse_args(flags)).to_json()
+    command = command_line(config, out="runs/x")
+    assert command.startswith("python -m npface.train") and command.endswith("--out runs/x")
+    again = config_from_args(parser().parse_args(command.split()[3:])).to_json()
+    assert again == config
+    assert len(command.split()) <= 3 + len(flags) + 2                  # nothing beyond what differs
