@@ -25,7 +25,7 @@ def load_results(results_dir) -> dict:
     """{name: parsed JSON} for every results file present (variance, convergence, accuracy, flops, ...)."""
     out = {}
     for name in ("variance", "convergence", "accuracy", "flops", "inference", "layers", "reproduce",
-                 "train_step_multibatch", "train_step_pairs", "distributed", "prefetch"):
+                 "train_step_multibatch", "train_step_pairs", "distributed", "prefetch", "shipped"):
         path = Path(results_dir) / f"{name}.json"
         if path.is_file():
             out[name] = json.loads(path.read_text())
@@ -854,21 +854,66 @@ def _command(cfg) -> str:
     return "python -m npface.train " + " ".join(flags)
 
 
+def model_card(shipped) -> list:
+    """The README's model card of the shipped model, from shipped.json (written by ``benchmarks.ship``)."""
+    rep = shipped["report_people"]
+
+    def figures(s):
+        return (f"accuracy {_pct(s['accuracy'])} (95% interval {_pct(s['accuracy_95'][0])}–"
+                f"{_pct(s['accuracy_95'][1])}), AUC {s['auc']:.3f}, EER {s['eer']:.3f}, at the learned θ "
+                f"{_pct(s['learned_threshold_accuracy'])}")
+    weights = (f"the mean of the last {len(shipped['averaged'])} checkpoints (steps "
+               f"{', '.join(str(a['step']) for a in shipped['averaged'])}; `npface.average`)"
+               if shipped.get("averaged") else "the final step's")
+    test = shipped.get("report_protocol", {}).get("test", {})
+    init = ("`python -m npface.pretrain_alignment --lfw ../shared/lfw --out runs/align_pretrained.npz`, then "
+            if shipped.get("init") else "")
+    return ["| model card | |", "|---|---|",
+            f"| data | {shipped['data']} |",
+            f"| training people | {shipped['train_people']:,} people of `{shipped['people_list']}` (the rest held out, "
+            "never trained on) |",
+            f"| command | {init}`{shipped['command']}` |",
+            f"| training | {shipped['steps']:,} steps, {shipped['train_hours']:.2f} h of steps on "
+            f"{shipped['threads']} threads of this 2-core machine |",
+            f"| weights | {weights} |",
+            f"| report people ({test.get('people', '?')} people, {test.get('pairs', '?')} test pairs; never trained "
+            f"on, nothing chosen on them, measured once) | {figures(rep['plain'])}; with test-time flip "
+            f"{figures(rep['flip'])} |",
+            f"| history | `npface/pretrained/{shipped['history']}`, one JSON line per step and per validation |",
+            f"| shipped | {shipped['date']} by `python -m benchmarks.ship` (`benchmarks/results/shipped.json`, "
+            "`heldout-report.json`) |", ""]
+
+
+def _alignment_training(cfg) -> str:
+    scale = cfg.get("align_lr_scale", 0)
+    if not scale:
+        return "kept frozen"
+    weight = cfg.get("landmark_weight", 0)
+    return (f"then trained with the rest at {scale:g} of its learning rate"
+            + (f", {weight:g} × the landmark loss keeping it on the landmarks" if weight else ""))
+
+
 def shipped_model_region(res) -> list:
-    """The README's shipped-model paragraph and table, from accuracy.json (which records the model's provenance)."""
-    acc = res.get("accuracy")
+    """The README's shipped-model paragraph and table, from shipped.json (the model card, when the model was
+    shipped by ``benchmarks.ship``) and accuracy.json (which records the model's provenance)."""
+    acc, shipped = res.get("accuracy"), res.get("shipped")
+    L = model_card(shipped) if shipped else []
     if not acc:
-        return ["(`accuracy.json` is not present.)"]
+        return L + ["(`accuracy.json` is not present.)"]
+    if shipped and acc.get("model_config") != shipped.get("config", acc.get("model_config")):
+        return L + ["(`accuracy.json` measured an earlier model: run `python -m benchmarks.accuracy --lfw "
+                    "../shared/lfw`.)"]
     d, p, r = acc["protocol"]["training_data"], acc["protocol"], acc["results"]
-    L = []
-    if acc.get("model_config"):
+    if acc.get("model_config") and not shipped:
         L += ["The command it was trained with, as its provenance records it (after `python -m "
               "npface.pretrain_alignment --lfw ../shared/lfw --out runs/align_pretrained.npz`):", "", "```bash",
               _command(acc["model_config"]), "```", ""]
     L += [f"It trained for {acc['model_trained_steps']:,} steps on {d['images_of_people_with_2_or_more']:,} images "
           f"of the {d['people_with_2_or_more']:,} training people with at least two images, the alignment net "
-          "pretrained on the 68-point landmarks and kept frozen. The run's per-step history (`metrics.jsonl`) was "
-          "not kept; the model file records its configuration and its final validation only. Verification on "
+          f"pretrained on the 68-point landmarks and {_alignment_training(acc.get('model_config') or {})}. "
+          + ("Its per-step history is committed beside it (the model card above). " if shipped else
+             "The run's per-step history (`metrics.jsonl`) was not kept; the model file records its configuration "
+             "and its final validation only. ") + "Verification on "
           f"held-out people never trained on (`python -m benchmarks.accuracy`; fit on {p['fit']['pairs']:,} pairs "
           f"of {p['fit']['people']} people, test on {p['test']['pairs']:,} pairs of {p['test']['people']} others):",
           "", "| pairs | accuracy | with learned θ | AUC | EER |", "|---|---|---|---|---|"]

@@ -1,0 +1,161 @@
+"""Ship a finished training run as the default model (``npface.load()``), measured once on the report people.
+
+    python -m benchmarks.ship --lfw ../shared/lfw --run runs/final [--average 3]
+
+1. The candidate: the run's final ``model.npz``, or with ``--average N`` the
+   mean of its last N kept checkpoints (``npface.average``; the run must
+   have been trained with ``--keep-checkpoints N`` or more).
+2. It is measured on the *report* people (``benchmarks.heldout``:
+   fit-and-test, with and without flip), once: that figure is the model's
+   honest estimate for new people, and nothing may be chosen on it.
+   Written to ``benchmarks/results/heldout-report.json``.
+3. Its provenance gains a ``shipped`` record: the exact training command
+   (``npface.train.command_line``, which parses back to the run's
+   configuration), the steps, the training hours (the sum of the steps' own
+   durations), the training people (list file and count), the averaged
+   checkpoints, and the report people's figures.
+4. The model is written to ``npface/pretrained/npface-lfw.npz``, the run's
+   per-step history beside it (``npface-lfw.metrics.jsonl``), and the
+   record to ``benchmarks/results/shipped.json``, from which
+   ``benchmarks.report`` writes the README's model card. Every write is
+   atomic.
+"""
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import write_json
+from benchmarks.convergence import read_run
+from benchmarks.heldout import N_PAIRS, measure
+from npface.data.cache import atomic_write_text
+
+SHIPPED_MODEL = Path("npface/pretrained/npface-lfw.npz")
+RESULTS = Path("benchmarks/results")
+
+
+def params_digest(model) -> str:
+    """SHA-256 over the model's parameters (names, shapes, float32 bytes) and theta: names a candidate."""
+    h = hashlib.sha256()
+    for name in sorted(model.params):
+        a = np.ascontiguousarray(model.params[name], dtype=np.float32)
+        h.update(name.encode() + str(a.shape).encode() + a.tobytes())
+    h.update(np.float64(model.threshold).tobytes())
+    return h.hexdigest()
+
+
+def kept_checkpoints(run_dir, n):
+    """The last ``n`` ckpt-<step>.npz of a run, by step."""
+    kept = sorted(Path(run_dir).glob("ckpt-*.npz"), key=lambda p: int(p.stem.split("-")[1]))
+    if len(kept) < n:
+        raise ValueError(f"--average {n}: {run_dir} keeps {len(kept)} checkpoints (train with "
+                         f"--keep-checkpoints {n} or more)")
+    return kept[-n:]
+
+
+def candidate(run_dir, average_n):
+    """(model, description) of what would be shipped from ``run_dir``."""
+    from npface.average import average
+    from npface.model import load
+    final = load(Path(run_dir) / "model.npz")
+    if not average_n:
+        return final, "the run's final model.npz"
+    files = kept_checkpoints(run_dir, average_n)
+    model = average(files)
+    # a checkpoint records less than the final model file (the data, the training people for npface.eval's
+    # warning, the last validation): the run's final provenance, with what the averaging adds
+    model.provenance = dict(final.provenance, averaged=model.provenance["averaged"],
+                            trained_steps=model.provenance.get("trained_steps"))
+    return model, f"the mean of the last {average_n} checkpoints ({', '.join(p.name for p in files)})"
+
+
+def ship(lfw, run_dir, average_n=0, to=SHIPPED_MODEL, results=RESULTS, n_pairs=N_PAIRS, threads=2, log=print,
+         work="runs/heldout/report"):
+    """Measure the candidate of ``run_dir`` on the report people and write it as the shipped model; the record."""
+    from npface.train import command_line
+    run_dir = Path(run_dir)
+    for name in ("config.json", "metrics.jsonl", "model.npz"):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"--run: {run_dir / name} not found (a finished npface.train run folder holds "
+                                    "config.json, metrics.jsonl and model.npz)")
+    config = json.loads((run_dir / "config.json").read_text())
+    if config.get("data") != "folder":
+        raise ValueError(f"--run: {run_dir} trained on synthetic faces; only a run on LFW people can be shipped")
+    model, what = candidate(run_dir, average_n)
+    digest = params_digest(model)
+    staged = run_dir / "candidate.npz"
+    model.save(staged)
+
+    report_file = Path(results) / "heldout-report.json"
+    previous = json.loads(report_file.read_text()) if report_file.is_file() else {}
+    if previous.get("model_sha256") == digest:
+        log(f"{report_file} already measured this candidate: reused, not measured again")
+        report = previous
+    else:
+        log(f"measuring {what} on the report people (once)")
+        t = time.perf_counter()
+        report = measure(lfw, str(staged), "report", Path(work), n_pairs, n_pairs, threads, log)
+        report.update({"model": f"{to} (shipped from {run_dir}: {what})", "model_sha256": digest,
+                       "model_trained_steps": model.provenance.get("trained_steps"), "model_config": config,
+                       "seconds": time.perf_counter() - t, "date": time.strftime("%Y-%m-%d")})
+        write_json(report_file, report)
+
+    history = read_run(run_dir)
+    record = {
+        "run": str(run_dir), "model": what, "model_sha256": digest,
+        "command": command_line(config, out=run_dir), "config": config,
+        "init": config.get("init"),
+        "data": model.provenance.get("data"),
+        "people_list": config.get("people"),
+        "train_people": len(model.provenance.get("train_people") or ()),
+        "steps": history["steps"], "train_hours": history["train_seconds"] / 3600,
+        "threads": config.get("threads"), "world_size": config.get("world_size", 1),
+        "averaged": model.provenance.get("averaged"),
+        "report_people": report["summary"], "report_protocol": {
+            k: report["protocol"][k] for k in ("fit", "test") if k in report["protocol"]},
+        "history": f"{Path(to).with_suffix('').name}.metrics.jsonl", "date": time.strftime("%Y-%m-%d"),
+    }
+    model.provenance["shipped"] = record
+    to = Path(to)
+    model.save(to)
+    atomic_write_text(to.with_name(record["history"]), (run_dir / "metrics.jsonl").read_text())
+    write_json(Path(results) / "shipped.json", record)
+    s = report["summary"]["plain"]
+    log(f"shipped {to}: report people accuracy {s['accuracy']:.4f} (95% {s['accuracy_95'][0]:.4f}-"
+        f"{s['accuracy_95'][1]:.4f}), AUC {s['auc']:.4f}, learned theta {s['learned_threshold_accuracy']:.4f}; "
+        f"history {to.with_name(record['history'])}; record {Path(results) / 'shipped.json'}")
+    return record
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.ship", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Measure a finished training run once on the report people and ship it as the default "
+                    "npface.load() model, with its provenance, history and model-card record.")
+    parser.add_argument("--lfw", required=True, metavar="DIR", help="LFW's root (holding lfw/ and the list files)")
+    parser.add_argument("--run", required=True, metavar="DIR", help="the finished npface.train run folder")
+    parser.add_argument("--average", type=int, default=0, metavar="N",
+                        help="ship the mean of the run's last N kept checkpoints instead of its final model (0: off)")
+    parser.add_argument("--to", default=str(SHIPPED_MODEL), metavar="MODEL", help="where the shipped model goes")
+    parser.add_argument("--results", default=str(RESULTS), metavar="DIR",
+                        help="folder of heldout-report.json and shipped.json")
+    parser.add_argument("--n-pairs", type=int, default=N_PAIRS,
+                        help="same pairs (and as many different) to fit on and to test on")
+    parser.add_argument("--threads", type=int, default=2, help="threads for the network")
+    args = parser.parse_args(argv)
+    if args.average < 0 or args.n_pairs < 1:
+        parser.error("--average must be >= 0 and --n-pairs >= 1")
+    try:
+        ship(args.lfw, args.run, args.average, args.to, args.results, args.n_pairs, args.threads)
+    except (OSError, ValueError, RuntimeError) as e:
+        print(f"python -m benchmarks.ship: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

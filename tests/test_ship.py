@@ -1,0 +1,76 @@
+"""Shipping a run as the default model (benchmarks.ship): candidate, report-people measurement, provenance, history."""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import ship
+
+LFW = Path(os.environ.get("NPFACE_LFW", Path(__file__).resolve().parents[1] / ".." / "shared" / "lfw"))
+
+
+def test_ship_refuses_what_is_not_a_finished_lfw_run(tmp_path, capsys):
+    assert ship.main(["--lfw", "x", "--run", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "config.json not found" in err
+    for name in ("config.json", "metrics.jsonl", "model.npz"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "config.json").write_text(json.dumps({"data": "synthetic"}))
+    assert ship.main(["--lfw", "x", "--run", str(tmp_path)]) == 2
+    assert "trained on synthetic faces" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="keeps 0 checkpoints"):
+        ship.kept_checkpoints(tmp_path, 3)
+
+
+@pytest.mark.lfw
+def test_ship_a_tiny_lfw_run_end_to_end(tmp_path):
+    if not (LFW / "peopleDevTrain.txt").is_file():
+        pytest.skip(f"LFW not found at {LFW} (set NPFACE_LFW)")
+    from npface import load
+    from npface.train import main as train_main
+    run = tmp_path / "run"
+    assert train_main(["--lfw", str(LFW), "--people", "peopleDevTrain.txt", "--steps", "4", "--batch-identities",
+                       "2", "--images-per-identity", "2", "--val-pairs", "20", "--validate-every", "4",
+                       "--checkpoint-every", "1", "--keep-checkpoints", "2", "--threads", "1",
+                       "--out", str(run)]) == 0
+    to, results = tmp_path / "pretrained" / "m.npz", tmp_path / "results"
+    record = ship.ship(LFW, run, average_n=2, to=to, results=results, n_pairs=10, threads=1,
+                       log=lambda *a: None, work=tmp_path / "work")
+    shipped = load(to)
+    assert shipped.provenance["shipped"] == json.loads((results / "shipped.json").read_text()) == record
+    assert record["steps"] == 4 and [a["step"] for a in record["averaged"]] == [3, 4]
+    assert shipped.provenance["train_people"]                          # npface.eval's warning still works
+    assert (to.parent / "m.metrics.jsonl").read_text() == (run / "metrics.jsonl").read_text()
+    assert record["command"].startswith("python -m npface.train --lfw") and "--keep-checkpoints 2" in record["command"]
+    report = json.loads((results / "heldout-report.json").read_text())
+    assert report["model_sha256"] == record["model_sha256"] and report["people"] == "report"
+    a = ship.candidate(run, 2)[0]
+    for name, v in shipped.params.items():
+        np.testing.assert_array_equal(v, a.params[name])
+    # the same candidate again: the report people are not measured a second time
+    seen = []
+    ship.ship(LFW, run, average_n=2, to=to, results=results, n_pairs=10, threads=1, log=seen.append,
+              work=tmp_path / "work")
+    assert any("reused, not measured again" in line for line in seen)
+
+
+def test_model_card_is_written_from_the_shipped_record():
+    from benchmarks import report
+    fig = {"accuracy": 0.9, "accuracy_95": [0.87, 0.925], "auc": 0.961, "eer": 0.1,
+           "learned_threshold_accuracy": 0.89}
+    record = {"data": "LFW: 3634 training people", "train_people": 3634, "people_list": "peopleDevTrain.txt",
+              "init": "runs/a.npz", "command": "python -m npface.train --lfw L --steps 5000", "steps": 5000,
+              "train_hours": 1.25, "threads": 2, "averaged": [{"step": 4900}, {"step": 4950}, {"step": 5000}],
+              "report_people": {"plain": fig, "flip": dict(fig, accuracy=0.91)},
+              "report_protocol": {"test": {"people": 100, "pairs": 600}}, "history": "npface-lfw.metrics.jsonl",
+              "date": "2026-12-03", "config": {"steps": 5000}}
+    card = "\n".join(report.model_card(record))
+    assert "| training | 5,000 steps, 1.25 h of steps on 2 threads" in card
+    assert "the mean of the last 3 checkpoints (steps 4900, 4950, 5000" in card
+    assert "accuracy 90.0% (95% interval 87.0%–92.5%), AUC 0.961" in card and "with test-time flip accuracy 91.0%" in card
+    assert "`python -m npface.pretrain_alignment" in card and "`npface/pretrained/npface-lfw.metrics.jsonl`" in card
+    # accuracy.json of another model is not shown under the new model's card
+    region = "\n".join(report.shipped_model_region({"shipped": record, "accuracy": {"model_config": {"steps": 1}}}))
+    assert "measured an earlier model" in region
