@@ -8,6 +8,7 @@
 See ``npface.training`` for what the output folder holds and how resuming works.
 """
 import argparse
+import shlex
 import sys
 import time
 import traceback
@@ -136,8 +137,8 @@ def command_line(config, out=None) -> str:
     """The ``python -m npface.train`` command that trains with ``config`` (a ``TrainConfig.to_json()`` dict).
 
     Only the flags whose value differs from what the command would default to are written (``--lfw`` and
-    ``--people`` always, for folder data); parsing the flags gives ``config`` back (world_size aside: it is
-    the number of MPI ranks, not a flag). ``out``: add ``--out OUT``.
+    ``--people`` always, for folder data), quoted for a POSIX shell; parsing them (``shlex.split``) gives
+    ``config`` back (world_size aside: it is the number of MPI ranks, not a flag). ``out``: add ``--out OUT``.
     """
     want = TrainConfig.from_json(config).to_json()
     flags = ["--lfw", str(want["lfw"])] if want["data"] == "folder" else []
@@ -152,12 +153,12 @@ def command_line(config, out=None) -> str:
         elif key == "balance":
             flags.append("--no-balance")
         elif key == "lr_drops":
-            flags += ["--lr-drops", ",".join(f"{v:g}" for v in value)]
+            flags += ["--lr-drops", ",".join(repr(float(v)) for v in value)]       # "" for no drop
         else:
             flags += [f"--{key.replace('_', '-')}", repr(value) if isinstance(value, float) else str(value)]
     if out is not None:
         flags += ["--out", str(out)]
-    return "python -m npface.train " + " ".join(flags)
+    return "python -m npface.train " + shlex.join(flags)                   # quoted for a POSIX shell
 
 
 def main(argv=None):
