@@ -8,7 +8,7 @@ jitter) on a background thread while step s computes (``npface.training._Prefetc
 This runs the real training loop (``npface.training.run``, 16 x 16 batches by default,
 the alignment net frozen as in the reported runs, flip and jitter on) for
 ``--warmup + --steps`` steps with the prefetcher off and on, alternately
-``--repeats`` times each, and reports the median wall time of a whole step
+``--repeats`` times each (which goes first alternates), and reports the median wall time of a whole step
 (data, forward, loss, backward, update: the differences of the trainer's own
 ``metrics.jsonl`` clock, warm-up steps left out) for each, and their ratio.
 Both runs of a repeat must end with bit-identical parameters: that is checked
@@ -32,8 +32,8 @@ from npface.training import TrainConfig, load_checkpoint, run
 def step_seconds(out_dir, warmup):
     """Wall seconds of each step after the first ``warmup`` ones, from the run's metrics.jsonl clock."""
     rows = [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines()]
-    clock = [r["time"] for r in rows if "loss" in r]                    # seconds since the loop started, per step
-    return list(np.diff(clock)[warmup:])
+    clock = [r["time"] for r in rows if "loss" in r]    # (n,) seconds from the loop's start to the end of each step
+    return list(np.diff(clock)[warmup - 1:])            # durations of steps warmup + 1 .. n
 
 
 def main(argv=None):
@@ -51,8 +51,8 @@ def main(argv=None):
     parser.add_argument("--images-per-identity", type=int, default=16, metavar="K", help="images per person")
     parser.add_argument("--json", metavar="PATH", help="also write the result as JSON")
     args = parser.parse_args(argv)
-    if args.steps < 2 or args.warmup < 1 or args.repeats < 1 or not 1 <= args.threads <= max_threads():
-        parser.error(f"--steps must be >= 2, --warmup and --repeats >= 1, --threads 1..{max_threads()}")
+    if args.steps < 1 or args.warmup < 1 or args.repeats < 1 or not 1 <= args.threads <= max_threads():
+        parser.error(f"--steps, --warmup and --repeats must be >= 1, --threads 1..{max_threads()}")
     if args.batch_identities < 2 or args.images_per_identity < 2:
         parser.error("--batch-identities and --images-per-identity must be >= 2")
     if args.lfw and not Path(args.lfw).is_dir():
@@ -70,9 +70,13 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="npface-prefetch-") as tmp:
         for r in range(args.repeats):
             ends = {}
-            for kind in ("inline", "prefetch"):
+            for kind in ("inline", "prefetch") if r % 2 == 0 else ("prefetch", "inline"):   # alternate the order
                 out = Path(tmp) / f"{kind}-{r}"
-                run(cfg, out, log=lambda *a: None, progress=False, prefetch=kind == "prefetch")
+                try:
+                    run(cfg, out, log=lambda *a: None, progress=False, prefetch=kind == "prefetch")
+                except (OSError, ValueError) as e:
+                    print(f"python -m benchmarks.prefetch: error: {' '.join(str(e).split())}", file=sys.stderr)
+                    return 2
                 times[kind] += step_seconds(out, args.warmup)
                 ends[kind] = load_checkpoint(out / "checkpoint.npz")[0]
                 print(f"  repeat {r + 1} {kind:8s}: median step {statistics.median(times[kind][-args.steps:]):.3f} s")

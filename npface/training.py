@@ -506,12 +506,18 @@ class _Prefetch:
     ``get(step)`` returns ``(images, labels, align, rng)`` for that step: the
     batch ``source.batch_with_targets(rng)`` drew from ``rng =
     default_rng([seed, step])``, and that generator, advanced past the draw,
-    for the rest of the step (the pairs estimator). A batch depends only on
-    the seed and its step, never on when it was drawn, so a run with the
-    prefetcher is bit-identical to one without (tested). The drawing thread
-    runs Numba's parallel kernels (the augmentation warp) on one thread, so
-    the background work takes one core's share at most; with ``enabled``
-    False every batch is drawn on the calling thread, when asked for.
+    for the rest of the step (the pairs-in-batch estimator draws its pairs
+    from it). A batch depends only on the seed and its step, never on when
+    it was drawn, so a run with the prefetcher is bit-identical to one
+    without (tested). With ``enabled`` False every batch is drawn on the
+    calling thread, when asked for.
+
+    Threads. The drawing thread runs a Numba parallel kernel (the
+    augmentation warp, ``npface.ops.warp_forward``) on one Numba thread, so
+    the background work takes one core's share at most. Meanwhile the step
+    runs only serial kernels (the compiled plan), so no two parallel kernels
+    are ever launched at once: Numba's ``workqueue`` threading layer, unlike
+    ``omp`` and ``tbb``, would abort on that.
     """
 
     def __init__(self, source, seed, end, enabled=True):
@@ -531,6 +537,8 @@ class _Prefetch:
         if self.pending is not None and self.pending[0] == step:
             batch = self.pending[1].result()                   # re-raises the drawing thread's error
         else:
+            if self.pending is not None:                       # drawn ahead for another step: let it finish unused
+                self.pending[1].exception()
             batch = self._draw(step)
         self.pending = (step + 1, self.pool.submit(self._draw, step + 1)) if step + 1 < self.end else None
         return batch

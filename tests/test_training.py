@@ -1,6 +1,7 @@
 """The trainer: estimators, reproducible steps, exact resume, divergence handling, clear errors."""
 import json
 import os
+import shlex
 import signal
 
 import numpy as np
@@ -115,11 +116,12 @@ def test_same_seed_same_result_and_resume_is_exact(tmp_path, monkeypatch, estima
     assert steps_b == [1, 2, 3, 4, 5, 6]                          # no step lost or logged twice
 
 
-@pytest.mark.parametrize("estimator", ["multibatch", "pairs"])
+@pytest.mark.parametrize("estimator", ["multibatch", "pairs", "pairs-in-batch"])
 def test_drawing_batches_in_the_background_changes_nothing(tmp_path, estimator):
-    # the pairs estimator also draws its pairs from the step's generator after the batch: the
+    # pairs-in-batch also draws its pairs from the step's generator after the batch: the
     # prefetcher must hand over that generator exactly where the draw left it
-    cfg = tiny(estimator=estimator, flip=True, jitter=True, steps=4, validate_every=4)
+    cfg = tiny(estimator=estimator, flip=True, jitter=True, steps=4, validate_every=4, batch_identities=4,
+               images_per_identity=4)                            # 2 x 2 would leave pairs-in-batch no choice
     run(cfg, tmp_path / "ahead", log=quiet, progress=False, prefetch=True)
     run(cfg, tmp_path / "inline", log=quiet, progress=False, prefetch=False)
     a, b = params_of(tmp_path / "ahead" / "checkpoint.npz"), params_of(tmp_path / "inline" / "checkpoint.npz")
@@ -132,6 +134,10 @@ def test_prefetch_hands_out_each_steps_batch_and_its_generator():
     with training._Prefetch(source, seed=7, end=3) as batches:
         got = [batches.get(step) for step in range(3)]
         assert batches.pending is None                          # nothing is drawn past the last step
+    with training._Prefetch(source, seed=7, end=5) as batches:
+        batches.get(0)
+        again = batches.get(0)                                  # not the step drawn ahead (1): drawn here
+    np.testing.assert_array_equal(again[0], got[0][0])
     for step, (images, labels, align, rng) in enumerate(got):
         want = np.random.default_rng([7, step])
         w_images, w_labels, _ = source.batch_with_targets(want)
@@ -279,12 +285,23 @@ def test_prefetch_benchmark_times_both_ways_and_checks_they_agree(tmp_path, caps
      "--lr-drops", "0.6,0.9", "--threshold-init", "2.5", "--estimator", "pairs", "--lr", "0.123456789"],
     ["--jitter", "--seed", "3", "--synthetic-identities", "100", "--align-lr-scale", "0.1",
      "--landmark-weight", "0.02"],
+    ["--lfw", "a folder/with spaces", "--people", "it's.txt", "--lr-drops", "0.3333333333333333,0.9"],
+    ["--lr-drops", ""],                                                 # no drop at all
 ])
 def test_command_line_gives_back_the_configuration(flags):
     from npface.train import command_line, config_from_args, parser
     config = config_from_args(parser().parse_args(flags)).to_json()
     command = command_line(config, out="runs/x")
     assert command.startswith("python -m npface.train") and command.endswith("--out runs/x")
-    again = config_from_args(parser().parse_args(command.split()[3:])).to_json()
+    words = shlex.split(command)
+    again = config_from_args(parser().parse_args(words[3:])).to_json()
     assert again == config
-    assert len(command.split()) <= 3 + len(flags) + 2                  # nothing beyond what differs
+    assert len(words) <= 3 + len(flags) + 2                            # nothing beyond what differs
+
+
+def test_prefetch_benchmark_names_missing_data_in_one_line(tmp_path, capsys):
+    from benchmarks import prefetch
+    (tmp_path / "lfw").mkdir()
+    assert prefetch.main(["--lfw", str(tmp_path), "--steps", "1", "--threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "peopleDevTrain.txt" in err
