@@ -264,6 +264,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if bool(args.model) != bool(args.json):
         parser.error("--model and --json go together")
+    if args.report and args.model:
+        parser.error("--report regenerates docs/PHOTOS.md from the shipped model's results; it takes no --model")
+    if args.json and Path(args.json).resolve() in (RESULTS.resolve(), Path("runs/photos-quick/photos.json").resolve()):
+        parser.error(f"--json {args.json} would overwrite the shipped model's results; choose another file")
     if args.report:
         print(f"wrote {write_report()}")
         return 0
@@ -288,7 +292,8 @@ def main(argv=None):
         verify = pasted_agreement(args.lfw, args.pairs, model=model)
         print("clustering")
         clustering = clustering_quality(args.lfw, model=model)
-    command = "python -m benchmarks.photos" + (f" --model {args.model}" if args.model else "")
+    command = ("python -m benchmarks.photos" + (" --quick" if args.quick else f" --pairs {args.pairs}")
+               + (f" --model {args.model} --json {args.json}" if args.model else ""))
     if args.json:
         out_file, report = Path(args.json), None
     write_json(out_file, {"command": command, "verify": verify, "clustering": clustering,

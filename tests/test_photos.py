@@ -297,3 +297,6 @@ def test_photos_benchmark_model_flag_needs_json_and_names_a_bad_model(tmp_path, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--model" in err and "m.npz" in err
     assert not (tmp_path / "p.json").exists()
+    with pytest.raises(SystemExit):
+        main(["--lfw", str(tmp_path), "--model", "m.npz", "--json", "benchmarks/results/photos.json"])
+    assert "would overwrite the shipped model's results" in capsys.readouterr().err
