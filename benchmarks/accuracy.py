@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import write_json
+from benchmarks.common import params_digest, write_json
 from npface.data.cache import atomic_write_text
 
 
@@ -156,13 +156,15 @@ def main(argv=None):
     t = time.perf_counter()
     from npface.model import load
     try:
-        provenance = load(args.model).provenance            # a bad --model fails here, before the long part
+        model = load(args.model)                            # a bad --model fails here, before the long part
+        provenance = model.provenance
         protocol = write_protocol(args.lfw, args.work, args.n_fit, args.n_test)
         results = evaluate(args.lfw, args.model, protocol, args.work, args.threads)
     except (OSError, ValueError, RuntimeError) as e:
         print(f"python -m benchmarks.accuracy: error: {e}", file=sys.stderr)
         return 2
-    write_json(args.json, {"model": args.model or "shipped", "protocol": protocol, "results": results,
+    write_json(args.json, {"model": args.model or "shipped", "model_sha256": params_digest(model),
+                           "protocol": protocol, "results": results,
                            "model_trained_steps": provenance.get("trained_steps"),
                            "model_validation_metrics": provenance.get("validation_metrics"),
                            "model_validation": provenance.get("validation"),

@@ -51,3 +51,15 @@ def machine_line():
     import numba
     return (f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
             f"NumPy {np.__version__}, Numba {numba.__version__}")
+
+
+def params_digest(model) -> str:
+    """SHA-256 over a model's parameters (names, shapes, float32 bytes) and theta: names one set of weights, so
+    that a results file can say which model it measured (``benchmarks.accuracy``, ``benchmarks.ship``)."""
+    import hashlib
+    h = hashlib.sha256()
+    for name in sorted(model.params):
+        a = np.ascontiguousarray(model.params[name], dtype=np.float32)
+        h.update(name.encode() + str(a.shape).encode() + a.tobytes())
+    h.update(np.float64(model.threshold).tobytes())
+    return h.hexdigest()

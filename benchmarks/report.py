@@ -82,12 +82,12 @@ def plot_variance(var, path):
 
 
 def step_seconds(steps_mb, steps_pairs):
-    """{estimator: seconds of a whole k = 256 step (data included)} measured by ``benchmarks.train_step`` on the
-    quiet machine (train_step_multibatch.json, train_step_pairs.json), or None when either file is missing."""
+    """{estimator: median seconds of a whole k = 256 step} measured by ``benchmarks.train_step`` on the quiet
+    machine (train_step_multibatch.json, train_step_pairs.json; its "step" spans the data phase, which draws
+    synthetic faces, to the update), or None when either file is missing."""
     if not (steps_mb and steps_pairs):
         return None
-    return {e: f["median_seconds"]["step"] + f["median_seconds"].get("data", 0.0)
-            for e, f in (("multibatch", steps_mb), ("pairs", steps_pairs))}
+    return {e: f["median_seconds"]["step"] for e, f in (("multibatch", steps_mb), ("pairs", steps_pairs))}
 
 
 def _estimator_of(name):
@@ -189,25 +189,23 @@ def _range(v, pct=True):
     return f"{f(v['mean'])} [{f(v['min'])}–{f(v['max'])}]"
 
 
-def _reach(r):
-    """When a Figure 4 arm reaches a target, as a phrase after "reaches X": "at step 500 (seeds 500–550)",
-    "at step 700" (one seed), "never within the run"."""
-    if r["mean_curve"] is None and r["min"] is None:
-        return "never within the run"
-    mean = "not within the run on the mean curve" if r["mean_curve"] is None else f"at step {r['mean_curve']}"
-    if len(r.get("seeds", ())) == 1:
-        return mean
-    seeds = ("not every seed within the run" if r["max"] is None else
-             f"seeds {r['min']}–{r['max']}" if r["min"] != r["max"] else f"every seed at {r['min']}")
-    return f"{mean} ({seeds})"
-
-
-def _reaches(arm, whose, what, r):
-    """ "pairs reaches Multibatch's final mean accuracy (81.2%) at step 700 (...)", or "... does not reach ..."."""
-    target = f"{whose}' {what}" if whose.endswith("s") else f"{whose}'s {what}"
-    if r["mean_curve"] is None and r["min"] is None:
-        return f"{arm} does not reach {target} ({_pct(r['target'])}) within the run"
-    return f"{arm} reaches {target} ({_pct(r['target'])}) {_reach(r)}"
+def _reaches(arm, target, r):
+    """When a Figure 4 arm first reaches a target accuracy, as a sentence: "pairs reaches Multibatch's final
+    mean accuracy (81.2%) at step 700 (seeds 650–800)", "... at step 700" (one seed), "... does not reach ...
+    within the run", or "... does not reach ... on the mean curve (2 of 3 seeds within the run)"."""
+    t = f"{target} ({_pct(r['target'])})"
+    seeds = r.get("seeds") or [r["mean_curve"]]
+    reached = [x for x in seeds if x is not None]
+    if r["mean_curve"] is None and not reached:
+        return f"{arm} does not reach {t} within the run"
+    if len(seeds) == 1:
+        return f"{arm} reaches {t} at step {r['mean_curve']}"
+    spread = (f"{len(reached)} of {len(seeds)} seeds within the run" if len(reached) < len(seeds) else
+              f"seeds {min(reached)}–{max(reached)}" if min(reached) != max(reached) else
+              f"every seed at {reached[0]}")
+    if r["mean_curve"] is None:
+        return f"{arm} does not reach {t} on the mean curve ({spread})"
+    return f"{arm} reaches {t} at step {r['mean_curve']} ({spread})"
 
 
 def theorem_rows(var) -> list:
@@ -236,7 +234,7 @@ def figure4_row(conv):
         return (f"Figure 4: held-out accuracy after {conv['steps']} steps (mean [min–max] over {conv['seeds']} "
                 "seeds)", "multibatch well ahead of pairs",
                 f"multibatch {_range(s['multibatch_final'])}, pairs (lr {lr:g}) {_range(s['pairs_final'])}; "
-                f"multibatch reaches the best of pairs' mean curve {_reach(s['multibatch_steps_to_pairs_best'])}")
+                + _reaches("multibatch", "the best of pairs' mean curve", s["multibatch_steps_to_pairs_best"]))
     s = conv["summary"]
     return (f"Figure 4: held-out accuracy after {conv['steps']} steps", "multibatch well ahead of pairs",
             f"multibatch {_pct(s['multibatch_final'])}, pairs ({s['best_pairs_run']}) {_pct(s['pairs_final'])}: "
@@ -453,18 +451,19 @@ def convergence_section(conv, training_images=None, network_macs=None, steps_mb=
               "held-out accuracy reached).",
               f"- After {conv['steps']} steps Multibatch is at {_range(s['multibatch_final'])}, pairs at "
               f"{_range(s['pairs_final'])} (mean [min–max] over seeds).",
-              f"- {_reaches('Multibatch', 'the best of pairs', 'mean curve', s['multibatch_steps_to_pairs_best'])}; "
-              f"{_reaches('pairs', 'Multibatch', 'final mean accuracy', s['pairs_steps_to_multibatch_final'])}."]
+              "- " + _reaches("Multibatch", "the best of pairs' mean curve", s["multibatch_steps_to_pairs_best"])
+              + "; " + _reaches("pairs", "Multibatch's final mean accuracy", s["pairs_steps_to_multibatch_final"])
+              + "."]
         m0 = s.get("momentum0")
         if m0:
             L.append(f"- With momentum 0 (one seed each): Multibatch {_pct(m0['multibatch_final']['mean'])}, pairs "
-                     f"{_pct(m0['pairs_final']['mean'])} after {conv['steps']} steps; Multibatch reaches pairs' best "
-                     f"{_reach(m0['multibatch_steps_to_pairs_best'])}.")
+                     f"{_pct(m0['pairs_final']['mean'])} after {conv['steps']} steps; "
+                     + _reaches("Multibatch", "pairs' best", m0["multibatch_steps_to_pairs_best"]) + ".")
     seconds = step_seconds(steps_mb, steps_pairs)
     medians = [r["median_step_seconds"] for r in conv["runs"].values() if r.get("median_step_seconds")]
     if seconds and medians:
         L += ["", "The figure's time axis puts each validated step at the step times the estimator's whole step "
-              f"(data included) measured on the quiet machine by `benchmarks.train_step`: "
+              "(its data phase drawing synthetic faces) measured on the quiet machine by `benchmarks.train_step`: "
               f"{seconds['multibatch']:.2f} s for Multibatch, {seconds['pairs']:.2f} s for pairs. The runs' own "
               "step times (the run table) are not used for it: they carry whatever else shared this machine "
               "while each run trained, and the engine's speed-ups between runs (the same computation took "
@@ -840,18 +839,9 @@ def _engine_rows(inf, dist, prefetch=None) -> list:
     return rows
 
 
-def _command(cfg) -> str:
-    """The ``python -m npface.train`` command of a recorded training configuration (the flags that differ)."""
-    from npface.training import TrainConfig
-    d = TrainConfig().to_json()
-    flags = [f"--lfw {cfg['lfw']}"] if cfg.get("data") == "folder" else []
-    for key in ("people", "init", "estimator", "steps", "lr", "lr_drops", "momentum", "align_lr_scale", "seed",
-                "validate_every", "checkpoint_every", "threads"):
-        v = cfg.get(key)
-        if key in ("people", "init") and v or key not in ("people", "init") and v != d.get(key) and v is not None:
-            text = ",".join(f"{x:g}" for x in v) if key == "lr_drops" else (f"{v:g}" if isinstance(v, float) else v)
-            flags.append(f"--{key.replace('_', '-')} {text}")
-    return "python -m npface.train " + " ".join(flags)
+def _train_command(config) -> str:
+    from npface.train import command_line
+    return command_line(config)
 
 
 def model_card(shipped) -> list:
@@ -866,26 +856,31 @@ def model_card(shipped) -> list:
                f"{', '.join(str(a['step']) for a in shipped['averaged'])}; `npface.average`)"
                if shipped.get("averaged") else "the final step's")
     test = shipped.get("report_protocol", {}).get("test", {})
-    init = ("`python -m npface.pretrain_alignment --lfw ../shared/lfw --out runs/align_pretrained.npz`, then "
-            if shipped.get("init") else "")
+    n = shipped.get("report_measurements", 1)
+    measured = ("measured once" if n == 1 else
+                f"{n} candidates measured on them in all, listed in `heldout-report.json`")
+    start = (f"starting from `{shipped['init']}`" + (f" ({shipped['init_kind']})" if shipped.get("init_kind") else "")
+             if shipped.get("init") else "from a fresh model")
+    ranks = f" × {shipped['world_size']} MPI ranks" if shipped.get("world_size", 1) > 1 else ""
     return ["| model card | |", "|---|---|",
             f"| data | {shipped['data']} |",
             f"| training people | {shipped['train_people']:,} people of `{shipped['people_list']}` (the rest held out, "
             "never trained on) |",
-            f"| command | {init}`{shipped['command']}` |",
+            f"| command | `{shipped['command']}`, {start} |",
             f"| training | {shipped['steps']:,} steps, {shipped['train_hours']:.2f} h of steps on "
-            f"{shipped['threads']} threads of this 2-core machine |",
+            f"{shipped['threads']} threads{ranks} ({shipped['machine']}) |",
             f"| weights | {weights} |",
             f"| report people ({test.get('people', '?')} people, {test.get('pairs', '?')} test pairs; never trained "
-            f"on, nothing chosen on them, measured once) | {figures(rep['plain'])}; with test-time flip "
+            f"on, nothing chosen on them; {measured}) | {figures(rep['plain'])}; with test-time flip "
             f"{figures(rep['flip'])} |",
-            f"| history | `npface/pretrained/{shipped['history']}`, one JSON line per step and per validation |",
+            f"| history | `{shipped['history']}`, one JSON line per step and per validation |",
             f"| shipped | {shipped['date']} by `python -m benchmarks.ship` (`benchmarks/results/shipped.json`, "
             "`heldout-report.json`) |", ""]
 
 
 def _alignment_training(cfg) -> str:
-    scale = cfg.get("align_lr_scale", 0)
+    from npface.training import TrainConfig
+    scale = cfg.get("align_lr_scale", TrainConfig().align_lr_scale)
     if not scale:
         return "kept frozen"
     weight = cfg.get("landmark_weight", 0)
@@ -900,17 +895,19 @@ def shipped_model_region(res) -> list:
     L = model_card(shipped) if shipped else []
     if not acc:
         return L + ["(`accuracy.json` is not present.)"]
-    if shipped and acc.get("model_config") != shipped.get("config", acc.get("model_config")):
-        return L + ["(`accuracy.json` measured an earlier model: run `python -m benchmarks.accuracy --lfw "
-                    "../shared/lfw`.)"]
+    if shipped and acc.get("model_sha256") != shipped["model_sha256"]:
+        return L + ["(`accuracy.json` measured another model than the shipped one: run `python -m "
+                    "benchmarks.accuracy --lfw ../shared/lfw`.)"]
     d, p, r = acc["protocol"]["training_data"], acc["protocol"], acc["results"]
     if acc.get("model_config") and not shipped:
-        L += ["The command it was trained with, as its provenance records it (after `python -m "
-              "npface.pretrain_alignment --lfw ../shared/lfw --out runs/align_pretrained.npz`):", "", "```bash",
-              _command(acc["model_config"]), "```", ""]
+        init = acc["model_config"].get("init")
+        L += ["The command it was trained with, as its provenance records it"
+              + (f" (after `python -m npface.pretrain_alignment --lfw ../shared/lfw --out {init}`)" if init else "")
+              + ":", "", "```bash", _train_command(acc["model_config"]), "```", ""]
     L += [f"It trained for {acc['model_trained_steps']:,} steps on {d['images_of_people_with_2_or_more']:,} images "
           f"of the {d['people_with_2_or_more']:,} training people with at least two images, the alignment net "
-          f"pretrained on the 68-point landmarks and {_alignment_training(acc.get('model_config') or {})}. "
+          + ("pretrained on the 68-point landmarks and " if (acc.get("model_config") or {}).get("init") else "")
+          + f"{_alignment_training(acc.get('model_config') or {})}. "
           + ("Its per-step history is committed beside it (the model card above). " if shipped else
              "The run's per-step history (`metrics.jsonl`) was not kept; the model file records its configuration "
              "and its final validation only. ") + "Verification on "

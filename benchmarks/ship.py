@@ -8,7 +8,8 @@
 2. It is measured on the *report* people (``benchmarks.heldout``:
    fit-and-test, with and without flip), once: that figure is the model's
    honest estimate for new people, and nothing may be chosen on it.
-   Written to ``benchmarks/results/heldout-report.json``.
+   Written to ``benchmarks/results/heldout-report.json``, which also lists
+   every candidate ever measured there; the model card shows their number.
 3. Its provenance gains a ``shipped`` record: the exact training command
    (``npface.train.command_line``, which parses back to the run's
    configuration), the steps, the training hours (the sum of the steps' own
@@ -21,31 +22,19 @@
    atomic.
 """
 import argparse
-import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from benchmarks.common import write_json
+from benchmarks.common import machine_line, params_digest, write_json
 from benchmarks.convergence import read_run
 from benchmarks.heldout import N_PAIRS, measure
 from npface.data.cache import atomic_write_text
 
 SHIPPED_MODEL = Path("npface/pretrained/npface-lfw.npz")
 RESULTS = Path("benchmarks/results")
-
-
-def params_digest(model) -> str:
-    """SHA-256 over the model's parameters (names, shapes, float32 bytes) and theta: names a candidate."""
-    h = hashlib.sha256()
-    for name in sorted(model.params):
-        a = np.ascontiguousarray(model.params[name], dtype=np.float32)
-        h.update(name.encode() + str(a.shape).encode() + a.tobytes())
-    h.update(np.float64(model.threshold).tobytes())
-    return h.hexdigest()
 
 
 def kept_checkpoints(run_dir, n):
@@ -68,8 +57,11 @@ def candidate(run_dir, average_n):
     model = average(files)
     # a checkpoint records less than the final model file (the data, the training people for npface.eval's
     # warning, the last validation): the run's final provenance, with what the averaging adds
-    model.provenance = dict(final.provenance, averaged=model.provenance["averaged"],
-                            trained_steps=model.provenance.get("trained_steps"))
+    provenance = dict(final.provenance, averaged=model.provenance["averaged"],
+                      trained_steps=model.provenance.get("trained_steps"))
+    # the run's last validation measured the final model, not this mean of checkpoints: kept, under its name
+    provenance["final_model_validation_metrics"] = provenance.pop("validation_metrics", None)
+    model.provenance = provenance
     return model, f"the mean of the last {average_n} checkpoints ({', '.join(p.name for p in files)})"
 
 
@@ -92,6 +84,9 @@ def ship(lfw, run_dir, average_n=0, to=SHIPPED_MODEL, results=RESULTS, n_pairs=N
 
     report_file = Path(results) / "heldout-report.json"
     previous = json.loads(report_file.read_text()) if report_file.is_file() else {}
+    # every candidate ever measured on the report people, kept in the file and counted on the model card:
+    # trying several and shipping the best would choose on them, and the count shows it
+    measured = list(previous.get("measurements", []))
     if previous.get("model_sha256") == digest:
         log(f"{report_file} already measured this candidate: reused, not measured again")
         report = previous
@@ -99,9 +94,12 @@ def ship(lfw, run_dir, average_n=0, to=SHIPPED_MODEL, results=RESULTS, n_pairs=N
         log(f"measuring {what} on the report people (once)")
         t = time.perf_counter()
         report = measure(lfw, str(staged), "report", Path(work), n_pairs, n_pairs, threads, log)
+        measured.append({"model_sha256": digest, "run": str(run_dir), "model": what,
+                         "accuracy": report["summary"]["plain"]["accuracy"], "date": time.strftime("%Y-%m-%d")})
         report.update({"model": f"{to} (shipped from {run_dir}: {what})", "model_sha256": digest,
                        "model_trained_steps": model.provenance.get("trained_steps"), "model_config": config,
-                       "seconds": time.perf_counter() - t, "date": time.strftime("%Y-%m-%d")})
+                       "measurements": measured, "seconds": time.perf_counter() - t,
+                       "date": time.strftime("%Y-%m-%d")})
         write_json(report_file, report)
 
     history = read_run(run_dir)
@@ -109,25 +107,28 @@ def ship(lfw, run_dir, average_n=0, to=SHIPPED_MODEL, results=RESULTS, n_pairs=N
         "run": str(run_dir), "model": what, "model_sha256": digest,
         "command": command_line(config, out=run_dir), "config": config,
         "init": config.get("init"),
+        "init_kind": (model.provenance.get("init_provenance") or {}).get("kind"),
         "data": model.provenance.get("data"),
         "people_list": config.get("people"),
         "train_people": len(model.provenance.get("train_people") or ()),
         "steps": history["steps"], "train_hours": history["train_seconds"] / 3600,
         "threads": config.get("threads"), "world_size": config.get("world_size", 1),
+        "machine": f"{machine_line()}, {os.cpu_count()} cores",
         "averaged": model.provenance.get("averaged"),
         "report_people": report["summary"], "report_protocol": {
             k: report["protocol"][k] for k in ("fit", "test") if k in report["protocol"]},
-        "history": f"{Path(to).with_suffix('').name}.metrics.jsonl", "date": time.strftime("%Y-%m-%d"),
+        "report_measurements": len(report.get("measurements", [])),
+        "history": str(Path(to).with_name(f"{Path(to).stem}.metrics.jsonl")), "date": time.strftime("%Y-%m-%d"),
     }
     model.provenance["shipped"] = record
     to = Path(to)
     model.save(to)
-    atomic_write_text(to.with_name(record["history"]), (run_dir / "metrics.jsonl").read_text())
+    atomic_write_text(Path(record["history"]), (run_dir / "metrics.jsonl").read_text())
     write_json(Path(results) / "shipped.json", record)
     s = report["summary"]["plain"]
     log(f"shipped {to}: report people accuracy {s['accuracy']:.4f} (95% {s['accuracy_95'][0]:.4f}-"
         f"{s['accuracy_95'][1]:.4f}), AUC {s['auc']:.4f}, learned theta {s['learned_threshold_accuracy']:.4f}; "
-        f"history {to.with_name(record['history'])}; record {Path(results) / 'shipped.json'}")
+        f"history {record['history']}; record {Path(results) / 'shipped.json'}")
     return record
 
 
@@ -149,6 +150,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.average < 0 or args.n_pairs < 1:
         parser.error("--average must be >= 0 and --n-pairs >= 1")
+    if Path(args.to).resolve() != SHIPPED_MODEL.resolve() and Path(args.results).resolve() == RESULTS.resolve():
+        parser.error("--to another file than the shipped model needs --results elsewhere than benchmarks/results "
+                     "(its shipped.json describes the shipped model)")
     try:
         ship(args.lfw, args.run, args.average, args.to, args.results, args.n_pairs, args.threads)
     except (OSError, ValueError, RuntimeError) as e:

@@ -42,10 +42,15 @@ def test_ship_a_tiny_lfw_run_end_to_end(tmp_path):
     assert shipped.provenance["shipped"] == json.loads((results / "shipped.json").read_text()) == record
     assert record["steps"] == 4 and [a["step"] for a in record["averaged"]] == [3, 4]
     assert shipped.provenance["train_people"]                          # npface.eval's warning still works
+    assert Path(record["history"]) == to.parent / "m.metrics.jsonl"
     assert (to.parent / "m.metrics.jsonl").read_text() == (run / "metrics.jsonl").read_text()
+    assert "validation_metrics" not in shipped.provenance                 # measured on the final model, not this mean
+    assert record["report_measurements"] == 1
     assert record["command"].startswith("python -m npface.train --lfw") and "--keep-checkpoints 2" in record["command"]
     report = json.loads((results / "heldout-report.json").read_text())
     assert report["model_sha256"] == record["model_sha256"] and report["people"] == "report"
+    from benchmarks.common import params_digest
+    assert record["model_sha256"] == params_digest(shipped)
     a = ship.candidate(run, 2)[0]
     for name, v in shipped.params.items():
         np.testing.assert_array_equal(v, a.params[name])
@@ -61,16 +66,35 @@ def test_model_card_is_written_from_the_shipped_record():
     fig = {"accuracy": 0.9, "accuracy_95": [0.87, 0.925], "auc": 0.961, "eer": 0.1,
            "learned_threshold_accuracy": 0.89}
     record = {"data": "LFW: 3634 training people", "train_people": 3634, "people_list": "peopleDevTrain.txt",
-              "init": "runs/a.npz", "command": "python -m npface.train --lfw L --steps 5000", "steps": 5000,
+              "init": "runs/a.npz", "init_kind": "alignment pretraining (npface.pretrain_alignment)",
+              "command": "python -m npface.train --lfw L --steps 5000", "steps": 5000, "machine": "x86_64, 2 cores",
               "train_hours": 1.25, "threads": 2, "averaged": [{"step": 4900}, {"step": 4950}, {"step": 5000}],
               "report_people": {"plain": fig, "flip": dict(fig, accuracy=0.91)},
-              "report_protocol": {"test": {"people": 100, "pairs": 600}}, "history": "npface-lfw.metrics.jsonl",
-              "date": "2026-12-03", "config": {"steps": 5000}}
+              "report_protocol": {"test": {"people": 100, "pairs": 600}}, "history": "npface/pretrained/npface-lfw.metrics.jsonl",
+              "date": "2026-12-03", "model_sha256": "abc", "report_measurements": 1}
     card = "\n".join(report.model_card(record))
-    assert "| training | 5,000 steps, 1.25 h of steps on 2 threads" in card
+    assert "| training | 5,000 steps, 1.25 h of steps on 2 threads (x86_64, 2 cores)" in card
+    assert "starting from `runs/a.npz` (alignment pretraining (npface.pretrain_alignment))" in card
+    assert "measured once" in card and "2 candidates measured" in "\n".join(
+        report.model_card(dict(record, report_measurements=2)))
     assert "the mean of the last 3 checkpoints (steps 4900, 4950, 5000" in card
     assert "accuracy 90.0% (95% interval 87.0%–92.5%), AUC 0.961" in card and "with test-time flip accuracy 91.0%" in card
-    assert "`python -m npface.pretrain_alignment" in card and "`npface/pretrained/npface-lfw.metrics.jsonl`" in card
+    assert "`npface/pretrained/npface-lfw.metrics.jsonl`" in card
     # accuracy.json of another model is not shown under the new model's card
-    region = "\n".join(report.shipped_model_region({"shipped": record, "accuracy": {"model_config": {"steps": 1}}}))
-    assert "measured an earlier model" in region
+    region = "\n".join(report.shipped_model_region({"shipped": record, "accuracy": {"model_sha256": "def"}}))
+    assert "measured another model than the shipped one" in region
+
+
+def test_ship_to_another_file_needs_other_results(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        ship.main(["--lfw", "x", "--run", str(tmp_path), "--to", str(tmp_path / "m.npz")])
+    assert "needs --results elsewhere" in capsys.readouterr().err
+
+
+def test_the_committed_shipped_record_describes_the_shipped_model():
+    from benchmarks.common import params_digest
+    from npface import load
+    record = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "shipped.json"
+    if not record.is_file():
+        pytest.skip("the shipped model predates benchmarks.ship (no shipped.json)")
+    assert json.loads(record.read_text())["model_sha256"] == params_digest(load())
