@@ -23,7 +23,10 @@ prints them):
 Each trained model is measured by ``benchmarks.heldout`` on the *selection*
 people (never the report people: they are kept for the final model), all on
 the same pairs, so a lever's delta against the baseline is a paired
-difference. The model measured is the run's final ``model.npz``, never its
+difference. With the ``detect`` extra, each is also measured for how well
+its decisions survive real framing: ``benchmarks.photos``' verify agreement
+(``--frame detect`` on the selection people's images pasted into larger
+pictures, against the decisions on their original frames; ``framing``). The model measured is the run's final ``model.npz``, never its
 ``best.npz``: that one was picked on the trainer's validation pairs, which
 are drawn from all the held-out people, report people included. Runs live in ``--runs`` (one folder per lever) and are managed
 as ``benchmarks.convergence`` manages its own: a finished run is reused (its
@@ -48,6 +51,7 @@ QUICK_BASE = ("--batch-identities", "4", "--images-per-identity", "4", "--val-pa
               "--checkpoint-every", "1")
 QUICK_PAIRS = 20
 KEEP = 3                                  # checkpoints every run keeps (the average lever uses the baseline's)
+FRAMING_PAIRS = 400                       # pasted-picture pairs of selection people for the framing agreement
 
 
 class Lever(NamedTuple):
@@ -195,6 +199,7 @@ def run(args, log=print):
     steps = QUICK_STEPS if quick else args.steps
     synthetic_steps = QUICK_STEPS if quick else (args.synthetic_steps or steps)
     n_pairs = args.n_pairs or (QUICK_PAIRS if quick else N_PAIRS)
+    framing_pairs = QUICK_PAIRS if quick else FRAMING_PAIRS
     root = Path(args.runs or ("runs/levers-quick" if quick else "runs/levers"))
     out_json = args.json or (str(root / "levers.json") if quick else "benchmarks/results/levers.json")
     init = None if quick else args.init
@@ -213,6 +218,28 @@ def run(args, log=print):
             return json.loads(cache.read_text())
         log(f"measuring {name} on the selection people")
         out = measure(args.lfw, str(model), "selection", root / "eval" / name, n_pairs, n_pairs, args.threads, log)
+        write_json(cache, out)
+        return out
+
+    pasted = []                                         # the pasted pictures, made once when a lever needs them
+
+    def framing(name, model):
+        """``benchmarks.photos``' verify agreement on pasted pictures of selection people (--frame detect against
+        the original frames): how much a lever steadies the signatures against framing (issue: your own photos)."""
+        cache = root / name / "framing.json"
+        if cache.is_file():
+            return json.loads(cache.read_text())
+        from npface.extras import MissingExtra
+        from npface.model import load
+        from benchmarks.photos import agreement, pasted_pictures
+        try:
+            if not pasted:
+                log(f"pasting {framing_pairs} pairs of selection people into pictures and detecting their faces")
+                pasted.append(pasted_pictures(args.lfw, framing_pairs, people="selection", log=log))
+        except MissingExtra as e:
+            log(f"framing agreement not measured: {e}")
+            return None
+        out = agreement(pasted[0], load(model))
         write_json(cache, out)
         return out
 
@@ -236,6 +263,7 @@ def run(args, log=print):
                 average(kept).save(model)
             entry["commands"] = [f"python -m npface.average {' '.join(map(str, kept))} --out {model}"]
             entry["selection"] = selection(lever.name, model)["summary"]["plain"]
+            entry["framing"] = framing(lever.name, model)
         elif lever.kind == "flip":
             entry["selection"] = selection(BASELINE, root / BASELINE / "model.npz")["summary"]["flip"]
         elif status == "done":
@@ -245,6 +273,7 @@ def run(args, log=print):
             measured = selection(lever.name, root / lever.name / "model.npz")
             entry["selection"] = measured["summary"]["plain"]
             entry["selection_flip"] = measured["summary"]["flip"]
+            entry["framing"] = framing(lever.name, root / lever.name / "model.npz")
         results[lever.name] = entry
     base = results[BASELINE].get("selection")
     for entry in results.values():
@@ -256,8 +285,10 @@ def run(args, log=print):
     for name, entry in results.items():
         d = entry["delta"]
         if d is not None:
+            f = entry.get("framing")
             log(f"{name:20s} accuracy {entry['selection']['accuracy']:.4f} ({d['accuracy']:+.4f}), AUC "
-                f"{entry['selection']['auc']:.4f} ({d['auc']:+.4f})")
+                f"{entry['selection']['auc']:.4f} ({d['auc']:+.4f})"
+                + (f", detect agreement {f['agreement']:.4f}" if f else ""))
         else:
             log(f"{name:20s} {entry['status']}")
     log(f"wrote {out_json}")

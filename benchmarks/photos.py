@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -68,25 +69,36 @@ def landmark_square(points, mean_face, out=112):
     return np.array([x0, y0, x0 + 1 / a, y0 + 1 / a])
 
 
-def pasted_agreement(lfw, n_pairs, seed=0, model=None, log=print):
-    """Verify decisions on pasted pictures (--frame detect) against those on the original frames (--frame lfw).
+class PastedSet(NamedTuple):
+    """Pasted pictures of held-out pairs and their crops, made once and measured with any model (``agreement``)."""
+    ds: object                      # the LFW dataset (images in the training crop, labels, files)
+    pairs: np.ndarray               # (P, 2) dataset rows of each pair
+    same: np.ndarray                # (P,) bool: the two images show one person
+    used: np.ndarray                # (U,) the rows in any pair
+    crops: dict                     # framing name -> {row: (112, 112, 3) uint8 crop of its pasted picture}
+    people: str                     # whose pairs: "held-out", "selection" or "report"
 
-    Beside the detector's framing, the same pasted pictures are also cut at
-    two frames that need the truth, to tell framing from the rest: the
-    training crop itself (``LFW_CROP`` moved by the paste: what is left is
-    resampling and JPEG), and the landmark-derived frame (the square that
-    puts the face's 68 landmarks at their mean place in training crops: a
-    perfect face-based framing, which still differs from LFW's own crop).
+
+def pasted_pictures(lfw, n_pairs, seed=0, people=None, log=print) -> PastedSet:
+    """Paste the images of ``n_pairs`` balanced held-out pairs into larger pictures and frame their faces.
+
+    ``people``: None for every held-out person, or "selection" / "report" for one side of
+    ``benchmarks.heldout``'s split (a lever compared on framing uses the selection people only).
+    Each picture is framed three ways: as ``npface.verify --frame detect`` does (the largest face),
+    by the training crop itself (``LFW_CROP`` moved by the paste: what is left is resampling and JPEG),
+    and by the landmark-derived frame (the square that puts the face's 68 landmarks at their mean place
+    in training crops: a perfect face-based framing, which still differs from LFW's own crop).
     """
     from npface.data.folders import LFW_CROP, split_identities
     from npface.data.landmarks import read_landmarks
     from npface.data.sampler import validation_pairs
-    from npface.faces import embed_faces
     from npface.framing import cut_frame
-    from npface.model import load
     from npface.photos import frame_picture
-    model = model if model is not None else load()
     ds, rows = held_out_faces(lfw)
+    if people is not None:
+        from benchmarks.heldout import people_of
+        names = set(people_of(people, sorted({ds.identities[label] for label in ds.labels[rows]})))
+        rows = rows[[ds.identities[label] in names for label in ds.labels[rows]]]
     table = read_landmarks(Path(lfw) / "landmarks68.tsv")
     trained, _ = split_identities(ds.identities, 0.1, seed=0)
     fit_rows = ds.indices_of(trained)
@@ -112,6 +124,14 @@ def pasted_agreement(lfw, n_pairs, seed=0, model=None, log=print):
             crops["landmark_frame"][int(r)] = cut_frame(picture, landmark_square(points, mean_face))
             if (n + 1) % max(1, len(used) // 5) == 0:
                 log(f"  pasted and detected {n + 1}/{len(used)} ({time.perf_counter() - t0:.0f} s)")
+    return PastedSet(ds, pairs, same, used, crops, people or "held-out")
+
+
+def agreement(pasted: PastedSet, model, seed=0) -> dict:
+    """Verify decisions at the model's theta on each framing of the pasted pictures against those on the
+    original frames (``--frame lfw``); a picture without a detected face counts as a disagreement."""
+    from npface.faces import embed_faces
+    ds, pairs, same, used = pasted.ds, pasted.pairs, pasted.same, pasted.used
     theta = model.threshold
 
     def signatures(faces):
@@ -125,10 +145,10 @@ def pasted_agreement(lfw, n_pairs, seed=0, model=None, log=print):
     orig = dict(zip(used.tolist(), embed_faces(model, np.ascontiguousarray(ds.images[used]))))
     d_orig = [decide(orig, int(i), int(j)) for i, j in pairs]
     out = {"pairs": int(len(pairs)), "same_pairs": int(same.sum()), "pictures": int(len(used)),
-           "pictures_without_face": int(len(used) - len(crops["detect"])),
+           "people": pasted.people, "pictures_without_face": int(len(used) - len(pasted.crops["detect"])),
            "accuracy_original_frames": float(np.mean([a == s for a, s in zip(d_orig, same)])),
            "threshold": theta, "seed": seed}
-    for name, faces in crops.items():
+    for name, faces in pasted.crops.items():
         sig = signatures(faces)
         d = [decide(sig, int(i), int(j)) for i, j in pairs]
         key = "" if name == "detect" else f"{name}_"
@@ -137,6 +157,13 @@ def pasted_agreement(lfw, n_pairs, seed=0, model=None, log=print):
         if name == "detect":
             out["pairs_without_face"] = int(sum(b is None for b in d))
     return out
+
+
+def pasted_agreement(lfw, n_pairs, seed=0, model=None, log=print, people=None):
+    """Verify decisions on pasted pictures (--frame detect, and two framings that need the truth) against
+    those on the original frames (--frame lfw): ``agreement`` of ``pasted_pictures``."""
+    from npface.model import load
+    return agreement(pasted_pictures(lfw, n_pairs, seed, people, log), model if model is not None else load(), seed)
 
 
 def clustering_quality(lfw, sizes=GALLERY_PEOPLE, draws=3, model=None, log=print):

@@ -109,5 +109,12 @@ def test_quick_lever_run_end_to_end(tmp_path):
     assert result["baseline"]["delta"]["accuracy"] == 0
     assert result["flip"]["selection"] == json.loads((tmp_path / "runs" / "baseline" / "selection.json").read_text()
                                                      )["summary"]["flip"]
+    try:
+        import cv2  # noqa: F401                                   # the framing agreement needs the detect extra
+        framing = result["weight-decay"]["framing"]
+        assert framing["people"] == "selection" and framing["pairs"] == levers.QUICK_PAIRS
+        assert 0 <= framing["agreement"] <= 1 and result["average"]["framing"]["pictures"] == framing["pictures"]
+    except ImportError:
+        assert result["weight-decay"]["framing"] is None
     assert levers.main(argv + ["--only", "long"]) == 0          # merged into the same file, finished runs reused
     assert set(json.loads(out.read_text())["levers"]) == {"baseline", "weight-decay", "average", "flip", "long"}
