@@ -26,7 +26,8 @@ the same pairs, so a lever's delta against the baseline is a paired
 difference. With the ``detect`` extra, each is also measured for how well
 its decisions survive real framing: ``benchmarks.photos``' verify agreement
 (``--frame detect`` on the selection people's images pasted into larger
-pictures, against the decisions on their original frames; ``framing``). The model measured is the run's final ``model.npz``, never its
+pictures, against the decisions on their original frames; ``framing``).
+The model measured is the run's final ``model.npz``, never its
 ``best.npz``: that one was picked on the trainer's validation pairs, which
 are drawn from all the held-out people, report people included. Runs live in ``--runs`` (one folder per lever) and are managed
 as ``benchmarks.convergence`` manages its own: a finished run is reused (its
@@ -255,7 +256,8 @@ def run(args, log=print):
                  "commands": ["python " + " ".join(c[1:]) for c in commands]}
         if lever.kind == "average":
             from npface.average import average
-            kept = sorted((root / BASELINE).glob("ckpt-*.npz"))
+            from npface.training import kept_checkpoints
+            kept = kept_checkpoints(root / BASELINE)
             if not kept:
                 raise FileNotFoundError(f"no ckpt-*.npz in {root / BASELINE} to average")
             model = root / "average" / "model.npz"

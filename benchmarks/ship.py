@@ -39,7 +39,8 @@ RESULTS = Path("benchmarks/results")
 
 def kept_checkpoints(run_dir, n):
     """The last ``n`` ckpt-<step>.npz of a run, by step."""
-    kept = sorted(Path(run_dir).glob("ckpt-*.npz"), key=lambda p: int(p.stem.split("-")[1]))
+    from npface.training import kept_checkpoints as all_kept
+    kept = all_kept(run_dir)
     if len(kept) < n:
         raise ValueError(f"--average {n}: {run_dir} keeps {len(kept)} checkpoints (train with "
                          f"--keep-checkpoints {n} or more)")
@@ -69,7 +70,8 @@ def ship(lfw, run_dir, average_n=0, to=SHIPPED_MODEL, results=RESULTS, n_pairs=N
          work="runs/heldout/report"):
     """Measure the candidate of ``run_dir`` on the report people and write it as the shipped model; the record."""
     from npface.train import command_line
-    run_dir = Path(run_dir)
+    run_dir, to = Path(run_dir), Path(to)
+    history_file = to.with_name(f"{to.stem}.metrics.jsonl")          # the run's metrics.jsonl, beside the model
     for name in ("config.json", "metrics.jsonl", "model.npz"):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"--run: {run_dir / name} not found (a finished npface.train run folder holds "
@@ -118,17 +120,16 @@ def ship(lfw, run_dir, average_n=0, to=SHIPPED_MODEL, results=RESULTS, n_pairs=N
         "report_people": report["summary"], "report_protocol": {
             k: report["protocol"][k] for k in ("fit", "test") if k in report["protocol"]},
         "report_measurements": len(report.get("measurements", [])),
-        "history": str(Path(to).with_name(f"{Path(to).stem}.metrics.jsonl")), "date": time.strftime("%Y-%m-%d"),
+        "history": str(history_file), "date": time.strftime("%Y-%m-%d"),
     }
     model.provenance["shipped"] = record
-    to = Path(to)
     model.save(to)
-    atomic_write_text(Path(record["history"]), (run_dir / "metrics.jsonl").read_text())
+    atomic_write_text(history_file, (run_dir / "metrics.jsonl").read_text())
     write_json(Path(results) / "shipped.json", record)
     s = report["summary"]["plain"]
     log(f"shipped {to}: report people accuracy {s['accuracy']:.4f} (95% {s['accuracy_95'][0]:.4f}-"
         f"{s['accuracy_95'][1]:.4f}), AUC {s['auc']:.4f}, learned theta {s['learned_threshold_accuracy']:.4f}; "
-        f"history {record['history']}; record {Path(results) / 'shipped.json'}")
+        f"history {history_file}; record {Path(results) / 'shipped.json'}")
     return record
 
 

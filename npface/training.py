@@ -423,9 +423,13 @@ def save_checkpoint(path, model, optimiser, step, cfg, best):
 def keep_checkpoint(out_dir, model, optimiser, step, cfg, best):
     """Write ckpt-<step>.npz beside checkpoint.npz and delete all but the last ``cfg.keep_checkpoints`` of them."""
     save_checkpoint(Path(out_dir) / f"ckpt-{step:07d}.npz", model, optimiser, step, cfg, best)
-    kept = sorted(Path(out_dir).glob("ckpt-*.npz"))                  # zero-padded steps: name order is step order
-    for old in kept[:-cfg.keep_checkpoints]:
+    for old in kept_checkpoints(out_dir)[:-cfg.keep_checkpoints]:
         old.unlink()
+
+
+def kept_checkpoints(out_dir) -> list:
+    """A run's ckpt-<step>.npz files (``--keep-checkpoints``), oldest first."""
+    return sorted(Path(out_dir).glob("ckpt-*.npz"))                   # zero-padded steps: name order is step order
 
 
 def load_checkpoint(path):
