@@ -43,6 +43,7 @@ from benchmarks.pasted import paste
 from npface.data.cache import atomic_write_text
 
 RESULTS = Path("benchmarks/results/photos.json")
+QUICK_RESULTS = Path("runs/photos-quick/photos.json")
 FRAMING = Path("benchmarks/results/framing.json")
 CLUSTER_SEARCH = Path("benchmarks/results/cluster_search.json")
 REPORT = Path("docs/PHOTOS.md")
@@ -77,6 +78,7 @@ class PastedSet(NamedTuple):
     used: np.ndarray                # (U,) the rows in any pair
     crops: dict                     # framing name -> {row: (112, 112, 3) uint8 crop of its pasted picture}
     people: str                     # whose pairs: "held-out", "selection" or "report"
+    seed: int                       # of the pairs, the pastes' positions and scales
 
 
 def pasted_pictures(lfw, n_pairs, seed=0, people=None, log=print) -> PastedSet:
@@ -124,10 +126,10 @@ def pasted_pictures(lfw, n_pairs, seed=0, people=None, log=print) -> PastedSet:
             crops["landmark_frame"][int(r)] = cut_frame(picture, landmark_square(points, mean_face))
             if (n + 1) % max(1, len(used) // 5) == 0:
                 log(f"  pasted and detected {n + 1}/{len(used)} ({time.perf_counter() - t0:.0f} s)")
-    return PastedSet(ds, pairs, same, used, crops, people or "held-out")
+    return PastedSet(ds, pairs, same, used, crops, people or "held-out", seed)
 
 
-def agreement(pasted: PastedSet, model, seed=0) -> dict:
+def agreement(pasted: PastedSet, model) -> dict:
     """Verify decisions at the model's theta on each framing of the pasted pictures against those on the
     original frames (``--frame lfw``); a picture without a detected face counts as a disagreement."""
     from npface.faces import embed_faces
@@ -147,7 +149,7 @@ def agreement(pasted: PastedSet, model, seed=0) -> dict:
     out = {"pairs": int(len(pairs)), "same_pairs": int(same.sum()), "pictures": int(len(used)),
            "people": pasted.people, "pictures_without_face": int(len(used) - len(pasted.crops["detect"])),
            "accuracy_original_frames": float(np.mean([a == s for a, s in zip(d_orig, same)])),
-           "threshold": theta, "seed": seed}
+           "threshold": theta, "seed": pasted.seed}
     for name, faces in pasted.crops.items():
         sig = signatures(faces)
         d = [decide(sig, int(i), int(j)) for i, j in pairs]
@@ -163,7 +165,7 @@ def pasted_agreement(lfw, n_pairs, seed=0, model=None, log=print, people=None):
     """Verify decisions on pasted pictures (--frame detect, and two framings that need the truth) against
     those on the original frames (--frame lfw): ``agreement`` of ``pasted_pictures``."""
     from npface.model import load
-    return agreement(pasted_pictures(lfw, n_pairs, seed, people, log), model if model is not None else load(), seed)
+    return agreement(pasted_pictures(lfw, n_pairs, seed, people, log), model if model is not None else load())
 
 
 def clustering_quality(lfw, sizes=GALLERY_PEOPLE, draws=3, model=None, log=print):
@@ -293,7 +295,7 @@ def main(argv=None):
         parser.error("--model and --json go together")
     if args.report and args.model:
         parser.error("--report regenerates docs/PHOTOS.md from the shipped model's results; it takes no --model")
-    if args.json and Path(args.json).resolve() in (RESULTS.resolve(), Path("runs/photos-quick/photos.json").resolve()):
+    if args.json and Path(args.json).resolve() in (RESULTS.resolve(), QUICK_RESULTS.resolve()):
         parser.error(f"--json {args.json} would overwrite the shipped model's results; choose another file")
     if args.report:
         print(f"wrote {write_report()}")
@@ -310,7 +312,7 @@ def main(argv=None):
             print(f"python -m benchmarks.photos: error: --model: {' '.join(str(e).split())}", file=sys.stderr)
             return 2
     if args.quick:
-        out_file, report = Path("runs/photos-quick/photos.json"), Path("runs/photos-quick/PHOTOS.md")
+        out_file, report = QUICK_RESULTS, QUICK_RESULTS.with_name("PHOTOS.md")
         verify = pasted_agreement(args.lfw, 40, model=model)
         clustering = clustering_quality(args.lfw, sizes=(25,), draws=1, model=model)
     else:

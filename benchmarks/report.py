@@ -90,10 +90,6 @@ def step_seconds(steps_mb, steps_pairs):
     return {e: f["median_seconds"]["step"] for e, f in (("multibatch", steps_mb), ("pairs", steps_pairs))}
 
 
-def _estimator_of(name):
-    return "pairs" if name.startswith("pairs") else "multibatch"
-
-
 def plot_convergence(conv, path, seconds=None):
     """Accuracy against steps and against training time: per arm the mean over seeds and the min-max band
     (format 2); one line per run for a results file of the earlier one-run-per-setting layout.
@@ -103,6 +99,13 @@ def plot_convergence(conv, path, seconds=None):
     shared the machine while the run trained."""
     fig = _figure(11, 4.2)
     ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+
+    def minutes(run_name, steps, own_seconds):
+        """The time axis of validated ``steps`` of a run (or an arm, through its first run)."""
+        if not seconds:
+            return np.array(own_seconds) / 60
+        return np.array(steps) * seconds[conv["runs"][run_name]["estimator"]] / 60
+
     if conv.get("format", 1) >= 2:
         in_arms = {n for a in conv["arms"].values() for n in a["runs"]}
         styles = {"multibatch": ("C0", "-", 2.2), "pairs": ("C3", "-", 2.2),
@@ -113,9 +116,8 @@ def plot_convergence(conv, path, seconds=None):
             colour, style, lw = styles.get(name, ("0.4", "-", 1.0))
             seeds = f"{a['seeds']} seeds" if a["seeds"] > 1 else "1 seed"
             label = f"{name} ({seeds})" + (" (a seed diverged)" if a["diverged"] else "")
-            minutes = (np.array(a["val_step"]) * seconds[_estimator_of(name)] if seconds
-                       else np.array(a["mean_seconds"])) / 60
-            for ax, x in ((ax1, np.array(a["val_step"])), (ax2, minutes)):
+            time_axis = minutes(a["runs"][0], a["val_step"], a["mean_seconds"])
+            for ax, x in ((ax1, np.array(a["val_step"])), (ax2, time_axis)):
                 ax.plot(x, a["mean"], style, color=colour, lw=lw, marker="o", ms=3, label=label)
                 if a["seeds"] > 1:
                     ax.fill_between(x, a["min"], a["max"], color=colour, alpha=0.18, lw=0)
@@ -123,9 +125,8 @@ def plot_convergence(conv, path, seconds=None):
             if name not in in_arms and r["val_accuracy"]:
                 label = f"{name}, lr search" + (f" (diverged after step {r['steps']})" if r.get("diverged") else "")
                 ax1.plot(r["val_step"], r["val_accuracy"], "--", color="0.6", lw=0.9, label=label)
-                minutes = (np.array(r["val_step"]) * seconds[_estimator_of(name)] if seconds
-                           else np.array(r["val_seconds_typical"])) / 60
-                ax2.plot(minutes, r["val_accuracy"], "--", color="0.6", lw=0.9)
+                ax2.plot(minutes(name, r["val_step"], r["val_seconds_typical"]), r["val_accuracy"], "--",
+                         color="0.6", lw=0.9)
         ax2.set_xlabel("training time, minutes (step x the estimator's step time, train_step)"
                        if seconds else "training time, minutes (validated step x the run's median step time)")
         title = "Held-out accuracy: multibatch against k/2 independent random pairs (mean, min-max band over seeds)"
@@ -839,11 +840,6 @@ def _engine_rows(inf, dist, prefetch=None) -> list:
     return rows
 
 
-def _train_command(config) -> str:
-    from npface.train import command_line
-    return command_line(config)
-
-
 def model_card(shipped) -> list:
     """The README's model card of the shipped model, from shipped.json (written by ``benchmarks.ship``)."""
     rep = shipped["report_people"]
@@ -891,6 +887,7 @@ def _alignment_training(cfg) -> str:
 def shipped_model_region(res) -> list:
     """The README's shipped-model paragraph and table, from shipped.json (the model card, when the model was
     shipped by ``benchmarks.ship``) and accuracy.json (which records the model's provenance)."""
+    from npface.train import command_line
     acc, shipped = res.get("accuracy"), res.get("shipped")
     L = model_card(shipped) if shipped else []
     if not acc:
@@ -903,7 +900,7 @@ def shipped_model_region(res) -> list:
         init = acc["model_config"].get("init")
         L += ["The command it was trained with, as its provenance records it"
               + (f" (after `python -m npface.pretrain_alignment --lfw ../shared/lfw --out {init}`)" if init else "")
-              + ":", "", "```bash", _train_command(acc["model_config"]), "```", ""]
+              + ":", "", "```bash", command_line(acc["model_config"]), "```", ""]
     L += [f"It trained for {acc['model_trained_steps']:,} steps on {d['images_of_people_with_2_or_more']:,} images "
           f"of the {d['people_with_2_or_more']:,} training people with at least two images, the alignment net "
           + ("pretrained on the 68-point landmarks and " if (acc.get("model_config") or {}).get("init") else "")

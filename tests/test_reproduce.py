@@ -1,4 +1,5 @@
 """The reproduction scripts: reading training runs, summarising them, writing the report, refusing bad input."""
+import importlib.util
 import json
 
 import numpy as np
@@ -186,6 +187,9 @@ def test_figure4_time_axis_uses_the_quiet_machine_step_times_when_measured(tmp_p
     assert report.main(["--results", str(results), "--docs", str(docs), "--no-plots"]) == 0
     text = (docs / "RESULTS.md").read_text()
     assert "by `benchmarks.train_step`: 0.80 s for Multibatch, 0.85 s for pairs" in text
+    if importlib.util.find_spec("matplotlib"):                             # the plot's time axis too
+        assert report.main(["--results", str(results), "--docs", str(docs)]) == 0
+        assert (docs / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report.step_seconds(None, {}) is None
 
 
