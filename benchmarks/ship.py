@@ -89,6 +89,11 @@ def ship(lfw, run_dir, average_n=0, to=SHIPPED_MODEL, results=RESULTS, n_pairs=N
     # every candidate ever measured on the report people, kept in the file and counted on the model card:
     # trying several and shipping the best would choose on them, and the count shows it
     measured = list(previous.get("measurements", []))
+    if previous.get("summary") and "measurements" not in previous:
+        # a file benchmarks.heldout wrote before this list existed: that model was measured there too
+        measured.append({"model_sha256": previous.get("model_sha256"), "run": None,
+                         "model": previous.get("model"), "accuracy": previous["summary"]["plain"]["accuracy"],
+                         "date": previous.get("date")})
     if previous.get("model_sha256") == digest:
         log(f"{report_file} already measured this candidate: reused, not measured again")
         report = previous
