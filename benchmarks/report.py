@@ -25,7 +25,8 @@ def load_results(results_dir) -> dict:
     """{name: parsed JSON} for every results file present (variance, convergence, accuracy, flops, ...)."""
     out = {}
     for name in ("variance", "convergence", "accuracy", "flops", "inference", "layers", "reproduce",
-                 "train_step_multibatch", "train_step_pairs", "distributed", "prefetch", "shipped"):
+                 "train_step_multibatch", "train_step_pairs", "distributed", "prefetch", "shipped", "levers",
+                 "heldout-selection", "heldout-report"):
         path = Path(results_dir) / f"{name}.json"
         if path.is_file():
             out[name] = json.loads(path.read_text())
@@ -570,7 +571,40 @@ def tables_section(fl, inf, acc=None) -> list:
     return L
 
 
-def accuracy_section(acc) -> list:
+def faces_per_step(config) -> int:
+    """Faces in one training step of a run's configuration: P x K, plus the single-image people."""
+    from npface.training import TrainConfig
+    d = TrainConfig()
+    c = config or {}
+    return (c.get("batch_identities", d.batch_identities) * c.get("images_per_identity", d.images_per_identity)
+            + c.get("singletons", 0))
+
+
+def _drawable(acc) -> int:
+    """Training images a step can draw: every image with single-image people in the batches, else only those of
+    people with two or more."""
+    d = acc["protocol"]["training_data"]
+    return (d["images"] if (acc.get("model_config") or {}).get("singletons")
+            else d["images_of_people_with_2_or_more"])
+
+
+def shipped_matches(acc, shipped) -> bool:
+    """Whether shipped.json describes the model accuracy.json measured."""
+    return bool(acc and shipped and acc.get("model_sha256") == shipped.get("model_sha256"))
+
+
+def history_lines(shipped) -> list:
+    """The shipped run's validations (from shipped.json, which ``benchmarks.ship`` copies from its metrics.jsonl)."""
+    val = shipped.get("validation") or []
+    if not val:
+        return []
+    return (["| step | validation accuracy (10 people-disjoint folds) | AUC | at the learned θ |",
+             "|---|---|---|---|"]
+            + [f"| {v['step']:,} | {_pct(v['accuracy'])} ± {100 * v['accuracy_std']:.1f} | {v['auc']:.3f} | "
+               f"{_pct(v['learned_threshold_accuracy'])} |" for v in val] + [""])
+
+
+def accuracy_section(acc, shipped=None) -> list:
     r, p = acc["results"], acc["protocol"]
     d = p["training_data"]
     ft, ftf = r["fit-and-test"], r["fit-and-test flip"]
@@ -601,14 +635,65 @@ def accuracy_section(acc) -> list:
           f"{d['images'] / d['people']:.1f} images a person; only {d['people_with_2_or_more']:,} people "
           f"({d['images_of_people_with_2_or_more']:,} images) have a second image to form a same pair, "
           f"{PAPER['train_images'] / d['images']:.0f} times less data than the paper's"
-          + (f". The shipped model trained for {acc['model_trained_steps']:,} steps of 256 faces "
-             f"({acc['model_trained_steps'] * 256 / d['images_of_people_with_2_or_more']:.0f} passes over the "
-             "images it can draw)"
+          + (f". The shipped model trained for {acc['model_trained_steps']:,} steps of "
+             f"{faces_per_step(acc.get('model_config'))} faces "
+             f"({acc['model_trained_steps'] * faces_per_step(acc.get('model_config')) / _drawable(acc):.0f} "
+             "passes over the images it can draw)"
              if acc.get("model_trained_steps") else "")
-          + "; the network, the loss and the estimator are the paper's.", "",
-          "The shipped model's per-step training history (its `metrics.jsonl`) was not kept: the model file "
-          "records its configuration and its final validation only, so no accuracy trajectory of that run is "
-          "reported here.", ""]
+          + "; the network, the loss and the estimator are the paper's.", ""]
+    if shipped_matches(acc, shipped) and shipped.get("validation"):
+        L += [f"The shipped model's run validated every few hundred steps on 1,000 pairs of the held-out people "
+              f"(`{shipped['history']}`, copied into `shipped.json`):", ""] + history_lines(shipped)
+    else:
+        L += ["The shipped model's per-step training history (its `metrics.jsonl`) was not kept: the model file "
+              "records its configuration and its final validation only, so no accuracy trajectory of that run is "
+              "reported here.", ""]
+    return L
+
+
+def _lever_row(name, e, steps):
+    sel, d, f = e.get("selection"), e.get("delta"), e.get("framing")
+    if not sel:
+        return f"| {name} | {e['what']} | {e.get('status', 'not run')} | | | | | |"
+    delta = "—" if d is None or name == "baseline" else f"{100 * d['accuracy']:+.1f}"
+    dauc = "—" if d is None or name == "baseline" else f"{d['auc']:+.3f}"
+    run = f"{e['steps']:,} steps" if e.get("steps") and e["steps"] != steps else ""
+    return (f"| {name} | {e['what']}{' (' + run + ')' if run else ''} | {_pct(sel['accuracy'])} "
+            f"({_pct(sel['accuracy_95'][0])}–{_pct(sel['accuracy_95'][1])}) | {delta} | {sel['auc']:.3f} | {dauc} | "
+            f"{_pct(sel['learned_threshold_accuracy'])} | {_pct(f['agreement']) if f else '—'} |")
+
+
+def levers_section(res) -> list:
+    """Section 5: each accuracy lever alone on the selection people (levers.json), and the shipped model on
+    the selection and report people (heldout-*.json)."""
+    lev = res.get("levers")
+    if not lev or lev.get("quick"):
+        return []
+    pairs = lev["pairs"]
+    L = ["## 5. Accuracy levers, chosen on the selection people", "",
+         f"Written by `python -m benchmarks.levers --lfw ../shared/lfw --steps {lev['steps']:,}` "
+         "(`levers.json`). Each lever is one run from the same start as the baseline (the shipped recipe: "
+         f"`{lev['init']}`, frozen alignment net, 16 × 16 batches, seed 0, lr 0.01 ×0.1 at 85%) with one change, "
+         f"for {lev['steps']:,} steps. Each is measured on the *selection* people only: a threshold fitted on "
+         f"{pairs['fit']} same and {pairs['fit']} different pairs of half of them, tested on {pairs['test']} and "
+         f"{pairs['test']} of the other half; the pairs are the same for every lever, so the differences are "
+         "paired. *Detect agreement* is `benchmarks.photos`' verify agreement between `--frame detect` on "
+         "pasted pictures of selection people and the original frames.", "",
+         "| lever | what | accuracy (95% interval) | Δ points | AUC | Δ AUC | at the learned θ | detect agreement |",
+         "|---|---|---|---|---|---|---|---|"]
+    L += [_lever_row(name, e, lev["steps"]) for name, e in lev["levers"].items()]
+    L += ["", "The 95% intervals span about ±3 points: a difference of a point or two between levers is inside "
+          "the noise of these pairs.", ""]
+    sel, rep, shipped = res.get("heldout-selection"), res.get("heldout-report"), res.get("shipped")
+    measured = (rep or {}).get("measurements") or []
+    if shipped and sel and sel.get("summary"):
+        s = sel["summary"]["plain"]
+        L += [f"The shipped model (`shipped.json`) on the same selection people, measured by `python -m "
+              f"benchmarks.heldout --people selection` (`heldout-selection.json`): {_pct(s['accuracy'])} "
+              f"({_pct(s['accuracy_95'][0])}–{_pct(s['accuracy_95'][1])}), AUC {s['auc']:.3f}. "
+              "Every model measured on the report people, once each, in order (`heldout-report.json`):", "",
+              "| model | report people accuracy | date |", "|---|---|---|"]
+        L += [f"| {m['model']} | {_pct(m['accuracy'])} | {m.get('date') or ''} |" for m in measured] + [""]
     return L
 
 
@@ -628,9 +713,16 @@ def deviations(res) -> list:
              "×0.1 at 85% of the run (`--lr-drops 0.85`)",
              "an epoch of 2.6M images has no counterpart here; the last 15% of the steps stands for the last epoch",
              NOT_MEASURED),
-            ("augmentation", "none stated", "random horizontal flip (p = 1/2) and similarity jitter (rotation, "
-             "scale, shift) of LFW training images (`--flip`, `--jitter`)",
-             "a few thousand training images, against 2.6M", NOT_MEASURED),
+            ("augmentation", "none stated", "random horizontal flip (p = 1/2) and similarity jitter of LFW "
+             f"training images (`--flip`, `--jitter`){_jitter_ranges(res)}",
+             "a few thousand training images, against 2.6M",
+             _lever_effects(res, ("strong-jitter", "appearance", "flip"))),
+            ("batch", "16 people × 16 images, every pair a same or not-same pair",
+             "the same, plus M people with a single image each, in not-same pairs only (`--singletons M`)"
+             + (f"; the shipped model: M = {_shipped_config(res)['singletons']}"
+                if _shipped_config(res).get("singletons") else "; 0 unless asked"),
+             f"{_single_image_people(res)} training images are of people with one image, which no P×K batch "
+             "can draw", _lever_effects(res, ("singletons", "batch-32x8", "batch-32x16"))),
             ("loss scale", "eq. 2 per pair, not-same pairs weighted down so that false negatives and false "
              "positives weigh the same; the normalisation is not given",
              "half the mean over same pairs plus half the mean over not-same pairs (`balance=True`)",
@@ -662,6 +754,36 @@ def deviations(res) -> list:
              "it stalled", "k/2 independent random pairs of the training people; learning rate from a grid, the "
              "same schedule as Multibatch", "no manual intervention, so the runs can be repeated", NOT_MEASURED)]
     return rows
+
+
+def _shipped_config(res) -> dict:
+    return (res.get("shipped") or {}).get("config") or {}
+
+
+def _jitter_ranges(res) -> str:
+    c = _shipped_config(res)
+    if "jitter_rotation" not in c:
+        return ""
+    return (f"; the shipped model: ±{c['jitter_rotation']:g}°, ±{100 * c['jitter_scale']:g}% scale, "
+            f"±{c['jitter_shift']:g} shift")
+
+
+def _single_image_people(res) -> str:
+    d = ((res.get("accuracy") or {}).get("protocol") or {}).get("training_data")
+    return f"{d['images'] - d['images_of_people_with_2_or_more']:,} of the {d['images']:,}" if d else "Many"
+
+
+def _lever_effects(res, names) -> str:
+    """The named levers' differences from the baseline on the selection people (levers.json), or not measured."""
+    lev = res.get("levers")
+    if not lev or lev.get("quick"):
+        return NOT_MEASURED
+    parts = [f"{name} {100 * e['delta']['accuracy']:+.1f} points, AUC {e['delta']['auc']:+.3f}"
+             for name, e in lev["levers"].items() if name in names and e.get("delta")]
+    if not parts:
+        return NOT_MEASURED
+    return (f"alone, against the baseline on the selection people at {lev['steps']:,} steps: " + "; ".join(parts)
+            + " (`levers.json`; about ±3 points is noise)")
 
 
 def _training_data(acc):
@@ -746,7 +868,8 @@ def write_report(res, docs_dir, results_dir, plots=True) -> Path:
                                  res.get("train_step_multibatch"), res.get("train_step_pairs"))
     L += tables_section(res.get("flops"), res.get("inference"), res.get("accuracy"))
     if "accuracy" in res:
-        L += accuracy_section(res["accuracy"])
+        L += accuracy_section(res["accuracy"], res.get("shipped"))
+    L += levers_section(res)
     L += deviations_section(res)
     if rep.get("stages"):
         L += ["## How this report was made", "", "| stage | command | time |", "|---|---|---|"]
@@ -901,8 +1024,11 @@ def shipped_model_region(res) -> list:
         L += ["The command it was trained with, as its provenance records it"
               + (f" (after `python -m npface.pretrain_alignment --lfw ../shared/lfw --out {init}`)" if init else "")
               + ":", "", "```bash", command_line(acc["model_config"]), "```", ""]
+    singles = (acc.get("model_config") or {}).get("singletons")
     L += [f"It trained for {acc['model_trained_steps']:,} steps on {d['images_of_people_with_2_or_more']:,} images "
-          f"of the {d['people_with_2_or_more']:,} training people with at least two images, the alignment net "
+          f"of the {d['people_with_2_or_more']:,} training people with at least two images"
+          + (f", with {singles} of the other {d['people'] - d['people_with_2_or_more']:,} people's single images in "
+             "each batch as not-same partners" if singles else "") + ", the alignment net "
           + ("pretrained on the 68-point landmarks and " if (acc.get("model_config") or {}).get("init") else "")
           + f"{_alignment_training(acc.get('model_config') or {})}. "
           + ("Its per-step history is committed beside it (the model card above). " if shipped else
@@ -913,8 +1039,9 @@ def shipped_model_region(res) -> list:
           "", "| pairs | accuracy | with learned θ | AUC | EER |", "|---|---|---|---|---|"]
     v = acc.get("model_validation_metrics")
     if v:
-        L.append(f"| the trainer's own validation pairs at step {v['step']:,} (10 folds dealt by pair, the rule of "
-                 f"that time) | {_pct(v['val_accuracy'])} ± "
+        folds = ("10 people-disjoint folds" if shipped_matches(acc, shipped)
+                 else "10 folds dealt by pair, the rule of that time")
+        L.append(f"| the trainer's own validation pairs at step {v['step']:,} ({folds}) | {_pct(v['val_accuracy'])} ± "
                  f"{100 * v['val_accuracy_std']:.1f} | {_pct(v['val_learned_threshold_accuracy'])} | "
                  f"{v['val_auc']:.3f} | |")
     names = {"fit-and-test": "test pairs, threshold fitted on the fit pairs",

@@ -17,8 +17,9 @@
    checkpoints, and the report people's figures.
 4. The model is written to ``npface/pretrained/npface-lfw.npz``, the run's
    per-step history beside it (``npface-lfw.metrics.jsonl``), and the
-   record to ``benchmarks/results/shipped.json``, from which
-   ``benchmarks.report`` writes the README's model card. Every write is
+   record (with the run's validations) to ``benchmarks/results/shipped.json``,
+   from which ``benchmarks.report`` writes the README's model card and the
+   report's accuracy trajectory. Every write is
    atomic.
 """
 import argparse
@@ -110,6 +111,8 @@ def ship(lfw, run_dir, average_n=0, to=SHIPPED_MODEL, results=RESULTS, n_pairs=N
         write_json(report_file, report)
 
     history = read_run(run_dir)
+    validations = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+                   if '"val_accuracy"' in line]
     record = {
         "run": str(run_dir), "model": what, "model_sha256": digest,
         "command": command_line(config, out=run_dir), "config": config,
@@ -126,6 +129,10 @@ def ship(lfw, run_dir, average_n=0, to=SHIPPED_MODEL, results=RESULTS, n_pairs=N
             k: report["protocol"][k] for k in ("fit", "test") if k in report["protocol"]},
         "report_measurements": len(report.get("measurements", [])),
         "history": str(history_file), "date": time.strftime("%Y-%m-%d"),
+        # the run's validations on its held-out people, for the report's accuracy trajectory
+        "validation": [{"step": v["step"], "accuracy": v["val_accuracy"], "accuracy_std": v["val_accuracy_std"],
+                        "auc": v["val_auc"], "learned_threshold_accuracy": v["val_learned_threshold_accuracy"]}
+                       for v in validations],
     }
     model.provenance["shipped"] = record
     model.save(to)

@@ -46,6 +46,7 @@ def test_ship_a_tiny_lfw_run_end_to_end(tmp_path):
     assert (to.parent / "m.metrics.jsonl").read_text() == (run / "metrics.jsonl").read_text()
     assert "validation_metrics" not in shipped.provenance                 # measured on the final model, not this mean
     assert record["report_measurements"] == 1
+    assert [v["step"] for v in record["validation"]] == [4] and 0 <= record["validation"][0]["accuracy"] <= 1
     assert record["command"].startswith("python -m npface.train --lfw") and "--keep-checkpoints 2" in record["command"]
     report = json.loads((results / "heldout-report.json").read_text())
     assert report["model_sha256"] == record["model_sha256"] and report["people"] == "report"

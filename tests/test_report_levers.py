@@ -1,0 +1,50 @@
+"""The report's lever table, deviations and shipped-model history come from the results files alone."""
+import copy
+
+from benchmarks import report
+
+FIG = {"accuracy": 0.8, "accuracy_95": [0.77, 0.83], "auc": 0.9, "eer": 0.18, "learned_threshold_accuracy": 0.79}
+LEVERS = {
+    "steps": 1000, "quick": False, "init": "runs/a.npz", "pairs": {"fit": 300, "test": 300},
+    "levers": {
+        "baseline": {"what": "the recipe", "selection": FIG, "delta": {"accuracy": 0.0, "auc": 0.0}},
+        "singletons": {"what": "single-image people", "steps": 1000,
+                       "selection": dict(FIG, accuracy=0.812), "framing": {"agreement": 0.9},
+                       "delta": {"accuracy": 0.012, "auc": 0.002}},
+        "long": {"what": "twice the steps", "status": "stopped"},
+    },
+}
+
+
+def test_levers_section_gives_each_lever_its_paired_difference():
+    text = "\n".join(report.levers_section({"levers": LEVERS}))
+    assert "| singletons | single-image people | 81.2% (77.0%–83.0%) | +1.2 | 0.900 | +0.002 | 79.0% | 90.0% |" in text
+    assert "| baseline | the recipe | 80.0% (77.0%–83.0%) | — |" in text
+    assert "| long | twice the steps | stopped |" in text
+    assert report.levers_section({"levers": dict(LEVERS, quick=True)}) == []      # a quick sweep is not reported
+
+
+def test_deviations_take_lever_effects_and_the_shipped_recipe_from_the_files():
+    res = {"levers": LEVERS, "shipped": {"config": {"singletons": 64, "jitter_rotation": 15.0, "jitter_scale": 0.15,
+                                                    "jitter_shift": 0.1}}}
+    rows = {r[0]: r for r in report.deviations(res)}
+    assert "singletons +1.2 points, AUC +0.002" in rows["batch"][4] and "M = 64" in rows["batch"][2]
+    assert "±15°, ±15% scale, ±0.1 shift" in rows["augmentation"][2]
+    assert rows["augmentation"][4] == report.NOT_MEASURED                # no augmentation lever in these files
+    assert report.deviations({})[2][4] == report.NOT_MEASURED
+
+
+def test_accuracy_section_shows_the_history_only_of_the_model_it_measured():
+    d = {"images": 8100, "people": 3634, "people_with_2_or_more": 1061, "images_of_people_with_2_or_more": 5527}
+    res = {"fit-and-test": dict(FIG, threshold=3.0, n_pairs=600), "fit-and-test flip": dict(FIG, threshold=3.0)}
+    acc = {"results": res, "protocol": {"training_data": d, "fit": {"pairs": 600, "people": 50},
+                                        "test": {"pairs": 600, "people": 50}},
+           "model_trained_steps": 100, "model_config": {"singletons": 64}, "model_sha256": "a"}
+    shipped = {"model_sha256": "a", "history": "h.jsonl",
+               "validation": [{"step": 50, "accuracy": 0.7, "accuracy_std": 0.04, "auc": 0.8,
+                               "learned_threshold_accuracy": 0.69}]}
+    text = "\n".join(report.accuracy_section(acc, shipped))
+    assert "100 steps of 320 faces (4 passes over the images it can draw)" in text
+    assert "| 50 | 70.0% ± 4.0 | 0.800 | 69.0% |" in text
+    other = "\n".join(report.accuracy_section(acc, dict(copy.deepcopy(shipped), model_sha256="b")))
+    assert "| 50 |" not in other and "was not kept" in other
