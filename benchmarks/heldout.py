@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 from benchmarks.accuracy import evaluate, write_protocol
-from benchmarks.common import write_json
+from benchmarks.common import params_digest, write_json
 
 PARTS = ("selection", "report")
 Z95 = 1.959963984540054                       # the standard normal's 97.5% quantile
@@ -110,13 +110,15 @@ def main(argv=None):
     t = time.perf_counter()
     from npface.model import load
     try:
-        provenance = load(args.model).provenance          # a bad --model fails here, before the long part
+        model = load(args.model)                          # a bad --model fails here, before the long part
+        provenance = model.provenance
         out = measure(args.lfw, args.model, args.people, args.work or f"runs/heldout/{args.people}",
                       args.n_fit, args.n_test, args.threads)
     except (OSError, ValueError, RuntimeError) as e:
         print(f"python -m benchmarks.heldout: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
-    out.update({"model": args.model or "shipped", "model_trained_steps": provenance.get("trained_steps"),
+    out.update({"model": args.model or "shipped", "model_sha256": params_digest(model),
+                "model_trained_steps": provenance.get("trained_steps"),
                 "model_config": provenance.get("config"), "seconds": time.perf_counter() - t,
                 "date": time.strftime("%Y-%m-%d")})
     path = args.json or f"benchmarks/results/heldout-{args.people}.json"

@@ -67,6 +67,18 @@ def candidate(run_dir, average_n):
     return model, f"the mean of the last {average_n} checkpoints ({', '.join(p.name for p in files)})"
 
 
+def shipped_digest(to, report):
+    """The digest of the model a report file without one measured, when it says "shipped" and the file now at
+    ``to`` has the steps and configuration it records (the shipped model of that time); else None."""
+    from npface.model import load
+    if report.get("model") != "shipped" or not Path(to).is_file():
+        return None
+    model = load(to)
+    same = (model.provenance.get("trained_steps") == report.get("model_trained_steps")
+            and model.provenance.get("config") == report.get("model_config"))
+    return params_digest(model) if same else None
+
+
 def ship(lfw, run_dir, average_n=0, to=SHIPPED_MODEL, results=RESULTS, n_pairs=N_PAIRS, threads=2, log=print,
          work="runs/heldout/report"):
     """Measure the candidate of ``run_dir`` on the report people and write it as the shipped model; the record."""
@@ -92,12 +104,14 @@ def ship(lfw, run_dir, average_n=0, to=SHIPPED_MODEL, results=RESULTS, n_pairs=N
     measured = list(previous.get("measurements", []))
     if previous.get("summary") and "measurements" not in previous:
         # a file benchmarks.heldout wrote before this list existed: that model was measured there too
-        measured.append({"model_sha256": previous.get("model_sha256"), "run": None,
+        measured.append({"model_sha256": previous.get("model_sha256") or shipped_digest(to, previous), "run": None,
                          "model": previous.get("model"), "accuracy": previous["summary"]["plain"]["accuracy"],
                          "date": previous.get("date")})
-    if previous.get("model_sha256") == digest:
+    if measured and measured[-1]["model_sha256"] == digest and previous.get("summary"):
         log(f"{report_file} already measured this candidate: reused, not measured again")
-        report = previous
+        report = dict(previous, model_sha256=digest, measurements=measured)
+        if report != previous:                            # a file from before the list: given its list and digest
+            write_json(report_file, report)
     else:
         log(f"measuring {what} on the report people (once)")
         t = time.perf_counter()

@@ -118,3 +118,17 @@ def test_quick_lever_run_end_to_end(tmp_path):
         assert result["weight-decay"]["framing"] is None
     assert levers.main(argv + ["--only", "long"]) == 0          # merged into the same file, finished runs reused
     assert set(json.loads(out.read_text())["levers"]) == {"baseline", "weight-decay", "average", "flip", "long"}
+
+
+@pytest.mark.lfw
+def test_heldout_records_the_digest_of_the_model_it_measured(tmp_path):
+    if not (LFW / "lfw").is_dir():
+        pytest.skip(f"LFW not found at {LFW} (set NPFACE_LFW)")
+    from benchmarks.common import params_digest
+    from npface.model import TABLE2, FaceModel, load
+    path = tmp_path / "m.npz"
+    FaceModel(TABLE2, seed=3, threshold=1.5, provenance={"purpose": "test"}).save(path)
+    out = tmp_path / "h.json"
+    assert heldout.main(["--lfw", str(LFW), "--people", "selection", "--model", str(path), "--n-fit", "5",
+                         "--n-test", "5", "--work", str(tmp_path / "work"), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["model_sha256"] == params_digest(load(path))

@@ -60,14 +60,24 @@ def test_ship_a_tiny_lfw_run_end_to_end(tmp_path):
     ship.ship(LFW, run, average_n=2, to=to, results=results, n_pairs=10, threads=1, log=seen.append,
               work=tmp_path / "work")
     assert any("reused, not measured again" in line for line in seen)
-    # a report file from before the list of measurements existed counts as one earlier measurement
+    # a report file from before the list of measurements existed counts as one earlier measurement ...
     legacy = {k: v for k, v in report.items() if k not in ("measurements", "model_sha256")}
     (results / "heldout-report.json").write_text(json.dumps(dict(legacy, model="an older model")))
     record = ship.ship(LFW, run, average_n=2, to=to, results=results, n_pairs=10, threads=1,
                        log=lambda *a: None, work=tmp_path / "work")
     assert record["report_measurements"] == 2
     measured = json.loads((results / "heldout-report.json").read_text())["measurements"]
-    assert [m["model"] for m in measured][0] == "an older model"
+    assert [m["model"] for m in measured][0] == "an older model" and measured[0]["model_sha256"] is None
+    # ... and when it measured "shipped", the model then at the shipped path (same steps and configuration)
+    # is the one it measured: shipping that same model again reuses it instead of measuring the people twice
+    legacy.update(model="shipped", model_trained_steps=shipped.provenance["trained_steps"],
+                  model_config=shipped.provenance["config"])
+    (results / "heldout-report.json").write_text(json.dumps(legacy))
+    seen = []
+    record = ship.ship(LFW, run, average_n=2, to=to, results=results, n_pairs=10, threads=1, log=seen.append,
+                       work=tmp_path / "work")
+    assert any("reused, not measured again" in line for line in seen) and record["report_measurements"] == 1
+    assert json.loads((results / "heldout-report.json").read_text())["model_sha256"] == record["model_sha256"]
 
 
 def test_model_card_is_written_from_the_shipped_record():
