@@ -26,7 +26,7 @@ def load_results(results_dir) -> dict:
     out = {}
     for name in ("variance", "convergence", "accuracy", "flops", "inference", "layers", "reproduce",
                  "train_step_multibatch", "train_step_pairs", "distributed", "prefetch", "shipped", "levers",
-                 "heldout-selection", "heldout-report"):
+                 "heldout-selection", "heldout-report", "heldout-selection-combination"):
         path = Path(results_dir) / f"{name}.json"
         if path.is_file():
             out[name] = json.loads(path.read_text())
@@ -693,8 +693,28 @@ def levers_section(res) -> list:
               f"({_pct(s['accuracy_95'][0])}–{_pct(s['accuracy_95'][1])}), AUC {s['auc']:.3f}. "
               "Every model measured on the report people, once each, in order (`heldout-report.json`):", "",
               "| model | report people accuracy | date |", "|---|---|---|"]
-        L += [f"| {m['model']} | {_pct(m['accuracy'])} | {m.get('date') or ''} |" for m in measured] + [""]
+        L += [f"| {_measured_model(m, shipped)} | {_pct(m['accuracy'])} | {m.get('date') or ''} |"
+              for m in measured] + [""]
+    combo = res.get("heldout-selection-combination")
+    if combo and combo.get("summary"):
+        s, f = combo["summary"]["plain"], combo["summary"]["flip"]
+        cfg = combo.get("model_config") or {}
+        L += [f"The levers that pointed up, combined and trained longer (`{combo['model']}`, "
+              f"{combo.get('model_trained_steps') or 0:,} steps, `--singletons {cfg.get('singletons', 0)} "
+              f"--jitter-rotation {cfg.get('jitter_rotation', 0):g} --jitter-scale {cfg.get('jitter_scale', 0):g} "
+              f"--jitter-shift {cfg.get('jitter_shift', 0):g}`), on the same selection people "
+              f"(`heldout-selection-combination.json`): {_pct(s['accuracy'])} ({_pct(s['accuracy_95'][0])}–"
+              f"{_pct(s['accuracy_95'][1])}), AUC {s['auc']:.3f}, at the learned θ "
+              f"{_pct(s['learned_threshold_accuracy'])}; with test-time flip {_pct(f['accuracy'])}, AUC "
+              f"{f['auc']:.3f}.", ""]
     return L
+
+
+def _measured_model(m, shipped) -> str:
+    """One row's name in the list of models measured on the report people."""
+    what = (f"`{m['run']}` ({m['model']})" if m.get("run")
+            else "the model shipped before `benchmarks.ship` (measured by `benchmarks.heldout`)")
+    return what + (" — shipped now" if shipped and m.get("model_sha256") == shipped.get("model_sha256") else "")
 
 
 def deviations(res) -> list:

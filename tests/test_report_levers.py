@@ -48,3 +48,14 @@ def test_accuracy_section_shows_the_history_only_of_the_model_it_measured():
     assert "| 50 | 70.0% ± 4.0 | 0.800 | 69.0% |" in text
     other = "\n".join(report.accuracy_section(acc, dict(copy.deepcopy(shipped), model_sha256="b")))
     assert "| 50 |" not in other and "was not kept" in other
+
+
+def test_the_report_people_list_names_each_model_and_the_shipped_one():
+    rep = {"measurements": [{"model_sha256": "a", "run": None, "model": "shipped", "accuracy": 0.82, "date": "d1"},
+                            {"model_sha256": "b", "run": "runs/r", "model": "the run's final model.npz",
+                             "accuracy": 0.85, "date": "d2"}]}
+    sel = {"summary": {"plain": FIG}}
+    text = "\n".join(report.levers_section({"levers": LEVERS, "heldout-report": rep, "heldout-selection": sel,
+                                            "shipped": {"model_sha256": "b"}}))
+    assert "| the model shipped before `benchmarks.ship` (measured by `benchmarks.heldout`) | 82.0% | d1 |" in text
+    assert "| `runs/r` (the run's final model.npz) — shipped now | 85.0% | d2 |" in text
