@@ -139,8 +139,8 @@ def read_run(folder) -> dict:
     during part of a run inflates the sum but hardly the median, so the figures plot the typical time.
     """
     folder = Path(folder)
-    config = json.loads((folder / "config.json").read_text())
-    k = config["batch_identities"] * config["images_per_identity"] + config.get("singletons", 0)
+    from npface.training import TrainConfig
+    k = TrainConfig.from_json(json.loads((folder / "config.json").read_text())).batch_size   # images per step
     step_seconds, val = {}, []
     with open(folder / "metrics.jsonl") as fh:
         for line in fh:
@@ -160,6 +160,7 @@ def read_run(folder) -> dict:
             "val_accuracy": [r["val_accuracy"] for r in val],
             "val_accuracy_std": [r["val_accuracy_std"] for r in val],
             "val_auc": [r["val_auc"] for r in val],
+            "val_learned_threshold_accuracy": [r.get("val_learned_threshold_accuracy") for r in val],
             "val_seconds": [elapsed.get(r["step"], float("nan")) for r in val],
             # the same, robust to other load on the machine during part of a run: step x median step duration
             "val_seconds_typical": [r["step"] * median for r in val],

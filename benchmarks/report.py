@@ -572,12 +572,9 @@ def tables_section(fl, inf, acc=None) -> list:
 
 
 def faces_per_step(config) -> int:
-    """Faces in one training step of a run's configuration: P x K, plus the single-image people."""
+    """Faces in one training step of a run's configuration (``TrainConfig.batch_size``)."""
     from npface.training import TrainConfig
-    d = TrainConfig()
-    c = config or {}
-    return (c.get("batch_identities", d.batch_identities) * c.get("images_per_identity", d.images_per_identity)
-            + c.get("singletons", 0))
+    return TrainConfig.from_json(config or {}).batch_size
 
 
 def _drawable(acc) -> int:
@@ -698,11 +695,10 @@ def levers_section(res) -> list:
     combo = res.get("heldout-selection-combination")
     if combo and combo.get("summary"):
         s, f = combo["summary"]["plain"], combo["summary"]["flip"]
-        cfg = combo.get("model_config") or {}
+        from npface.train import command_line
         L += [f"The levers that pointed up, combined and trained longer (`{combo['model']}`, "
-              f"{combo.get('model_trained_steps') or 0:,} steps, `--singletons {cfg.get('singletons', 0)} "
-              f"--jitter-rotation {cfg.get('jitter_rotation', 0):g} --jitter-scale {cfg.get('jitter_scale', 0):g} "
-              f"--jitter-shift {cfg.get('jitter_shift', 0):g}`), on the same selection people "
+              f"{combo.get('model_trained_steps') or 0:,} steps, trained by `{command_line(combo['model_config'])}`), "
+              "on the same selection people "
               f"(`heldout-selection-combination.json`): {_pct(s['accuracy'])} ({_pct(s['accuracy_95'][0])}–"
               f"{_pct(s['accuracy_95'][1])}), AUC {s['auc']:.3f}, at the learned θ "
               f"{_pct(s['learned_threshold_accuracy'])}; with test-time flip {_pct(f['accuracy'])}, AUC "

@@ -125,8 +125,6 @@ def ship(lfw, run_dir, average_n=0, to=SHIPPED_MODEL, results=RESULTS, n_pairs=N
         write_json(report_file, report)
 
     history = read_run(run_dir)
-    validations = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-                   if '"val_accuracy"' in line]
     record = {
         "run": str(run_dir), "model": what, "model_sha256": digest,
         "command": command_line(config, out=run_dir), "config": config,
@@ -144,9 +142,10 @@ def ship(lfw, run_dir, average_n=0, to=SHIPPED_MODEL, results=RESULTS, n_pairs=N
         "report_measurements": len(report.get("measurements", [])),
         "history": str(history_file), "date": time.strftime("%Y-%m-%d"),
         # the run's validations on its held-out people, for the report's accuracy trajectory
-        "validation": [{"step": v["step"], "accuracy": v["val_accuracy"], "accuracy_std": v["val_accuracy_std"],
-                        "auc": v["val_auc"], "learned_threshold_accuracy": v["val_learned_threshold_accuracy"]}
-                       for v in validations],
+        "validation": [dict(step=step, accuracy=acc, accuracy_std=std, auc=auc, learned_threshold_accuracy=theta)
+                       for step, acc, std, auc, theta in zip(
+                           history["val_step"], history["val_accuracy"], history["val_accuracy_std"],
+                           history["val_auc"], history["val_learned_threshold_accuracy"])],
     }
     model.provenance["shipped"] = record
     model.save(to)
