@@ -12,10 +12,11 @@ ONE thread (Numba and BLAS), as on the paper's single Cortex-A9 core (30 ms
 for 41M FLOPs). ``model.embed`` runs the compiled plan (``npface.plan``); the
 per-op path (``model.forward(..., per_op=True)``) is timed beside it. The
 per-stage breakdown gives each stage's time in both: the per-op path's from
-its own ``timings`` (medians), the plan's as the difference between the
-fastest calls that run the plan up to and including a stage and up to the
-stage before (``Plan.forward(..., stages=k)``), so the plan's figures time
-the compiled code itself, on warm caches. Stages of a few microseconds are
+its own ``timings`` (medians), the plan's as the difference between
+calls that run the plan up to and including a stage and up to the stage
+before (``Plan.forward(..., stages=k)``), taken within each round of
+calls and then the median over rounds (``plan_stage_times``), so the plan's
+figures time the compiled code itself. Stages of a few microseconds are
 within the noise of these differences. Every ratio is to a float32
 GEMM peak measured in the same run; batch 256 runs on two threads against
 the two-thread peak. The plan's workspace for batch 1 is reported in bytes.
@@ -68,25 +69,25 @@ def stage_limits(model):
     return limits
 
 
-def plan_stage_times(model, one, n_stages, reps):
-    """Seconds per stage inside the compiled plan: t(k) - t(k-1), where t(k) is the fastest of ``reps``
-    consecutive calls that run the first k stages (``Plan.forward(..., stages=k)``; t(0) is the bare call).
+def plan_stage_times(model, one, n_stages, rounds):
+    """Seconds per stage inside the compiled plan: the median over ``rounds`` of t_r(k) - t_r(k-1), where
+    t_r(k) is round r's time of a call that runs the first k stages (``Plan.forward(..., stages=k)``; k = 0
+    is the bare call).
 
-    The fastest call, not the median: differences of medians of ~3 ms calls drown stages of tens of
-    microseconds in noise, while the fastest calls all run on warm caches, as a stream of batch-1 calls
-    does. (Timing all prefixes back to back instead charges each stage the cache misses of its weights,
-    which the next stage then seems to save.)
+    Each round times every prefix once, back to back, so a stage's difference is taken between two calls
+    made microseconds apart: the machine's drift in speed (this one is shared) falls out of it, where
+    differences of separately timed prefixes mixed it into stages of tens of microseconds. Each call
+    runs on the caches the previous call left, as a stream of batch-1 calls does.
     """
-    def fastest(k):
-        times = []
-        model.plan.forward(one, stages=k)
-        for _ in range(reps):
+    times = np.empty((rounds, n_stages + 1))
+    for k in range(n_stages + 1):
+        model.plan.forward(one, stages=k)                                   # warm every prefix once
+    for r in range(rounds):
+        for k in range(n_stages + 1):
             start = time.perf_counter()
             model.plan.forward(one, stages=k)
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    return np.diff([fastest(k) for k in range(n_stages + 1)])
+            times[r, k] = time.perf_counter() - start
+    return np.median(np.diff(times, axis=1), axis=0)
 
 
 def main(argv=None):

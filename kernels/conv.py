@@ -58,42 +58,75 @@ def _valid_columns(Wo, W, stride, pad, q):
     return j_lo, max(j_lo, j_hi)
 
 
+# A stride-1 convolution whose output rows are at least this wide copies each row segment straight from
+# the input (long vectorised runs); every other one gathers from a zero-padded copy of each plane instead
+# (``im2col``), where many short or strided segments would cost more in loop overhead than in copying.
+WIDE_ROW = 16
+
+
 @kernel
-def im2col(x_n, K, stride, pad, cols, col0=0):
+def im2col_scratch_size(H, W, K, stride, pad):
+    """Elements of the scratch ``im2col`` needs: the zero-padded plane (H+2pad)(W+2pad) and the gather
+    index of the Ho*Wo output positions (int32, kept in the same buffer: at least one element each)."""
+    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
+    return (H + 2 * pad) * (W + 2 * pad) + Ho * Wo
+
+
+@kernel
+def im2col(x_n, K, stride, pad, cols, col0, scratch):
     """Copy receptive fields into columns.
 
     x_n (C, H, W), cols (C*K*K, >= col0 + Ho*Wo): cols[(c*K + p)*K + q, col0 + i*Wo + j] =
     xpad[c, i*stride + p, j*stride + q], zero where the field hangs over the edge
-    (col0 > 0: one sample's block among several side by side).
-    Each row segment is split into its left padding, the columns inside the
-    image (a branch-free strided copy) and its right padding.
+    (col0 > 0: one sample's block among several side by side). scratch: flat, at least
+    ``im2col_scratch_size`` elements of x_n's dtype.
+
+    Two ways, the same result:
+
+    - stride 1 and output rows at least WIDE_ROW wide: each of the C*K*K*Ho row segments is copied
+      from the input row it reads, the part that hangs over the edge selected to 0 (vectorised as
+      masked loads);
+    - otherwise (strided, or rows too short for the above to pay): each channel is copied once into
+      a zero-padded plane xpad_c (Hp, Wp), and the row of tap (p, q) is one gather over all Ho*Wo
+      outputs, cols[row, col0 + k] = xpad_c.flat[p*Wp + q + index[k]] with
+      index[i*Wo + j] = i*stride*Wp + j*stride: no bounds tests, one loop per row.
     """
     C, H, W = x_n.shape
     Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
-    for c in range(C):
-        for p in range(K):
-            for q in range(K):
-                row = (c * K + p) * K + q
-                j_lo, j_hi = _valid_columns(Wo, W, stride, pad, q)
-                off = q - pad
-                for i in range(Ho):
-                    h = i * stride - pad + p
-                    base = col0 + i * Wo
-                    if h < 0 or h >= H:
-                        for j in range(Wo):
-                            cols[row, base + j] = 0.0
-                        continue
-                    if stride == 1:                              # the select vectorises: masked loads
-                        for j in range(Wo):
+    if stride == 1 and Wo >= WIDE_ROW:
+        for c in range(C):
+            for p in range(K):
+                for q in range(K):
+                    row = (c * K + p) * K + q
+                    off = q - pad
+                    for i in range(Ho):
+                        h = i - pad + p
+                        base = col0 + i * Wo
+                        if h < 0 or h >= H:
+                            for j in range(Wo):
+                                cols[row, base + j] = 0.0
+                            continue
+                        for j in range(Wo):                      # the select vectorises: masked loads
                             v = j + off
                             cols[row, base + j] = x_n[c, h, v] if 0 <= v < W else 0.0
-                        continue
-                    for j in range(j_lo):
-                        cols[row, base + j] = 0.0
-                    for j in range(j_lo, j_hi):                  # strided: branch-free inside the image
-                        cols[row, base + j] = x_n[c, h, j * stride + off]
-                    for j in range(j_hi, Wo):
-                        cols[row, base + j] = 0.0
+        return
+    Hp, Wp, P = H + 2 * pad, W + 2 * pad, Ho * Wo
+    plane = scratch[:Hp * Wp]                                    # xpad_c, flat (Hp * Wp)
+    index = scratch[Hp * Wp:Hp * Wp + P].view(np.int32)          # (>= P) int32, in the same buffer
+    for i in range(Ho):
+        for j in range(Wo):
+            index[i * Wo + j] = i * stride * Wp + j * stride
+    plane[:] = 0.0                                               # the border stays 0 for every channel
+    for c in range(C):
+        for h in range(H):
+            for w in range(W):
+                plane[(h + pad) * Wp + pad + w] = x_n[c, h, w]
+        for p in range(K):
+            for q in range(K):
+                src = plane[p * Wp + q:]
+                dst = cols[(c * K + p) * K + q, col0:col0 + P]
+                for k in range(P):
+                    dst[k] = src[index[k]]
 
 
 @kernel
@@ -161,27 +194,28 @@ def _sum_groups(parts, total):
 # --------------------------------------------------------------------------
 
 @kernel
-def conv2d_forward_sample(x_n, w2, b, K, stride, pad, relu, cols, out_n):
+def conv2d_forward_sample(x_n, w2, b, K, stride, pad, relu, cols, scratch, out_n):
     """One sample: out_n (F, Ho*Wo) = w2 (F, C*K*K) @ im2col(x_n (C, H, W)) + b, then ReLU if relu.
 
-    ``cols`` (C*K*K, Ho*Wo) is caller-owned scratch (the whole-network plans
-    hand in workspace, the batch kernel below its own).
+    ``cols`` (C*K*K, Ho*Wo) and ``scratch`` (``im2col``'s) are caller-owned scratch (the whole-network
+    plans hand in workspace, the batch kernel below its own).
     """
-    im2col(x_n, K, stride, pad, cols, 0)
+    im2col(x_n, K, stride, pad, cols, 0, scratch)
     np.dot(w2, cols, out_n)
     _add_bias(out_n, b, relu)
 
 
 @kernel
-def conv2d_backward_sample(dout_n, x_n, w2t, K, stride, pad, cols, dcols, dw_n, dw_acc, db_acc, want_dx, dx_n):
+def conv2d_backward_sample(dout_n, x_n, w2t, K, stride, pad, cols, dcols, scratch, dw_n, dw_acc, db_acc, want_dx,
+                           dx_n):
     """One sample's share of the gradients of ``conv2d_forward_sample`` (without its ReLU).
 
     dout_n (F, Ho*Wo), x_n (C, H, W), w2t (C*K*K, F) = w2.T. Adds dout_n @ cols.T
     to dw_acc (F, C*K*K) (via the scratch dw_n) and dout_n's row sums to
     db_acc (F,); if want_dx, overwrites dx_n (C, H, W) with col2im(w2.T @ dout_n).
-    cols, dcols (C*K*K, Ho*Wo) are scratch.
+    cols, dcols (C*K*K, Ho*Wo) and ``scratch`` (``im2col``'s) are scratch.
     """
-    im2col(x_n, K, stride, pad, cols, 0)
+    im2col(x_n, K, stride, pad, cols, 0, scratch)
     _add_param_grads(dout_n, cols, dw_n, dw_acc, db_acc)
     if want_dx:
         np.dot(w2t, dout_n, dcols)
@@ -195,15 +229,17 @@ def conv2d_forward_chunk(rows, first, step, nb, x_off, C, H, W, w2, b, K, stride
 
     rows (slots, L): one flat row per sample slot; the chunk's samples are the rows first, first + step, ...
     Each holds its input x (C, H, W) at x_off and receives its output (F, Ho*Wo) at out_off (+ b, then
-    ReLU if relu). cols, prod: flat scratch of at least C*K*K * nb*Ho*Wo and F * nb*Ho*Wo.
+    ReLU if relu). cols, prod: flat scratch of at least C*K*K * nb*Ho*Wo + im2col_scratch_size(...) (the
+    columns, then ``im2col``'s own scratch) and F * nb*Ho*Wo.
     """
     F, CKK = w2.shape
     Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
     P = Ho * Wo
     c = cols[:CKK * nb * P].reshape((CKK, nb * P))               # [im2col(x_0) | im2col(x_1) | ...]
+    scratch = cols[CKK * nb * P:]
     for i in range(nb):
         n = first + i * step
-        im2col(rows[n, x_off:x_off + C * H * W].reshape((C, H, W)), K, stride, pad, c, i * P)
+        im2col(rows[n, x_off:x_off + C * H * W].reshape((C, H, W)), K, stride, pad, c, i * P, scratch)
     pr = prod[:F * nb * P].reshape((F, nb * P))
     np.dot(w2, c, pr)
     for i in range(nb):
@@ -223,16 +259,18 @@ def conv2d_backward_chunk(douts, rows, first, step, nb, x_off, C, H, W, w2t, K, 
     douts (>= nb, >= F*Ho*Wo): sample i's output gradient in row i; rows, first, step, x_off, C, H, W as
     in the forward (the inputs). Adds the chunk's dw2 to dw_acc (F, C*K*K) (via the scratch dw_n) and its
     row sums to db_acc (F,); if want_dx, overwrites row i of dxs (>= nb, >= C*H*W) with sample i's dx.
-    cols, dcols, dprod: flat scratch as in the forward (dprod holds the gathered douts).
+    cols, dcols, dprod: flat scratch as in the forward (dprod holds the gathered douts; dcols needs no
+    room for ``im2col``'s scratch, which comes from the end of cols).
     """
     CKK, F = w2t.shape
     Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
     P = Ho * Wo
     c = cols[:CKK * nb * P].reshape((CKK, nb * P))
+    scratch = cols[CKK * nb * P:]
     dp = dprod[:F * nb * P].reshape((F, nb * P))
     for i in range(nb):
         n = first + i * step
-        im2col(rows[n, x_off:x_off + C * H * W].reshape((C, H, W)), K, stride, pad, c, i * P)
+        im2col(rows[n, x_off:x_off + C * H * W].reshape((C, H, W)), K, stride, pad, c, i * P, scratch)
         for f in range(F):
             for k in range(P):
                 dp[f, i * P + k] = douts[i, f * P + k]
@@ -254,8 +292,9 @@ def conv2d_forward(x, w2, b, K, stride, pad, G, relu, out):
     P = out.shape[2] * out.shape[3]
     for g in prange(G):
         cols = np.empty((CKK, P), x.dtype)                       # (C*K*K, Ho*Wo)
+        scratch = np.empty(im2col_scratch_size(x.shape[2], x.shape[3], K, stride, pad), x.dtype)
         for n in range(g, N, G):
-            conv2d_forward_sample(x[n], w2, b, K, stride, pad, relu, cols, out[n].reshape(F, P))
+            conv2d_forward_sample(x[n], w2, b, K, stride, pad, relu, cols, scratch, out[n].reshape(F, P))
 
 
 @parallel_kernel
@@ -275,8 +314,9 @@ def conv2d_backward(dout, x, w2, K, stride, pad, G, dx, dw2, db):
         cols = np.empty((CKK, P), x.dtype)
         dcols = np.empty((CKK, P), x.dtype)
         dw_n = np.empty((F, CKK), x.dtype)
+        scratch = np.empty(im2col_scratch_size(x.shape[2], x.shape[3], K, stride, pad), x.dtype)
         for n in range(g, N, G):
-            conv2d_backward_sample(dout[n].reshape(F, P), x[n], w2t, K, stride, pad, cols, dcols, dw_n,
+            conv2d_backward_sample(dout[n].reshape(F, P), x[n], w2t, K, stride, pad, cols, dcols, scratch, dw_n,
                                    dw_parts[g], db_parts[g], True, dx[n])
     _sum_groups(dw_parts, dw2)
     _sum_groups(db_parts, db)

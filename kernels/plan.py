@@ -84,7 +84,7 @@ def layer_forward(row, weights, biases, act, am, cols):
     if kind == CONV:
         CKK, P = C * K * K, Ho * Wo
         conv2d_forward_sample(x.reshape((C, H, W)), weights[p], biases[p], K, stride, pad, relu,
-                              cols[:CKK * P].reshape((CKK, P)), out.reshape((F, P)))
+                              cols[:CKK * P].reshape((CKK, P)), cols[CKK * P:], out.reshape((F, P)))
     elif kind == CONV1X1:
         conv1x1_forward_sample(x.reshape((C, H * W)), weights[p], biases[p], relu, out.reshape((F, Ho * Wo)))
     elif kind == POOL:
@@ -120,7 +120,7 @@ def layer_backward(row, weights, act, am, dout, dx, cols, dcols, dw_n, grad, wan
     if kind == CONV:
         CKK, P = C * K * K, Ho * Wo
         conv2d_backward_sample(d.reshape((F, P)), x.reshape((C, H, W)), w.T, K, stride, pad,
-                               cols[:CKK * P].reshape((CKK, P)), dcols[:CKK * P].reshape((CKK, P)),
+                               cols[:CKK * P].reshape((CKK, P)), dcols[:CKK * P].reshape((CKK, P)), cols[CKK * P:],
                                dw_n[:nw].reshape(w.shape), dw_acc, db_acc, want_dx, dxs.reshape((C, H, W)))
     elif kind == CONV1X1:
         P = H * W

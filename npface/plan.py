@@ -31,6 +31,7 @@ import numba
 import numpy as np
 
 from kernels import plan as kplan
+from kernels.conv import im2col_scratch_size
 from kernels.resize import area_taps
 from npface.architecture import Conv, Linear, MaxPool, trace
 
@@ -79,8 +80,9 @@ class Tables:
     tail: np.ndarray          # (L_tail, ...) the signature net's affine layers, batched
     act_size: int             # floats in one sample's activation row
     argmax_size: int          # int32s in one sample's argmax row
-    cols_size: int            # the largest im2col matrix of one sample
+    cols_size: int            # the largest im2col matrix of one sample, with im2col's scratch after it
     chunk_cols_size: int      # per sample of a chunk: the largest C*K*K * Ho*Wo of a chunked convolution
+    scratch_size: int         # the largest im2col scratch (kernels.conv.im2col_scratch_size) of any layer
     prod_size: int            # per sample of a chunk: the largest F * Ho*Wo of a chunked convolution
     chunk_act_size: int       # floats of an inference chunk row: the activations from chunk_base on
     chunk_delta_size: int     # the largest activation of the chunked layers (their gradient buffers' row)
@@ -96,7 +98,8 @@ def build_tables(config):
     """Compile ``config``'s layer lists to the tables ``kernels.plan`` walks."""
     S, A = config.input_size, config.align_input_size
     ncol = len(kplan.PROGRAM_COLUMNS)
-    state = dict(act=0, argmax=0, cols=0, grad=0, delta=3 * S * S, dw=0, prod=0, chunk_cols=0, chunk_delta=0)
+    state = dict(act=0, argmax=0, cols=0, grad=0, delta=3 * S * S, dw=0, prod=0, chunk_cols=0, chunk_delta=0,
+                 scratch=0)
     param_order, grad_offsets = [], {}
 
     def alloc(key, size):
@@ -126,7 +129,9 @@ def build_tables(config):
                 row[kplan.KIND] = kplan.CONV1X1 if (K == 1 and layer.stride == 1 and layer.pad == 0) else kplan.CONV
                 row[[kplan.K_, kplan.STRIDE, kplan.PAD, kplan.RELU]] = K, layer.stride, layer.pad, layer.relu
                 row[kplan.P_], row[kplan.GW], row[kplan.GB] = add_params(layer.name, (F, C * K * K), F)
-                state["cols"] = max(state["cols"], C * K * K * Ho * Wo)
+                scratch = int(im2col_scratch_size(H, W, K, layer.stride, layer.pad))
+                state["cols"] = max(state["cols"], C * K * K * Ho * Wo + scratch)      # the columns, then im2col's
+                state["scratch"] = max(state["scratch"], scratch)
             elif isinstance(layer, MaxPool):
                 row[[kplan.KIND, kplan.K_, kplan.STRIDE]] = kplan.POOL, layer.size, layer.stride
                 row[kplan.AUX] = alloc("argmax", out_size)
@@ -170,7 +175,7 @@ def build_tables(config):
             kplan.L_SPLIT, kplan.L_B, kplan.L_CHUNK_BASE]] = S, A, small, pose, aligned, features, D, split, CHUNK, \
         chunk_base
     return Tables(layout, align, sig, chunk, tail, state["act"], max(1, state["argmax"]), max(1, state["cols"]),
-                  state["chunk_cols"], max(1, state["prod"]), max(1, state["act"] - chunk_base),
+                  state["chunk_cols"], state["scratch"], max(1, state["prod"]), max(1, state["act"] - chunk_base),
                   max(1, state["chunk_delta"], D), state["grad"], tail_size, state["delta"], state["dw"],
                   tuple(param_order), grad_offsets)
 
@@ -191,7 +196,8 @@ class Workspace:
         else:                                                          # one short row per sample of a chunk
             self.chunk_acts = np.zeros((G * nb, t.chunk_act_size), dtype)
             self.chunk_argmax = np.zeros((G * nb, t.argmax_size), np.int32)
-        self.cols = np.zeros((G, max(t.cols_size, nb * t.chunk_cols_size)), dtype)   # im2col scratch per group
+        # im2col's columns (one sample's, or a chunk's side by side) and its own scratch after them, per group
+        self.cols = np.zeros((G, max(t.cols_size, nb * t.chunk_cols_size + t.scratch_size)), dtype)
         self.prod = np.zeros((G, nb * t.prod_size), dtype)           # a chunked convolution's product
         self.rows = np.zeros((G, t.layout[kplan.L_A] * t.layout[kplan.L_S]), dtype)   # resize scratch
         self.theta = np.zeros((N, 2, 3), dtype)

@@ -14,11 +14,18 @@ targets (30 ms for 41M FLOPs); training opens the Numba threads up.
     with npface.threads.limit(2):      # a training step on two cores
         ...
 """
+import threading
 from contextlib import contextmanager
 
 import numba
 
 _controller = None
+# BLAS's thread count is one setting for the whole process, while Numba's is per thread. Blocks that run
+# at the same time on several Python threads (e.g. several threads embedding with one model) therefore
+# share one BLAS limit: the first to enter sets it to 1, the last to leave restores what was there.
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter = None
 
 
 def max_threads():
@@ -45,14 +52,36 @@ def check_threads(threads):
     return threads
 
 
+def _enter_single_blas():
+    global _blas_users, _blas_limiter
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limiter = _blas_controller().limit(limits=1, user_api="blas")
+        _blas_users += 1
+
+
+def _leave_single_blas():
+    global _blas_users, _blas_limiter
+    with _blas_lock:
+        _blas_users -= 1
+        if _blas_users == 0:
+            _blas_limiter.restore_original_limits()
+            _blas_limiter = None
+
+
 @contextmanager
 def limit(threads=1):
-    """Run the block with ``threads`` Numba threads and single-threaded BLAS; restore both after."""
+    """Run the block with ``threads`` Numba threads and single-threaded BLAS; restore both after.
+
+    Safe to use from several Python threads at once: BLAS stays single-threaded until the last of
+    them leaves its block (see ``_blas_users``).
+    """
     threads = check_threads(threads)
     previous = numba.get_num_threads()
     numba.set_num_threads(threads)
+    _enter_single_blas()
     try:
-        with _blas_controller().limit(limits=1, user_api="blas"):
-            yield
+        yield
     finally:
+        _leave_single_blas()
         numba.set_num_threads(previous)

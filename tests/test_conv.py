@@ -5,7 +5,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from kernels.conv import (conv2d_backward_chunk, conv2d_backward_reference, conv2d_forward_chunk,
-                          conv2d_forward_reference)
+                          conv2d_forward_reference, im2col, im2col_scratch_size)
 from npface import ops
 from tests.gradcheck import assert_gradient, assert_unchanged, numerical_gradient, snapshot
 
@@ -136,6 +136,39 @@ def test_fused_relu_equals_conv_then_relu(case, dtype):
         np.testing.assert_array_equal(a, b_)
 
 
+def im2col_definition(x, K, stride, pad):
+    """cols (C*K*K, Ho*Wo) straight from the definition: row (c, p, q), column (i, j) reads xpad."""
+    C, H, W = x.shape
+    xpad = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
+    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
+    cols = np.empty((C, K, K, Ho, Wo), x.dtype)
+    for p in range(K):
+        for q in range(K):
+            cols[:, p, q] = xpad[:, p:p + stride * Ho:stride, q:q + stride * Wo:stride]
+    return cols.reshape(C * K * K, Ho * Wo)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C, H, W, K, stride, pad", [
+    (2, 20, 20, 5, 1, 2),                    # stride 1, rows >= kernels.conv.WIDE_ROW: segment by segment
+    (2, 17, 15, 3, 1, 1), (1, 16, 18, 3, 1, 0),   # at and around the WIDE_ROW boundary
+    (3, 19, 23, 5, 2, 2), (2, 9, 9, 3, 2, 1),     # strided: gathered from a padded plane
+    (2, 7, 7, 3, 1, 1), (1, 6, 5, 4, 3, 3),       # short rows, and a field that hangs over two edges
+])
+def test_im2col_both_ways_match_the_definition(C, H, W, K, stride, pad, dtype):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((C, H, W)).astype(dtype)
+    want = im2col_definition(x, K, stride, pad)
+    col0 = 3                                             # written into a block of a wider matrix
+    cols = np.full((want.shape[0], col0 + want.shape[1] + 2), np.nan, dtype)
+    scratch = np.full(im2col_scratch_size(H, W, K, stride, pad), np.nan, dtype)
+    before = snapshot(x)
+    im2col(x, K, stride, pad, cols, col0, scratch)
+    assert_unchanged(before, [x])
+    np.testing.assert_array_equal(cols[:, col0:col0 + want.shape[1]], want)
+    assert np.isnan(cols[:, :col0]).all() and np.isnan(cols[:, col0 + want.shape[1]:]).all()
+
+
 # --------------------------------------------------------------------------
 # The chunk kernels (the compiled plan's narrow layers): several samples, one product
 # --------------------------------------------------------------------------
@@ -151,7 +184,7 @@ def chunk_conv(x, w, b, stride, pad, first, step, dout=None):
     x_off, out_off = 2, 3 + C * H * W
     rows = np.full((N, out_off + F * Ho * Wo + 1), np.nan, x.dtype)
     rows[:, x_off:x_off + C * H * W] = x.reshape(N, -1)
-    cols = np.zeros(C * K * K * nb * Ho * Wo + 3, x.dtype)
+    cols = np.zeros(C * K * K * nb * Ho * Wo + im2col_scratch_size(H, W, K, stride, pad) + 3, x.dtype)
     prod = np.zeros(F * nb * Ho * Wo + 3, x.dtype)
     w2 = w.reshape(F, -1)
     conv2d_forward_chunk(rows, first, step, nb, x_off, C, H, W, w2, b, K, stride, pad, False, cols, prod, out_off)

@@ -68,3 +68,22 @@ def test_threads_limit_validates_and_restores():
         with pytest.raises(ValueError, match="threads must be an integer from 1 to"):
             with limit(bad):
                 pass
+
+
+def test_overlapping_thread_limits_keep_blas_single_threaded_until_the_last_leaves():
+    # Blocks on different Python threads overlap in any order; BLAS's thread count is process-wide.
+    from npface.threads import _blas_controller, limit
+
+    def blas_threads():
+        return [lib.get_num_threads() for lib in _blas_controller().lib_controllers if lib.user_api == "blas"]
+
+    before = blas_threads()
+    first, second = limit(1), limit(1)
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)                     # the first block ends while the second runs
+    try:
+        assert set(blas_threads()) == {1}
+    finally:
+        second.__exit__(None, None, None)
+    assert blas_threads() == before
