@@ -41,6 +41,7 @@ from PIL import Image
 from benchmarks.common import write_json
 from benchmarks.pasted import paste
 from npface.data.cache import atomic_write_text
+from npface.faces import VIEW_SHIFT_PX, VIEWS
 
 RESULTS = Path("benchmarks/results/photos.json")
 QUICK_RESULTS = Path("runs/photos-quick/photos.json")
@@ -129,27 +130,28 @@ def pasted_pictures(lfw, n_pairs, seed=0, people=None, log=print) -> PastedSet:
     return PastedSet(ds, pairs, same, used, crops, people or "held-out", seed)
 
 
-def agreement(pasted: PastedSet, model) -> dict:
+def agreement(pasted: PastedSet, model, views: int = 1) -> dict:
     """Verify decisions at the model's theta on each framing of the pasted pictures against those on the
-    original frames (``--frame lfw``); a picture without a detected face counts as a disagreement."""
+    original frames (``--frame lfw``); a picture without a detected face counts as a disagreement.
+    ``views``: the test-time views of every signature, the original frames' included (``--views``)."""
     from npface.faces import embed_faces
     ds, pairs, same, used = pasted.ds, pasted.pairs, pasted.same, pasted.used
     theta = model.threshold
 
     def signatures(faces):
         keys = sorted(faces)
-        return dict(zip(keys, embed_faces(model, np.stack([faces[k] for k in keys])))) if keys else {}
+        return dict(zip(keys, embed_faces(model, np.stack([faces[k] for k in keys]), views=views))) if keys else {}
 
     def decide(sig, i, j):
         if i not in sig or j not in sig:
             return None
         return bool(((sig[i].astype(np.float64) - sig[j]) ** 2).sum() < theta)
-    orig = dict(zip(used.tolist(), embed_faces(model, np.ascontiguousarray(ds.images[used]))))
+    orig = dict(zip(used.tolist(), embed_faces(model, np.ascontiguousarray(ds.images[used]), views=views)))
     d_orig = [decide(orig, int(i), int(j)) for i, j in pairs]
     out = {"pairs": int(len(pairs)), "same_pairs": int(same.sum()), "pictures": int(len(used)),
            "people": pasted.people, "pictures_without_face": int(len(used) - len(pasted.crops["detect"])),
            "accuracy_original_frames": float(np.mean([a == s for a, s in zip(d_orig, same)])),
-           "threshold": theta, "seed": pasted.seed}
+           "threshold": theta, "seed": pasted.seed, "views": int(views)}
     for name, faces in pasted.crops.items():
         sig = signatures(faces)
         d = [decide(sig, int(i), int(j)) for i, j in pairs]
@@ -161,11 +163,18 @@ def agreement(pasted: PastedSet, model) -> dict:
     return out
 
 
-def pasted_agreement(lfw, n_pairs, seed=0, model=None, log=print, people=None):
+def pasted_agreement(lfw, n_pairs, seed=0, model=None, log=print, people=None, views=(1,)):
     """Verify decisions on pasted pictures (--frame detect, and two framings that need the truth) against
-    those on the original frames (--frame lfw): ``agreement`` of ``pasted_pictures``."""
+    those on the original frames (--frame lfw): ``agreement`` of ``pasted_pictures``, for each test-time
+    view count in ``views`` on the same pictures (the first at the top level, each other one under
+    "views<V>")."""
     from npface.model import load
-    return agreement(pasted_pictures(lfw, n_pairs, seed, people, log), model if model is not None else load())
+    model = model if model is not None else load()
+    pasted = pasted_pictures(lfw, n_pairs, seed, people, log)
+    out = agreement(pasted, model, views[0])
+    for v in views[1:]:
+        out[f"views{v}"] = agreement(pasted, model, v)
+    return out
 
 
 def clustering_quality(lfw, sizes=GALLERY_PEOPLE, draws=3, model=None, log=print):
@@ -256,6 +265,19 @@ def write_report(path=REPORT, results=RESULTS, framing=FRAMING, cluster_search=C
                   "The last row isolates resampling and JPEG; the gap between it and the other two is framing: "
                   "the signatures change with where exactly the face sits in the crop, more than the alignment "
                   "net undoes.", ""]
+        for key in sorted(k for k in v if k.startswith("views")):
+            w = v[key]
+            lines += [f"With `--views {w['views']}` (each signature averaged over the crop and four copies shifted by "
+                      f"{VIEW_SHIFT_PX} px, on both sides of every comparison: the original frames' decisions are "
+                      f"made with views too, accuracy of those {100 * w['accuracy_original_frames']:.1f}%), same "
+                      "pictures:", "",
+                      "| framing of the pasted face | agreement with the original frames | accuracy |", "|---|---|---|",
+                      f"| `--frame detect --views {w['views']}` | {100 * w['agreement']:.1f}% | "
+                      f"{100 * w['accuracy']:.1f}% |",
+                      f"| the landmark-derived frame | {100 * w['landmark_frame_agreement']:.1f}% | "
+                      f"{100 * w['landmark_frame_accuracy']:.1f}% |",
+                      f"| the training crop itself | {100 * w['training_crop_agreement']:.1f}% | "
+                      f"{100 * w['training_crop_accuracy']:.1f}% |", ""]
     if ph and "clustering" in ph:
         c = ph["clustering"]
         lines += ["## Clustering held-out people (`python -m benchmarks.photos --lfw ../shared/lfw`)", "",
@@ -289,12 +311,17 @@ def main(argv=None):
     parser.add_argument("--report", action="store_true", help="only regenerate docs/PHOTOS.md from the results")
     parser.add_argument("--model", metavar="PATH", help="measure this model file instead of the shipped model "
                         "(then --json is needed, and docs/PHOTOS.md is left alone)")
-    parser.add_argument("--json", metavar="PATH", help="with --model: where to write its results")
+    parser.add_argument("--json", metavar="PATH", help="with --model or --people: where to write the results")
+    parser.add_argument("--people", choices=("selection", "report"),
+                        help="only verify on pasted pictures, with pairs of one side of benchmarks.heldout's split "
+                             "of the held-out people (settings are chosen on 'selection'); needs --json")
     args = parser.parse_args(argv)
-    if bool(args.model) != bool(args.json):
-        parser.error("--model and --json go together")
-    if args.report and args.model:
-        parser.error("--report regenerates docs/PHOTOS.md from the shipped model's results; it takes no --model")
+    if bool(args.model or args.people) != bool(args.json):
+        parser.error("--json goes with --model or --people (the shipped model's full run writes "
+                     f"{RESULTS})")
+    if args.report and (args.model or args.people):
+        parser.error("--report regenerates docs/PHOTOS.md from the shipped model's results; it takes no --model "
+                     "or --people")
     if args.json and Path(args.json).resolve() in (RESULTS.resolve(), QUICK_RESULTS.resolve()):
         parser.error(f"--json {args.json} would overwrite the shipped model's results; choose another file")
     if args.report:
@@ -313,20 +340,23 @@ def main(argv=None):
             return 2
     if args.quick:
         out_file, report = QUICK_RESULTS, QUICK_RESULTS.with_name("PHOTOS.md")
-        verify = pasted_agreement(args.lfw, 40, model=model)
-        clustering = clustering_quality(args.lfw, sizes=(25,), draws=1, model=model)
+        verify = pasted_agreement(args.lfw, 40, model=model, people=args.people, views=VIEWS)
+        clustering = None if args.people else clustering_quality(args.lfw, sizes=(25,), draws=1, model=model)
     else:
         out_file, report = RESULTS, REPORT
         print("verify on pasted pictures")
-        verify = pasted_agreement(args.lfw, args.pairs, model=model)
-        print("clustering")
-        clustering = clustering_quality(args.lfw, model=model)
+        verify = pasted_agreement(args.lfw, args.pairs, model=model, people=args.people, views=VIEWS)
+        print("clustering" if not args.people else "(no clustering: --people measures verify only)")
+        clustering = None if args.people else clustering_quality(args.lfw, model=model)
     command = ("python -m benchmarks.photos" + (" --quick" if args.quick else f" --pairs {args.pairs}")
-               + (f" --model {args.model} --json {args.json}" if args.model else ""))
+               + (f" --model {args.model}" if args.model else "") + (f" --people {args.people}" if args.people else "")
+               + (f" --json {args.json}" if args.json else ""))
     if args.json:
         out_file, report = Path(args.json), None
-    write_json(out_file, {"command": command, "verify": verify, "clustering": clustering,
-                          "seconds": round(time.perf_counter() - t0, 1)})
+    results = {"command": command, "verify": verify, "seconds": round(time.perf_counter() - t0, 1)}
+    if clustering is not None:
+        results["clustering"] = clustering
+    write_json(out_file, results)
     if report is not None:
         write_report(report, out_file)
     print(f"wrote {out_file}" + (f" and {report}" if report is not None else ""))

@@ -25,7 +25,7 @@ The output is an ``.npz`` (written atomically, loadable with
   picture pixels, NaN when the face was not detected (fixed rules);
 - ``frames`` (N,) str: the rule that framed the face's picture;
 - ``metadata.json``: a 0-d str array of JSON: the model's path, SHA-256,
-  threshold and provenance, flip, ``--frame``, ``root`` (the deepest folder
+  threshold and provenance, flip, views, ``--frame``, ``root`` (the deepest folder
   holding every input, absolute), the skipped files and their reasons, the
   pictures without a face, each picture's rule and the reason for it.
 
@@ -70,7 +70,7 @@ def build_parser():
                     "deepest folder holding all inputs), 'faces' (N,) the face's index in its picture (0 = "
                     "largest), 'boxes' (N, 4) the detector's box (left, top, width, height; NaN when not "
                     "detected), 'frames' (N,) the framing rule, and 'metadata.json' (model path, hash, threshold "
-                    "and provenance; flip; frame; skipped files; pictures without a face), loadable with "
+                    "and provenance; flip; views; frame; skipped files; pictures without a face), loadable with "
                     "allow_pickle=False; and the same rows as OUT.csv beside it (path,face,left,top,width,height,"
                     "s0..s127). Unreadable files and pictures without a face are skipped with a warning. Exit "
                     f"status: 0 done, 1 error (nothing readable, bad model, OpenCV missing for --frame detect), "
@@ -190,7 +190,7 @@ def embed(args):
         raise CommandError(f"no image files found in {', '.join(args.inputs)}")
     loaded = open_model(args.model, onnx=args.onnx)
     run = embed_pictures(loaded, files, relative, frame=args.frame, flip=args.flip, batch_size=args.batch_size,
-                         threads=args.threads, cache=not args.no_cache, progress=not args.quiet)
+                         threads=args.threads, cache=not args.no_cache, progress=not args.quiet, views=args.views)
     warn_list(run.skipped, "skipped")
     warn_list(run.no_face, "no face in")
     if len(run.skipped) == len(files):
@@ -201,7 +201,8 @@ def embed(args):
     read = [i for i in range(len(files)) if run.rules[i]]
     metadata = {
         "format": "npface-signatures", "format_version": 2, "npface_version": __version__,
-        "model": loaded.describe(), "flip": bool(args.flip), "frame": args.frame, "root": str(root),
+        "model": loaded.describe(), "flip": bool(args.flip), "views": int(args.views), "frame": args.frame,
+        "root": str(root),
         "n_signatures": int(len(run.signatures)), "n_skipped": len(run.skipped),
         "skipped": [{"path": rel, "reason": reason} for _, rel, reason in run.skipped],
         "no_face": [rel for _, rel in run.no_face],

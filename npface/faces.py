@@ -45,12 +45,25 @@ length would make theta meaningless. The LFW box is centred on the frame's
 middle column (columns 53..196 of 0..249), so mirroring the crop equals
 cropping the mirrored frame.
 
+Test-time views
+---------------
+With ``views=5`` the signature of an image is the average over five views
+of its crop: the crop itself and the crop shifted by ``VIEW_SHIFT_PX``
+pixels left, right, up and down (the pixels shifted in are black). The
+signatures change with where exactly the face sits in the crop, and a
+detector frames a face to within about 3 pixels of the training crop
+(``docs/PHOTOS.md``); averaging over shifts of that size makes a signature
+depend less on it. Like the flip, it is an average at the network's own
+scale, so the learned threshold keeps its meaning; with ``flip`` too, each
+view is averaged with its mirror image (2 x 5 signatures per face).
+``views=1`` (the default) is the crop alone.
+
 Signature cache
 ---------------
 Signatures are cached per model under ``cache_dir()/signatures/`` in one
-``.npz`` store per (model file, framing rule, flip): its name is a hash of
-the SHA-256 of the model file's bytes, the crop description and the flip
-flag. Inside, each signature is keyed by a hash of the image's path relative
+``.npz`` store per (model file, framing rule, flip, views): its name is a
+hash of the SHA-256 of the model file's bytes, the crop description, the
+flip flag and the number of views. Inside, each signature is keyed by a hash of the image's path relative
 to the folder it was listed from, its size and its modification time (ns),
 so an edited image is embedded again, and a moved dataset folder keeps its
 cache. Stores are written atomically (temporary file, then rename); a store
@@ -280,19 +293,51 @@ def open_model(path=None, onnx=None) -> LoadedModel:
 # Signatures
 # --------------------------------------------------------------------------
 
-def embed_faces(model, images: np.ndarray, flip: bool = False, batch_size: int = 64, threads=None) -> np.ndarray:
+VIEWS = (1, 5)            # the test-time view counts ``embed_faces`` takes (module docstring)
+VIEW_SHIFT_PX = 3         # the shift of the four shifted views, pixels of the S x S crop
+
+
+def check_views(views) -> int:
+    """Return ``views`` if it is one of ``VIEWS``, else raise ValueError."""
+    if isinstance(views, bool) or views not in VIEWS:
+        raise ValueError(f"views must be one of {', '.join(map(str, VIEWS))}, got {views!r}")
+    return int(views)
+
+
+def shifted_views(images: np.ndarray, views: int) -> np.ndarray:
+    """images (N, S, S, 3) -> (views * N, S, S, 3): the crops, then (views = 5) the crops shifted by
+    VIEW_SHIFT_PX to the right, left, down and up, black where the shift leaves no pixel."""
+    if check_views(views) == 1:
+        return images
+    k = VIEW_SHIFT_PX
+    out = np.zeros((5,) + images.shape, dtype=images.dtype)              # (5, N, S, S, 3)
+    out[0] = images
+    out[1][:, :, k:] = images[:, :, :-k]                                 # content moves right
+    out[2][:, :, :-k] = images[:, :, k:]                                 # left
+    out[3][:, k:] = images[:, :-k]                                       # down
+    out[4][:, :-k] = images[:, k:]                                       # up
+    return out.reshape((-1,) + images.shape[1:])
+
+
+def embed_faces(model, images: np.ndarray, flip: bool = False, batch_size: int = 64, threads=None,
+                views: int = 1) -> np.ndarray:
     """Signatures (N, D) float32 of face crops images (N, S, S, 3) uint8.
 
     With ``flip``, each signature is (e + e_flip) / 2, e_flip being the
-    signature of the left-right mirror of the crop (see the module
-    docstring). ``images`` is not modified.
+    signature of the left-right mirror of the crop; with ``views=5``, the
+    average over the crop and four shifted copies (``shifted_views``), each
+    with its mirror if ``flip`` (module docstring). ``images`` is not modified.
     """
-    if not flip:
+    if check_views(views) == 1 and not flip:
         return model.embed(images, batch_size=batch_size, threads=threads)
     n = len(images)
-    both = np.concatenate([images, images[:, :, ::-1]])       # (2N, S, S, 3): crops, then their mirrors
-    sig = model.embed(both, batch_size=batch_size, threads=threads)  # (2N, D)
-    return ((sig[:n] + sig[n:]) * np.float32(0.5)).astype(np.float32)
+    stack = shifted_views(images, views)                                 # (V N, S, S, 3)
+    if flip:
+        stack = np.concatenate([stack, stack[:, :, ::-1]])              # (2 V N, ...): then their mirrors
+    sig = model.embed(stack, batch_size=batch_size, threads=threads)    # (2 V N, D) or (V N, D)
+    if views == 1:                                                       # flip alone: exactly (e + e_flip) / 2
+        return ((sig[:n] + sig[n:]) * np.float32(0.5)).astype(np.float32)
+    return sig.reshape(-1, n, sig.shape[1]).mean(axis=0, dtype=np.float64).astype(np.float32)
 
 
 @dataclass
@@ -326,9 +371,11 @@ def _entry_key(rel: str, st: os.stat_result) -> str:
     return _cache.cache_key([rel, int(st.st_size), int(st.st_mtime_ns)])
 
 
-def _store_path(model_sha256: str, crop: CropBox, flip: bool) -> Tuple[Path, dict]:
+def _store_path(model_sha256: str, crop: CropBox, flip: bool, views: int = 1) -> Tuple[Path, dict]:
     description = {"kind": "signatures", "format": SIGNATURE_CACHE_FORMAT, "model_sha256": model_sha256,
                    "crop": crop.describe(), "flip": bool(flip)}
+    if views != 1:                                      # (stores made before views existed keep their names)
+        description["views"] = int(views)
     key = _cache.cache_key(description)
     return _cache.cache_dir() / "signatures" / f"{key[:40]}.npz", description
 
@@ -368,7 +415,7 @@ def _write_store(path: Path, description: dict, new: dict, dim: int) -> None:
 
 def compute_signatures(loaded: LoadedModel, files: Sequence, relative: Optional[Sequence[str]] = None, *,
                        frame: str = "auto", flip: bool = False, batch_size: int = 64, threads=None,
-                       cache: bool = True, progress=True) -> SignatureRun:
+                       cache: bool = True, progress=True, views: int = 1) -> SignatureRun:
     """Signatures of image files, each decoded and embedded once, batched, cached per model.
 
     Args:
@@ -379,6 +426,7 @@ def compute_signatures(loaded: LoadedModel, files: Sequence, relative: Optional[
             absolute path.
         frame: the framing rule (``FRAMES``).
         flip: average with the mirror image's signature (module docstring).
+        views: 1, or 5 to average over shifted views of each crop (module docstring).
         batch_size, threads: passed to ``FaceModel.embed``.
         cache: read and update the signature store of this model.
         progress: True prints progress on stderr (tqdm if installed, else a
@@ -389,6 +437,7 @@ def compute_signatures(loaded: LoadedModel, files: Sequence, relative: Optional[
     """
     t_start = time.perf_counter()
     crop = face_crop(frame)
+    views = check_views(views)
     files = [Path(f) for f in files]
     if relative is None:
         relative = [str(f.resolve()) for f in files]
@@ -423,7 +472,7 @@ def compute_signatures(loaded: LoadedModel, files: Sequence, relative: Optional[
     store_file, description, stored = None, None, {}
     if cache:
         t = time.perf_counter()
-        store_file, description = _store_path(loaded.sha256, crop, flip)
+        store_file, description = _store_path(loaded.sha256, crop, flip, views)
         stored = _read_store(store_file, description, dim)
         seconds["cache"] += time.perf_counter() - t
     todo = []
@@ -453,7 +502,7 @@ def compute_signatures(loaded: LoadedModel, files: Sequence, relative: Optional[
             seconds["decode"] += time.perf_counter() - t
             if rows:
                 t = time.perf_counter()
-                sig = embed_faces(model, buf[:len(rows)], flip, batch_size, threads)   # (n, D)
+                sig = embed_faces(model, buf[:len(rows)], flip, batch_size, threads, views)   # (n, D)
                 seconds["embed"] += time.perf_counter() - t
                 signatures[rows] = sig
                 ok[rows] = True

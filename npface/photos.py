@@ -179,7 +179,7 @@ class PhotoRun:
 
 
 def embed_pictures(loaded, files, relative, frame="auto", flip=False, batch_size=64, threads=None, cache=True,
-                   progress=True) -> PhotoRun:
+                   progress=True, views=1) -> PhotoRun:
     """Signatures of every face of ``files`` under ``frame`` (module docstring), in file order, faces in order.
 
     Pictures framed by a fixed rule ('lfw', 'crop') go through
@@ -203,7 +203,7 @@ def embed_pictures(loaded, files, relative, frame="auto", flip=False, batch_size
 
     def flush():
         if crops:
-            det_sig.append(embed_faces(model, np.stack(crops), flip, batch_size, threads))
+            det_sig.append(embed_faces(model, np.stack(crops), flip, batch_size, threads, views))
             crops.clear()
 
     if frame in fixed:
@@ -241,7 +241,8 @@ def embed_pictures(loaded, files, relative, frame="auto", flip=False, batch_size
         if not idx:
             continue
         run = compute_signatures(loaded, [files[i] for i in idx], [relative[i] for i in idx], frame=rule, flip=flip,
-                                 batch_size=batch_size, threads=threads, cache=cache, progress=progress)
+                                 batch_size=batch_size, threads=threads, cache=cache, progress=progress,
+                                 views=views)
         n_cached, n_embedded = n_cached + run.n_cached, n_embedded + run.n_embedded
         skipped += [(idx[k], rel, reason) for k, rel, reason in run.skipped]
         for k, _, _ in run.skipped:

@@ -13,7 +13,7 @@ gallery rows (``npface.gallery.nearest``); the k nearest are listed with
 their squared distance and SAME when it is below the learned threshold
 theta, the model's same/different boundary, else DIFFERENT.
 
-Queries are embedded with the gallery's own model and flip setting (from
+Queries are embedded with the gallery's own model, flip and views settings (from
 its metadata): ``--model`` is needed only when that model file has moved.
 A query picture that cannot be read or has no face is skipped with a
 warning. Exit status: 0 done, 1 an error (bad gallery or model, no query
@@ -78,7 +78,7 @@ def search(args):
     root, files, relative = find_images(args.queries)
     run = embed_pictures(loaded, files, [str(f) for f in files], frame=args.frame,
                          flip=bool(gallery.metadata.get("flip", False)), threads=args.threads, cache=False,
-                         progress=False)
+                         progress=False, views=int(gallery.metadata.get("views", 1)))
     for _, rel, reason in run.skipped:
         print(f"warning: skipped {rel}: {reason}", file=sys.stderr)
     for _, rel in run.no_face:

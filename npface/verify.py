@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from npface.faces import CommandError, check_common_args, embed_faces, open_model
+from npface.faces import VIEW_SHIFT_PX, VIEWS, CommandError, check_common_args, embed_faces, open_model
 from npface.photos import FRAME_HELP, FRAMES, NO_FACE_STATUS, frame_picture, pick_face, run_command
 from npface.threads import max_threads
 
@@ -33,7 +33,7 @@ PROG = "python -m npface.verify"
 
 
 def add_model_options(parser):
-    """The flags verify and embed share: --model or --onnx, --flip, --frame, --threads."""
+    """The flags verify and embed share: --model or --onnx, --flip, --views, --frame, --threads."""
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--model", metavar="PATH",
                        help="model file (.npz) saved by npface; default: the pretrained model shipped with npface")
@@ -44,6 +44,11 @@ def add_model_options(parser):
     parser.add_argument("--flip", action="store_true",
                         help="test-time flip: each signature is the average of those of the crop and its mirror "
                              "image, (e + e_flip) / 2, which keeps the scale the learned threshold was trained for")
+    parser.add_argument("--views", type=int, choices=VIEWS, default=1,
+                        help=f"test-time views: 5 averages each signature over the crop and four copies shifted by "
+                             f"{VIEW_SHIFT_PX} px (left, right, up, down), which makes it depend less on where exactly "
+                             "the face sits in its frame (a detector's framing is off by about that much); 5 times "
+                             "the work (default 1: the crop alone)")
     parser.add_argument("--frame", choices=FRAMES, default="auto", help=FRAME_HELP + " (default auto)")
     parser.add_argument("--threads", type=int, default=1, metavar="N",
                         help=f"threads for the network, 1 to {max_threads()} "
@@ -99,7 +104,8 @@ def verify(args):
     pictures = [frame_picture(name, args.frame, S) for name in names]
     wanted = args.face or (None, None)
     faces = [pick_face(name, pic, n) for name, pic, n in zip(names, pictures, wanted)]
-    sig = embed_faces(loaded.model, np.stack([f.crop for f in faces]), args.flip, threads=args.threads)  # (2, D)
+    sig = embed_faces(loaded.model, np.stack([f.crop for f in faces]), args.flip, threads=args.threads,
+                      views=args.views)                                                                  # (2, D)
     model = loaded.model
     distance = float(model.distance(sig[0], sig[1]))
     return {"a": str(names[0]), "b": str(names[1]), "distance": distance, "threshold": model.threshold,

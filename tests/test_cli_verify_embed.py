@@ -126,7 +126,7 @@ def test_verify_help(capsys):
         npverify.main(["--help"])
     assert exc.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for flag in ("--model", "--flip", "--frame", "--threads"):
+    for flag in ("--model", "--flip", "--views", "--frame", "--threads"):
         assert flag in text
     assert "exactly 250x250" in text and "SAME" in text and "Exit status 0" in text
 
@@ -202,6 +202,63 @@ def test_embed_files_and_flip(tmp_path, capsys, images):
     m = open_model(model).model
     e, e_mirror = m.embed(faces), m.embed(np.ascontiguousarray(faces[:, :, ::-1]))
     np.testing.assert_allclose(sig, (e + e_mirror) / 2, rtol=1e-5, atol=1e-6)
+
+
+def test_shifted_views_move_the_crop_and_fill_black():
+    from npface.faces import VIEW_SHIFT_PX as k
+    from npface.faces import shifted_views
+    rng = np.random.default_rng(0)
+    crops = rng.integers(1, 256, (2, 112, 112, 3), dtype=np.uint8)           # no black pixel of its own
+    before = crops.copy()
+    v = shifted_views(crops, 5).reshape(5, 2, 112, 112, 3)
+    np.testing.assert_array_equal(crops, before)
+    np.testing.assert_array_equal(v[0], crops)
+    np.testing.assert_array_equal(v[1][:, :, k:], crops[:, :, :-k])              # content moved right
+    np.testing.assert_array_equal(v[2][:, :, :-k], crops[:, :, k:])              # left
+    np.testing.assert_array_equal(v[3][:, k:], crops[:, :-k])                    # down
+    np.testing.assert_array_equal(v[4][:, :-k], crops[:, k:])                    # up
+    assert not v[1][:, :, :k].any() and not v[2][:, :, -k:].any()
+    assert not v[3][:, :k].any() and not v[4][:, -k:].any()
+    assert shifted_views(crops, 1) is crops
+
+
+def test_embed_faces_views_average_the_shifted_crops(tmp_path, images):
+    from npface.faces import shifted_views
+    model = open_model(saved_model(tmp_path)).model
+    faces = np.stack([read_face(images["wide"]), read_face(images["crop"])])   # (2, 112, 112, 3)
+    e = model.embed(shifted_views(faces, 5)).reshape(5, 2, -1)                  # (views, N, D)
+    e_mirror = model.embed(np.ascontiguousarray(shifted_views(faces, 5)[:, :, ::-1])).reshape(5, 2, -1)
+    np.testing.assert_allclose(embed_faces(model, faces, views=5), e.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(embed_faces(model, faces, True, views=5), (e.mean(0) + e_mirror.mean(0)) / 2,
+                               rtol=1e-5, atol=1e-6)
+    assert np.abs(e.mean(0) - e[0]).max() > 1e-3                               # the views are not the crop
+    for bad in (0, 2, 3, True, "5"):
+        with pytest.raises(ValueError, match="views must be one of 1, 5"):
+            embed_faces(model, faces, views=bad)
+
+
+def test_verify_and_embed_with_views(tmp_path, capsys, images):
+    model = saved_model(tmp_path)
+    a, b = images["crop"], images["wide"]
+    m = open_model(model).model
+    sig = embed_faces(m, np.stack([read_face(a), read_face(b)]), views=5)
+    d = float(((sig[0].astype(np.float64) - sig[1]) ** 2).sum())
+    status, out, _ = verify(capsys, a, b, "--model", model, "--views", "5", "--json")
+    assert status == 0 and json.loads(out)["distance"] == pytest.approx(d, abs=1e-4)
+    with pytest.raises(SystemExit) as exc:
+        verify(capsys, a, b, "--model", model, "--views", "3")
+    assert exc.value.code == 2 and "--views" in capsys.readouterr().err
+    out_file = tmp_path / "sig.npz"
+    status, _, err = embed(capsys, a, b, "--out", out_file, "--model", model, "--views", "5", "--quiet")
+    assert status == 0, err
+    with np.load(out_file, allow_pickle=False) as npz:
+        np.testing.assert_allclose(npz["signatures"], sig, rtol=1e-5, atol=1e-6)
+        assert json.loads(str(npz["metadata.json"]))["views"] == 5
+    # the cache keeps views apart: the plain signatures are not served for --views 5, nor the other way round
+    status, _, _ = embed(capsys, a, b, "--out", tmp_path / "plain.npz", "--model", model, "--quiet")
+    with np.load(tmp_path / "plain.npz", allow_pickle=False) as npz:
+        assert np.abs(npz["signatures"] - sig).max() > 1e-3
+        assert json.loads(str(npz["metadata.json"]))["views"] == 1
 
 
 def test_find_images_relative_to_the_common_folder(tmp_path):

@@ -292,7 +292,10 @@ def test_photos_benchmark_model_flag_needs_json_and_names_a_bad_model(tmp_path, 
     from benchmarks.photos import main
     with pytest.raises(SystemExit):
         main(["--lfw", str(tmp_path), "--model", str(tmp_path / "m.npz")])
-    assert "--model and --json go together" in capsys.readouterr().err
+    assert "--json goes with --model or --people" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--lfw", str(tmp_path), "--people", "selection"])
+    assert "--json goes with --model or --people" in capsys.readouterr().err
     assert main(["--lfw", str(tmp_path), "--model", str(tmp_path / "m.npz"), "--json", str(tmp_path / "p.json")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--model" in err and "m.npz" in err
