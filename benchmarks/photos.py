@@ -47,6 +47,7 @@ RESULTS = Path("benchmarks/results/photos.json")
 QUICK_RESULTS = Path("runs/photos-quick/photos.json")
 FRAMING = Path("benchmarks/results/framing.json")
 CLUSTER_SEARCH = Path("benchmarks/results/cluster_search.json")
+SELECTION = Path("benchmarks/results/photos-selection.json")     # --people selection (how --views was chosen)
 REPORT = Path("docs/PHOTOS.md")
 GALLERY_PEOPLE = (25, 100, 404)          # people per gallery (404: every held-out person)
 
@@ -265,7 +266,7 @@ def write_report(path=REPORT, results=RESULTS, framing=FRAMING, cluster_search=C
                   "The last row isolates resampling and JPEG; the gap between it and the other two is framing: "
                   "the signatures change with where exactly the face sits in the crop, more than the alignment "
                   "net undoes.", ""]
-        for key in sorted(k for k in v if k.startswith("views")):
+        for key in sorted(k for k in v if k.startswith("views") and isinstance(v[k], dict)):
             w = v[key]
             lines += [f"With `--views {w['views']}` (each signature averaged over the crop and four copies shifted by "
                       f"{VIEW_SHIFT_PX} px, on both sides of every comparison: the original frames' decisions are "
@@ -278,6 +279,14 @@ def write_report(path=REPORT, results=RESULTS, framing=FRAMING, cluster_search=C
                       f"{100 * w['landmark_frame_accuracy']:.1f}% |",
                       f"| the training crop itself | {100 * w['training_crop_agreement']:.1f}% | "
                       f"{100 * w['training_crop_accuracy']:.1f}% |", ""]
+        sel = _read(SELECTION)
+        if sel and "views5" in sel.get("verify", {}):
+            s1, s5 = sel["verify"], sel["verify"]["views5"]
+            lines += [f"The views were chosen on the selection people alone (`{sel['command']}`, "
+                      f"{s1['pairs']} pairs): `--frame detect` agreement {100 * s1['agreement']:.1f}% with one view, "
+                      f"{100 * s5['agreement']:.1f}% with five; the original frames' accuracy "
+                      f"{100 * s1['accuracy_original_frames']:.1f}% and {100 * s5['accuracy_original_frames']:.1f}%. "
+                      "Five views cost five forward passes per face, so the commands keep one as their default.", ""]
     if ph and "clustering" in ph:
         c = ph["clustering"]
         lines += ["## Clustering held-out people (`python -m benchmarks.photos --lfw ../shared/lfw`)", "",
