@@ -97,17 +97,19 @@ def write_protocol(lfw, work, n_fit, n_test, people="peopleDevTrain.txt", seed=0
 KINDS = ("fit-and-test", "10-fold", "fit on training people")
 
 
-def evaluate(lfw, model, protocol, work, threads=1, log=print, kinds=KINDS):
+def evaluate(lfw, model, protocol, work, threads=1, log=print, kinds=KINDS, views=(1,)):
     """Fit-and-test and test-only 10-fold, each without and with flip, through ``npface.eval``; and the test pairs
     at a threshold fitted on pairsDevTrain.txt, whose people are the model's training people (``kinds``: which
-    of these three, in ``KINDS``)."""
+    of these three, in ``KINDS``). ``views``: the test-time view counts to measure (``npface.eval --views``);
+    a count V > 1 adds the keys "<kind> viewsV" and "<kind> viewsV flip"."""
     from npface import eval as npeval
     results = {}
-    for flip in (False, True):
+    for v, flip in [(v, flip) for v in views for flip in (False, True)]:
         for kind in kinds:
-            if kind == "fit on training people" and flip:
+            if kind == "fit on training people" and (flip or v != 1):
                 continue
-            out = Path(work) / f"{kind.replace(' ', '-')}{'-flip' if flip else ''}.json"
+            name = f"{kind}{f' views{v}' if v != 1 else ''}{' flip' if flip else ''}"
+            out = Path(work) / f"{name.replace(' ', '-')}.json"
             argv = ["--lfw", str(lfw), "--pairs", protocol["test"]["path"], "--json", str(out), "--quiet",
                     "--threads", str(threads)]
             if kind == "fit-and-test":
@@ -118,13 +120,15 @@ def evaluate(lfw, model, protocol, work, threads=1, log=print, kinds=KINDS):
                 argv += ["--model", str(model)]
             if flip:
                 argv.append("--flip")
+            if v != 1:
+                argv += ["--views", str(v)]
             if npeval.main(argv) != 0:
                 raise RuntimeError(f"python -m npface.eval {' '.join(argv)} failed")
             report = json.loads(out.read_text())
             keep = ("protocol", "n_pairs", "accuracy", "accuracy_std", "auc", "eer", "threshold",
                     "learned_threshold", "learned_threshold_accuracy", "trained_people_warning")
-            results[f"{kind}{' flip' if flip else ''}"] = {k: report.get(k) for k in keep}
-            log(f"{kind}{' + flip' if flip else ''}: accuracy {report['accuracy']:.4f}, AUC {report['auc']:.4f}")
+            results[name] = {k: report.get(k) for k in keep}
+            log(f"{name}: accuracy {report['accuracy']:.4f}, AUC {report['auc']:.4f}")
     return results
 
 

@@ -70,18 +70,19 @@ def wilson(p: float, n: int, z: float = Z95) -> tuple:
     return centre - half, centre + half
 
 
-def measure(lfw, model, part, work, n_fit=N_PAIRS, n_test=N_PAIRS, threads=1, log=print) -> dict:
-    """Fit-and-test on ``part``'s people, without and with flip; the results dict of the results file
-    (``summary``: the headline figures)."""
+def measure(lfw, model, part, work, n_fit=N_PAIRS, n_test=N_PAIRS, threads=1, log=print, views=(1,)) -> dict:
+    """Fit-and-test on ``part``'s people, without and with flip (and with each test-time view count of
+    ``views`` after the first); the results dict of the results file (``summary``: the headline figures,
+    keyed "plain", "flip", "views5", "views5 flip", ...)."""
     work = Path(work)
     protocol = write_protocol(lfw, work, n_fit, n_test, choose=lambda held_out: people_of(part, held_out),
                               groups=1)
-    results = evaluate(lfw, model, protocol, work, threads, log, kinds=("fit-and-test",))
+    results = evaluate(lfw, model, protocol, work, threads, log, kinds=("fit-and-test",), views=views)
     summary = {}
-    for flip in (False, True):
-        r = results["fit-and-test" + (" flip" if flip else "")]
+    for key in results:
+        r = results[key]
         low, high = wilson(r["accuracy"], r["n_pairs"])
-        summary["flip" if flip else "plain"] = {
+        summary[key.replace("fit-and-test", "").strip() or "plain"] = {
             "accuracy": r["accuracy"], "accuracy_95": [low, high], "auc": r["auc"], "eer": r["eer"],
             "learned_threshold_accuracy": r["learned_threshold_accuracy"], "threshold": r["threshold"],
             "learned_threshold": r["learned_threshold"], "test_pairs": r["n_pairs"]}
@@ -102,6 +103,8 @@ def main(argv=None):
     parser.add_argument("--work", metavar="DIR", help="folder for the pairs files and eval reports (they name LFW "
                         "files: keep them out of the project; default: runs/heldout/<people>)")
     parser.add_argument("--threads", type=int, default=1, help="threads for the network")
+    parser.add_argument("--views", action="store_true",
+                        help="also measure with 5 test-time views (npface.eval --views 5), without and with flip")
     parser.add_argument("--json", metavar="OUT",
                         help="result file (default: benchmarks/results/heldout-<people>.json)")
     args = parser.parse_args(argv)
@@ -113,7 +116,7 @@ def main(argv=None):
         model = load(args.model)                          # a bad --model fails here, before the long part
         provenance = model.provenance
         out = measure(args.lfw, args.model, args.people, args.work or f"runs/heldout/{args.people}",
-                      args.n_fit, args.n_test, args.threads)
+                      args.n_fit, args.n_test, args.threads, views=(1, 5) if args.views else (1,))
     except (OSError, ValueError, RuntimeError) as e:
         print(f"python -m benchmarks.heldout: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

@@ -688,6 +688,7 @@ def levers_section(res) -> list:
         L += [f"The shipped model (`shipped.json`) on the same selection people, measured by `python -m "
               f"benchmarks.heldout --people selection` (`heldout-selection.json`): {_pct(s['accuracy'])} "
               f"({_pct(s['accuracy_95'][0])}–{_pct(s['accuracy_95'][1])}), AUC {s['auc']:.3f}. "
+              + _test_time_sentence(sel["summary"]) +
               "Every model measured on the report people, once each, in order (`heldout-report.json`):", "",
               "| model | report people accuracy | date |", "|---|---|---|"]
         L += [f"| {_measured_model(m, shipped)} | {_pct(m['accuracy'])} | {m.get('date') or ''} |"
@@ -704,6 +705,18 @@ def levers_section(res) -> list:
               f"{_pct(s['learned_threshold_accuracy'])}; with test-time flip {_pct(f['accuracy'])}, AUC "
               f"{f['auc']:.3f}.", ""]
     return L
+
+
+def _test_time_sentence(summary) -> str:
+    """The test-time levers of one selection measurement (flip, views), as a sentence ('' without them)."""
+    parts = [f"{label} {_pct(summary[k]['accuracy'])} (AUC {summary[k]['auc']:.3f}, at the learned θ "
+             f"{_pct(summary[k]['learned_threshold_accuracy'])})"
+             for k, label in (("plain", "one view"), ("flip", "with flip"), ("views5", "5 views (`--views 5`)"),
+                              ("views5 flip", "5 views with flip")) if k in summary]
+    if len(parts) < 3:
+        return ""
+    return ("Test-time levers on the same pairs (`--views` in `python -m benchmarks.heldout`): " + "; ".join(parts)
+            + ". ")
 
 
 def _measured_model(m, shipped) -> str:

@@ -120,7 +120,7 @@ class EmbedCounter:
         monkeypatch.setattr(FaceModel, "embed", counting)
 
 
-def oracle_distances(model_path, lfw, pairs_text, flip=False):
+def oracle_distances(model_path, lfw, pairs_text, flip=False, views=1):
     """Distances (P,) and is_same (P,) computed image by image, without the eval command."""
     model = open_model(model_path).model
     lines = pairs_text.strip().splitlines()[1:]
@@ -129,7 +129,7 @@ def oracle_distances(model_path, lfw, pairs_text, flip=False):
         f = ln.split()
         a, b = ((f[0], f[1]), (f[0], f[2])) if len(f) == 3 else ((f[0], f[1]), (f[2], f[3]))
         imgs = np.stack([read_face(lfw / "lfw" / n / f"{n}_{int(i):04d}.jpg", "lfw") for n, i in (a, b)])
-        sig = embed_faces(model, imgs, flip)
+        sig = embed_faces(model, imgs, flip, views=views)
         d.append(float(((sig[0].astype(np.float64) - sig[1]) ** 2).sum()))
         s.append(len(f) == 3)
     return np.array(d), np.array(s)
@@ -251,6 +251,19 @@ def test_fit_and_test(tmp_path, capsys, lfw, model_path):
     assert r["accuracy"] == pytest.approx(metrics.accuracy(d, s, r["threshold"]))
     assert r["accuracy_std"] is None and r["learned_threshold_accuracy"] == pytest.approx(metrics.accuracy(d, s, 2.0))
     assert "fit-and-test" in out
+
+
+def test_fit_and_test_with_views(tmp_path, capsys, lfw, model_path):
+    pairs, fit = write(tmp_path, VIEW1, "test.txt"), write(tmp_path, FIT, "fit.txt")
+    status, out, err = run(capsys, "--lfw", lfw, "--pairs", pairs, "--fit-pairs", fit, "--model", model_path,
+                           "--json", tmp_path / "r.json", "--views", "5")
+    assert status == 0, err
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["views"] == 5 and r["flip"] is False and "views 5" in out
+    dt, st = oracle_distances(model_path, lfw, FIT, views=5)
+    d, s = oracle_distances(model_path, lfw, VIEW1, views=5)
+    assert r["threshold"] == pytest.approx(metrics.fit_threshold(dt, st), rel=1e-5)
+    assert r["accuracy"] == pytest.approx(metrics.accuracy(d, s, r["threshold"]))
 
 
 def test_a_perfect_signature_scores_perfectly(tmp_path, capsys, lfw, model_path, monkeypatch):
