@@ -50,14 +50,6 @@ from kernels.jit import kernel, parallel_kernel
 # im2col / col2im
 # --------------------------------------------------------------------------
 
-@kernel
-def _valid_columns(Wo, W, stride, pad, q):
-    """(j_lo, j_hi): the output columns j whose tap q reads inside the image, 0 <= j*stride - pad + q < W."""
-    j_lo = max(0, (pad - q + stride - 1) // stride)
-    j_hi = min(Wo, (W - 1 + pad - q) // stride + 1)
-    return j_lo, max(j_lo, j_hi)
-
-
 # A stride-1 convolution whose output rows are at least this wide copies each row segment straight from
 # the input (long vectorised runs); every other one gathers from a zero-padded copy of each plane instead
 # (``im2col``), where many short or strided segments would cost more in loop overhead than in copying.
@@ -130,27 +122,34 @@ def im2col(x_n, K, stride, pad, cols, col0, scratch):
 
 
 @kernel
-def col2im_add(dcols, K, stride, pad, dx_n, col0=0):
+def col2im_add(dcols, K, stride, pad, dx_n, col0, scratch):
     """The adjoint of ``im2col``: add each column entry back to its source pixel.
 
     dcols (C*K*K, >= col0 + Ho*Wo) (the block from column col0), dx_n (C, H, W) accumulated into
-    (caller zeroes it). Entries that came from the zero padding are dropped.
+    (caller zeroes it); scratch as for ``im2col``. Per channel, every tap's row is scattered into a
+    zero-padded plane through the same index map as ``im2col``'s gather, plane.flat[p*Wp + q + index[k]]
+    += dcols[row, col0 + k] (one loop per row, taps in row order), and the plane's interior is then
+    added to dx_n; what landed in the border came from the zero padding and is dropped.
     """
     C, H, W = dx_n.shape
     Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
+    Hp, Wp, P = H + 2 * pad, W + 2 * pad, Ho * Wo
+    plane = scratch[:Hp * Wp]                                    # (Hp * Wp) one channel's padded gradient
+    index = scratch[Hp * Wp:Hp * Wp + P].view(np.int32)
+    for i in range(Ho):
+        for j in range(Wo):
+            index[i * Wo + j] = i * stride * Wp + j * stride
     for c in range(C):
+        plane[:] = 0.0
         for p in range(K):
             for q in range(K):
-                row = (c * K + p) * K + q
-                j_lo, j_hi = _valid_columns(Wo, W, stride, pad, q)
-                off = q - pad
-                for i in range(Ho):
-                    h = i * stride - pad + p
-                    if h < 0 or h >= H:
-                        continue
-                    base = col0 + i * Wo
-                    for j in range(j_lo, j_hi):
-                        dx_n[c, h, j * stride + off] += dcols[row, base + j]
+                dst = plane[p * Wp + q:]
+                src = dcols[(c * K + p) * K + q, col0:col0 + P]
+                for k in range(P):
+                    dst[index[k]] += src[k]
+        for h in range(H):
+            for w in range(W):
+                dx_n[c, h, w] += plane[(h + pad) * Wp + pad + w]
 
 
 @kernel
@@ -220,7 +219,7 @@ def conv2d_backward_sample(dout_n, x_n, w2t, K, stride, pad, cols, dcols, scratc
     if want_dx:
         np.dot(w2t, dout_n, dcols)
         dx_n[:] = 0.0
-        col2im_add(dcols, K, stride, pad, dx_n, 0)
+        col2im_add(dcols, K, stride, pad, dx_n, 0, scratch)
 
 
 @kernel
@@ -281,7 +280,7 @@ def conv2d_backward_chunk(douts, rows, first, step, nb, x_off, C, H, W, w2t, K, 
         for i in range(nb):
             dx_i = dxs[i, :C * H * W].reshape((C, H, W))
             dx_i[:] = 0.0
-            col2im_add(dc, K, stride, pad, dx_i, i * P)
+            col2im_add(dc, K, stride, pad, dx_i, i * P, scratch)
 
 
 @parallel_kernel

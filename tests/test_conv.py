@@ -4,7 +4,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from kernels.conv import (conv2d_backward_chunk, conv2d_backward_reference, conv2d_forward_chunk,
+from kernels.conv import (col2im_add, conv2d_backward_chunk, conv2d_backward_reference, conv2d_forward_chunk,
                           conv2d_forward_reference, im2col, im2col_scratch_size)
 from npface import ops
 from tests.gradcheck import assert_gradient, assert_unchanged, numerical_gradient, snapshot
@@ -155,7 +155,7 @@ def im2col_definition(x, K, stride, pad):
     (3, 19, 23, 5, 2, 2), (2, 9, 9, 3, 2, 1),     # strided: gathered from a padded plane
     (2, 7, 7, 3, 1, 1), (1, 6, 5, 4, 3, 3),       # short rows, and a field that hangs over two edges
 ])
-def test_im2col_both_ways_match_the_definition(C, H, W, K, stride, pad, dtype):
+def test_im2col_both_ways_and_col2im_match_the_definition(C, H, W, K, stride, pad, dtype):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((C, H, W)).astype(dtype)
     want = im2col_definition(x, K, stride, pad)
@@ -167,6 +167,22 @@ def test_im2col_both_ways_match_the_definition(C, H, W, K, stride, pad, dtype):
     assert_unchanged(before, [x])
     np.testing.assert_array_equal(cols[:, col0:col0 + want.shape[1]], want)
     assert np.isnan(cols[:, :col0]).all() and np.isnan(cols[:, col0 + want.shape[1]:]).all()
+
+    # col2im_add is its adjoint: <im2col(x), D> = <x, col2im(D)>, and it adds to what dx already holds
+    dcols = np.full_like(cols, np.nan)
+    dcols[:, col0:col0 + want.shape[1]] = rng.standard_normal(want.shape)
+    dx = np.ones_like(x)
+    before = snapshot(dcols)
+    col2im_add(dcols, K, stride, pad, dx, col0, scratch)
+    assert_unchanged(before, [dcols])
+    D = dcols[:, col0:col0 + want.shape[1]].astype(np.float64)
+    np.testing.assert_allclose(((dx - 1.0).astype(np.float64) * x).sum(), (want * D).sum(), rtol=1e-5)
+    expected = np.zeros((C, H + 2 * pad, W + 2 * pad))                   # col2im by the definition, padded
+    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
+    for p in range(K):
+        for q in range(K):
+            expected[:, p:p + stride * Ho:stride, q:q + stride * Wo:stride] += D.reshape(C, K, K, Ho, Wo)[:, p, q]
+    np.testing.assert_allclose(dx - 1.0, expected[:, pad:pad + H, pad:pad + W], rtol=1e-5, atol=1e-5)
 
 
 # --------------------------------------------------------------------------
