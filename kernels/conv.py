@@ -65,6 +65,33 @@ def im2col_scratch_size(H, W, K, stride, pad):
 
 
 @kernel
+def _im2col_wide_rows(x_n, K, stride, pad, cols, col0):
+    """``im2col`` for stride 1 and rows at least WIDE_ROW wide: each row segment copied from the input row
+    it reads, the part that hangs over the edge selected to 0 (the select vectorises: masked loads).
+
+    Sizes and rows are computed with ``stride`` (always 1 here) as in the general formulas: written
+    inside ``im2col`` with the constant 1 (h = i - pad + p), the same loop ran 1.5 times slower inside
+    the compiled plan (measured on the alignment net's layers)."""
+    C, H, W = x_n.shape
+    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
+    for c in range(C):
+        for p in range(K):
+            for q in range(K):
+                row = (c * K + p) * K + q
+                off = q - pad
+                for i in range(Ho):
+                    h = i * stride - pad + p
+                    base = col0 + i * Wo
+                    if h < 0 or h >= H:
+                        for j in range(Wo):
+                            cols[row, base + j] = 0.0
+                        continue
+                    for j in range(Wo):
+                        v = j + off
+                        cols[row, base + j] = x_n[c, h, v] if 0 <= v < W else 0.0
+
+
+@kernel
 def im2col(x_n, K, stride, pad, cols, col0, scratch):
     """Copy receptive fields into columns.
 
@@ -86,21 +113,7 @@ def im2col(x_n, K, stride, pad, cols, col0, scratch):
     C, H, W = x_n.shape
     Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
     if stride == 1 and Wo >= WIDE_ROW:
-        for c in range(C):
-            for p in range(K):
-                for q in range(K):
-                    row = (c * K + p) * K + q
-                    off = q - pad
-                    for i in range(Ho):
-                        h = i - pad + p
-                        base = col0 + i * Wo
-                        if h < 0 or h >= H:
-                            for j in range(Wo):
-                                cols[row, base + j] = 0.0
-                            continue
-                        for j in range(Wo):                      # the select vectorises: masked loads
-                            v = j + off
-                            cols[row, base + j] = x_n[c, h, v] if 0 <= v < W else 0.0
+        _im2col_wide_rows(x_n, K, stride, pad, cols, col0)
         return
     Hp, Wp, P = H + 2 * pad, W + 2 * pad, Ho * Wo
     plane = scratch[:Hp * Wp]                                    # xpad_c, flat (Hp * Wp)
@@ -192,80 +205,16 @@ def _sum_groups(parts, total):
 # General K x K convolution
 # --------------------------------------------------------------------------
 
-# Convolutions with at most this many filters are multiplied pixel by pixel (``conv2d_forward_sample``):
-# Table 2's alignment net (4 and 12 filters), where BLAS runs the channel-major product far below its peak.
-ROWS_MAX_FILTERS = 16
-
-
-@kernel
-def conv_scratch_size(C, H, W, K, stride, pad, F):
-    """Elements of the scratch ``conv2d_forward_sample`` and ``conv2d_backward_sample`` need: ``im2col``'s,
-    or for a layer of at most ROWS_MAX_FILTERS filters the forward's pixel-major one (the padded input,
-    C*K*K int32 offsets and the (Ho*Wo, F) product), whichever is larger."""
-    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
-    size = im2col_scratch_size(H, W, K, stride, pad)
-    if F <= ROWS_MAX_FILTERS:
-        size = max(size, C * (H + 2 * pad) * (W + 2 * pad) + C * K * K + Ho * Wo * F)
-    return size
-
-
-@kernel
-def im2row(x_n, K, stride, pad, rows, scratch):
-    """rows (Ho*Wo, C*K*K) = im2col(x_n).T, written row by row: rows[i*Wo + j, (c*K + p)*K + q] =
-    xpad[c, i*stride + p, j*stride + q]. The whole input is copied once into a zero-padded buffer
-    (C, Hp, Wp) at the front of ``scratch``; each row is then one gather through the C*K*K offsets
-    c*Hp*Wp + p*Wp + q (kept after it, as int32) from the row's corner i*stride*Wp + j*stride."""
-    C, H, W = x_n.shape
-    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
-    Hp, Wp, CKK = H + 2 * pad, W + 2 * pad, C * K * K
-    xpad = scratch[:C * Hp * Wp]
-    offsets = scratch[C * Hp * Wp:C * Hp * Wp + CKK].view(np.int32)
-    xpad[:] = 0.0
-    for c in range(C):
-        for h in range(H):
-            for w in range(W):
-                xpad[(c * Hp + h + pad) * Wp + pad + w] = x_n[c, h, w]
-        for p in range(K):
-            for q in range(K):
-                offsets[(c * K + p) * K + q] = c * Hp * Wp + p * Wp + q
-    for i in range(Ho):
-        for j in range(Wo):
-            src = xpad[i * stride * Wp + j * stride:]
-            row = rows[i * Wo + j]
-            for r in range(CKK):
-                row[r] = src[offsets[r]]
-
-
 @kernel
 def conv2d_forward_sample(x_n, w2, b, K, stride, pad, relu, cols, scratch, out_n):
     """One sample: out_n (F, Ho*Wo) = w2 (F, C*K*K) @ im2col(x_n (C, H, W)) + b, then ReLU if relu.
 
-    ``cols`` (C*K*K, Ho*Wo) and ``scratch`` (``conv_scratch_size``) are caller-owned scratch (the
-    whole-network plans hand in workspace, the batch kernel below its own).
-
-    The same product two ways. Channel-major, as written: im2col, then w2 @ cols. Pixel-major, for at
-    most ROWS_MAX_FILTERS filters: rows = cols.T built directly (``im2row``, in cols' memory), the product
-    out_n.T (Ho*Wo, F) = rows @ w2.T into scratch, then transposed into out_n with the bias: with so few
-    filters, BLAS multiplies a tall product with F columns several times faster than a wide one with F rows.
+    ``cols`` (C*K*K, Ho*Wo) and ``scratch`` (``im2col``'s) are caller-owned scratch (the whole-network
+    plans hand in workspace, the batch kernel below its own).
     """
-    F, CKK = w2.shape
-    P = out_n.shape[1]
-    if F > ROWS_MAX_FILTERS:
-        im2col(x_n, K, stride, pad, cols, 0, scratch)
-        np.dot(w2, cols, out_n)
-        _add_bias(out_n, b, relu)
-        return
-    C, H, W = x_n.shape
-    rows = cols.reshape((P, CKK))                                # (Ho*Wo, C*K*K) in the columns' memory
-    im2row(x_n, K, stride, pad, rows, scratch)
-    used = C * (H + 2 * pad) * (W + 2 * pad) + CKK               # the padded input and the offsets
-    prod_t = scratch[used:used + P * F].reshape((P, F))          # (Ho*Wo, F)
-    np.dot(rows, w2.T, prod_t)
-    for f in range(F):
-        bf = b[f]
-        for k in range(P):
-            v = prod_t[k, f] + bf
-            out_n[f, k] = 0.0 if (relu and v <= 0.0) else v        # NaN stays NaN (NaN <= 0 is false)
+    im2col(x_n, K, stride, pad, cols, 0, scratch)
+    np.dot(w2, cols, out_n)
+    _add_bias(out_n, b, relu)
 
 
 @kernel
@@ -276,7 +225,7 @@ def conv2d_backward_sample(dout_n, x_n, w2t, K, stride, pad, cols, dcols, scratc
     dout_n (F, Ho*Wo), x_n (C, H, W), w2t (C*K*K, F) = w2.T. Adds dout_n @ cols.T
     to dw_acc (F, C*K*K) (via the scratch dw_n) and dout_n's row sums to
     db_acc (F,); if want_dx, overwrites dx_n (C, H, W) with col2im(w2.T @ dout_n).
-    cols, dcols (C*K*K, Ho*Wo) and ``scratch`` (at least ``im2col``'s) are scratch.
+    cols, dcols (C*K*K, Ho*Wo) and ``scratch`` (``im2col``'s) are scratch.
     """
     im2col(x_n, K, stride, pad, cols, 0, scratch)
     _add_param_grads(dout_n, cols, dw_n, dw_acc, db_acc)
@@ -355,7 +304,7 @@ def conv2d_forward(x, w2, b, K, stride, pad, G, relu, out):
     P = out.shape[2] * out.shape[3]
     for g in prange(G):
         cols = np.empty((CKK, P), x.dtype)                       # (C*K*K, Ho*Wo)
-        scratch = np.empty(conv_scratch_size(x.shape[1], x.shape[2], x.shape[3], K, stride, pad, F), x.dtype)
+        scratch = np.empty(im2col_scratch_size(x.shape[2], x.shape[3], K, stride, pad), x.dtype)
         for n in range(g, N, G):
             conv2d_forward_sample(x[n], w2, b, K, stride, pad, relu, cols, scratch, out[n].reshape(F, P))
 

@@ -3,7 +3,11 @@
 Change a flag here and every kernel in ``kernels/`` follows.
 
 - ``CACHE``: compiled machine code is written next to the sources
-  (``__pycache__``) so that later processes skip the compile.
+  (``__pycache__``) so that later processes skip the compile. Numba checks
+  only the file of the function it loads: a kernel in ``kernels/plan.py``
+  keeps the code it inlined from ``kernels/conv.py`` when only ``conv.py``
+  changed. After editing a kernel, delete ``kernels/__pycache__/*.nbi`` and
+  ``*.nbc`` before timing or testing it through its callers.
 - ``FASTMATH``: LLVM may reassociate and contract floating-point arithmetic
   (which lets it vectorise reductions), but NOT assume that values are finite:
   ``nnan`` and ``ninf`` are left out on purpose, so a NaN or an infinity in a

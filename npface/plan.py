@@ -31,7 +31,7 @@ import numba
 import numpy as np
 
 from kernels import plan as kplan
-from kernels.conv import conv_scratch_size
+from kernels.conv import im2col_scratch_size
 from kernels.resize import area_taps
 from npface.architecture import Conv, Linear, MaxPool, trace
 
@@ -80,9 +80,9 @@ class Tables:
     tail: np.ndarray          # (L_tail, ...) the signature net's affine layers, batched
     act_size: int             # floats in one sample's activation row
     argmax_size: int          # int32s in one sample's argmax row
-    cols_size: int            # the largest im2col matrix of one sample, with the convolution scratch after it
+    cols_size: int            # the largest im2col matrix of one sample, with im2col's scratch after it
     chunk_cols_size: int      # per sample of a chunk: the largest C*K*K * Ho*Wo of a chunked convolution
-    scratch_size: int         # the largest convolution scratch (kernels.conv.conv_scratch_size) of any layer
+    scratch_size: int         # the largest im2col scratch (kernels.conv.im2col_scratch_size) of any layer
     prod_size: int            # per sample of a chunk: the largest F * Ho*Wo of a chunked convolution
     chunk_act_size: int       # floats of an inference chunk row: the activations from chunk_base on
     chunk_delta_size: int     # the largest activation of the chunked layers (their gradient buffers' row)
@@ -129,8 +129,8 @@ def build_tables(config):
                 row[kplan.KIND] = kplan.CONV1X1 if (K == 1 and layer.stride == 1 and layer.pad == 0) else kplan.CONV
                 row[[kplan.K_, kplan.STRIDE, kplan.PAD, kplan.RELU]] = K, layer.stride, layer.pad, layer.relu
                 row[kplan.P_], row[kplan.GW], row[kplan.GB] = add_params(layer.name, (F, C * K * K), F)
-                scratch = int(conv_scratch_size(C, H, W, K, layer.stride, layer.pad, F))
-                state["cols"] = max(state["cols"], C * K * K * Ho * Wo + scratch)      # the columns, then the scratch
+                scratch = int(im2col_scratch_size(H, W, K, layer.stride, layer.pad))
+                state["cols"] = max(state["cols"], C * K * K * Ho * Wo + scratch)      # the columns, then im2col's
                 state["scratch"] = max(state["scratch"], scratch)
             elif isinstance(layer, MaxPool):
                 row[[kplan.KIND, kplan.K_, kplan.STRIDE]] = kplan.POOL, layer.size, layer.stride
@@ -196,7 +196,7 @@ class Workspace:
         else:                                                          # one short row per sample of a chunk
             self.chunk_acts = np.zeros((G * nb, t.chunk_act_size), dtype)
             self.chunk_argmax = np.zeros((G * nb, t.argmax_size), np.int32)
-        # im2col's columns (one sample's, or a chunk's side by side) and the convolution scratch after them
+        # im2col's columns (one sample's, or a chunk's side by side) and its own scratch after them, per group
         self.cols = np.zeros((G, max(t.cols_size, nb * t.chunk_cols_size + t.scratch_size)), dtype)
         self.prod = np.zeros((G, nb * t.prod_size), dtype)           # a chunked convolution's product
         self.rows = np.zeros((G, t.layout[kplan.L_A] * t.layout[kplan.L_S]), dtype)   # resize scratch
