@@ -65,6 +65,20 @@ def im2col_scratch_size(H, W, K, stride, pad):
 
 
 @kernel
+def _plane_and_index(scratch, H, W, Ho, Wo, stride, pad):
+    """(plane, index) in ``scratch`` (``im2col_scratch_size``): a flat (Hp * Wp) plane for one zero-padded
+    channel, and the (>= Ho*Wo) int32 map index[i*Wo + j] = i*stride*Wp + j*stride from output position
+    to the top-left tap of its receptive field in that plane (filled here), kept after it."""
+    Hp, Wp = H + 2 * pad, W + 2 * pad
+    plane = scratch[:Hp * Wp]
+    index = scratch[Hp * Wp:Hp * Wp + Ho * Wo].view(np.int32)
+    for i in range(Ho):
+        for j in range(Wo):
+            index[i * Wo + j] = i * stride * Wp + j * stride
+    return plane, index
+
+
+@kernel
 def _im2col_wide_rows(x_n, K, stride, pad, cols, col0):
     """``im2col`` for stride 1 and rows at least WIDE_ROW wide: each row segment copied from the input row
     it reads, the part that hangs over the edge selected to 0 (the select vectorises: masked loads).
@@ -115,12 +129,8 @@ def im2col(x_n, K, stride, pad, cols, col0, scratch):
     if stride == 1 and Wo >= WIDE_ROW:
         _im2col_wide_rows(x_n, K, stride, pad, cols, col0)
         return
-    Hp, Wp, P = H + 2 * pad, W + 2 * pad, Ho * Wo
-    plane = scratch[:Hp * Wp]                                    # xpad_c, flat (Hp * Wp)
-    index = scratch[Hp * Wp:Hp * Wp + P].view(np.int32)          # (>= P) int32, in the same buffer
-    for i in range(Ho):
-        for j in range(Wo):
-            index[i * Wo + j] = i * stride * Wp + j * stride
+    Wp, P = W + 2 * pad, Ho * Wo
+    plane, index = _plane_and_index(scratch, H, W, Ho, Wo, stride, pad)
     plane[:] = 0.0                                               # the border stays 0 for every channel
     for c in range(C):
         for h in range(H):
@@ -146,12 +156,8 @@ def col2im_add(dcols, K, stride, pad, dx_n, col0, scratch):
     """
     C, H, W = dx_n.shape
     Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
-    Hp, Wp, P = H + 2 * pad, W + 2 * pad, Ho * Wo
-    plane = scratch[:Hp * Wp]                                    # (Hp * Wp) one channel's padded gradient
-    index = scratch[Hp * Wp:Hp * Wp + P].view(np.int32)
-    for i in range(Ho):
-        for j in range(Wo):
-            index[i * Wo + j] = i * stride * Wp + j * stride
+    Wp, P = W + 2 * pad, Ho * Wo
+    plane, index = _plane_and_index(scratch, H, W, Ho, Wo, stride, pad)   # plane: one channel's padded gradient
     for c in range(C):
         plane[:] = 0.0
         for p in range(K):
