@@ -79,8 +79,7 @@ def measure(lfw, model, part, work, n_fit=N_PAIRS, n_test=N_PAIRS, threads=1, lo
                               groups=1)
     results = evaluate(lfw, model, protocol, work, threads, log, kinds=("fit-and-test",), views=views)
     summary = {}
-    for key in results:
-        r = results[key]
+    for key, r in results.items():
         low, high = wilson(r["accuracy"], r["n_pairs"])
         summary[key.replace("fit-and-test", "").strip() or "plain"] = {
             "accuracy": r["accuracy"], "accuracy_95": [low, high], "auc": r["auc"], "eer": r["eer"],

@@ -41,11 +41,6 @@ from npface.threads import limit, max_threads
 TARGET = 0.45
 
 
-def model_trains_alignment(model):
-    """Whether a training step of ``model`` computes the alignment net's gradients (it is not frozen)."""
-    return not any(prefix.startswith("align") for prefix in model.frozen)
-
-
 def required_macs(model):
     """Multiply-adds per image of the products one training step needs: every layer's forward, and for each
     trained layer its weight gradient and, except for the first trained layer, its input gradient (nobody
@@ -53,7 +48,8 @@ def required_macs(model):
     The conventional count is 3 x the forward."""
     rows = layer_rows()
     forward = sum(r["macs"] for r in rows)
-    trained = [r for r in rows if model_trains_alignment(model) or not r["name"].startswith("align")]
+    align = model.trains_alignment()
+    trained = [r for r in rows if align or not r["name"].startswith("align")]
     trained = [r for r in trained if r["name"] not in ("resize", "warp")]
     first = trained[0]["name"]
     return forward + sum(r["macs"] for r in trained) + sum(r["macs"] for r in trained if r["name"] != first)
@@ -158,7 +154,7 @@ def main(argv=None):
           f"peak (target >= {100 * TARGET:.0f}%); forward+backward alone: {gflops_compute:.1f} GFLOP/s = "
           f"{100 * gflops_compute / peak:.1f}%")
     print(f"  counting only the products this step needs ({required / macs:.2f} x the forward's multiply-adds, "
-          f"not 3 x: {'no alignment-net backward, ' if not model_trains_alignment(model) else ''}no input gradient "
+          f"not 3 x: {'no alignment-net backward, ' if not model.trains_alignment() else ''}no input gradient "
           f"of the first trained layer): {100 * 2 * required * 256 / compute / 1e9 / peak:.1f}% of the peak")
     print(f"Per-op path, forward + backward: {per_op_compute:.3f} s = "
           f"{100 * 3 * 2 * macs * 256 / per_op_compute / 1e9 / peak:.1f}% of the peak (plan speed-up "

@@ -44,8 +44,8 @@ import numpy as np
 
 from npface import __version__, metrics
 from npface import verification as ver
-from npface.faces import (USER_ERRORS, VIEW_SHIFT_PX, VIEWS, CommandError, check_common_args, compute_signatures,
-                          open_model, print_error, write_output)
+from npface.faces import (FLIP_HELP, USER_ERRORS, VIEWS, VIEWS_HELP, CommandError, check_common_args,
+                          compute_signatures, open_model, print_error, write_output)
 from npface.threads import max_threads
 
 PROG = "python -m npface.eval"
@@ -294,12 +294,8 @@ def build_parser():
                         help="fit the threshold on these pairs and test it on --pairs (fit-and-test protocol)")
     parser.add_argument("--model", metavar="PATH",
                         help="model file (.npz) saved by npface; default: the pretrained model shipped with npface")
-    parser.add_argument("--flip", action="store_true",
-                        help="test-time flip: each signature is the average of those of the crop and its mirror "
-                             "image, (e + e_flip) / 2, which keeps the scale the learned threshold was trained for")
-    parser.add_argument("--views", type=int, choices=VIEWS, default=1,
-                        help=f"test-time views: 5 averages each signature over the crop and four copies shifted by "
-                             f"{VIEW_SHIFT_PX} px (npface.faces); 5 times the work (default 1)")
+    parser.add_argument("--flip", action="store_true", help=FLIP_HELP)
+    parser.add_argument("--views", type=int, choices=VIEWS, default=1, help=VIEWS_HELP)
     parser.add_argument("--folds", type=int, metavar="K",
                         help=f"for a View 1 file (one block of pairs): the number of folds to assign "
                              f"(default {DEFAULT_FOLDS}); not allowed with --fit-pairs or a file with folds")

@@ -295,6 +295,13 @@ def open_model(path=None, onnx=None) -> LoadedModel:
 
 VIEWS = (1, 5)            # the test-time view counts ``embed_faces`` takes (module docstring)
 VIEW_SHIFT_PX = 3         # the shift of the four shifted views, pixels of the S x S crop
+# The commands' help for the two test-time averages (npface.verify, embed, eval)
+FLIP_HELP = ("test-time flip: each signature is the average of those of the crop and its mirror image, "
+             "(e + e_flip) / 2, which keeps the scale the learned threshold was trained for")
+VIEWS_HELP = (f"test-time views: 5 averages each signature over the crop and four copies shifted by "
+              f"{VIEW_SHIFT_PX} px (left, right, up, down), which makes it depend less on where exactly the face "
+              "sits in its frame (a detector's framing is off by about that much); 5 times the work (default 1: the "
+              "crop alone)")
 
 
 def check_views(views) -> int:

@@ -340,6 +340,16 @@ class FaceModel:
         sig, sig_caches = forward_layers(self.config.signature, aligned, self.params, train, timings)  # (N, D)
         return sig, (ForwardCache(align_caches, warp_cache, sig_caches, theta) if train else None)
 
+    def trained_parameters(self) -> list:
+        """Names of the parameters ``backward`` gives gradients: all but the threshold and the ``frozen`` ones."""
+        return [n for n in self.params if n != "threshold" and not n.startswith(tuple(self.frozen))]
+
+    def trains_alignment(self) -> bool:
+        """Whether ``backward`` runs the alignment net's backward (and the warp's): some of its parameters
+        are trained."""
+        align_names = {layer.name + s for layer in self.config.alignment for s in (".weight", ".bias")}
+        return any(n in align_names for n in self.trained_parameters())
+
     def backward(self, dsig, dthreshold, cache, dtheta_extra=None):
         """Gradients of every parameter (a dict like ``params``) from dsig (N, D) and dL/dthreshold.
 
@@ -358,9 +368,8 @@ class FaceModel:
                              f"{dsig.dtype} {dsig.shape}")
         if dtheta_extra is not None and np.shape(dtheta_extra) != cache.theta.shape:
             raise ValueError(f"dtheta_extra must have shape {cache.theta.shape}, got {np.shape(dtheta_extra)}")
-        wanted = [n for n in self.params if n != "threshold" and not n.startswith(tuple(self.frozen))]
-        align_names = {layer.name + s for layer in self.config.alignment for s in (".weight", ".bias")}
-        want_align = any(n in align_names for n in wanted)
+        wanted = self.trained_parameters()
+        want_align = self.trains_alignment()
         dsig = np.ascontiguousarray(dsig, dtype=self.dtype)
         if isinstance(cache, PlanCache):
             with self.plan.lock:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from npface.faces import VIEW_SHIFT_PX, VIEWS, CommandError, check_common_args, embed_faces, open_model
+from npface.faces import FLIP_HELP, VIEWS, VIEWS_HELP, CommandError, check_common_args, embed_faces, open_model
 from npface.photos import FRAME_HELP, FRAMES, NO_FACE_STATUS, frame_picture, pick_face, run_command
 from npface.threads import max_threads
 
@@ -41,14 +41,8 @@ def add_model_options(parser):
                        help="instead of --model: a model exported with python -m npface.export (.onnx), run by "
                             "ONNX Runtime, to check that a deployed file agrees with npface (needs "
                             "pip install 'npface[onnx]')")
-    parser.add_argument("--flip", action="store_true",
-                        help="test-time flip: each signature is the average of those of the crop and its mirror "
-                             "image, (e + e_flip) / 2, which keeps the scale the learned threshold was trained for")
-    parser.add_argument("--views", type=int, choices=VIEWS, default=1,
-                        help=f"test-time views: 5 averages each signature over the crop and four copies shifted by "
-                             f"{VIEW_SHIFT_PX} px (left, right, up, down), which makes it depend less on where exactly "
-                             "the face sits in its frame (a detector's framing is off by about that much); 5 times "
-                             "the work (default 1: the crop alone)")
+    parser.add_argument("--flip", action="store_true", help=FLIP_HELP)
+    parser.add_argument("--views", type=int, choices=VIEWS, default=1, help=VIEWS_HELP)
     parser.add_argument("--frame", choices=FRAMES, default="auto", help=FRAME_HELP + " (default auto)")
     parser.add_argument("--threads", type=int, default=1, metavar="N",
                         help=f"threads for the network, 1 to {max_threads()} "
