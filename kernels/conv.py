@@ -14,7 +14,7 @@ where ``xpad`` is ``x`` with ``pad`` zeros on every side.
 How the fast kernels work: for each sample, ``im2col`` copies every receptive
 field into a column of ``cols`` (C*K*K, Ho*Wo), row index (c, p, q) in the
 same C order as ``w2``, column index (i, j); the convolution is then one
-matrix product ``w2 @ cols`` done by BLAS. The backward pass is two more
+matrix product ``w2 @ cols`` done by BLAS (``kernels.blas.matmul``). The backward pass is two more
 products and ``col2im``, the adjoint of ``im2col``, which adds each column back
 to the pixels it came from::
 
@@ -43,6 +43,7 @@ BLAS must run single-threaded inside these loops (``npface.threads``).
 import numpy as np
 from numba import prange
 
+from kernels.blas import matmul
 from kernels.jit import kernel, parallel_kernel
 
 
@@ -191,7 +192,7 @@ def _add_param_grads(dout, inputs, dw_n, dw_acc, db_acc):
     """The backward of ``w2 @ inputs + b``: dw_acc (F, R) += dout (F, P) @ inputs.T (P, R), through the
     scratch dw_n (F, R), and db_acc (F,) += dout's row sums. inputs (R, P): im2col columns, or the input
     itself for a 1x1 convolution."""
-    np.dot(dout, inputs.T, dw_n)
+    matmul(dout, inputs.T, dw_n)
     dw_acc += dw_n
     for f in range(dout.shape[0]):
         db_acc[f] += dout[f].sum()
@@ -219,7 +220,7 @@ def conv2d_forward_sample(x_n, w2, b, K, stride, pad, relu, cols, scratch, out_n
     plans hand in workspace, the batch kernel below its own).
     """
     im2col(x_n, K, stride, pad, cols, 0, scratch)
-    np.dot(w2, cols, out_n)
+    matmul(w2, cols, out_n)
     _add_bias(out_n, b, relu)
 
 
@@ -236,7 +237,7 @@ def conv2d_backward_sample(dout_n, x_n, w2t, K, stride, pad, cols, dcols, scratc
     im2col(x_n, K, stride, pad, cols, 0, scratch)
     _add_param_grads(dout_n, cols, dw_n, dw_acc, db_acc)
     if want_dx:
-        np.dot(w2t, dout_n, dcols)
+        matmul(w2t, dout_n, dcols)
         dx_n[:] = 0.0
         col2im_add(dcols, K, stride, pad, dx_n, 0, scratch)
 
@@ -259,7 +260,7 @@ def conv2d_forward_chunk(rows, first, step, nb, x_off, C, H, W, w2, b, K, stride
         n = first + i * step
         im2col(rows[n, x_off:x_off + C * H * W].reshape((C, H, W)), K, stride, pad, c, i * P, scratch)
     pr = prod[:F * nb * P].reshape((F, nb * P))
-    np.dot(w2, c, pr)
+    matmul(w2, c, pr)
     for i in range(nb):
         n = first + i * step
         out_n = rows[n, out_off:out_off + F * P].reshape((F, P))
@@ -295,7 +296,7 @@ def conv2d_backward_chunk(douts, rows, first, step, nb, x_off, C, H, W, w2t, K, 
     _add_param_grads(dp, c, dw_n, dw_acc, db_acc)
     if want_dx:
         dc = dcols[:CKK * nb * P].reshape((CKK, nb * P))
-        np.dot(w2t, dp, dc)
+        matmul(w2t, dp, dc)
         for i in range(nb):
             dx_i = dxs[i, :C * H * W].reshape((C, H, W))
             dx_i[:] = 0.0
@@ -347,7 +348,7 @@ def conv2d_backward(dout, x, w2, K, stride, pad, G, dx, dw2, db):
 @kernel
 def conv1x1_forward_sample(x_n, w2, b, relu, out_n):
     """One sample: out_n (F, H*W) = w2 (F, C) @ x_n (C, H*W) + b, then ReLU if relu."""
-    np.dot(w2, x_n, out_n)
+    matmul(w2, x_n, out_n)
     _add_bias(out_n, b, relu)
 
 
@@ -357,7 +358,7 @@ def conv1x1_backward_sample(dout_n, x_n, w2t, dw_n, dw_acc, db_acc, want_dx, dx_
     (via the scratch dw_n), db_acc (F,) += row sums; if want_dx, dx_n (C, H*W) = w2t (C, F) @ dout_n."""
     _add_param_grads(dout_n, x_n, dw_n, dw_acc, db_acc)
     if want_dx:
-        np.dot(w2t, dout_n, dx_n)
+        matmul(w2t, dout_n, dx_n)
 
 
 @parallel_kernel

@@ -13,19 +13,20 @@ Backward::
     dw = dout.T @ x        (F, D)
     db = dout.sum(0)       (F,)
 
-The products go to BLAS; the batch is small next to the convolutions
+The products go to BLAS (``kernels.blas.matmul``); the batch is small next to the convolutions
 (Table 2's affine layers are under 2% of the multiply-adds), so no batch
 parallelism is attempted here.
 """
 import numpy as np
 
+from kernels.blas import matmul
 from kernels.jit import kernel
 
 
 @kernel
 def linear_forward(x, w, b, relu, out):
     """out (N, F) = x (N, D) @ w.T (D, F) + b (F,), then ReLU if relu."""
-    np.dot(x, w.T, out)
+    matmul(x, w.T, out)
     N, F = out.shape
     for n in range(N):
         for f in range(F):
@@ -36,8 +37,8 @@ def linear_forward(x, w, b, relu, out):
 @kernel
 def linear_backward(dout, x, w, dx, dw, db):
     """dx (N, D), dw (F, D), db (F,) from dout (N, F); all overwritten."""
-    np.dot(dout, w, dx)
-    np.dot(dout.T, x, dw)
+    matmul(dout, w, dx)
+    matmul(dout.T, x, dw)
     N, F = dout.shape
     db[:] = 0.0
     for n in range(N):

@@ -44,6 +44,7 @@ The forward pass fills A; the backward pass is one (k, k) @ (k, D) product.
 """
 import numpy as np
 
+from kernels.blas import matmul
 from kernels.jit import kernel
 
 
@@ -131,7 +132,7 @@ def pair_weights(n_same, n_diff, balance):
 def pair_hinge_backward(emb, A, scale, demb):
     """demb (k, D) = scale * 2 (r_i e_i - S @ emb), S = A + A^T, r = S.sum(1)."""
     S = A + A.T                                                   # (k, k)
-    np.dot(S, emb, demb)
+    matmul(S, emb, demb)
     k, D = emb.shape
     for i in range(k):
         r = 0.0

@@ -1,0 +1,163 @@
+"""Matrix products inside the kernels: ``matmul(a, b, out)``, out = a @ b, by the BLAS NumPy itself uses.
+
+``np.dot`` inside a Numba kernel calls the BLAS that SciPy ships (through
+``scipy.linalg.cython_blas``), a different OpenBLAS build from NumPy's own. On
+the shapes of Table 2's layers at batch 1 the two differ a great deal: measured
+on this project's benchmark machine (one thread, float32), the alignment net's
+first convolution, 4 x 75 x 2500, took 0.072 ms through SciPy's OpenBLAS 0.3.30
+and 0.028 ms through NumPy's OpenBLAS 0.3.31; nin1's 32 x 75 x 3136 0.206 and
+0.154 ms; the 128 x 1152 x 49 layers about 10% apart. So the kernels call
+NumPy's ``cblas_?gemm`` directly when they can find it:
+
+- NumPy's wheels carry an ILP64 OpenBLAS whose CBLAS symbols end in ``64_``
+  (``scipy_cblas_sgemm64_`` since NumPy 2, ``cblas_sgemm64_`` before). The
+  symbol is looked up through NumPy's own extension module (``dlsym`` searches
+  the libraries it links), and its address is given to LLVM under a fixed name
+  (``npface_sgemm`` / ``npface_dgemm``), which the compiled kernels call as an
+  external function: the address is resolved when a kernel is loaded, so
+  Numba's on-disk cache stays valid from one process to the next.
+- Where no such symbol exists (a NumPy built on another BLAS), the same names
+  are given to ``_sgemm_numba`` / ``_dgemm_numba`` below: compiled C callbacks
+  with the same CBLAS signature that do the product with ``np.dot``, that is
+  as before. ``BLAS`` says which one this process uses.
+
+Either way the maths is one row-major GEMM, C (M, N) = alpha op(A) @ op(B) + beta C,
+and ``matmul`` only works out how each operand lies in memory. Products with a
+single row or column (the affine layers at batch 1) keep ``np.dot``, whose
+matrix-vector path is the faster one there; so do operands laid out so that no
+leading dimension describes them.
+
+BLAS runs single-threaded inside the parallel kernels: ``npface.threads.limit``
+limits every BLAS library loaded in the process, NumPy's included.
+"""
+import ctypes
+
+import numpy as np
+from llvmlite import binding as llvm
+from numba import carray, cfunc, types
+from numba.extending import overload
+
+from kernels.jit import kernel
+
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112       # CBLAS's enum values (cblas.h)
+
+_I32, _I64, _PTR = types.int32, types.int64, types.voidptr
+
+
+def _gemm_signature(scalar):
+    """void cblas_?gemm(order, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc), ILP64."""
+    return types.void(_I32, _I32, _I32, _I64, _I64, _I64, scalar, _PTR, _I64, _PTR, _I64, scalar, _PTR, _I64)
+
+
+_SGEMM_SIG, _DGEMM_SIG = _gemm_signature(types.float32), _gemm_signature(types.float64)
+_sgemm = types.ExternalFunction("npface_sgemm", _SGEMM_SIG)
+_dgemm = types.ExternalFunction("npface_dgemm", _DGEMM_SIG)
+
+
+def _numba_gemm(dtype):
+    """A C callback with cblas_?gemm's signature (row-major order only) that computes with ``np.dot``."""
+    def gemm(order, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc):
+        a_rows, a_cols = (M, K) if transa == NO_TRANS else (K, M)
+        b_rows, b_cols = (K, N) if transb == NO_TRANS else (N, K)
+        a = carray(A, (max(a_rows, 1), lda), dtype)[:a_rows, :a_cols]
+        b = carray(B, (max(b_rows, 1), ldb), dtype)[:b_rows, :b_cols]
+        c = carray(C, (max(M, 1), ldc), dtype)[:M, :N]
+        a = np.ascontiguousarray(a if transa == NO_TRANS else a.T)           # (M, K)
+        b = np.ascontiguousarray(b if transb == NO_TRANS else b.T)           # (K, N)
+        product = np.dot(a, b) if K > 0 else np.zeros((M, N), dtype)
+        for i in range(M):
+            for j in range(N):
+                c[i, j] = alpha * product[i, j] + (beta * c[i, j] if beta != 0 else 0)
+    return gemm
+
+
+_sgemm_numba = cfunc(_SGEMM_SIG, cache=True)(_numba_gemm(np.float32))
+_dgemm_numba = cfunc(_DGEMM_SIG, cache=True)(_numba_gemm(np.float64))
+
+
+def _numpy_cblas():
+    """(sgemm address, dgemm address) of NumPy's own ILP64 CBLAS, or None where it has none."""
+    try:
+        from numpy._core import _multiarray_umath as module             # NumPy >= 2
+    except ImportError:                                                  # pragma: no cover (NumPy 1.x)
+        from numpy.core import _multiarray_umath as module
+    try:
+        library = ctypes.CDLL(module.__file__)
+    except OSError:                                                      # pragma: no cover
+        return None
+    for prefix in ("scipy_cblas_", "cblas_"):
+        try:
+            s, d = getattr(library, prefix + "sgemm64_"), getattr(library, prefix + "dgemm64_")
+        except AttributeError:
+            continue
+        return ctypes.cast(s, ctypes.c_void_p).value, ctypes.cast(d, ctypes.c_void_p).value
+    return None
+
+
+def _register():
+    """Give the kernels' two GEMM names their addresses; returns which BLAS they reach."""
+    found = _numpy_cblas()
+    if found is None:
+        addresses, source = (_sgemm_numba.address, _dgemm_numba.address), "np.dot (SciPy's BLAS, through Numba)"
+    else:
+        addresses, source = found, "NumPy's BLAS (cblas_?gemm64_)"
+    llvm.add_symbol("npface_sgemm", addresses[0])
+    llvm.add_symbol("npface_dgemm", addresses[1])
+    return source
+
+
+BLAS = _register()
+
+
+def _dot_into(a, b, out):
+    """out = a @ b by ``np.dot``, for ``matmul``'s cases that BLAS is not called for directly."""
+    np.dot(a, b, out)
+
+
+@overload(_dot_into)
+def _dot_into_typed(a, b, out):
+    """Numba's ``np.dot`` takes contiguous arrays only (its layout 'C' or 'F', fixed when compiling):
+    other views go through contiguous copies."""
+    if a.layout in "CF" and b.layout in "CF" and out.layout == "C":
+        def direct(a, b, out):
+            np.dot(a, b, out)
+        return direct
+
+    def copied(a, b, out):
+        out[:, :] = np.dot(np.ascontiguousarray(a), np.ascontiguousarray(b))
+    return copied
+
+
+@kernel
+def _operand(x):
+    """(trans, ld) describing the 2-D array x to BLAS as row-major op(X), or (0, 0) if it cannot be:
+    NO_TRANS with ld = its row stride when its columns are adjacent, TRANS with ld = its column stride
+    when its rows are (a transposed view). A length-1 axis's stride is free, so it never disqualifies."""
+    rows, cols = x.shape
+    size = x.itemsize
+    s0, s1 = x.strides
+    if (cols <= 1 or s1 == size) and (rows <= 1 or (s0 % size == 0 and s0 >= cols * size)):
+        return NO_TRANS, max(s0 // size if rows > 1 else cols, 1)
+    if (rows <= 1 or s0 == size) and (cols <= 1 or (s1 % size == 0 and s1 >= rows * size)):
+        return TRANS, max(s1 // size if cols > 1 else rows, 1)
+    return 0, 0
+
+
+@kernel
+def matmul(a, b, out):
+    """out (M, N) = a (M, K) @ b (K, N), overwritten; float32 or float64, the three of one dtype.
+
+    Any of the three may be a strided or transposed view; ``out`` must have adjacent columns.
+    """
+    M, K = a.shape
+    N = b.shape[1]
+    ta, lda = _operand(a)
+    tb, ldb = _operand(b)
+    tc, ldc = _operand(out)
+    if M <= 1 or N <= 1 or ta == 0 or tb == 0 or tc != NO_TRANS:
+        _dot_into(a, b, out)                                     # matrix-vector, or no leading dimension
+    elif a.itemsize == 4:
+        _sgemm(ROW_MAJOR, ta, tb, M, N, K, np.float32(1.0), a.ctypes, lda, b.ctypes, ldb, np.float32(0.0),
+               out.ctypes, ldc)
+    else:
+        _dgemm(ROW_MAJOR, ta, tb, M, N, K, 1.0, a.ctypes, lda, b.ctypes, ldb, 0.0, out.ctypes, ldc)
