@@ -31,6 +31,47 @@ def median_time(fn, min_reps=5, min_seconds=0.2, warmup=1):
     return float(np.median(times))
 
 
+def interleaved_medians(fns, rounds, warmup=1, occasional=None, every=10):
+    """{name: median wall time in seconds} of the callables in the dict ``fns``, timed in ``rounds`` rounds
+    that each call every one of them once, in turn, after ``warmup`` untimed rounds.
+
+    On a shared machine whose speed drifts from one second to the next, calls timed side by side see
+    the same machine, so ratios of these medians hold where separately timed medians mix the drift in.
+
+    ``occasional``, a dict of more callables (e.g. a large matrix product for the machine's peak), are
+    timed too, once every ``every`` rounds, each followed by one untimed round of ``fns``, so that the
+    timed calls of ``fns`` never run on caches a large call has just flushed.
+    """
+    occasional = occasional or {}
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in [*fns, *occasional]}
+    for r in range(rounds):
+        if occasional and r % every == 0:
+            for name, fn in occasional.items():
+                t = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t)
+            for fn in fns.values():
+                fn()
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: float(np.median(ts)) for name, ts in times.items()}
+
+
+def gemm_call(size=1024):
+    """(fn, flops): fn() does one float32 size x size matrix product with NumPy's BLAS (on however many
+    threads BLAS is allowed), flops = 2 size^3."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size)).astype(np.float32)
+    b = rng.standard_normal((size, size)).astype(np.float32)
+    out = np.empty_like(a)
+    return (lambda: np.matmul(a, b, out=out)), 2 * size ** 3
+
+
 def gemm_peak(threads, size=1024, reps=15):
     """GFLOP/s of a float32 size x size matrix product with BLAS on ``threads`` threads."""
     rng = np.random.default_rng(0)

@@ -10,7 +10,12 @@ image: normalise, resize to 50x50, alignment net, warp, signature net. It is
 the median of at least 200 calls after warm-up (so no JIT compile time), on
 ONE thread (Numba and BLAS), as on the paper's single Cortex-A9 core (30 ms
 for 41M FLOPs). ``model.embed`` runs the compiled plan (``npface.plan``); the
-per-op path (``model.forward(..., per_op=True)``) is timed beside it. The
+per-op path (``model.forward(..., per_op=True)``) is timed beside it, call
+for call in the same rounds, and a 1024^3 float32 matrix product on one
+thread (the 1-thread GEMM peak) every ten rounds, each followed by one
+untimed round so that no timed call runs on the caches it flushed
+(``interleaved_medians``): the ratios between them hold on a machine whose
+speed drifts. The
 per-stage breakdown gives each stage's time in both: the per-op path's from
 its own ``timings`` (medians), the plan's as the difference between
 calls that run the plan up to and including a stage and up to the stage
@@ -18,7 +23,7 @@ before (``Plan.forward(..., stages=k)``), taken within each round of
 calls and then the median over rounds (``plan_stage_times``), so the plan's
 figures time the compiled code itself. Stages of a few microseconds are
 within the noise of these differences. Every ratio is to a float32
-GEMM peak measured in the same run; batch 256 runs on two threads against
+GEMM peak measured in the same run (at batch 1, in the same rounds); batch 256 runs on two threads against
 the two-thread peak. The plan's workspace for batch 1 is reported in bytes.
 
 Before timing, the model's output is checked against the network built from
@@ -38,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import gemm_peak, machine_line, median_time, write_json
+from benchmarks.common import gemm_call, gemm_peak, interleaved_medians, machine_line, median_time, write_json
 import npface
 from npface.flops import layer_rows
 from npface.model import TABLE2, FaceModel, reference_forward
@@ -117,19 +122,30 @@ def main(argv=None):
     got = model.embed(batch[:2])
     want = reference_forward(model, batch[:2])
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
+    # The plan and the per-op path in float32 each sit within float32 rounding (about 1e-5 here) of the
+    # same network in float64, adding in different orders, so each is checked against that, not the
+    # other (as tests/test_plan.py does).
+    exact = model.astype(np.float64).forward(batch, per_op=True)[0]
     per_op = model.forward(batch, per_op=True)[0]
-    np.testing.assert_allclose(model.embed(batch), per_op, rtol=1e-5, atol=1e-5)
-    print(f"Model output matches the reference network (max |diff| {np.abs(got - want).max():.2e}) and the "
-          f"per-op path (max |diff| {np.abs(model.embed(batch) - per_op).max():.2e}). Starting benchmarks.\n")
+    plan = model.embed(batch)
+    np.testing.assert_allclose(per_op, exact, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(plan, exact, rtol=1e-5, atol=1e-5)
+    print(f"Model output matches the reference network (max |diff| {np.abs(got - want).max():.2e}); the plan "
+          f"and the per-op path match the float64 network (max |diff| {np.abs(plan - exact).max():.2e} and "
+          f"{np.abs(per_op - exact).max():.2e}). Starting benchmarks.\n")
 
-    peak1, peak2 = gemm_peak(1), gemm_peak(threads2)
+    peak2 = gemm_peak(threads2)
     macs = {r["name"]: r["macs"] for r in layer_rows()}
     total_macs = sum(macs.values())
     names = model.plan.stage_names()
+    gemm, gemm_flops = gemm_call()
     with limit(1):
-        latency = median_time(lambda: model.embed(one), min_reps=calls, min_seconds=0.0, warmup=20)
-        latency_per_op = median_time(lambda: model.forward(one, per_op=True), min_reps=calls, min_seconds=0.0,
-                                     warmup=20)
+        # the plan, the per-op path and the 1-thread GEMM peak, timed in the same rounds (side by side)
+        batch1 = interleaved_medians({"plan": lambda: model.embed(one),
+                                      "per_op": lambda: model.forward(one, per_op=True)},
+                                     rounds=calls, warmup=20, occasional={"peak": gemm}, every=10)
+        latency, latency_per_op = batch1["plan"], batch1["per_op"]
+        peak1 = gemm_flops / batch1["peak"] / 1e9
         per_layer = {}
         for _ in range(calls):
             t = {}
@@ -182,7 +198,7 @@ def main(argv=None):
           f"embed's {1e3 * latency:.3f} ms is the boundary: checks, the workspace lookup, the output copy)")
     print(f"\nFor scale: the paper's 30 ms on a 1 GHz Cortex-A9 for 41M FLOPs; here {1e3 * latency:.2f} ms "
           f"on one core of this machine.")
-    onnx = None if args.no_onnx else onnx_runtime(model, one, latency, calls, args.quick)
+    onnx = None if args.no_onnx else onnx_runtime(model, one, calls, args.quick)
     if args.json:
         write_json(args.json, dict(machine=machine_line(), gemm_peak_1thread=peak1, batch1_ms=1e3 * latency,
                                    batch1_gflops=gflops, batch1_ratio=gflops / peak1, total_macs=total_macs,
@@ -198,8 +214,9 @@ def main(argv=None):
     return 0
 
 
-def onnx_runtime(model, one, npface_batch1, calls, quick):
-    """ONNX Runtime on the exported model: batch 1 on 1 thread, batch 256 on 2 threads (npface beside it).
+def onnx_runtime(model, one, calls, quick):
+    """ONNX Runtime on the exported model: batch 1 on 1 thread, batch 256 on 2 threads, npface beside it
+    (at batch 1 in the same rounds of calls, ``interleaved_medians``).
 
     Returns the JSON-able results, or None when onnxruntime is not installed.
     """
@@ -220,7 +237,10 @@ def onnx_runtime(model, one, npface_batch1, calls, quick):
                          f"{theta_diff:.2e} in theta (tolerance {TOLERANCE:g})")
     print(f"\nONNX Runtime {onnxruntime.__version__} on the exported model matches npface (max |diff| "
           f"{sig_diff:.2e} in signatures, {theta_diff:.2e} in theta). Starting benchmarks.")
-    batch1 = median_time(lambda: onnx_model.embed(one, threads=1), min_reps=calls, min_seconds=0.0, warmup=20)
+    with limit(1):                                    # ONNX Runtime and npface side by side, round by round
+        side_by_side = interleaved_medians({"ort": lambda: onnx_model.embed(one, threads=1),
+                                            "npface": lambda: model.embed(one)}, rounds=calls, warmup=20)
+    batch1, npface_batch1 = side_by_side["ort"], side_by_side["npface"]
     reps = 2 if quick else 5
     ort_big = median_time(lambda: onnx_model.embed(big, batch_size=256, threads=threads), min_reps=reps)
     npface_big = median_time(lambda: model.embed(big, batch_size=256, threads=threads), min_reps=reps)
