@@ -88,6 +88,7 @@ LEVERS = (
     Lever("flip", "the baseline measured with test-time flip", kind="flip"),
 )
 NAMES = tuple(lv.name for lv in LEVERS)
+EARLIER_BASELINE = "baseline-earlier"      # an earlier invocation's baseline, kept when a re-run differs
 
 
 def run_steps(lever: Lever, steps: int) -> int:
@@ -152,6 +153,33 @@ def delta(summary, base) -> dict:
     """Differences (lever - baseline) of the headline figures."""
     keys = ("accuracy", "auc", "eer", "learned_threshold_accuracy")
     return {k: summary[k] - base[k] for k in keys}
+
+
+def keep_earlier_baseline(results, earlier, ran):
+    """``results`` (name -> entry) with the baseline of an earlier invocation kept beside this one's.
+
+    A lever is compared with the baseline run by the same invocation of the same build (``compared_with``).
+    When this invocation re-ran the baseline and it came out differently (a changed build rounds
+    differently, so even the same command and seed drift), the earlier baseline stays, as
+    ``baseline-earlier`` (or ``baseline-earlier-2``, ... if taken) placed after it, and the levers carried over from that invocation are compared
+    with it; the two baselines' difference shows how far one recipe moves between two such runs.
+    """
+    new = results.get(BASELINE)
+    if earlier is None or new is None or BASELINE not in ran or earlier.get("selection") == new.get("selection"):
+        return results
+    taken = set(results)
+    name = next(n for n in (EARLIER_BASELINE, *(f"{EARLIER_BASELINE}-{i}" for i in range(2, len(taken) + 2)))
+                if n not in taken)
+    kept = {**earlier, "what": "the same command, run by an earlier build (the levers below it that were not "
+                              "re-run are compared with this one)", "compared_with": name}
+    out = {}
+    for lever, entry in results.items():
+        if lever not in ran and entry.get("compared_with", BASELINE) == BASELINE:
+            entry = {**entry, "compared_with": name}
+        out[lever] = entry
+        if lever == BASELINE:
+            out[name] = kept
+    return out
 
 
 def main(argv=None):
@@ -276,9 +304,11 @@ def run(args, log=print):
             entry["selection"] = measured["summary"]["plain"]
             entry["selection_flip"] = measured["summary"]["flip"]
             entry["framing"] = framing(lever.name, root / lever.name / "model.npz")
+        entry["compared_with"] = BASELINE
         results[lever.name] = entry
-    base = results[BASELINE].get("selection")
+    results = keep_earlier_baseline(results, previous.get("levers", {}).get(BASELINE), {lv.name for lv in chosen})
     for entry in results.values():
+        base = results[entry.get("compared_with", BASELINE)].get("selection")
         entry["delta"] = delta(entry["selection"], base) if base and entry.get("selection") else None
     write_json(out_json, {"levers": results, "baseline": BASELINE, "steps": steps, "quick": quick,
                           "synthetic_steps": synthetic_steps, "init": init or "fresh seed-0 model",

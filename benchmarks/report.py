@@ -651,13 +651,16 @@ def accuracy_section(acc, shipped=None) -> list:
 def _lever_row(name, e, steps):
     sel, d, f = e.get("selection"), e.get("delta"), e.get("framing")
     if not sel:
-        return f"| {name} | {e['what']} | {e.get('status', 'not run')} | | | | | |"
-    delta = "—" if d is None or name == "baseline" else f"{100 * d['accuracy']:+.1f}"
-    dauc = "—" if d is None or name == "baseline" else f"{d['auc']:+.3f}"
+        return f"| {name} | {e['what']} | {e.get('status', 'not run')} | | | | | | |"
+    against = e.get("compared_with", "baseline")
+    own = against == name                                    # a baseline: compared with itself
+    delta = "—" if d is None or own else f"{100 * d['accuracy']:+.1f}"
+    dauc = "—" if d is None or own else f"{d['auc']:+.3f}"
     run = f"{e['steps']:,} steps" if e.get("steps") and e["steps"] != steps else ""
     return (f"| {name} | {e['what']}{' (' + run + ')' if run else ''} | {_pct(sel['accuracy'])} "
-            f"({_pct(sel['accuracy_95'][0])}–{_pct(sel['accuracy_95'][1])}) | {delta} | {sel['auc']:.3f} | {dauc} | "
-            f"{_pct(sel['learned_threshold_accuracy'])} | {_pct(f['agreement']) if f else '—'} |")
+            f"({_pct(sel['accuracy_95'][0])}–{_pct(sel['accuracy_95'][1])}) | {'—' if own else against} | {delta} | "
+            f"{sel['auc']:.3f} | {dauc} | {_pct(sel['learned_threshold_accuracy'])} | "
+            f"{_pct(f['agreement']) if f else '—'} |")
 
 
 def levers_section(res) -> list:
@@ -676,11 +679,21 @@ def levers_section(res) -> list:
          f"{pairs['test']} of the other half; the pairs are the same for every lever, so the differences are "
          "paired. *Detect agreement* is `benchmarks.photos`' verify agreement between `--frame detect` on "
          "pasted pictures of selection people and the original frames.", "",
-         "| lever | what | accuracy (95% interval) | Δ points | AUC | Δ AUC | at the learned θ | detect agreement |",
-         "|---|---|---|---|---|---|---|---|"]
+         "| lever | what | accuracy (95% interval) | against | Δ points | AUC | Δ AUC | at the learned θ | "
+         "detect agreement |",
+         "|---|---|---|---|---|---|---|---|---|"]
     L += [_lever_row(name, e, lev["steps"]) for name, e in lev["levers"].items()]
     L += ["", "The 95% intervals span about ±3 points: a difference of a point or two between levers is inside "
-          "the noise of these pairs.", ""]
+          "the noise of these pairs."]
+    earlier = [n for n in lev["levers"] if n.startswith("baseline-earlier")]
+    if earlier and lev["levers"]["baseline"].get("selection"):
+        a = lev["levers"]["baseline"]["selection"]["accuracy"]
+        b = [lev["levers"][n]["selection"]["accuracy"] for n in earlier]
+        L += [f"Each lever is compared with the baseline that the same build ran (*against*): the baseline was "
+              f"run again with a later build, and the same command and seed then scored {_pct(a)} against "
+              + ", ".join(_pct(x) for x in b) + " before: a measure of how far one recipe moves between two "
+              "runs."]
+    L += [""]
     sel, rep, shipped = res.get("heldout-selection"), res.get("heldout-report"), res.get("shipped")
     measured = (rep or {}).get("measurements") or []
     if shipped and sel and sel.get("summary"):

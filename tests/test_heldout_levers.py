@@ -132,3 +132,26 @@ def test_heldout_records_the_digest_of_the_model_it_measured(tmp_path):
     assert heldout.main(["--lfw", str(LFW), "--people", "selection", "--model", str(path), "--n-fit", "5",
                          "--n-test", "5", "--work", str(tmp_path / "work"), "--json", str(out)]) == 0
     assert json.loads(out.read_text())["model_sha256"] == params_digest(load(path))
+
+
+def test_a_re_run_baseline_that_differs_keeps_the_earlier_one_for_the_levers_it_measured():
+    from benchmarks.levers import keep_earlier_baseline
+    sel = {"accuracy": 0.8}
+    earlier = {"what": "recipe", "selection": sel, "compared_with": "baseline"}
+    results = {"baseline": {"what": "recipe", "selection": {"accuracy": 0.83}, "compared_with": "baseline"},
+               "singletons": {"what": "s", "selection": {"accuracy": 0.81}},
+               "long": {"what": "l", "selection": {"accuracy": 0.85}, "compared_with": "baseline"}}
+    out = keep_earlier_baseline(results, earlier, ran={"baseline", "long"})
+    assert list(out) == ["baseline", "baseline-earlier", "singletons", "long"]
+    assert out["baseline-earlier"]["selection"] == sel and out["baseline-earlier"]["compared_with"] == "baseline-earlier"
+    assert out["singletons"]["compared_with"] == "baseline-earlier"          # carried over: the old baseline
+    assert out["long"]["compared_with"] == "baseline"                        # run now: the new one
+    # the same result again, or no re-run of the baseline: nothing is kept
+    assert keep_earlier_baseline(results, results["baseline"], ran={"baseline"}) is results
+    assert keep_earlier_baseline(results, earlier, ran={"long"}) is results
+    # a second re-run keeps both earlier baselines, each with the levers it measured
+    again = keep_earlier_baseline(dict(out, baseline={"what": "recipe", "selection": {"accuracy": 0.9}}),
+                                  out["baseline"], ran={"baseline"})
+    assert again["baseline-earlier-2"]["selection"] == {"accuracy": 0.83}
+    assert again["long"]["compared_with"] == "baseline-earlier-2"
+    assert again["singletons"]["compared_with"] == "baseline-earlier"

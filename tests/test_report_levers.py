@@ -18,10 +18,25 @@ LEVERS = {
 
 def test_levers_section_gives_each_lever_its_paired_difference():
     text = "\n".join(report.levers_section({"levers": LEVERS}))
-    assert "| singletons | single-image people | 81.2% (77.0%–83.0%) | +1.2 | 0.900 | +0.002 | 79.0% | 90.0% |" in text
-    assert "| baseline | the recipe | 80.0% (77.0%–83.0%) | — |" in text
+    assert ("| singletons | single-image people | 81.2% (77.0%–83.0%) | baseline | +1.2 | 0.900 | +0.002 | 79.0% "
+            "| 90.0% |") in text
+    assert "| baseline | the recipe | 80.0% (77.0%–83.0%) | — | — |" in text
     assert "| long | twice the steps | stopped |" in text
+    assert "run again with a later build" not in text
     assert report.levers_section({"levers": dict(LEVERS, quick=True)}) == []      # a quick sweep is not reported
+
+
+def test_levers_compared_with_an_earlier_baseline_say_so():
+    lev = copy.deepcopy(LEVERS)
+    lev["levers"]["baseline"]["selection"] = dict(FIG, accuracy=0.83)
+    lev["levers"] = {"baseline": lev["levers"]["baseline"],
+                     "baseline-earlier": {"what": "the same command, earlier", "selection": FIG,
+                                          "compared_with": "baseline-earlier", "delta": {"accuracy": 0.0, "auc": 0.0}},
+                     "singletons": dict(lev["levers"]["singletons"], compared_with="baseline-earlier")}
+    text = "\n".join(report.levers_section({"levers": lev}))
+    assert "| baseline-earlier | the same command, earlier | 80.0% (77.0%–83.0%) | — | — |" in text
+    assert "| singletons | single-image people | 81.2% (77.0%–83.0%) | baseline-earlier | +1.2 |" in text
+    assert "the same command and seed then scored 83.0% against 80.0% before" in text
 
 
 def test_deviations_take_lever_effects_and_the_shipped_recipe_from_the_files():
