@@ -19,7 +19,8 @@ NumPy's ``cblas_?gemm`` directly when they can find it:
 - Where no such symbol exists (a NumPy built on another BLAS), the same names
   are given to ``_sgemm_numba`` / ``_dgemm_numba`` below: compiled C callbacks
   with the same CBLAS signature that do the product with ``np.dot``, that is
-  as before. ``BLAS`` says which one this process uses.
+  as before. ``BLAS`` says which one this process uses; the environment
+  variable ``NPFACE_BLAS=numba`` picks the callbacks even where NumPy's is found.
 
 Either way the maths is one row-major GEMM, C (M, N) = alpha op(A) @ op(B) + beta C,
 and ``matmul`` only works out how each operand lies in memory. Products with a
@@ -31,6 +32,7 @@ BLAS runs single-threaded inside the parallel kernels: ``npface.threads.limit``
 limits every BLAS library loaded in the process, NumPy's included.
 """
 import ctypes
+import os
 
 import numpy as np
 from llvmlite import binding as llvm
@@ -95,8 +97,12 @@ def _numpy_cblas():
 
 
 def _register():
-    """Give the kernels' two GEMM names their addresses; returns which BLAS they reach."""
-    found = _numpy_cblas()
+    """Give the kernels' two GEMM names their addresses; returns which BLAS they reach.
+
+    The environment variable NPFACE_BLAS=numba chooses the ``np.dot`` callbacks even where NumPy's CBLAS
+    is found (to compare the two, or to rule one out); any other value, or none, takes NumPy's when found.
+    """
+    found = None if os.environ.get("NPFACE_BLAS", "").strip().lower() == "numba" else _numpy_cblas()
     if found is None:
         addresses, source = (_sgemm_numba.address, _dgemm_numba.address), "np.dot (SciPy's BLAS, through Numba)"
     else:

@@ -75,3 +75,37 @@ def test_the_np_dot_callbacks_follow_cblas_gemm(callback, dtype, scalar, M, N, K
 
 def test_blas_names_the_library_the_kernels_call():
     assert blas.BLAS in ("NumPy's BLAS (cblas_?gemm64_)", "np.dot (SciPy's BLAS, through Numba)")
+
+
+def test_the_np_dot_callbacks_run_the_kernels_in_a_process_that_chooses_them():
+    """NPFACE_BLAS=numba: the compiled kernels (from the same on-disk cache) call the callbacks instead, and a
+    convolution's forward and backward equal this process's."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from npface import ops
+
+    code = """if True:
+        import json, sys, numpy as np
+        from kernels import blas
+        from npface import ops
+        rng = np.random.default_rng(0)
+        x, w, b = rng.standard_normal((2, 3, 9, 9)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+        out, cache = ops.conv2d_forward(x, w, b, stride=1, pad=1)
+        dx, dw, db = ops.conv2d_backward(np.ones_like(out), cache)
+        json.dump({"blas": blas.BLAS, "out": out.tolist(), "dx": dx.tolist(), "dw": dw.tolist()}, sys.stdout)
+    """
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, NPFACE_BLAS="numba", PYTHONPATH=str(root))
+    got = json.loads(subprocess.run([sys.executable, "-c", code], env=env, cwd=root, check=True,
+                                    capture_output=True, text=True).stdout)
+    assert got["blas"] == "np.dot (SciPy's BLAS, through Numba)"
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((2, 3, 9, 9)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    out, cache = ops.conv2d_forward(x, w, b, stride=1, pad=1)
+    dx, dw, _ = ops.conv2d_backward(np.ones_like(out), cache)
+    for name, want in (("out", out), ("dx", dx), ("dw", dw)):
+        np.testing.assert_allclose(np.array(got[name]), want, rtol=1e-12, atol=1e-12, err_msg=name)
