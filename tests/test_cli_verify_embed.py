@@ -36,7 +36,8 @@ def saved_model(tmp_path, threshold=2.0, name="m.npz"):
     return path
 
 
-def oracle_distance(model_path, a, b, flip=False):
+def oracle_distance(model_path, a, b, flip=True):
+    """The distance verify should print; flip=True as verify's default."""
     model = open_model(model_path).model
     sig = embed_faces(model, np.stack([read_face(a), read_face(b)]), flip)    # (2, 128)
     return float(((sig[0].astype(np.float64) - sig[1]) ** 2).sum())
@@ -78,10 +79,13 @@ def test_verify_verdict_follows_the_threshold(tmp_path, capsys, images):
     d = oracle_distance(saved_model(tmp_path), a, b, flip=True)
     for threshold, verdict in ((d * 1.01, "SAME"), (d * 0.99, "DIFFERENT")):
         model = saved_model(tmp_path, threshold=threshold, name=f"m{threshold}.npz")
-        status, out, _ = verify(capsys, a, b, "--model", model, "--flip")
-        assert status == 0 and out.splitlines()[-1] == verdict
-        assert float(out.splitlines()[2].split()[1]) == pytest.approx(d, abs=1e-4)
-    status, out, _ = verify(capsys, a, b, "--model", model)                   # without flip: another distance
+        for flags in (["--flip"], []):                                      # flip is the default
+            status, out, _ = verify(capsys, a, b, "--model", model, *flags)
+            assert status == 0 and out.splitlines()[-1] == verdict
+            assert float(out.splitlines()[2].split()[1]) == pytest.approx(d, abs=1e-4)
+    status, out, _ = verify(capsys, a, b, "--model", model, "--no-flip")      # without flip: another distance
+    assert float(out.splitlines()[2].split()[1]) == pytest.approx(oracle_distance(model, a, b, flip=False),
+                                                                   abs=1e-4)
     assert abs(float(out.splitlines()[2].split()[1]) - d) > 1e-4
 
 
@@ -175,11 +179,11 @@ def test_embed_folder(tmp_path, capsys):
     assert sig.dtype == np.float32 and sig.shape == (3, 128)
     assert paths.tolist() == ["a/deep/y.png", "a/x.jpg", "b/z.JPG"]
     m = open_model(model).model
-    expected = m.embed(np.stack([read_face(root / p) for p in paths]))        # frame "auto"
+    expected = embed_faces(m, np.stack([read_face(root / p) for p in paths]), True)  # frame "auto", flip (default)
     np.testing.assert_allclose(sig, expected, rtol=1e-5, atol=1e-6)
     assert meta["model"]["path"] == str(model) and meta["model"]["threshold"] == 2.0
     assert meta["model"]["provenance"] == {"purpose": "test"} and len(meta["model"]["sha256"]) == 64
-    assert meta["root"] == os.path.abspath(root) and meta["flip"] is False and meta["frame"] == "auto"
+    assert meta["root"] == os.path.abspath(root) and meta["flip"] is True and meta["frame"] == "auto"
     assert meta["n_skipped"] == 1 and meta["skipped"][0]["path"] == "b/bad.jpg"
 
     # Again, from the cache: the same signatures, nothing embedded.
@@ -241,7 +245,7 @@ def test_verify_and_embed_with_views(tmp_path, capsys, images):
     model = saved_model(tmp_path)
     a, b = images["crop"], images["wide"]
     m = open_model(model).model
-    sig = embed_faces(m, np.stack([read_face(a), read_face(b)]), views=5)
+    sig = embed_faces(m, np.stack([read_face(a), read_face(b)]), True, views=5)     # flip: the commands' default
     d = float(((sig[0].astype(np.float64) - sig[1]) ** 2).sum())
     status, out, _ = verify(capsys, a, b, "--model", model, "--views", "5", "--json")
     assert status == 0 and json.loads(out)["distance"] == pytest.approx(d, abs=1e-4)
