@@ -131,28 +131,30 @@ def pasted_pictures(lfw, n_pairs, seed=0, people=None, log=print) -> PastedSet:
     return PastedSet(ds, pairs, same, used, crops, people or "held-out", seed)
 
 
-def agreement(pasted: PastedSet, model, views: int = 1) -> dict:
+def agreement(pasted: PastedSet, model, views: int = 1, flip: bool = False) -> dict:
     """Verify decisions at the model's theta on each framing of the pasted pictures against those on the
     original frames (``--frame lfw``); a picture without a detected face counts as a disagreement.
-    ``views``: the test-time views of every signature, the original frames' included (``--views``)."""
+    ``views`` and ``flip``: the test-time views and flip of every signature, the original frames' included
+    (``--views``, ``--flip``)."""
     from npface.faces import embed_faces
     ds, pairs, same, used = pasted.ds, pasted.pairs, pasted.same, pasted.used
     theta = model.threshold
 
     def signatures(faces):
         keys = sorted(faces)
-        return dict(zip(keys, embed_faces(model, np.stack([faces[k] for k in keys]), views=views))) if keys else {}
+        return dict(zip(keys, embed_faces(model, np.stack([faces[k] for k in keys]), flip, views=views))) \
+            if keys else {}
 
     def decide(sig, i, j):
         if i not in sig or j not in sig:
             return None
         return bool(((sig[i].astype(np.float64) - sig[j]) ** 2).sum() < theta)
-    orig = dict(zip(used.tolist(), embed_faces(model, np.ascontiguousarray(ds.images[used]), views=views)))
+    orig = dict(zip(used.tolist(), embed_faces(model, np.ascontiguousarray(ds.images[used]), flip, views=views)))
     d_orig = [decide(orig, int(i), int(j)) for i, j in pairs]
     out = {"pairs": int(len(pairs)), "same_pairs": int(same.sum()), "pictures": int(len(used)),
            "people": pasted.people, "pictures_without_face": int(len(used) - len(pasted.crops["detect"])),
            "accuracy_original_frames": float(np.mean([a == s for a, s in zip(d_orig, same)])),
-           "threshold": theta, "seed": pasted.seed, "views": int(views)}
+           "threshold": theta, "seed": pasted.seed, "views": int(views), "flip": bool(flip)}
     for name, faces in pasted.crops.items():
         sig = signatures(faces)
         d = [decide(sig, int(i), int(j)) for i, j in pairs]
@@ -168,13 +170,14 @@ def pasted_agreement(lfw, n_pairs, seed=0, model=None, log=print, people=None, v
     """Verify decisions on pasted pictures (--frame detect, and two framings that need the truth) against
     those on the original frames (--frame lfw): ``agreement`` of ``pasted_pictures``, for each test-time
     view count in ``views`` on the same pictures (the first at the top level, each other one under
-    "views<V>")."""
+    "views<V>"), and with test-time flip and the first view count (under "flip")."""
     from npface.model import load
     model = model if model is not None else load()
     pasted = pasted_pictures(lfw, n_pairs, seed, people, log)
     out = agreement(pasted, model, views[0])
     for v in views[1:]:
         out[f"views{v}"] = agreement(pasted, model, v)
+    out["flip"] = agreement(pasted, model, views[0], flip=True)          # verify's and embed's default
     return out
 
 
@@ -266,6 +269,17 @@ def write_report(path=REPORT, results=RESULTS, framing=FRAMING, cluster_search=C
                   "The last row isolates resampling and JPEG; the gap between it and the other two is framing: "
                   "the signatures change with where exactly the face sits in the crop, more than the alignment "
                   "net undoes.", ""]
+        if isinstance(v.get("flip"), dict):
+            w = v["flip"]
+            lines += [f"With `--flip` (each signature averaged with its mirror image's, on both sides of every "
+                      f"comparison; the default of `verify` and `embed`; accuracy of the original frames' decisions "
+                      f"{100 * w['accuracy_original_frames']:.1f}%), same pictures:", "",
+                      "| framing of the pasted face | agreement with the original frames | accuracy |", "|---|---|---|",
+                      f"| `--frame detect --flip` | {100 * w['agreement']:.1f}% | {100 * w['accuracy']:.1f}% |",
+                      f"| the landmark-derived frame | {100 * w['landmark_frame_agreement']:.1f}% | "
+                      f"{100 * w['landmark_frame_accuracy']:.1f}% |",
+                      f"| the training crop itself | {100 * w['training_crop_agreement']:.1f}% | "
+                      f"{100 * w['training_crop_accuracy']:.1f}% |", ""]
         for key in sorted(k for k in v if k.startswith("views") and isinstance(v[k], dict)):
             w = v[key]
             lines += [f"With `--views {w['views']}` (each signature averaged over the crop and four copies shifted by "
@@ -286,7 +300,11 @@ def write_report(path=REPORT, results=RESULTS, framing=FRAMING, cluster_search=C
                       f"{s1['pairs']} pairs): `--frame detect` agreement {100 * s1['agreement']:.1f}% with one view, "
                       f"{100 * s5['agreement']:.1f}% with five; the original frames' accuracy "
                       f"{100 * s1['accuracy_original_frames']:.1f}% and {100 * s5['accuracy_original_frames']:.1f}%. "
-                      "Five views cost five forward passes per face, so the commands keep one as their default.", ""]
+                      "Five views cost five forward passes per face, so the commands keep one as their default."
+                      + (f" Flip, on the same pictures: agreement {100 * sel['verify']['flip']['agreement']:.1f}%, the "
+                         f"original frames' accuracy {100 * sel['verify']['flip']['accuracy_original_frames']:.1f}%, "
+                         "for two passes per face; `verify` and `embed` flip by default."
+                         if isinstance(sel["verify"].get("flip"), dict) else ""), ""]
     if ph and "clustering" in ph:
         c = ph["clustering"]
         lines += ["## Clustering held-out people (`python -m benchmarks.photos --lfw ../shared/lfw`)", "",

@@ -245,7 +245,8 @@ def _lfw_or_skip():
         pytest.skip(f"LFW not found at {LFW} (set NPFACE_LFW)")
 
 
-AGREEMENT_TARGET = 0.95
+AGREEMENT_TARGET = 0.95          # the issue's target, for a few hundred pairs
+AGREEMENT_FLOOR = 0.8            # a regression floor the default suite's 40 pairs can resolve
 SMALL, FULL = (40, 1), (400, 2)                  # (pairs, seed): the default suite's set, and the slow one
 
 
@@ -270,7 +271,17 @@ def test_pasted_pictures_keep_decisions_when_cut_at_the_training_crop(pasted):
 @pytest.mark.xfail(strict=True, reason="--frame detect agrees with the original frames for fewer than 95% of the "
                                        "pairs (docs/PHOTOS.md): framing moves the signatures more than the margin")
 def test_pasted_verify_with_detect_agrees_with_original_frames(pasted):
-    assert pasted["agreement"] >= AGREEMENT_TARGET, pasted
+    # verify as a user runs it: flip is its default, on the pasted and the original frames alike
+    if pasted["pairs"] < 400:
+        pytest.skip("the 95% target needs a few hundred pairs: 40 cannot resolve it (about +-7 points)")
+    assert pasted["flip"]["flip"] and pasted["flip"]["agreement"] >= AGREEMENT_TARGET, pasted["flip"]
+
+
+@pytest.mark.lfw
+def test_pasted_verify_with_detect_keeps_most_decisions(pasted):
+    """A floor that 40 pairs can resolve: framing that missed the face, or cut it at the wrong scale, would
+    leave the decisions near chance (about 50%); today's framing keeps about 90% (docs/PHOTOS.md)."""
+    assert pasted["flip"]["flip"] and pasted["flip"]["agreement"] >= AGREEMENT_FLOOR, pasted["flip"]
 
 
 @pytest.mark.lfw
