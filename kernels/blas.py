@@ -17,7 +17,7 @@ NumPy's ``cblas_?gemm`` directly when they can find it:
   external function: the address is resolved when a kernel is loaded, so
   Numba's on-disk cache stays valid from one process to the next.
 - Where no such symbol exists (a NumPy built on another BLAS), the same names
-  are given to ``_sgemm_numba`` / ``_dgemm_numba`` below: compiled C callbacks
+  are given to the two callbacks of ``numba_callbacks`` below: compiled C callbacks
   with the same CBLAS signature that do the product with ``np.dot``, that is
   as before. ``BLAS`` says which one this process uses; the environment
   variable ``NPFACE_BLAS=numba`` picks the callbacks even where NumPy's is found.
@@ -32,6 +32,7 @@ BLAS runs single-threaded inside the parallel kernels: ``npface.threads.limit``
 limits every BLAS library loaded in the process, NumPy's included.
 """
 import ctypes
+import functools
 import os
 
 import numpy as np
@@ -73,8 +74,12 @@ def _numba_gemm(dtype):
     return gemm
 
 
-_sgemm_numba = cfunc(_SGEMM_SIG, cache=True)(_numba_gemm(np.float32))
-_dgemm_numba = cfunc(_DGEMM_SIG, cache=True)(_numba_gemm(np.float64))
+@functools.lru_cache(maxsize=None)
+def numba_callbacks():
+    """(sgemm, dgemm): the ``np.dot`` callbacks, compiled (or loaded from the cache) on first use only, since
+    a process that finds NumPy's CBLAS never calls them."""
+    return (cfunc(_SGEMM_SIG, cache=True)(_numba_gemm(np.float32)),
+            cfunc(_DGEMM_SIG, cache=True)(_numba_gemm(np.float64)))
 
 
 def _numpy_cblas():
@@ -104,7 +109,7 @@ def _register():
     """
     found = None if os.environ.get("NPFACE_BLAS", "").strip().lower() == "numba" else _numpy_cblas()
     if found is None:
-        addresses, source = (_sgemm_numba.address, _dgemm_numba.address), "np.dot (SciPy's BLAS, through Numba)"
+        addresses, source = tuple(f.address for f in numba_callbacks()), "np.dot (SciPy's BLAS, through Numba)"
     else:
         addresses, source = found, "NumPy's BLAS (cblas_?gemm64_)"
     llvm.add_symbol("npface_sgemm", addresses[0])
