@@ -226,6 +226,17 @@ def _px(v):
     return f"{v:.2f} px"
 
 
+def _variant_table(w, flags, intro) -> list:
+    """docs/PHOTOS.md's lines for one test-time variant of ``agreement`` (``w``, run with ``flags``): its
+    introduction, then the three framings' agreement and accuracy."""
+    return [intro, "", "| framing of the pasted face | agreement with the original frames | accuracy |", "|---|---|---|",
+            f"| `--frame detect {flags}` | {100 * w['agreement']:.1f}% | {100 * w['accuracy']:.1f}% |",
+            f"| the landmark-derived frame | {100 * w['landmark_frame_agreement']:.1f}% | "
+            f"{100 * w['landmark_frame_accuracy']:.1f}% |",
+            f"| the training crop itself | {100 * w['training_crop_agreement']:.1f}% | "
+            f"{100 * w['training_crop_accuracy']:.1f}% |", ""]
+
+
 def write_report(path=REPORT, results=RESULTS, framing=FRAMING, cluster_search=CLUSTER_SEARCH):
     """docs/PHOTOS.md from the results files (each section only when its file exists)."""
     lines = ["# Your own photos: measured", "",
@@ -270,29 +281,17 @@ def write_report(path=REPORT, results=RESULTS, framing=FRAMING, cluster_search=C
                   "the signatures change with where exactly the face sits in the crop, more than the alignment "
                   "net undoes.", ""]
         if isinstance(v.get("flip"), dict):
-            w = v["flip"]
-            lines += [f"With `--flip` (each signature averaged with its mirror image's, on both sides of every "
-                      f"comparison; the default of `verify` and `embed`; accuracy of the original frames' decisions "
-                      f"{100 * w['accuracy_original_frames']:.1f}%), same pictures:", "",
-                      "| framing of the pasted face | agreement with the original frames | accuracy |", "|---|---|---|",
-                      f"| `--frame detect --flip` | {100 * w['agreement']:.1f}% | {100 * w['accuracy']:.1f}% |",
-                      f"| the landmark-derived frame | {100 * w['landmark_frame_agreement']:.1f}% | "
-                      f"{100 * w['landmark_frame_accuracy']:.1f}% |",
-                      f"| the training crop itself | {100 * w['training_crop_agreement']:.1f}% | "
-                      f"{100 * w['training_crop_accuracy']:.1f}% |", ""]
+            lines += _variant_table(
+                v["flip"], "--flip", "With `--flip` (each signature averaged with its mirror image's, on both sides "
+                "of every comparison; the default of `verify` and `embed`; accuracy of the original frames' decisions "
+                f"{100 * v['flip']['accuracy_original_frames']:.1f}%), same pictures:")
         for key in sorted(k for k in v if k.startswith("views") and isinstance(v[k], dict)):
             w = v[key]
-            lines += [f"With `--views {w['views']}` (each signature averaged over the crop and four copies shifted by "
-                      f"{VIEW_SHIFT_PX} px, on both sides of every comparison: the original frames' decisions are "
-                      f"made with views too, accuracy of those {100 * w['accuracy_original_frames']:.1f}%), same "
-                      "pictures:", "",
-                      "| framing of the pasted face | agreement with the original frames | accuracy |", "|---|---|---|",
-                      f"| `--frame detect --views {w['views']}` | {100 * w['agreement']:.1f}% | "
-                      f"{100 * w['accuracy']:.1f}% |",
-                      f"| the landmark-derived frame | {100 * w['landmark_frame_agreement']:.1f}% | "
-                      f"{100 * w['landmark_frame_accuracy']:.1f}% |",
-                      f"| the training crop itself | {100 * w['training_crop_agreement']:.1f}% | "
-                      f"{100 * w['training_crop_accuracy']:.1f}% |", ""]
+            lines += _variant_table(
+                w, f"--views {w['views']}", f"With `--views {w['views']}` (each signature averaged over the crop and "
+                f"four copies shifted by {VIEW_SHIFT_PX} px, on both sides of every comparison: the original frames' "
+                f"decisions are made with views too, accuracy of those {100 * w['accuracy_original_frames']:.1f}%), "
+                "same pictures:")
         sel = _read(SELECTION)
         if sel and "views5" in sel.get("verify", {}):
             s1, s5 = sel["verify"], sel["verify"]["views5"]
