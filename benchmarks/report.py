@@ -26,7 +26,8 @@ def load_results(results_dir) -> dict:
     out = {}
     for name in ("variance", "convergence", "accuracy", "flops", "inference", "layers", "reproduce",
                  "train_step_multibatch", "train_step_pairs", "distributed", "prefetch", "shipped", "levers",
-                 "heldout-selection", "heldout-report", "heldout-selection-combination"):
+                 "heldout-selection", "heldout-report", "heldout-selection-combination",
+                 "heldout-selection-b32x8"):
         path = Path(results_dir) / f"{name}.json"
         if path.is_file():
             out[name] = json.loads(path.read_text())
@@ -706,18 +707,32 @@ def levers_section(res) -> list:
               "| model | report people accuracy | date |", "|---|---|---|"]
         L += [f"| {_measured_model(m, shipped)} | {_pct(m['accuracy'])} | {m.get('date') or ''} |"
               for m in measured] + [""]
-    combo = res.get("heldout-selection-combination")
-    if combo and combo.get("summary"):
-        s, f = combo["summary"]["plain"], combo["summary"]["flip"]
-        from npface.train import command_line
-        L += [f"The levers that pointed up, combined and trained longer (`{combo['model']}`, "
-              f"{combo.get('model_trained_steps') or 0:,} steps, trained by `{command_line(combo['model_config'])}`), "
-              "on the same selection people "
-              f"(`heldout-selection-combination.json`): {_pct(s['accuracy'])} ({_pct(s['accuracy_95'][0])}–"
-              f"{_pct(s['accuracy_95'][1])}), AUC {s['auc']:.3f}, at the learned θ "
-              f"{_pct(s['learned_threshold_accuracy'])}; with test-time flip {_pct(f['accuracy'])}, AUC "
-              f"{f['auc']:.3f}.", ""]
+    # full-length runs of a lever or a combination, each measured once on the selection people
+    for name, what in (("heldout-selection-combination", "The levers that pointed up, combined and trained longer"),
+                       ("heldout-selection-b32x8", "The best lever alone, 32 × 8 batches, trained for the shipped "
+                                                   "recipe's full length")):
+        run = res.get(name)
+        if run and run.get("summary"):
+            L += [_full_run_sentence(name, what, run), ""]
     return L
+
+
+def _run_path(model) -> str:
+    """A model file's path from its run folder on (runs/NAME/model.npz), wherever the run was kept."""
+    parts = Path(model).parts
+    return "/".join(parts[len(parts) - 1 - parts[::-1].index("runs"):]) if "runs" in parts else str(model)
+
+
+def _full_run_sentence(name, what, run) -> str:
+    """One full-length training run measured on the selection people (a heldout-selection-*.json), as a sentence."""
+    from npface.train import command_line
+    s, f = run["summary"]["plain"], run["summary"]["flip"]
+    return (f"{what} (`{_run_path(run['model'])}`, "
+            f"{run.get('model_trained_steps') or 0:,} steps, trained by `{command_line(run['model_config'])}`), "
+            f"on the same selection people (`{name}.json`): {_pct(s['accuracy'])} ({_pct(s['accuracy_95'][0])}–"
+            f"{_pct(s['accuracy_95'][1])}), AUC {s['auc']:.3f}, at the learned θ "
+            f"{_pct(s['learned_threshold_accuracy'])}; with test-time flip {_pct(f['accuracy'])}, AUC "
+            f"{f['auc']:.3f}.")
 
 
 def _test_time_sentence(summary) -> str:
