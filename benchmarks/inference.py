@@ -23,16 +23,16 @@ before (``Plan.forward(..., stages=k)``), taken within each round of
 calls and then the median over rounds (``plan_stage_times``), so the plan's
 figures time the compiled code itself. Stages of a few microseconds are
 within the noise of these differences. Every ratio is to a float32
-GEMM peak measured in the same run (at batch 1, in the same rounds); batch 256 runs on two threads against
-the two-thread peak. The plan's workspace for batch 1 is reported in bytes.
+GEMM peak measured in the same run (at batch 1, in the same rounds); batch 256 runs on two threads, the
+plan and the per-op path again in the same rounds, against the two-thread peak. The plan's workspace for batch 1 is reported in bytes.
 
 Before timing, the model's output is checked against the network built from
 the slow reference kernels and against the per-op path.
 
 When onnxruntime is installed (``pip install 'npface[onnx]'``), the same model
 is exported (``npface.export_onnx``) and ONNX Runtime is timed in the same
-run: batch 1 on one thread, and batch 256 on two threads beside npface's own
-batch 256 on two threads. ONNX Runtime's output is checked against npface's
+run: batch 1 on one thread, and batch 256 on two threads, each in the same
+rounds of calls as npface's own. ONNX Runtime's output is checked against npface's
 first, and npface's time is printed as a ratio to ONNX Runtime's.
 """
 import argparse
@@ -156,9 +156,10 @@ def main(argv=None):
         throughput_t = median_time(lambda: model.embed(batch, batch_size=32), min_reps=3 if args.quick else 10)
     reps = 2 if args.quick else 5
     with limit(threads2):
-        model.embed(big, batch_size=256, threads=threads2)
-        big_t = median_time(lambda: model.embed(big, batch_size=256, threads=threads2), min_reps=reps)
-        big_per_op_t = median_time(lambda: model.forward(big, per_op=True), min_reps=reps)
+        # the plan and the per-op path side by side, round by round, as at batch 1
+        batch256 = interleaved_medians({"plan": lambda: model.embed(big, batch_size=256, threads=threads2),
+                                        "per_op": lambda: model.forward(big, per_op=True)}, rounds=reps, warmup=1)
+        big_t, big_per_op_t = batch256["plan"], batch256["per_op"]
     ws1 = model.plan.workspace(1, train=False).nbytes
 
     def ratio(seconds, macs_, peak):
@@ -216,7 +217,7 @@ def main(argv=None):
 
 def onnx_runtime(model, one, calls, quick):
     """ONNX Runtime on the exported model: batch 1 on 1 thread, batch 256 on 2 threads, npface beside it
-    (at batch 1 in the same rounds of calls, ``interleaved_medians``).
+    (in the same rounds of calls, ``interleaved_medians``).
 
     Returns the JSON-able results, or None when onnxruntime is not installed.
     """
@@ -242,8 +243,10 @@ def onnx_runtime(model, one, calls, quick):
                                             "npface": lambda: model.embed(one)}, rounds=calls, warmup=20)
     batch1, npface_batch1 = side_by_side["ort"], side_by_side["npface"]
     reps = 2 if quick else 5
-    ort_big = median_time(lambda: onnx_model.embed(big, batch_size=256, threads=threads), min_reps=reps)
-    npface_big = median_time(lambda: model.embed(big, batch_size=256, threads=threads), min_reps=reps)
+    side_by_side = interleaved_medians({"ort": lambda: onnx_model.embed(big, batch_size=256, threads=threads),
+                                        "npface": lambda: model.embed(big, batch_size=256, threads=threads)},
+                                       rounds=reps, warmup=1)
+    ort_big, npface_big = side_by_side["ort"], side_by_side["npface"]
     print(f"Batch 1, 1 thread: ONNX Runtime {1e3 * batch1:.2f} ms, npface {1e3 * npface_batch1:.2f} ms "
           f"(npface / ONNX Runtime = {npface_batch1 / batch1:.2f})")
     print(f"Batch 256, {threads} threads: ONNX Runtime {256 / ort_big:.0f} images/s, npface {256 / npface_big:.0f} "
