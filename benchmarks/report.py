@@ -1035,7 +1035,11 @@ def model_card(shipped) -> list:
     n = shipped.get("report_measurements", 1)
     measured = ("measured once" if n == 1 else
                 f"{n} candidates measured on them in all, listed in `heldout-report.json`")
-    start = (f"starting from `{shipped['init']}`" + (f" ({shipped['init_kind']})" if shipped.get("init_kind") else "")
+    made = shipped.get("init_kind") or ""
+    settings = shipped.get("init_settings") or {}
+    if made and {"steps", "batch_size"} <= set(settings):
+        made += f", {settings['steps']:,} steps of {settings['batch_size']} images"
+    start = (f"starting from `{shipped['init']}`" + (f" ({made})" if made else "")
              if shipped.get("init") else "from a fresh model")
     ranks = f" × {shipped['world_size']} MPI ranks" if shipped.get("world_size", 1) > 1 else ""
     return ["| model card | |", "|---|---|",

@@ -130,6 +130,8 @@ def ship(lfw, run_dir, average_n=0, to=SHIPPED_MODEL, results=RESULTS, n_pairs=N
         "command": command_line(config, out=run_dir), "config": config,
         "init": config.get("init"),
         "init_kind": (model.provenance.get("init_provenance") or {}).get("kind"),
+        # how the starting model was made (e.g. the alignment pretraining's steps and batch), when it says
+        "init_settings": (model.provenance.get("init_provenance") or {}).get("settings"),
         "data": model.provenance.get("data"),
         "people_list": config.get("people"),
         "train_people": len(model.provenance.get("train_people") or ()),

@@ -94,6 +94,9 @@ def test_model_card_is_written_from_the_shipped_record():
     card = "\n".join(report.model_card(record))
     assert "| training | 5,000 steps, 1.25 h of steps on 2 threads (x86_64, 2 cores)" in card
     assert "starting from `runs/a.npz` (alignment pretraining (npface.pretrain_alignment))" in card
+    settings = {"steps": 8000, "batch_size": 64, "lr": 0.0003}
+    assert ("starting from `runs/a.npz` (alignment pretraining (npface.pretrain_alignment), 8,000 steps of 64 "
+            "images)") in "\n".join(report.model_card(dict(record, init_settings=settings)))
     assert "measured once" in card and "2 candidates measured" in "\n".join(
         report.model_card(dict(record, report_measurements=2)))
     assert "the mean of the last 3 checkpoints (steps 4900, 4950, 5000" in card
