@@ -88,6 +88,14 @@ def measure(lfw, model, part, work, n_fit=N_PAIRS, n_test=N_PAIRS, threads=1, lo
     return {"people": part, "protocol": protocol, "results": results, "summary": summary}
 
 
+def _init_record(provenance) -> dict:
+    """What a model's training started from, as its provenance says: the kind of starting model, how it was
+    made (e.g. the alignment pretraining's steps) and its held-out landmark error, where recorded."""
+    init = provenance.get("init_provenance") or {}
+    return {"path": provenance.get("init"), "kind": init.get("kind"), "settings": init.get("settings"),
+            "heldout_landmark_error_px": init.get("heldout_landmark_error_px")}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.heldout", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -121,8 +129,8 @@ def main(argv=None):
         return 2
     out.update({"model": args.model or "shipped", "model_sha256": params_digest(model),
                 "model_trained_steps": provenance.get("trained_steps"),
-                "model_config": provenance.get("config"), "seconds": time.perf_counter() - t,
-                "date": time.strftime("%Y-%m-%d")})
+                "model_config": provenance.get("config"), "model_init": _init_record(provenance),
+                "seconds": time.perf_counter() - t, "date": time.strftime("%Y-%m-%d")})
     path = args.json or f"benchmarks/results/heldout-{args.people}.json"
     write_json(path, out)
     for key, s in out["summary"].items():

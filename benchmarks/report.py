@@ -27,7 +27,8 @@ def load_results(results_dir) -> dict:
     for name in ("variance", "convergence", "accuracy", "flops", "inference", "layers", "reproduce",
                  "train_step_multibatch", "train_step_pairs", "distributed", "prefetch", "shipped", "levers",
                  "heldout-selection", "heldout-report", "heldout-selection-combination",
-                 "heldout-selection-b32x8"):
+                 "heldout-selection-b32x8", "heldout-selection-align8000", "photos-selection",
+                 "photos-selection-align8000"):
         path = Path(results_dir) / f"{name}.json"
         if path.is_file():
             out[name] = json.loads(path.read_text())
@@ -710,11 +711,47 @@ def levers_section(res) -> list:
     # full-length runs of a lever or a combination, each measured once on the selection people
     for name, what in (("heldout-selection-combination", "The levers that pointed up, combined and trained longer"),
                        ("heldout-selection-b32x8", "The best lever alone, 32 × 8 batches, trained for the shipped "
-                                                   "recipe's full length")):
+                                                   "recipe's full length"),
+                       ("heldout-selection-align8000", "The shipped recipe started from an alignment net pretrained "
+                                                       "for longer")):
         run = res.get(name)
         if run and run.get("summary"):
-            L += [_full_run_sentence(name, what, run), ""]
+            L += [_full_run_sentence(name, what, run) + _init_sentence(run, res.get("accuracy"))
+                  + (_agreement_sentence(res) if name.endswith("align8000") else ""), ""]
     return L
+
+
+def _init_sentence(run, acc=None) -> str:
+    """' It started from ...': the starting model's pretraining steps and landmark error, where the run recorded
+    them (``benchmarks.heldout``'s model_init), beside the shipped model's (``accuracy.json``), else ''."""
+    init = run.get("model_init") or {}
+    steps = (init.get("settings") or {}).get("steps")
+    error = ((init.get("heldout_landmark_error_px") or {}).get("plain") or {})
+    if not steps or "net" not in error:
+        return ""
+    return (f" It started from an alignment net pretrained for {steps:,} steps (`python -m npface.pretrain_alignment "
+            f"--steps {steps}`), whose mean landmark error on the held-out people is {error['net']:.2f} px "
+            f"({error.get('fitted', float('nan')):.2f} px for the best similarity fit, {error.get('identity', float('nan')):.2f} px "
+            "with no warp" + _shipped_alignment_error(acc) + ").")
+
+
+def _shipped_alignment_error(acc) -> str:
+    a = (acc or {}).get("model_alignment") or {}
+    e = ((a.get("heldout_landmark_error_px") or {}).get("plain") or {})
+    return f"; the shipped model's alignment net: {e['net']:.2f} px, `accuracy.json`" if "net" in e else ""
+
+
+def _agreement_sentence(res) -> str:
+    """The selection people's --frame detect agreement with flip: the shipped model against the align8000 run."""
+    shipped, run = res.get("photos-selection"), res.get("photos-selection-align8000")
+    if not (shipped and run and "flip" in shipped.get("verify", {}) and "flip" in run.get("verify", {})):
+        return ""
+    a, b = shipped["verify"]["flip"], run["verify"]["flip"]
+    return (f" On pasted pictures of the same people (`benchmarks.photos`, {b['pairs']} pairs, with flip), its "
+            f"`--frame detect` decisions agree with the original frames' for {_pct(b['agreement'])}, against "
+            f"{_pct(a['agreement'])} for the shipped model (`photos-selection-align8000.json`, "
+            "`photos-selection.json`): a more precise alignment net makes the signatures depend less on the "
+            "framing, but this run lost accuracy, so it is not shipped.")
 
 
 def _run_path(model) -> str:

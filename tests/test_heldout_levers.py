@@ -155,3 +155,15 @@ def test_a_re_run_baseline_that_differs_keeps_the_earlier_one_for_the_levers_it_
     assert again["baseline-earlier-2"]["selection"] == {"accuracy": 0.83}
     assert again["long"]["compared_with"] == "baseline-earlier-2"
     assert again["singletons"]["compared_with"] == "baseline-earlier"
+
+
+def test_heldout_records_what_the_model_started_from():
+    provenance = {"init": "runs/a.npz", "init_provenance": {
+        "kind": "alignment pretraining (npface.pretrain_alignment)", "settings": {"steps": 8000, "batch_size": 64},
+        "heldout_landmark_error_px": {"plain": {"net": 3.5}}, "template_px": [[0.0, 0.0]]}}
+    record = heldout._init_record(provenance)
+    assert record == {"path": "runs/a.npz", "kind": "alignment pretraining (npface.pretrain_alignment)",
+                      "settings": {"steps": 8000, "batch_size": 64},
+                      "heldout_landmark_error_px": {"plain": {"net": 3.5}}}
+    assert heldout._init_record({}) == {"path": None, "kind": None, "settings": None,
+                                        "heldout_landmark_error_px": None}

@@ -74,3 +74,18 @@ def test_the_report_people_list_names_each_model_and_the_shipped_one():
                                             "shipped": {"model_sha256": "b"}}))
     assert "| the model shipped before `benchmarks.ship` (measured by `benchmarks.heldout`) | 82.0% | d1 |" in text
     assert "| `runs/r` (the run's final model.npz) — shipped now | 85.0% | d2 |" in text
+
+
+def test_full_run_sentences_name_the_starting_model_and_the_detect_agreement():
+    from benchmarks import report
+    run = {"model_init": {"settings": {"steps": 8000},
+                          "heldout_landmark_error_px": {"plain": {"net": 3.53, "fitted": 3.23, "identity": 4.21}}}}
+    acc = {"model_alignment": {"heldout_landmark_error_px": {"plain": {"net": 3.71}}}}
+    text = report._init_sentence(run, acc)
+    assert "pretrained for 8,000 steps" in text and "is 3.53 px (3.23 px" in text and "alignment net: 3.71 px" in text
+    assert report._init_sentence({}) == "" and "shipped model" not in report._init_sentence(run)
+    flip = {"pairs": 400, "agreement": 0.875}
+    res = {"photos-selection": {"verify": {"flip": flip}},
+           "photos-selection-align8000": {"verify": {"flip": dict(flip, agreement=0.9025)}}}
+    assert "for 90.2%, against 87.5% for the shipped model" in report._agreement_sentence(res)
+    assert report._agreement_sentence({"photos-selection": res["photos-selection"]}) == ""
