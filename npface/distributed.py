@@ -24,8 +24,11 @@ inside dL/dsig. dL/dtheta is computed identically on every rank, so only rank
 ``connect()`` returns ``SINGLE`` (one process, every collective the
 identity, mpi4py never imported) unless an MPI launcher started this
 process among more ranks, or ``force`` asks for MPI. Rank 0 alone writes
-files and prints; a rank that fails prints its message and aborts the whole
-job (``MPI_Abort``), so no rank waits forever in a collective.
+files and prints. A failure that every rank decides together (the ranks'
+parameters differ, the loss of the gathered batch is not finite) is reported
+once, by rank 0, and every rank ends with its status. A rank that fails alone
+prints its message and aborts the whole job (``MPI_Abort``), so no rank waits
+forever in a collective.
 """
 import hashlib
 import os
@@ -44,6 +47,9 @@ RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PM
 # A failing rank other than 0 waits this long before aborting, so that a failure every rank shares
 # (a bad flag, a missing file) is reported once, by rank 0, rather than once per rank.
 NONROOT_FAIL_DELAY = 1.0
+# A rank that aborts the job waits this long after printing its line: the abort can end the launcher's
+# forwarding of the rank's stderr before the line has passed through it (an empty stderr was seen).
+ABORT_DELAY = 0.5
 
 
 class RanksDiverged(RuntimeError):
@@ -92,8 +98,13 @@ class Single:
     def check_identical(self, params, step):
         """Raise RanksDiverged unless every rank holds the same parameters (name -> array)."""
 
-    def fail(self, line, status):
-        """Report a failure (one line on stderr) and end: return ``status`` here; abort the job under MPI."""
+    def fail(self, line, status, every_rank=False):
+        """Report a failure (one line on stderr) and end: return ``status`` here.
+
+        Under MPI, ``every_rank`` says that every rank raised this failure at the same point, decided from
+        data they all share: then rank 0 prints the line and every rank returns ``status``, with no abort.
+        Otherwise this rank prints and aborts the whole job.
+        """
         print(line, file=sys.stderr)
         return status
 
@@ -165,11 +176,16 @@ class MPIComm(Single):
                                 "must apply the same update, so the ranks do not run the same npface or MPI "
                                 "summed differently; stopped")
 
-    def fail(self, line, status):
+    def fail(self, line, status, every_rank=False):
+        if every_rank:
+            if self.is_root:
+                print(line, file=sys.stderr, flush=True)
+            return status                          # every rank ends here; mpi4py finalises MPI at exit
         if not self.is_root:
             time.sleep(NONROOT_FAIL_DELAY)
         print(line, file=sys.stderr, flush=True)
         sys.stdout.flush()
+        time.sleep(ABORT_DELAY)
         self.world.Abort(status)
 
 

@@ -176,12 +176,12 @@ def main(argv=None):
         else:
             out = a.out or comm.from_root(time.strftime, "runs/train-%Y%m%d-%H%M%S")
             run(config_from_args(a), out, comm=comm)
-    except TrainingDiverged as e:
-        return comm.fail(f"npface.train: error: {comm.who}{e}", EXIT_DIVERGED)
+    except TrainingDiverged as e:                       # decided from the gathered batch: on every rank
+        return comm.fail(f"npface.train: error: {comm.who}{e}", EXIT_DIVERGED, every_rank=True)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         return comm.fail(f"npface.train: error: {comm.who}{e}", 2)
-    except distributed.RanksDiverged as e:
-        return comm.fail(f"npface.train: error: {comm.who}{e}", EXIT_FAILED)
+    except distributed.RanksDiverged as e:              # decided from every rank's checksum: on every rank
+        return comm.fail(f"npface.train: error: {comm.who}{e}", EXIT_FAILED, every_rank=True)
     except BaseException as e:
         if comm.size == 1:
             raise

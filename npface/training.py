@@ -689,7 +689,7 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
             stopping = comm.any(stop.requested)          # every rank stops after the same step
             if (step + 1) % cfg.checkpoint_every == 0 or done or stopping:
                 metrics.flush()
-                if not all(np.all(np.isfinite(v)) for v in model.params.values()):
+                if comm.any(not all(np.all(np.isfinite(v)) for v in model.params.values())):
                     raise TrainingDiverged(f"step {step + 1}: parameters are no longer finite; stopped. "
                                            + _last_good(checkpoint))
                 comm.check_identical(model.params, step + 1)

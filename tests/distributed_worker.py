@@ -6,6 +6,7 @@
     run OUT             ``npface.train`` with RUN_FLAGS in float64 (``float64_training``)
     fail OUT            a short npface.train run in which rank 1 raises at its second step
     diverge OUT         a short npface.train run in which rank 1 alone nudges theta after its first step
+    nan OUT             a short npface.train run whose loss is NaN at the second step on every rank
 """
 import sys
 
@@ -85,6 +86,14 @@ def main(argv):
             training.train_step = real_step
             return est
         training.train_step = nudging
+    if mode == "nan":
+        real_gradients, calls = training.signature_gradients, []
+
+        def nan_loss(*args, **kw):
+            calls.append(1)
+            est = real_gradients(*args, **kw)
+            return est._replace(loss=float("nan")) if len(calls) == 2 else est
+        training.signature_gradients = nan_loss
     from npface.train import main as train_main
     return train_main((RUN_FLAGS if mode == "run" else SHORT_FLAGS) + ["--distributed", "--out", out])
 

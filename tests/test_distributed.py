@@ -200,4 +200,12 @@ def test_ranks_whose_parameters_differ_stop_with_a_clear_error(mpiexec, tmp_path
     code, out, err = finish(mpiexec(["-m", "tests.distributed_worker", "diverge", str(tmp_path / "r")]), timeout=120)
     assert code == 1, err
     assert "step 2: the ranks' parameters differ" in err
+    assert err.count("npface.train: error:") == 1 and "rank 0 of 2" in err, err    # every rank knows: one line
     assert not (tmp_path / "r" / "checkpoint.npz").exists()                # never saved a state the ranks disagree on
+
+
+def test_a_loss_that_is_not_finite_on_every_rank_ends_the_job_with_one_line(mpiexec, tmp_path):
+    code, out, err = finish(mpiexec(["-m", "tests.distributed_worker", "nan", str(tmp_path / "r")]), timeout=120)
+    assert code == 3, err                                                    # npface.train.EXIT_DIVERGED
+    assert err.count("npface.train: error:") == 1, err
+    assert "rank 0 of 2: step 2: the loss is nan; stopped." in err
