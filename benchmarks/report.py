@@ -27,8 +27,8 @@ def load_results(results_dir) -> dict:
     for name in ("variance", "convergence", "accuracy", "flops", "inference", "layers", "reproduce",
                  "train_step_multibatch", "train_step_pairs", "distributed", "prefetch", "shipped", "levers",
                  "heldout-selection", "heldout-report", "heldout-selection-combination",
-                 "heldout-selection-b32x8", "heldout-selection-align8000", "photos-selection",
-                 "photos-selection-align8000"):
+                 "heldout-selection-b32x8", "heldout-selection-align8000", "heldout-selection-seed1",
+                 "photos-selection", "photos-selection-align8000"):
         path = Path(results_dir) / f"{name}.json"
         if path.is_file():
             out[name] = json.loads(path.read_text())
@@ -713,12 +713,26 @@ def levers_section(res) -> list:
                        ("heldout-selection-b32x8", "The best lever alone, 32 × 8 batches, trained for the shipped "
                                                    "recipe's full length"),
                        ("heldout-selection-align8000", "The shipped recipe started from an alignment net pretrained "
-                                                       "for longer")):
+                                                       "for longer"),
+                       ("heldout-selection-seed1", "The shipped recipe run again with another seed (`--seed 1`: "
+                                                   "another data order and augmentation, the same starting model)")):
         run = res.get(name)
         if run and run.get("summary"):
             L += [_full_run_sentence(name, what, run) + _init_sentence(run, res.get("accuracy"))
-                  + (_agreement_sentence(res) if name.endswith("align8000") else ""), ""]
+                  + (_agreement_sentence(res) if name.endswith("align8000") else "")
+                  + (_spread_sentence(run, sel) if name.endswith("seed1") else ""), ""]
     return L
+
+
+def _spread_sentence(run, shipped_selection) -> str:
+    """How far a second run of the shipped recipe lands from the shipped run, on the same selection pairs."""
+    if not (shipped_selection or {}).get("summary"):
+        return ""
+    a, b = shipped_selection["summary"], run["summary"]
+    d = {k: 100 * (b[k]["accuracy"] - a[k]["accuracy"]) for k in ("plain", "flip")}
+    return (f" Against the shipped run on the same pairs: {d['plain']:+.1f} points, {d['flip']:+.1f} with flip, AUC "
+            f"{b['flip']['auc'] - a['flip']['auc']:+.3f} with flip: how far one recipe moves between two full-length "
+            "runs, the yardstick for the differences above.")
 
 
 def _init_sentence(run, acc=None) -> str:

@@ -89,3 +89,11 @@ def test_full_run_sentences_name_the_starting_model_and_the_detect_agreement():
            "photos-selection-align8000": {"verify": {"flip": dict(flip, agreement=0.9025)}}}
     assert "for 90.2%, against 87.5% for the shipped model" in report._agreement_sentence(res)
     assert report._agreement_sentence({"photos-selection": res["photos-selection"]}) == ""
+
+
+def test_a_second_run_of_the_shipped_recipe_is_stated_as_its_spread():
+    summary = {"plain": dict(FIG, accuracy=0.86, auc=0.936), "flip": dict(FIG, accuracy=0.872, auc=0.950)}
+    run = {"summary": {"plain": dict(FIG, accuracy=0.845), "flip": dict(FIG, accuracy=0.851, auc=0.941)}}
+    text = report._spread_sentence(run, {"summary": summary})
+    assert "-1.5 points, -2.1 with flip, AUC -0.009 with flip" in text
+    assert report._spread_sentence(run, None) == ""                     # no shipped measurement: nothing to compare
