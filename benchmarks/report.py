@@ -709,24 +709,25 @@ def levers_section(res) -> list:
         L += [f"| {_measured_model(m, shipped)} | {_pct(m['accuracy'])} | {m.get('date') or ''} |"
               for m in measured] + [""]
     # full-length runs of a lever or a combination, each measured once on the selection people
-    for name, what in (("heldout-selection-combination", "The levers that pointed up, combined and trained longer"),
-                       ("heldout-selection-b32x8", "The best lever alone, 32 × 8 batches, trained for the shipped "
-                                                   "recipe's full length"),
-                       ("heldout-selection-align8000", "The shipped recipe started from an alignment net pretrained "
-                                                       "for longer"),
-                       ("heldout-selection-seed1", "The shipped recipe run again with another seed (`--seed 1`: "
-                                                   "another data order and augmentation, the same starting model)")):
+    # (results file, what the run was, its closing sentence beyond the starting model's)
+    for name, what, more in (
+            ("heldout-selection-combination", "The levers that pointed up, combined and trained longer", ""),
+            ("heldout-selection-b32x8", "The best lever alone, 32 × 8 batches, trained for the shipped recipe's "
+                                        "full length", ""),
+            ("heldout-selection-align8000", "The shipped recipe started from an alignment net pretrained for longer",
+             _agreement_sentence(res)),
+            ("heldout-selection-seed1", "The shipped recipe run again with another seed (`--seed 1`: another data "
+                                        "order and augmentation, the same starting model)",
+             _spread_sentence(res.get("heldout-selection-seed1"), sel))):
         run = res.get(name)
         if run and run.get("summary"):
-            L += [_full_run_sentence(name, what, run) + _init_sentence(run, res.get("accuracy"))
-                  + (_agreement_sentence(res) if name.endswith("align8000") else "")
-                  + (_spread_sentence(run, sel) if name.endswith("seed1") else ""), ""]
+            L += [_full_run_sentence(name, what, run) + _init_sentence(run, res.get("accuracy")) + more, ""]
     return L
 
 
 def _spread_sentence(run, shipped_selection) -> str:
     """How far a second run of the shipped recipe lands from the shipped run, on the same selection pairs."""
-    if not (shipped_selection or {}).get("summary"):
+    if not ((shipped_selection or {}).get("summary") and (run or {}).get("summary")):
         return ""
     a, b = shipped_selection["summary"], run["summary"]
     d = {k: 100 * (b[k]["accuracy"] - a[k]["accuracy"]) for k in ("plain", "flip")}

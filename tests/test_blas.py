@@ -13,17 +13,9 @@ from kernels import blas
 # but matmul reads the memory layout from the strides at call time (``_operand``). These callers take every
 # operand as layout 'A', so one specialisation per dtype meets all the layouts below, instead of the 18 per
 # dtype that calling matmul from Python with each layout would compile and no kernel uses.
-@numba.njit("void(float32[:, :], float32[:, :], float32[:, :])")
-def _matmul_any_layout_f32(a, b, out):
+@numba.njit([f"void({t}[:, :], {t}[:, :], {t}[:, :])" for t in ("float32", "float64")])
+def _matmul_any_layout(a, b, out):
     blas.matmul(a, b, out)
-
-
-@numba.njit("void(float64[:, :], float64[:, :], float64[:, :])")
-def _matmul_any_layout_f64(a, b, out):
-    blas.matmul(a, b, out)
-
-
-MATMUL_ANY_LAYOUT = {np.float32: _matmul_any_layout_f32, np.float64: _matmul_any_layout_f64}
 
 
 def _layouts(x):
@@ -49,7 +41,7 @@ def test_matmul_equals_the_float64_product_for_every_layout(dtype, shape):
         for b_name, b_view in _layouts(b).items():
             a_before, b_before = a_view.copy(), b_view.copy()
             for out in (np.full((M, N), np.nan, dtype), _layouts(np.zeros((M, N), dtype))["row-strided"]):
-                MATMUL_ANY_LAYOUT[dtype](a_view, b_view, out)
+                _matmul_any_layout(a_view, b_view, out)
                 scale = max(1.0, np.abs(want).max(initial=0.0))
                 assert np.abs(out - want).max(initial=0.0) <= tol * scale * max(K, 1), (a_name, b_name)
             np.testing.assert_array_equal(a_view, a_before)                   # inputs left unchanged
