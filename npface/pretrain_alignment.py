@@ -284,7 +284,7 @@ def _positive_int(name, v):
 def train_alignment(model, images, targets, template, steps, batch_size=DEFAULT_BATCH, lr=DEFAULT_LR,
                     momentum=DEFAULT_MOMENTUM, weight_decay=0.0, lr_drops=LR_DROPS, seed=0, flip=True,
                     jitter=True, jitter_kw=None, clip_norm=None, log_every=100, monitor: Optional[Callable] = None,
-                    log=print):
+                    log=print, draw: Optional[Callable] = None):
     """Train ``model``'s alignment net in place to regress ``targets``; return the history (list of dicts).
 
     images (N, S, S, 3) uint8 training images (a memory map is fine);
@@ -301,6 +301,12 @@ def train_alignment(model, images, targets, template, steps, batch_size=DEFAULT_
     entry {step, lr, loss_rms_px (root of the mean loss since the last
     entry), grad_norm (median since then), clipped (steps clipped since
     then), images_per_s, **monitor(model)} is logged through ``log``.
+
+    ``draw(idx, rng) -> (batch (B, S, S, 3) uint8, target (B, 2, 3))``, when
+    given, replaces the augmentation above: it makes each step's batch and
+    targets from the drawn rows ``idx`` of ``images`` (any (N, H, W, 3) uint8
+    array then; ``targets``, ``flip``, ``jitter`` and ``jitter_kw`` are not
+    used). ``npface.pretrain_framing`` cuts its batches this way.
     """
     from npface.data.landmarks import augmented_thetas
     from npface.data.sampler import augment
@@ -309,12 +315,20 @@ def train_alignment(model, images, targets, template, steps, batch_size=DEFAULT_
     batch_size = _positive_int("batch_size", batch_size)
     log_every = _positive_int("log_every", log_every)
     S = model.config.input_size
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.shape[1:] != (S, S, 3):
-        raise ValueError(f"images must be a uint8 array (N, {S}, {S}, 3), got "
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 \
+            or (draw is None and images.shape[1:] != (S, S, 3)):
+        want = f"(N, {S}, {S}, 3)" if draw is None else "(N, H, W, 3)"
+        raise ValueError(f"images must be a uint8 array {want}, got "
                          f"{getattr(images, 'dtype', None)} {getattr(images, 'shape', None)}")
-    targets = np.asarray(targets, dtype=np.float64)
-    if targets.shape != (len(images), 2, 3):
-        raise ValueError(f"targets must have shape (N, 2, 3) = ({len(images)}, 2, 3), got {targets.shape}")
+    if draw is None:
+        targets = np.asarray(targets, dtype=np.float64)
+        if targets.shape != (len(images), 2, 3):
+            raise ValueError(f"targets must have shape (N, 2, 3) = ({len(images)}, 2, 3), got {targets.shape}")
+
+        def draw(idx, rng):              # flip and jitter the images; the targets follow (module docstring)
+            batch, G, flipped = augment(np.asarray(images[idx]), rng, flip=flip, jitter=jitter,
+                                        **(jitter_kw or {}))
+            return batch, augmented_thetas(targets[idx], G, flipped)
     if batch_size > len(images):
         raise ValueError(f"batch_size {batch_size} is larger than the {len(images)} training images")
     if not lr > 0:
@@ -328,8 +342,7 @@ def train_alignment(model, images, targets, template, steps, batch_size=DEFAULT_
     for step in range(steps):
         rng = np.random.default_rng([seed, step])
         idx = np.sort(rng.choice(len(images), size=batch_size, replace=False))          # (B,)
-        batch, G, flipped = augment(np.asarray(images[idx]), rng, flip=flip, jitter=jitter, **(jitter_kw or {}))
-        target = augmented_thetas(targets[idx], G, flipped)                             # (B, 2, 3)
+        batch, target = draw(idx, rng)                                                  # (B, S, S, 3), (B, 2, 3)
         pose, caches = align_forward(model, batch, keep=True)                           # (B, 4)
         loss, lc = warp_loss_forward(pose_to_theta(pose), target, template, S)
         if not np.isfinite(loss):
@@ -404,6 +417,20 @@ def landmark_targets(ds, train_names, landmarks):
     return points, detected, template, alignment_thetas(points, template)     # ..., (N, 2, 3)
 
 
+def lfw_paths(lfw_dir, people=None):
+    """(root, people list path) of an LFW folder; ``people`` defaults to ``peopleDevTrain.txt`` in it (a bare
+    name is looked up there too). Raises FileNotFoundError naming the flag for a missing folder or file."""
+    root = Path(lfw_dir)
+    if not (root / "lfw").is_dir():
+        raise FileNotFoundError(f"--lfw: no LFW image folder {root / 'lfw'} (give the folder that holds lfw/)")
+    people = Path(people) if people is not None else root / "peopleDevTrain.txt"
+    if not people.is_file() and (root / people).is_file():
+        people = root / people
+    if not people.is_file():
+        raise FileNotFoundError(f"--people: list file not found: {people}")
+    return root, people
+
+
 def prepare_lfw(lfw_dir, people=None, landmarks=None, val_fraction=0.1, progress=True):
     """Load LFW (``lfw_dir`` holds ``lfw/``) and its landmarks; split people; make the template and targets.
 
@@ -415,14 +442,7 @@ def prepare_lfw(lfw_dir, people=None, landmarks=None, val_fraction=0.1, progress
     """
     from npface.data.folders import LFW_CROP, load_folder, split_identities
 
-    root = Path(lfw_dir)
-    if not (root / "lfw").is_dir():
-        raise FileNotFoundError(f"--lfw: no LFW image folder {root / 'lfw'} (give the folder that holds lfw/)")
-    people = Path(people) if people is not None else root / "peopleDevTrain.txt"
-    if not people.is_file() and (root / people).is_file():
-        people = root / people
-    if not people.is_file():
-        raise FileNotFoundError(f"--people: list file not found: {people}")
+    root, people = lfw_paths(lfw_dir, people)
     landmarks = Path(landmarks) if landmarks is not None else root / "landmarks68.tsv"
     if not landmarks.is_file():
         raise FileNotFoundError(f"--landmarks: landmark file not found: {landmarks}")
