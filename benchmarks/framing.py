@@ -135,8 +135,13 @@ def measure(hits, cal, reference, model):
     result = {"images": int(len(train_eyes)),
               "training_crop": {"vs_reference_px": mean_error(train_eyes, reference),
                                 "after_alignment_vs_template_px": mean_error(train_after, TEMPLATE_EYES)}}
-    for name, c in (("calibrated", cal), ("uncalibrated_box", FrameCalibration(0.0, 0.0, 1.0))):
-        squares = frame_square(hits["boxes"], c)
+    from npface.framing_net import bundled, refine_square
+    framings = [("calibrated", frame_square(hits["boxes"], cal)),
+                ("uncalibrated_box", frame_square(hits["boxes"], FrameCalibration(0.0, 0.0, 1.0)))]
+    if bundled() is not None:            # the calibrated squares moved by the shipped framing net, as --frame detect
+        framings.insert(1, ("framing_net", np.array([refine_square(Image.fromarray(p), sq, bundled())
+                                                     for p, sq in zip(hits["pictures"], framings[0][1])])))
+    for name, squares in framings:
         eyes = eyes_in_frame(hits["eyes"], squares)
         after = output_points(eyes, predict_thetas(model, crops_of(hits, squares)))
         result[name] = {

@@ -6,7 +6,8 @@ The commands (``npface.verify``, ``npface.embed``, ``npface.search``) take
 - ``lfw`` / ``crop``: one face per picture, framed by the fixed rules of
   ``npface.faces`` (an LFW-style frame, or a face crop).
 - ``detect``: every face the detector finds (``npface.detect``), largest
-  first, each cut at its calibrated training frame (``npface.framing``). A
+  first, each cut at its calibrated training frame (``npface.framing``),
+  moved onto the face by the framing net (``npface.framing_net``). A
   picture without a face has no rows.
 - ``auto``: per picture, the first rule that applies:
 
@@ -101,14 +102,26 @@ def _fixed(im: Image.Image, rule: str, out: int) -> FramedFace:
     return FramedFace(np.asarray(face, dtype=np.uint8))
 
 
-def _detected(im: Image.Image, faces, out: int) -> List[FramedFace]:
+def _detected(im: Image.Image, faces, out: int, refine: bool = True) -> List[FramedFace]:
+    """Each face cut at its calibrated square, moved by the shipped framing net when ``refine`` and one is shipped."""
     from npface.framing import calibration, cut_frame, frame_square
-    cal = calibration()
-    return [FramedFace(cut_frame(im, frame_square(f.box, cal), out), n, f.box, f.score) for n, f in enumerate(faces)]
+    from npface.framing_net import bundled, refine_square
+    cal, net = calibration(), bundled() if refine else None
+    framed = []
+    for n, f in enumerate(faces):
+        square = frame_square(f.box, cal)
+        if net is not None:
+            square = refine_square(im, square, net)
+        framed.append(FramedFace(cut_frame(im, square, out), n, f.box, f.score))
+    return framed
 
 
-def frame_picture(path, frame: str = "auto", out: int = 112) -> PictureFaces:
+def frame_picture(path, frame: str = "auto", out: int = 112, refine: bool = True) -> PictureFaces:
     """Decode ``path`` (Pillow, EXIF rotation, RGB) and frame its faces under ``frame`` (module docstring).
+
+    ``refine``: move each detected face's square with the framing net
+    (``npface.framing_net``) when npface ships one; False keeps the
+    calibrated square (for measuring what the net adds).
 
     Raises FileNotFoundError for a missing file, CommandError naming the
     file for an unreadable one, and MissingExtra (``npface.detect``) for
@@ -132,14 +145,15 @@ def frame_picture(path, frame: str = "auto", out: int = 112) -> PictureFaces:
                                     f"({detect.INSTALL_HINT}): a face crop", size, [_fixed(im, "crop", out)])
     faces = detect.detect_faces(np.asarray(im, dtype=np.uint8))
     if frame == "detect":
-        return PictureFaces("detect", "--frame detect", size, _detected(im, faces, out))
+        return PictureFaces("detect", "--frame detect", size, _detected(im, faces, out, refine))
     if not faces:
         return PictureFaces("crop", "no face found: a face crop", size, [_fixed(im, "crop", out)])
     fill = max(faces[0].width, faces[0].height) / min(size)
     if fill >= CROP_FILL:
         return PictureFaces("crop", f"the face spans {fill:.0%} of the picture: a face crop", size,
                             [_fixed(im, "crop", out)])
-    return PictureFaces("detect", f"{len(faces)} face(s) found in a larger picture", size, _detected(im, faces, out))
+    return PictureFaces("detect", f"{len(faces)} face(s) found in a larger picture", size,
+                        _detected(im, faces, out, refine))
 
 
 def pick_face(path, picture: PictureFaces, index: Optional[int]) -> FramedFace:

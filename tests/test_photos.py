@@ -269,7 +269,8 @@ def test_pasted_pictures_keep_decisions_when_cut_at_the_training_crop(pasted):
 
 @pytest.mark.lfw
 @pytest.mark.xfail(strict=True, reason="--frame detect agrees with the original frames for fewer than 95% of the "
-                                       "pairs (docs/PHOTOS.md): framing moves the signatures more than the margin")
+                                       "pairs (docs/PHOTOS.md): even after the framing net, framing moves the "
+                                       "signatures more than the margin")
 def test_pasted_verify_with_detect_agrees_with_original_frames(pasted):
     # verify as a user runs it: flip is its default, on the pasted and the original frames alike
     if pasted["pairs"] < 400:
