@@ -24,8 +24,10 @@ the square of side L sqrt(a^2 + b^2) centred at c + (L / 2) (tx, ty). The
 rotation is dropped: squares stay upright, and the model's alignment net
 undoes a face's rotation as it does for any input. This is repeated
 ``ITERATIONS`` times, each cut taken from the picture itself, so resampling
-never compounds. The iteration count was chosen on the selection people
-(docs/PHOTOS.md).
+never compounds. Two rounds: on the selection people's pasted pictures
+(``benchmarks.photos --people selection``), with a net trained the same
+way during development, two rounds kept more of verify's decisions than
+one.
 
 File
 ----

@@ -29,7 +29,10 @@ grid of points over the face (24 to 88 px of the 112 px crop): the mean
 squared displacement, in pixels of the crop, of those points between where
 the predicted warp and the target put them. Training is
 ``train_alignment``: SGD with momentum, the gradient clipped to ``--clip``,
-the learning rate divided by 10 at 70 % and 90 % of the run.
+the learning rate divided by 10 at 70 % and 90 % of the run. The net
+starts fresh (seeded, the identity warp) or, with ``--init MODEL``, from
+that model's alignment net, which already responds to where a face sits;
+the shipped net started from the shipped model's (docs/PHOTOS.md).
 
 Report
 ------
