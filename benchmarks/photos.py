@@ -233,7 +233,8 @@ def _calibrated_row(w, label) -> list:
     """The table row of ``--frame detect`` without the framing net, when ``w`` measured it."""
     if "detect_calibrated_agreement" not in w:
         return []
-    return [f"| {label} | {100 * w['detect_calibrated_agreement']:.1f}% | {100 * w['detect_calibrated_accuracy']:.1f}% |"]
+    return [f"| {label} | {100 * w['detect_calibrated_agreement']:.1f}% | "
+            f"{100 * w['detect_calibrated_accuracy']:.1f}% |"]
 
 
 def _framing_net_choice(sf) -> str:

@@ -44,7 +44,8 @@ import numpy as np
 
 from npface import __version__, ops
 from npface.data.cache import atomic_write_npz, read_npz
-from npface.model import TABLE2, FaceModel, ModelConfig, forward_layers, init_parameters, parameter_shapes
+from npface.model import (TABLE2, FaceModel, ModelConfig, checked_parameters, forward_layers, init_parameters,
+                          parameter_shapes)
 
 __all__ = ["FORMAT", "ITERATIONS", "PRETRAINED_PATH", "FramingNet", "bundled", "load_framing_net", "move_square",
            "refine_square"]
@@ -134,17 +135,7 @@ def load_framing_net(path=None):
                          f"expected {FORMAT!r} version {FORMAT_VERSION}")
     if metadata.get("config") != ModelConfig().to_json():
         raise ValueError(f"{path}: its layers are not the alignment net's (Table 2)")
-    expected = _alignment_shapes()
-    missing, extra = [n for n in expected if n not in arrays], [n for n in arrays if n not in expected]
-    if missing or extra:
-        raise ValueError(f"{path}: arrays do not match the alignment layers: missing {missing}, unexpected {extra}")
-    for name, shape in expected.items():
-        a = arrays[name]
-        if a.dtype != np.float32 or a.shape != shape:
-            raise ValueError(f"{path}: array '{name}' is {a.dtype} {a.shape}, expected float32 {shape}")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"{path}: array '{name}' has {int((~np.isfinite(a)).sum())} NaN or infinite values")
-    return FramingNet({name: arrays[name].copy() for name in expected}, provenance=metadata.get("provenance"))
+    return FramingNet(checked_parameters(path, arrays, _alignment_shapes()), provenance=metadata.get("provenance"))
 
 
 _BUNDLED = []

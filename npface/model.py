@@ -515,7 +515,14 @@ def load(path=None):
         config = ModelConfig.from_json(metadata["config"]).check()
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: bad architecture configuration in the metadata: {e}") from None
-    expected = parameter_shapes(config)
+    params = checked_parameters(path, arrays, parameter_shapes(config))
+    return FaceModel(config, params=params, provenance=metadata.get("provenance") or {})
+
+
+def checked_parameters(path, arrays, expected):
+    """Copies of the parameter ``arrays`` {name: array} read from ``path``, checked against ``expected``
+    {name: shape}: exactly those names, float32, those shapes, finite. Raises ValueError naming the file and
+    the array otherwise."""
     missing = [n for n in expected if n not in arrays]
     extra = [n for n in arrays if n not in expected]
     if missing or extra:
@@ -528,5 +535,4 @@ def load(path=None):
             raise ValueError(f"{path}: array '{name}' has shape {a.shape}, expected {shape}")
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{path}: array '{name}' has {int((~np.isfinite(a)).sum())} NaN or infinite values")
-    params = {name: arrays[name].copy() for name in expected}          # copy() keeps 0-d arrays 0-d
-    return FaceModel(config, params=params, provenance=metadata.get("provenance") or {})
+    return {name: arrays[name].copy() for name in expected}          # copy() keeps 0-d arrays 0-d

@@ -108,8 +108,10 @@ def test_save_and_load_round_trip(tmp_path):
 @pytest.mark.parametrize("damage, message", [
     (lambda a: a.pop("align.fc7.bias"), r"missing \['align.fc7.bias'\]"),
     (lambda a: a.update(extra=np.zeros(2, np.float32)), r"unexpected \['extra'\]"),
-    (lambda a: a.update({"align.fc7.bias": np.zeros(5, np.float32)}), r"'align.fc7.bias' is float32 \(5,\)"),
-    (lambda a: a.update({"align.fc7.bias": np.zeros(4, np.float64)}), r"'align.fc7.bias' is float64"),
+    (lambda a: a.update({"align.fc7.bias": np.zeros(5, np.float32)}),
+     r"'align.fc7.bias' has shape \(5,\), expected \(4,\)"),
+    (lambda a: a.update({"align.fc7.bias": np.zeros(4, np.float64)}),
+     r"'align.fc7.bias' has dtype float64, expected float32"),
     (lambda a: a.update({"align.fc7.bias": np.array([1, np.nan, 0, 0], np.float32)}), "1 NaN or infinite"),
     (lambda a: a.pop("metadata.json"), "no 'metadata.json' entry"),
     (lambda a: a.update({"metadata.json": np.array("{")}), "is not valid JSON"),
