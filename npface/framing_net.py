@@ -43,9 +43,9 @@ from pathlib import Path
 import numpy as np
 
 from npface import __version__, ops
-from npface.data.cache import atomic_write_npz, read_npz
-from npface.model import (TABLE2, FaceModel, ModelConfig, checked_parameters, forward_layers, init_parameters,
-                          parameter_shapes)
+from npface.data.cache import atomic_write_npz
+from npface.model import (METADATA_KEY, TABLE2, FaceModel, ModelConfig, checked_parameters, forward_layers,
+                          init_parameters, parameter_shapes, read_npface_file)
 
 __all__ = ["FORMAT", "ITERATIONS", "PRETRAINED_PATH", "FramingNet", "bundled", "load_framing_net", "move_square",
            "refine_square"]
@@ -54,7 +54,6 @@ FORMAT = "npface-framing-net"
 FORMAT_VERSION = 1
 PRETRAINED_PATH = Path(__file__).resolve().parent / "pretrained" / "framing-net.npz"
 ITERATIONS = 2
-METADATA_KEY = "metadata.json"
 
 
 def _alignment_shapes():
@@ -121,15 +120,7 @@ def load_framing_net(path=None):
     file and the entry, for anything else wrong with it.
     """
     path = Path(path) if path is not None else PRETRAINED_PATH
-    if not path.is_file():
-        raise FileNotFoundError(f"framing net file not found: {path}")
-    arrays = read_npz(path, "not a readable npface framing net file (.npz)")
-    if METADATA_KEY not in arrays:
-        raise ValueError(f"{path}: no '{METADATA_KEY}' entry: not an npface framing net file")
-    try:
-        metadata = json.loads(str(arrays.pop(METADATA_KEY)))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: '{METADATA_KEY}' is not valid JSON: {e}") from None
+    arrays, metadata = read_npface_file(path, "framing net")
     if metadata.get("format") != FORMAT or metadata.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: format {metadata.get('format')!r} version {metadata.get('format_version')!r}, "
                          f"expected {FORMAT!r} version {FORMAT_VERSION}")

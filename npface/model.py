@@ -497,15 +497,7 @@ def load(path=None):
             raise FileNotFoundError(f"no pretrained model is shipped in this installation ({path}); "
                                     "train one with python -m npface.train and load it by path")
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
-    arrays = read_npz(path, "not a readable npface model file (.npz)")
-    if METADATA_KEY not in arrays:
-        raise ValueError(f"{path}: no '{METADATA_KEY}' entry: not an npface model file")
-    try:
-        metadata = json.loads(str(arrays.pop(METADATA_KEY)))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: '{METADATA_KEY}' is not valid JSON: {e}") from None
+    arrays, metadata = read_npface_file(path, "model")
     if metadata.get("format") != FORMAT:
         raise ValueError(f"{path}: format is {metadata.get('format')!r}, expected {FORMAT!r}")
     if metadata.get("format_version") != FORMAT_VERSION:
@@ -517,6 +509,22 @@ def load(path=None):
         raise ValueError(f"{path}: bad architecture configuration in the metadata: {e}") from None
     params = checked_parameters(path, arrays, parameter_shapes(config))
     return FaceModel(config, params=params, provenance=metadata.get("provenance") or {})
+
+
+def read_npface_file(path, what):
+    """({name: array}, metadata dict) of an npface .npz file (arrays plus ``metadata.json``), read without
+    pickle. ``what`` names the kind of file ("model", "framing net") in the one-line errors: FileNotFoundError
+    for a missing file, ValueError for one that is not such a file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    arrays = read_npz(path, f"not a readable npface {what} file (.npz)")
+    if METADATA_KEY not in arrays:
+        raise ValueError(f"{path}: no '{METADATA_KEY}' entry: not an npface {what} file")
+    try:
+        metadata = json.loads(str(arrays.pop(METADATA_KEY)))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: '{METADATA_KEY}' is not valid JSON: {e}") from None
+    return arrays, metadata
 
 
 def checked_parameters(path, arrays, expected):
