@@ -186,6 +186,25 @@ def test_tiny_and_huge_faces(tmp_path, capsys):
     assert status == 0 and result["same"] is True
 
 
+def test_detect_cuts_the_square_the_framing_net_moved(tmp_path):
+    """--frame detect cuts each face where the shipped framing net moved its calibrated square; refine=False
+    keeps the calibrated square (what benchmarks.photos compares it with)."""
+    pytest.importorskip("cv2")
+    from npface.framing_net import bundled, refine_square
+    if bundled() is None:
+        pytest.skip("no framing net is shipped")
+    path = picture(tmp_path / "photo.jpg", (900, 700), [(lfw_frame(FRAME_A), (300, 150), 400)])
+    refined, plain = frame_picture(path, "detect"), frame_picture(path, "detect", refine=False)
+    assert len(refined.faces) == len(plain.faces) == 1 and refined.faces[0].box == plain.faces[0].box
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        square = frame_square(plain.faces[0].box, calibration())
+        moved = refine_square(im, square, bundled())
+        np.testing.assert_array_equal(plain.faces[0].crop, cut_frame(im, square))
+        np.testing.assert_array_equal(refined.faces[0].crop, cut_frame(im, moved))
+    assert np.abs(np.subtract(moved, square)).max() > 0.5                  # the net moved it, by pixels
+
+
 def test_auto_rules(tmp_path, capsys):
     pytest.importorskip("cv2")
     a = lfw_frame(FRAME_A)
