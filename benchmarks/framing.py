@@ -138,8 +138,9 @@ def measure(hits, cal, reference, model):
     from npface.framing_net import bundled, refine_square
     framings = [("calibrated", frame_square(hits["boxes"], cal)),
                 ("uncalibrated_box", frame_square(hits["boxes"], FrameCalibration(0.0, 0.0, 1.0)))]
-    if bundled() is not None:            # the calibrated squares moved by the shipped framing net, as --frame detect
-        framings.insert(1, ("framing_net", np.array([refine_square(Image.fromarray(p), sq, bundled())
+    net = bundled()
+    if net is not None:                  # the calibrated squares moved by the shipped framing net, as --frame detect
+        framings.insert(1, ("framing_net", np.array([refine_square(Image.fromarray(p), sq, net)
                                                      for p, sq in zip(hits["pictures"], framings[0][1])])))
     for name, squares in framings:
         eyes = eyes_in_frame(hits["eyes"], squares)

@@ -44,7 +44,7 @@ import numpy as np
 
 from npface import __version__, ops
 from npface.data.cache import atomic_write_npz
-from npface.model import (METADATA_KEY, TABLE2, FaceModel, ModelConfig, checked_parameters, forward_layers,
+from npface.model import (METADATA_KEY, TABLE2, FaceModel, ModelConfig, align_forward, checked_parameters,
                           init_parameters, parameter_shapes, read_npface_file)
 
 __all__ = ["FORMAT", "ITERATIONS", "PRETRAINED_PATH", "FramingNet", "bundled", "load_framing_net", "move_square",
@@ -64,10 +64,10 @@ def _alignment_shapes():
 class FramingNet:
     """The alignment net's layers with parameters of their own (``params``: ``align.*`` float32 arrays).
 
-    It offers what ``npface.pretrain_alignment``'s functions read from a
-    model (``config``, ``params``, ``dtype``, ``preprocess``), so
-    ``align_forward`` and ``train_alignment`` train it as they train a
-    model's alignment net. ``FramingNet(seed=s)`` starts where a fresh
+    It offers what ``npface.model.align_forward`` and
+    ``npface.pretrain_alignment.train_alignment`` read from a model
+    (``config``, ``params``, ``dtype``, ``preprocess``), so they run and
+    train it as they run and train a model's alignment net. ``FramingNet(seed=s)`` starts where a fresh
     model's alignment net starts: the identity warp.
     """
 
@@ -93,15 +93,9 @@ class FramingNet:
     def dtype(self):
         return self.params["align.fc7.bias"].dtype
 
-    def forward(self, crops, keep=False):
-        """crops (N, 112, 112, 3) uint8 -> (pose (N, 4) (a, b, tx, ty), layer caches if keep)."""
-        x = self.preprocess(crops)                                             # (N, 3, 112, 112)
-        A = self.config.align_input_size
-        return forward_layers(self.config.alignment, ops.resize_area(x, A, A), self.params, keep)
-
     def predict(self, crops):
         """crops (N, 112, 112, 3) uint8 -> theta (N, 2, 3) float64: where each cut's training crop lies."""
-        pose, _ = self.forward(crops)
+        pose, _ = align_forward(self, crops)                                  # (N, 4) (a, b, tx, ty)
         return ops.pose_to_theta(pose.astype(np.float64))
 
     def save(self, path):

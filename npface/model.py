@@ -195,6 +195,20 @@ def forward_layers(layers, x, params, keep, timings=None):
     return x, caches
 
 
+def align_forward(model, images, keep=False):
+    """The alignment net alone on images (N, S, S, 3) uint8 -> (pose (N, 4) model dtype, caches if keep).
+
+    The same input path as ``FaceModel.forward``: preprocess to [-1, 1] NCHW,
+    area-resize to align_input_size, then the alignment layers. ``model`` is
+    a ``FaceModel`` or anything with its ``config``, ``params`` and
+    ``preprocess`` (``npface.framing_net.FramingNet``).
+    """
+    x = model.preprocess(images)                                             # (N, 3, S, S)
+    A = model.config.align_input_size
+    small = ops.resize_area(x, A, A)                                         # (N, 3, A, A)
+    return forward_layers(model.config.alignment, small, model.params, keep)
+
+
 def backward_layers(dout, caches, grads):
     """Walk the caches backwards; add parameter gradients to ``grads``; return the input gradient."""
     for layer, cache in reversed(caches):

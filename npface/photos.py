@@ -43,10 +43,11 @@ CROP_FILL = 0.6
 
 FRAME_HELP = ("how faces are found and framed: 'detect' = every face the OpenCV Haar cascade finds (needs "
               "pip install 'npface[detect]'), each cut at the square the training crop would take around it "
-              "(calibrated on LFW landmarks, then moved onto the face by the framing net), largest face first; 'lfw' = an LFW-style frame (face centred as in "
-              "LFW's 250x250 images), cropped with the training crop LFW_CROP (columns 53..196, rows 73..216 of "
-              "250) scaled to the centred square; 'crop' = already a face crop framed like the model's input, "
-              "its centred square resized to 112x112; 'auto' = per picture: 'lfw' for exactly 250x250 pixels, "
+              "(calibrated on LFW landmarks, then moved onto the face by the framing net), largest face first; "
+              "'lfw' = an LFW-style frame (face centred as in LFW's 250x250 images), cropped with the training "
+              "crop LFW_CROP (columns 53..196, rows 73..216 of 250) scaled to the centred square; 'crop' = already "
+              "a face crop framed like the model's input, its centred square resized to 112x112; 'auto' = per "
+              "picture: 'lfw' for exactly 250x250 pixels, "
               f"else 'detect' when a face is found that spans less than {round(100 * CROP_FILL)}%% of the shorter "
               "side, else 'crop' (also when the detector is not installed or finds no face); the rule used is "
               "reported")

@@ -119,9 +119,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from npface import ops
 from npface.data.cache import atomic_write_text
-from npface.model import TABLE2, FaceModel, backward_layers, dtheta_to_dpose, forward_layers, pose_to_theta
+from npface.model import TABLE2, FaceModel, align_forward, backward_layers, dtheta_to_dpose, pose_to_theta
 from npface.optim import SGD, StepSchedule
 from npface.threads import check_threads, limit
 
@@ -205,18 +204,6 @@ def alignment_params(model):
     """The alignment net's parameters, name -> array (the same arrays as ``model.params``, not copies)."""
     names = {l.name for l in model.config.alignment}
     return {k: v for k, v in model.params.items() if k.rsplit(".", 1)[0] in names}
-
-
-def align_forward(model, images, keep=False):
-    """The alignment net on images (N, S, S, 3) uint8 -> (pose (N, 4) model dtype, caches).
-
-    The same input path as ``FaceModel.forward``: preprocess to [-1, 1] NCHW,
-    area-resize to align_input_size, then the alignment layers.
-    """
-    x = model.preprocess(images)                                             # (N, 3, S, S)
-    A = model.config.align_input_size
-    small = ops.resize_area(x, A, A)                                         # (N, 3, A, A)
-    return forward_layers(model.config.alignment, small, model.params, keep)
 
 
 def predict_thetas(model, images, batch_size=256):
