@@ -11,9 +11,9 @@ held-out people only. Images whose landmarks came from LFW's fallback box
 
 Each LFW frame is pasted at a random scale (0.5x to 3x) and position into a
 larger picture (``benchmarks.pasted``) and the detector runs on the picture;
-the command's rule (the largest face) picks the face. A pick counts as a
-hit when its box holds the midpoint of the eyes; misses (no face, or
-another region) are counted and left out of the error.
+the command's rule (the main face, ``npface.detect``) picks the face. A
+pick counts as a hit when its box holds the midpoint of the eyes; misses
+(no face, or another region) are counted and left out of the error.
 
 Errors, in pixels of the 112 x 112 crop, mean over the two eye centres
 (each the mean of its six landmarks) and over images:
@@ -77,7 +77,7 @@ def sample_files(index, table, names, n, rng):
 
 
 def detect_pasted(index, files, points, rng, log=print):
-    """Paste each frame, detect, pick the largest face; -> dict of arrays over the hits and the counts."""
+    """Paste each frame, detect, pick the main face; -> dict of arrays over the hits and the counts."""
     from npface.detect import detect_faces, read_picture
     eyes_frame = eye_centres(points)                                       # (N, 2, 2) in the 250 frame
     out = {"boxes": [], "eyes": [], "eyes_frame": [], "points": [], "pictures": [], "pastes": []}

@@ -682,7 +682,8 @@ def levers_section(res) -> list:
          "paired. *Detect agreement* is `benchmarks.photos`' verify agreement between `--frame detect` on "
          "pasted pictures of selection people and the original frames"
          + ("" if any("detect_calibrated_agreement" in (e.get("framing") or {}) for e in lev["levers"].values())
-            else " (measured before `--frame detect` had the framing net: the calibrated square alone)")
+            else " (measured before `--frame detect` had the framing net, and its detector the second look and "
+                 "the main-face rule: the calibrated square of the largest face)")
          + ".", "",
          "| lever | what | accuracy (95% interval) | against | Δ points | AUC | Δ AUC | at the learned θ | "
          "detect agreement |",
@@ -766,7 +767,7 @@ def _agreement_sentence(res) -> str:
         return ""
     a, b = shipped["verify"]["flip"], run["verify"]["flip"]
     # The run was measured before the framing net existed: compare with the shipped model framed the same way.
-    same = " framed the same way (the calibrated square, without the framing net)" \
+    same = " framed the same way (the calibrated square of the largest face, without the framing net)" \
         if "detect_calibrated_agreement" in a else ""
     return (f" On pasted pictures of the same people (`benchmarks.photos`, {b['pairs']} pairs, with flip), its "
             f"`--frame detect` decisions agree with the original frames' for {_pct(b['agreement'])}, against "

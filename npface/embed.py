@@ -8,8 +8,8 @@ hidden files and folders are skipped); files named explicitly are always
 tried. Each image is cropped as in training (``npface.faces.read_face``,
 framing rule ``--frame``) and embedded once.
 
-With ``--frame detect`` every face the detector finds is a row (largest
-first within a picture); with ``--frame auto`` (the default) each picture
+With ``--frame detect`` every face the detector finds is a row (main face
+first within a picture, ``npface.detect``); with ``--frame auto`` (the default) each picture
 gets the rule that fits it (``npface.photos``): an LFW frame, a face crop,
 or detection in a larger picture.
 
@@ -19,7 +19,7 @@ The output is an ``.npz`` (written atomically, loadable with
 - ``signatures`` (N, D) float32 (D = 128);
 - ``paths`` (N,) str: each face's picture, relative to ``root``,
   '/'-separated, in the order found (argument order; sorted within a folder);
-- ``faces`` (N,) int64: the face's index in its picture (0 = the largest;
+- ``faces`` (N,) int64: the face's index in its picture (0 = the main face;
   always 0 for a picture framed by the 'lfw' or 'crop' rule);
 - ``boxes`` (N, 4) float32: the detector's box (left, top, width, height) in
   picture pixels, NaN when the face was not detected (fixed rules);
@@ -68,7 +68,7 @@ def build_parser():
         description="Compute the signatures of the faces in pictures and save them, one row per face, to an "
                     ".npz file with arrays 'signatures' (N, 128) float32, 'paths' (N,) str (relative to the "
                     "deepest folder holding all inputs), 'faces' (N,) the face's index in its picture (0 = "
-                    "largest), 'boxes' (N, 4) the detector's box (left, top, width, height; NaN when not "
+                    "the main face), 'boxes' (N, 4) the detector's box (left, top, width, height; NaN when not "
                     "detected), 'frames' (N,) the framing rule, and 'metadata.json' (model path, hash, threshold "
                     "and provenance; flip; views; frame; skipped files; pictures without a face), loadable with "
                     "allow_pickle=False; and the same rows as OUT.csv beside it (path,face,left,top,width,height,"

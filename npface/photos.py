@@ -5,8 +5,8 @@ The commands (``npface.verify``, ``npface.embed``, ``npface.search``) take
 
 - ``lfw`` / ``crop``: one face per picture, framed by the fixed rules of
   ``npface.faces`` (an LFW-style frame, or a face crop).
-- ``detect``: every face the detector finds (``npface.detect``), largest
-  first, each cut at its calibrated training frame (``npface.framing``),
+- ``detect``: every face the detector finds (``npface.detect``), main face
+  first (the largest, near-ties broken by the detector's score), each cut at its calibrated training frame (``npface.framing``),
   moved onto the face by the framing net (``npface.framing_net``). A
   picture without a face has no rows.
 - ``auto``: per picture, the first rule that applies:
@@ -16,7 +16,7 @@ The commands (``npface.verify``, ``npface.embed``, ``npface.search``) take
      detection existed;
   3. no face found: taken as a face crop (``crop``; tight crops often give
      the cascade too little context);
-  4. the largest face's box spans at least ``CROP_FILL`` of the picture's
+  4. the main face's box spans at least ``CROP_FILL`` of the picture's
      shorter side: a face crop (``crop``);
   5. otherwise: a face in a larger picture (``detect``).
 
@@ -36,14 +36,14 @@ from npface.faces import LFW_FRAME, USER_ERRORS, CommandError, embed_faces, face
 
 FRAMES = FIXED_FRAMES + ("detect",)
 NO_FACE_STATUS = 3        # the exit status of a command asked for a face a picture does not have
-# 'auto' takes a picture as a face crop when its largest face's box spans at least this share of the
+# 'auto' takes a picture as a face crop when its main face's box spans at least this share of the
 # shorter side: a crop framed like the model's input has a box of 1 / calibration scale of its side,
 # an LFW frame about 0.46 (a 115 px box in 250 px).
 CROP_FILL = 0.6
 
 FRAME_HELP = ("how faces are found and framed: 'detect' = every face the OpenCV Haar cascade finds (needs "
               "pip install 'npface[detect]'), each cut at the square the training crop would take around it "
-              "(calibrated on LFW landmarks, then moved onto the face by the framing net), largest face first; "
+              "(calibrated on LFW landmarks, then moved onto the face by the framing net), main face first; "
               "'lfw' = an LFW-style frame (face centred as in LFW's 250x250 images), cropped with the training "
               "crop LFW_CROP (columns 53..196, rows 73..216 of 250) scaled to the centred square; 'crop' = already "
               "a face crop framed like the model's input, its centred square resized to 112x112; 'auto' = per "
@@ -117,12 +117,15 @@ def _detected(im: Image.Image, faces, out: int, refine: bool = True) -> List[Fra
     return framed
 
 
-def frame_picture(path, frame: str = "auto", out: int = 112, refine: bool = True) -> PictureFaces:
+def frame_picture(path, frame: str = "auto", out: int = 112, refine: bool = True,
+                  plain_detector: bool = False) -> PictureFaces:
     """Decode ``path`` (Pillow, EXIF rotation, RGB) and frame its faces under ``frame`` (module docstring).
 
     ``refine``: move each detected face's square with the framing net
     (``npface.framing_net``) when npface ships one; False keeps the
     calibrated square (for measuring what the net adds).
+    ``plain_detector``: ``npface.detect.detect_faces(..., plain=True)``,
+    without its second look and main-face rule (likewise).
 
     Raises FileNotFoundError for a missing file, CommandError naming the
     file for an unreadable one, and MissingExtra (``npface.detect``) for
@@ -144,7 +147,7 @@ def frame_picture(path, frame: str = "auto", out: int = 112, refine: bool = True
     if frame == "auto" and not detect.detector_available():
         return PictureFaces("crop", f"not {LFW_FRAME}x{LFW_FRAME} and no detector installed "
                                     f"({detect.INSTALL_HINT}): a face crop", size, [_fixed(im, "crop", out)])
-    faces = detect.detect_faces(np.asarray(im, dtype=np.uint8))
+    faces = detect.detect_faces(np.asarray(im, dtype=np.uint8), plain=plain_detector)
     if frame == "detect":
         return PictureFaces("detect", "--frame detect", size, _detected(im, faces, out, refine))
     if not faces:
@@ -158,12 +161,12 @@ def frame_picture(path, frame: str = "auto", out: int = 112, refine: bool = True
 
 
 def pick_face(path, picture: PictureFaces, index: Optional[int]) -> FramedFace:
-    """The face ``index`` of a picture (None: the first, i.e. the largest); NoFace naming the file if absent."""
+    """The face ``index`` of a picture (None: the first, the main face); NoFace naming the file if absent."""
     if not picture.faces:
         raise NoFace(f"{path}: no face found")
     i = 0 if index is None else index
     if i >= len(picture.faces):
-        raise NoFace(f"{path}: has {len(picture.faces)} face(s), no face {i} (faces count from 0, largest first)")
+        raise NoFace(f"{path}: has {len(picture.faces)} face(s), no face {i} (faces count from 0, main face first)")
     return picture.faces[i]
 
 
@@ -173,7 +176,7 @@ class PhotoRun:
 
     signatures  (N, D) float32
     file_index  (N,) int64, the row's picture (index into the listed files)
-    faces       (N,) int64, the face's index in its picture (0 = largest)
+    faces       (N,) int64, the face's index in its picture (0 = the main face)
     boxes       (N, 4) float32 (left, top, width, height), NaN for faces framed by a fixed rule
     scores      (N,) float32 detector score, NaN likewise
     rules       (M,) str, each picture's rule ('' for unreadable pictures); reasons (M,) str likewise

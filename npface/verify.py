@@ -9,7 +9,7 @@
 
 Each picture's face is found and framed as ``--frame`` says
 (``npface.photos``; by default ``auto``: an LFW frame, a face crop, or the
-detector's largest face in a larger picture, with the rule printed), embedded,
+detector's main face in a larger picture, with the rule printed), embedded,
 and compared: SAME when the squared distance of their signatures is below
 the model's learned threshold theta (eq. 1-2), DIFFERENT otherwise. The last
 line of the output is the verdict; ``--json`` prints one JSON object instead.
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from npface.detect import NEAR_TIE
 from npface.faces import FLIP_HELP, VIEWS, VIEWS_HELP, CommandError, check_common_args, embed_faces, open_model
 from npface.photos import FRAME_HELP, FRAMES, NO_FACE_STATUS, frame_picture, pick_face, run_command
 from npface.threads import max_threads
@@ -77,9 +78,10 @@ def build_parser():
     parser.add_argument("image_b", metavar="B", help="the second picture")
     add_model_options(parser)
     parser.add_argument("--face", type=face_indices, default=None, metavar="N[,M]",
-                        help="use face N of each picture, or face N of A and face M of B (0 = the largest: faces "
-                             "are numbered largest first, as npface.embed --frame detect numbers them); default: the "
-                             "largest face of each")
+                        help="use face N of each picture, or face N of A and face M of B (0 = the main face: "
+                             f"the largest, where faces at least {NEAR_TIE:.0%}% of its size count as tied and the "
+                             "detector's higher score wins; the others follow largest first, as npface.embed "
+                             "--frame detect numbers them); default: the main face of each")
     parser.add_argument("--json", action="store_true",
                         help='print one JSON object {"a", "b", "distance", "threshold", "same", "boxes", "frames"} '
                              "instead of text; boxes are [left, top, width, height] in picture pixels (null when "

@@ -124,6 +124,37 @@ def test_no_face_and_corrupt_file(tmp_path, capsys):
         npdetect.detect_faces(np.zeros((10, 10, 3), np.float32))
 
 
+def test_main_face_first_breaks_near_ties_by_score():
+    face = lambda side, score: npdetect.Face(0.0, 0.0, float(side), float(side), float(score))
+    big, near, small = face(100, 3.0), face(85, 5.0), face(50, 9.0)
+    assert npdetect.main_face_first([small, big, near]) == [near, big, small]     # 85 >= 0.8 * 100 ties
+    far = face(75, 9.0)                                                            # 75 < 0.8 * 100: no tie
+    assert npdetect.main_face_first([far, big]) == [big, far]
+    twin = face(90, 3.0)                                                           # equal scores: the larger
+    assert npdetect.main_face_first([twin, big]) == [big, twin]
+    assert npdetect.main_face_first([]) == []
+
+
+def test_a_picture_without_a_face_after_equalisation_is_searched_as_it_is(monkeypatch):
+    cv2 = pytest.importorskip("cv2")
+    rng = np.random.default_rng(0)
+    picture = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    gray = cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY)
+    found = npdetect.Face(1.0, 2.0, 30.0, 30.0, 4.0)
+    for first, want_calls in (([], 2), ([found], 1)):
+        calls = []
+
+        def search(g, sx, sy, first=first):
+            calls.append(g.copy())
+            return first if len(calls) == 1 else [found]
+        monkeypatch.setattr(npdetect, "_search", search)
+        assert npdetect.detect_faces(picture) == [found]
+        assert len(calls) == want_calls
+        np.testing.assert_array_equal(calls[0], cv2.equalizeHist(gray))
+        if want_calls == 2:
+            np.testing.assert_array_equal(calls[1], gray)
+
+
 def test_two_faces_in_one_picture(tmp_path, capsys):
     pytest.importorskip("cv2")
     a, b = lfw_frame(FRAME_A), lfw_frame(FRAME_B)
@@ -131,7 +162,7 @@ def test_two_faces_in_one_picture(tmp_path, capsys):
     single_b = picture(tmp_path / "b.jpg", (500, 400), [(b, (120, 80), 250)])
     faces = npdetect.detect_faces(npdetect.read_picture(two))
     assert len(faces) == 2
-    assert faces[0].left < 360 < faces[1].left and faces[0].width > faces[1].width   # largest (A) first
+    assert faces[0].left < 360 < faces[1].left and faces[0].width > faces[1].width   # main face (A) first
     out_file = tmp_path / "out" / "sig.npz"
     status, out, err = run(npembed, capsys, two, single_b, "--out", out_file, "--frame", "detect", "--quiet")
     assert status == 0, err
