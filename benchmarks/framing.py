@@ -32,6 +32,12 @@ Errors, in pixels of the 112 x 112 crop, mean over the two eye centres
   two warped positions.
 
 The uncalibrated frame (the detector's box itself) is reported beside.
+
+False detections (``false_detections``): pictures without the subject's
+face (strips of held-out frames below the training crop, and the pasted
+pictures' backgrounds), and in how many the detector finds a face anyway,
+with its second look (``npface.detect``) and without: what the second look
+costs.
 """
 import argparse
 import sys
@@ -42,7 +48,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.common import write_json
-from benchmarks.pasted import paste
+from benchmarks.pasted import background, paste
 from npface.data.cache import atomic_write_text
 
 RESULTS = Path("benchmarks/results/framing.json")
@@ -164,7 +170,33 @@ def write_calibration(path, cal, info):
     atomic_write_text(Path(path), text)
 
 
-def run(lfw, n_fit, n_test, seed, results, calibration_module, log=print):
+def false_detections(lfw, index, names, n, seed, log=print):
+    """Pictures without the subject's face, and in how many the detector finds a face anyway, with its
+    second look and without (``detect_faces(plain=True)``): ``n`` strips of held-out frames below the
+    training crop (rows 216..250: clothes, hands, desks; another person's face now and then), enlarged 3x,
+    and ``n`` backgrounds of the pasted pictures (``benchmarks.pasted.background``, 200 to 1500 px a side)."""
+    from npface.data.folders import LFW_CROP
+    from npface.detect import detect_faces
+    rng = np.random.default_rng(seed)
+    wanted = set(names)
+    files = [f for f in index.files if f.split("/")[0] in wanted]
+    strips = []
+    for i in rng.choice(len(files), size=min(n, len(files)), replace=False):
+        frame = Image.open(Path(lfw) / "lfw" / files[i]).convert("RGB")
+        strip = frame.crop((0, LFW_CROP.top + LFW_CROP.size, frame.width, frame.height))
+        strips.append(np.asarray(strip.resize((3 * strip.width, 3 * strip.height), Image.Resampling.BILINEAR)))
+    grounds = [np.asarray(background(rng, int(rng.integers(200, 1501)), int(rng.integers(200, 1501))))
+               for _ in range(n)]
+    out = {}
+    for name, pictures in (("strips_below_the_crop", strips), ("backgrounds", grounds)):
+        out[name] = {"pictures": len(pictures),
+                     "with_a_face": sum(bool(detect_faces(p)) for p in pictures),
+                     "with_a_face_plain": sum(bool(detect_faces(p, plain=True)) for p in pictures)}
+        log(f"false detections, {name}: {out[name]}")
+    return out
+
+
+def run(lfw, n_fit, n_test, seed, results, calibration_module, log=print, n_empty=600):
     from npface.data.folders import LFW_CROP
     from npface.detect import CASCADE_FILE, MAX_SIDE, MIN_FACE, MIN_NEIGHBOURS, SCALE_STEP
     from npface.framing import fit_calibration
@@ -182,6 +214,7 @@ def run(lfw, n_fit, n_test, seed, results, calibration_module, log=print):
     log(f"calibration: dx {cal.dx:.4f}, dy {cal.dy:.4f}, scale {cal.scale:.4f}")
     test_hits, test_counts = detect_pasted(index, test_files, test_points, rng, log)
     errors = measure(test_hits, cal, reference, load())
+    empty = false_detections(lfw, index, held, n_empty, seed, log)
     out = {
         "command": "python -m benchmarks.framing",
         "detector": {"cascade": CASCADE_FILE, "max_side": MAX_SIDE, "min_face": MIN_FACE,
@@ -193,6 +226,7 @@ def run(lfw, n_fit, n_test, seed, results, calibration_module, log=print):
         "reference_eyes_px": reference.tolist(),
         "fit_detection": fit_counts, "test_detection": test_counts,
         "test_errors_px": errors,
+        "false_detections": empty,
         "seconds": round(time.perf_counter() - t0, 1),
     }
     write_json(results, out)
@@ -213,7 +247,7 @@ def main(argv=None):
                         help="150 fit and 100 test images; results into runs/framing-quick/, calibration untouched")
     args = parser.parse_args(argv)
     if args.quick:
-        run(args.lfw, 150, 100, args.seed, Path("runs/framing-quick/framing.json"), None)
+        run(args.lfw, 150, 100, args.seed, Path("runs/framing-quick/framing.json"), None, n_empty=50)
     else:
         run(args.lfw, args.fit, args.test, args.seed, RESULTS, CALIBRATION_MODULE)
     return 0

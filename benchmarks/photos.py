@@ -257,16 +257,17 @@ def _detector_choice(sel) -> str:
     """The paragraph on how the detector's second look and main-face rule were adopted (selection people)."""
     if not sel or "detect_plain_agreement" not in sel["verify"].get("flip", {}):
         return ""
+    from npface.detect import NEAR_TIE
     f = sel["verify"]["flip"]
     return ("The detector's second look (a picture whose equalised copy shows no face is searched again as it is) "
-            "and its main-face rule (faces at least 0.8 of the largest's side count as tied, the higher score "
-            "wins) were chosen on the selection people, among other fallbacks (fewer overlapping hits, OpenCV's "
+            f"and its main-face rule (faces at least {NEAR_TIE:g} of the largest's side count as tied, the higher "
+            "score wins) were chosen on the selection people, among other fallbacks (fewer overlapping hits, OpenCV's "
             "alt2 cascade, a finer pyramid) and tie shares (0.5 to 0.9), then kept by a rule fixed before "
             "measuring all the held-out people: at least 1 point more agreement with flip there. On the "
             f"selection people (`{sel['command']}`), with flip: agreement {100 * f['agreement']:.1f}% against "
             f"{100 * f['detect_plain_agreement']:.1f}% with the plain detector, accuracy "
             f"{100 * f['accuracy']:.1f}% against {100 * f['detect_plain_accuracy']:.1f}%, pictures without a "
-            f"face {f['detect_pictures_without_face']} against {f['detect_plain_pictures_without_face']} of "
+            f"face {f['pictures_without_face']} against {f['detect_plain_pictures_without_face']} of "
             f"{f['pictures']}.")
 
 
@@ -326,6 +327,13 @@ def write_report(path=REPORT, results=RESULTS, framing=FRAMING, cluster_search=C
             lines.append(f"| {label} | {_px(b['vs_training_crop_px'])} | {_px(b['vs_reference_px'])} | "
                          f"{_px(a['vs_template_px'])} |")
         lines.append("")
+        if "false_detections" in fr:
+            st, bg = fr["false_detections"]["strips_below_the_crop"], fr["false_detections"]["backgrounds"]
+            lines += ["Pictures without the subject's face, and what the detector's second look costs: it finds a "
+                      f"face in {st['with_a_face']} of {st['pictures']} strips of held-out frames below the training "
+                      f"crop (clothes, hands, desks, now and then another person; enlarged 3x), against "
+                      f"{st['with_a_face_plain']} with one search, and in {bg['with_a_face']} of {bg['pictures']} "
+                      f"of the pasted pictures' backgrounds, against {bg['with_a_face_plain']}.", ""]
     fn = _read(framing_net)
     if fn:
         st, err = fn["settings"], fn["heldout_rms_px"]
