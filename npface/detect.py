@@ -152,7 +152,7 @@ def detect_faces(picture: np.ndarray, plain: bool = False) -> List[Face]:
     sx, sy = w / gray.shape[1], h / gray.shape[0]        # exact back-scale of the rounded copy
     faces = _search(cv2.equalizeHist(gray), sx, sy)
     if plain:
-        return sorted(faces, key=lambda f: (-f.width * f.height, -f.score))
+        return _largest_first(faces)
     return main_face_first(faces or _search(gray, sx, sy))
 
 
@@ -164,9 +164,14 @@ def _search(gray, sx, sy) -> List[Face]:
             for (x, y, bw, bh), s in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1))]
 
 
+def _largest_first(faces: List[Face]) -> List[Face]:
+    """``faces`` by box area, largest first (equal areas: higher score first)."""
+    return sorted(faces, key=lambda f: (-f.width * f.height, -f.score))
+
+
 def main_face_first(faces: List[Face]) -> List[Face]:
     """``faces`` ordered main face first, then the others largest first (module docstring, Order)."""
-    faces = sorted(faces, key=lambda f: (-f.width * f.height, -f.score))
+    faces = _largest_first(faces)
     if not faces:
         return faces
     side = max(faces[0].width, faces[0].height)

@@ -6,9 +6,10 @@ The commands (``npface.verify``, ``npface.embed``, ``npface.search``) take
 - ``lfw`` / ``crop``: one face per picture, framed by the fixed rules of
   ``npface.faces`` (an LFW-style frame, or a face crop).
 - ``detect``: every face the detector finds (``npface.detect``), main face
-  first (the largest, near-ties broken by the detector's score), each cut at its calibrated training frame (``npface.framing``),
-  moved onto the face by the framing net (``npface.framing_net``). A
-  picture without a face has no rows.
+  first (the largest, near-ties broken by the detector's score), each cut
+  at its calibrated training frame (``npface.framing``), moved onto the
+  face by the framing net (``npface.framing_net``). A picture without a
+  face has no rows.
 - ``auto``: per picture, the first rule that applies:
 
   1. exactly 250 x 250 pixels: an LFW frame (``lfw``);
