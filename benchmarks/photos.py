@@ -286,7 +286,7 @@ def _framing_net_choice(sf) -> str:
 
 def _variant_table(w, flags, intro) -> list:
     """docs/PHOTOS.md's lines for one test-time variant of ``agreement`` (``w``, run with ``flags``): its
-    introduction, then the three framings' agreement and accuracy."""
+    introduction, then each framing's agreement and accuracy."""
     return [intro, "", "| framing of the pasted face | agreement with the original frames | accuracy |", "|---|---|---|",
             f"| `--frame detect {flags}` | {100 * w['agreement']:.1f}% | {100 * w['accuracy']:.1f}% |",
             *_parts_rows(w),
