@@ -72,10 +72,15 @@ def held_out_split(lfw):
     return index, table, trained, held
 
 
+def files_of(index, names):
+    """The image files (relative, in index order) of the people ``names``."""
+    wanted = set(names)
+    return [f for f in index.files if f.split("/")[0] in wanted]
+
+
 def sample_files(index, table, names, n, rng):
     """n image files (relative) of people ``names`` with detected landmarks, and their (n, 68, 2) landmarks."""
-    wanted = set(names)
-    files = [f for f in index.files if f.split("/")[0] in wanted]
+    files = files_of(index, names)
     rows = table.rows_for(files)
     keep = np.flatnonzero(table.detected[rows])
     pick = rng.choice(keep, size=min(n, len(keep)), replace=False)
@@ -170,7 +175,7 @@ def write_calibration(path, cal, info):
     atomic_write_text(Path(path), text)
 
 
-def false_detections(lfw, index, names, n, seed, log=print):
+def false_detections(index, names, n, seed, log=print):
     """Pictures without the subject's face, and in how many the detector finds a face anyway, with its
     second look and without (``detect_faces(plain=True)``): ``n`` strips of held-out frames below the
     training crop (rows 216..250: clothes, hands, desks; another person's face now and then), enlarged 3x,
@@ -178,11 +183,10 @@ def false_detections(lfw, index, names, n, seed, log=print):
     from npface.data.folders import LFW_CROP
     from npface.detect import detect_faces
     rng = np.random.default_rng(seed)
-    wanted = set(names)
-    files = [f for f in index.files if f.split("/")[0] in wanted]
+    files = files_of(index, names)
     strips = []
     for i in rng.choice(len(files), size=min(n, len(files)), replace=False):
-        frame = Image.open(Path(lfw) / "lfw" / files[i]).convert("RGB")
+        frame = Image.open(index.root / files[i]).convert("RGB")
         strip = frame.crop((0, LFW_CROP.top + LFW_CROP.size, frame.width, frame.height))
         strips.append(np.asarray(strip.resize((3 * strip.width, 3 * strip.height), Image.Resampling.BILINEAR)))
     grounds = [np.asarray(background(rng, int(rng.integers(200, 1501)), int(rng.integers(200, 1501))))
@@ -214,7 +218,7 @@ def run(lfw, n_fit, n_test, seed, results, calibration_module, log=print, n_empt
     log(f"calibration: dx {cal.dx:.4f}, dy {cal.dy:.4f}, scale {cal.scale:.4f}")
     test_hits, test_counts = detect_pasted(index, test_files, test_points, rng, log)
     errors = measure(test_hits, cal, reference, load())
-    empty = false_detections(lfw, index, held, n_empty, seed, log)
+    empty = false_detections(index, held, n_empty, seed, log)
     out = {
         "command": "python -m benchmarks.framing",
         "detector": {"cascade": CASCADE_FILE, "max_side": MAX_SIDE, "min_face": MIN_FACE,
