@@ -28,7 +28,7 @@ def load_results(results_dir) -> dict:
                  "train_step_multibatch", "train_step_pairs", "distributed", "prefetch", "shipped", "levers",
                  "heldout-selection", "heldout-report", "heldout-selection-combination",
                  "heldout-selection-b32x8", "heldout-selection-align8000", "heldout-selection-seed1",
-                 "photos-selection", "photos-selection-align8000"):
+                 "heldout-selection-long5000", "photos-selection", "photos-selection-align8000"):
         path = Path(results_dir) / f"{name}.json"
         if path.is_file():
             out[name] = json.loads(path.read_text())
@@ -722,22 +722,28 @@ def levers_section(res) -> list:
              _agreement_sentence(res)),
             ("heldout-selection-seed1", "The shipped recipe run again with another seed (`--seed 1`: another data "
                                         "order and augmentation, the same starting model)",
-             _spread_sentence(res.get("heldout-selection-seed1"), sel))):
+             _spread_sentence(res.get("heldout-selection-seed1"), sel, _SPREAD)),
+            ("heldout-selection-long5000", "The shipped recipe trained twice as long (`--steps 5000`, the learning-rate "
+                                           "drop still at 85% of the run)",
+             _spread_sentence(res.get("heldout-selection-long5000"), sel, _AGAINST_SPREAD))):
         run = res.get(name)
         if run and run.get("summary"):
             L += [_full_run_sentence(name, what, run) + _init_sentence(run, res.get("accuracy")) + more, ""]
     return L
 
 
-def _spread_sentence(run, shipped_selection) -> str:
-    """How far a second run of the shipped recipe lands from the shipped run, on the same selection pairs."""
+_SPREAD = "how far one recipe moves between two full-length runs, the yardstick for the differences above"
+_AGAINST_SPREAD = "to be read against the two seeds' difference above"
+
+
+def _spread_sentence(run, shipped_selection, meaning=_SPREAD) -> str:
+    """How far a full-length run lands from the shipped run on the same selection pairs, then what that means."""
     if not ((shipped_selection or {}).get("summary") and (run or {}).get("summary")):
         return ""
     a, b = shipped_selection["summary"], run["summary"]
     d = {k: 100 * (b[k]["accuracy"] - a[k]["accuracy"]) for k in ("plain", "flip")}
     return (f" Against the shipped run on the same pairs: {d['plain']:+.1f} points, {d['flip']:+.1f} with flip, AUC "
-            f"{b['flip']['auc'] - a['flip']['auc']:+.3f} with flip: how far one recipe moves between two full-length "
-            "runs, the yardstick for the differences above.")
+            f"{b['flip']['auc'] - a['flip']['auc']:+.3f} with flip: {meaning}.")
 
 
 def _init_sentence(run, acc=None) -> str:

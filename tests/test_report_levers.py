@@ -101,3 +101,6 @@ def test_a_second_run_of_the_shipped_recipe_is_stated_as_its_spread():
     text = report._spread_sentence(run, {"summary": summary})
     assert "-1.5 points, -2.1 with flip, AUC -0.009 with flip" in text
     assert report._spread_sentence(run, None) == ""                     # no shipped measurement: nothing to compare
+    assert text.endswith("the yardstick for the differences above.")
+    other = report._spread_sentence(run, {"summary": summary}, "to be read against the seeds")
+    assert "-1.5 points" in other and other.endswith("to be read against the seeds.")
