@@ -11,7 +11,7 @@ command with one change (``LEVERS``; ``python -m benchmarks.levers --list``
 prints them):
 
 - a training flag (single-image people, appearance augmentation, stronger
-  similarity jitter, weight decay, the alignment net fine-tuned at a small
+  similarity jitter, the jitter drawing on the picture around the crop, weight decay, the alignment net fine-tuned at a small
   rate with the landmark loss as a regulariser, other batch shapes, a
   longer schedule);
 - ``synthetic-pretrain``: a first run on synthetic faces (``--synthetic-steps``)
@@ -72,11 +72,16 @@ LEVERS = (
           ("--color-jitter", "0.3", "--blur", "0.2", "--grayscale", "0.1", "--erase", "0.25")),
     Lever("strong-jitter", "similarity jitter of +-15 degrees, +-15% scale, +-0.1 shift (from 8, 8%, 0.06)",
           ("--jitter-rotation", "15", "--jitter-scale", "0.15", "--jitter-shift", "0.1")),
+    Lever("context-jitter", "the jitter draws on the picture around the training crop instead of black borders",
+          ("--jitter-context",)),
     Lever("weight-decay", "L2 weight decay 5e-4 on the weights", ("--weight-decay", "5e-4")),
     Lever("align-finetune", "the alignment net trained jointly at 0.1 of the learning rate, with 0.02 x the "
           "landmark loss as a regulariser", ("--align-lr-scale", "0.1", "--landmark-weight", "0.02")),
     Lever("batch-32x8", "32 people x 8 images (the same 256 images a step)",
           ("--batch-identities", "32", "--images-per-identity", "8"),
+          ("--batch-identities", "8", "--images-per-identity", "2")),
+    Lever("batch-64x4", "64 people x 4 images (the same 256 images a step; fewer repeats of a person's few images)",
+          ("--batch-identities", "64", "--images-per-identity", "4"),
           ("--batch-identities", "8", "--images-per-identity", "2")),
     Lever("batch-32x16", "32 people x 16 images for half the steps (the same images in all)",
           ("--batch-identities", "32", "--images-per-identity", "16"),

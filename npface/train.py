@@ -56,6 +56,10 @@ def parser():
                    help="--jitter: scale factors log-uniform in [1/(1+S), 1+S]")
     g.add_argument("--jitter-shift", type=float, default=d.jitter_shift, metavar="T",
                    help="--jitter: shifts uniform in [-T, T] per axis, in units of half the image (0.06 = 3.4 px)")
+    g.add_argument("--jitter-context", action="store_true",
+                   help="--jitter on --lfw: where a jittered image reaches past the training crop, show the "
+                        "picture around it (a crop 21 px wider on every side, decoded and cached once) instead "
+                        "of black, which no test image has")
     g.add_argument("--color-jitter", type=float, default=d.color_jitter, metavar="C",
                    help="brightness, contrast and saturation factors uniform in [1-C, 1+C] (0: off)")
     g.add_argument("--blur", type=float, default=d.blur, metavar="P",
@@ -126,6 +130,7 @@ def config_from_args(a):
         threshold_init=a.threshold_init,
         flip=folder if a.flip is None else a.flip, jitter=folder if a.jitter is None else a.jitter,
         jitter_rotation=a.jitter_rotation, jitter_scale=a.jitter_scale, jitter_shift=a.jitter_shift,
+        jitter_context=a.jitter_context,
         color_jitter=a.color_jitter, blur=a.blur, grayscale=a.grayscale, erase=a.erase, singletons=a.singletons,
         keep_checkpoints=a.keep_checkpoints,
         seed=a.seed, threads=a.threads, init=a.init, val_fraction=a.val_fraction, val_pairs=a.val_pairs,
@@ -152,6 +157,8 @@ def command_line(config, out=None) -> str:
             flags.append(f"--{key}" if value else f"--no-{key}")
         elif key == "balance":
             flags.append("--no-balance")
+        elif key == "jitter_context":
+            flags.append("--jitter-context")
         elif key == "lr_drops":
             flags += ["--lr-drops", ",".join(repr(float(v)) for v in value)]       # "" for no drop
         else:

@@ -92,6 +92,7 @@ class TrainConfig:
     jitter_rotation: float = 8.0            # jitter ranges (npface.data.sampler.jitter_thetas): degrees,
     jitter_scale: float = 0.08              # relative scale,
     jitter_shift: float = 0.06              # normalised shift (1.0 = half the image)
+    jitter_context: bool = False            # folder data: the jitter draws on the picture around the crop, not black
     color_jitter: float = 0.0               # appearance augmentation (npface.data.sampler.Photometric):
     blur: float = 0.0                       # strength of colour jitter; probabilities of blur,
     grayscale: float = 0.0                  # grayscale
@@ -154,6 +155,8 @@ class TrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {v!r}")
+        if self.jitter_context and (self.data != "folder" or not self.jitter):
+            raise ValueError("--jitter-context needs folder data (--lfw) and the jitter (--jitter)")
         self.photometric()                                                    # validates the appearance flags
         if not (isinstance(self.landmark_weight, (int, float)) and math.isfinite(self.landmark_weight)
                 and self.landmark_weight >= 0):
@@ -258,7 +261,7 @@ class FolderSource:
     """
 
     def __init__(self, cfg: TrainConfig, progress=True):
-        from npface.data.folders import load_folder, split_identities
+        from npface.data.folders import LFW_CONTEXT, load_folder, split_identities
         from npface.data.sampler import PKSampler, RandomPairSampler
         root = Path(cfg.lfw)
         if not root.is_dir():
@@ -270,6 +273,13 @@ class FolderSource:
         if people is not None and not Path(people).is_file():
             raise FileNotFoundError(f"--people: list file not found: {cfg.people}")
         self.ds = load_folder(images_root, people, progress=progress)
+        self.context = None                          # --jitter-context: (N, 154, 154, 3), row i around image i
+        if cfg.jitter_context:
+            wide = load_folder(images_root, people, crop=LFW_CONTEXT, progress=progress)
+            if wide.files != self.ds.files:
+                raise ValueError(f"--jitter-context: the wider crops of {images_root} do not decode the same files "
+                                 f"as the training crops ({len(wide.files)} against {len(self.ds.files)})")
+            self.context = wide.images
         train_names, val_names = split_identities(self.ds.identities, cfg.val_fraction, seed=0)
         self.train_idx = self.ds.indices_of(train_names)
         self.val_idx = self.ds.indices_of(val_names)
@@ -302,7 +312,7 @@ class FolderSource:
         """(images, labels, AlignTarget or None): the batch, and with --landmark-weight its warps' targets."""
         jitter_kw = self.cfg.jitter_ranges() if self.cfg.jitter else {}
         b = self.sampler.batch(self.ds.images, rng, flip=self.cfg.flip, jitter=self.cfg.jitter,
-                               photometric=self.cfg.photometric(), **jitter_kw)
+                               photometric=self.cfg.photometric(), context=self.context, **jitter_kw)
         if self.landmarks is None:
             return b.images, b.labels, None
         from npface.data.landmarks import augmented_thetas

@@ -61,6 +61,7 @@ def test_each_lever_changes_only_its_own_settings(quick, tmp_path):
               # quick runs start from a fresh model whose alignment net trains at 0.1 already
               "align-finetune": {"landmark_weight"} | (set() if quick else {"align_lr_scale"}),
               "batch-32x8": {"batch_identities", "images_per_identity"},
+              "batch-64x4": {"batch_identities", "images_per_identity"}, "context-jitter": {"jitter_context"},
               "batch-32x16": {"batch_identities", "steps"}, "long": {"steps"}}          # K stays 16 (quick: 4)
     for lever in levers.LEVERS[1:]:
         commands = levers.lever_command(lever, *args)
@@ -73,7 +74,8 @@ def test_each_lever_changes_only_its_own_settings(quick, tmp_path):
             assert levers.expected_config(second)["init"] == str(Path(first[first.index("--out") + 1]) / "model.npz")
         else:
             assert changed(commands[0], base) == expect[lever.name], lever.name
-    b32 = levers.expected_config(levers.lever_command(levers.LEVERS[7], *args)[0])
+    b32 = levers.expected_config(levers.lever_command(dict(zip(levers.NAMES, levers.LEVERS))["batch-32x16"],
+                                                      *args)[0])
     assert b32["steps"] == 50 or quick                         # half the steps for twice the images
 
 

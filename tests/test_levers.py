@@ -143,6 +143,8 @@ def test_average_of_kept_checkpoints_is_their_mean(tmp_path, capsys):
     (["--erase", "1.5"], "erase probability must be in"),
     (["--jitter-shift", "-1"], "--jitter-shift must be a finite number"),
     (["--keep-checkpoints", "-1"], "--keep-checkpoints must be an integer"),
+    (["--jitter-context"], "--jitter-context needs folder data"),
+    (["--lfw", "x", "--no-jitter", "--jitter-context"], "--jitter-context needs folder data (--lfw) and the jitter"),
 ])
 def test_bad_lever_flags_are_one_line_errors(tmp_path, capsys, argv, match):
     assert train_main(argv + ["--out", str(tmp_path / "x")]) == 2
@@ -162,6 +164,32 @@ def test_folder_source_adds_single_image_people(tmp_path):
     single = source.ds.identities[labels[-1]]
     assert single.startswith("s") and single in source.train_people and labels[-1] not in labels[:-1]
     assert "single-image" in source.description
+
+
+def test_folder_source_with_context_jitters_from_the_wider_crops(tmp_path):
+    """--jitter-context: the same draws as without it; the batch differs only where the plain jitter shows
+    black, which it fills with the picture around the crop (here: pictures with no black at all)."""
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        (tmp_path / "lfw" / f"p{i}").mkdir(parents=True)
+        for j in range(3):
+            colour = rng.integers(80, 220, size=3)
+            picture = np.clip(colour + rng.normal(0, 20, (250, 250, 3)), 40, 255).astype(np.uint8)
+            Image.fromarray(picture).save(tmp_path / "lfw" / f"p{i}" / f"{j}.png")
+    kw = dict(data="folder", lfw=str(tmp_path), val_fraction=0.25, flip=True, jitter=True, jitter_rotation=15.0)
+    plain_source = training.FolderSource(tiny(**kw).check(), progress=False)
+    source = training.FolderSource(tiny(jitter_context=True, **kw).check(), progress=False)
+    assert source.context.shape == (12, 154, 154, 3) and plain_source.context is None
+    plain, labels = plain_source.batch(np.random.default_rng(5))
+    wide, labels2 = source.batch(np.random.default_rng(5))
+    np.testing.assert_array_equal(labels2, labels)
+    black = (plain == 0).all(-1)                                         # (4, 112, 112)
+    assert black.any() and not (wide == 0).all(-1).any()
+    far = ~black
+    for _ in range(2):                                                    # away from the blended edge
+        far[:, 1:-1, 1:-1] &= far[:, :-2, 1:-1] & far[:, 2:, 1:-1] & far[:, 1:-1, :-2] & far[:, 1:-1, 2:]
+        far[:, [0, -1]] = far[:, :, [0, -1]] = False
+    assert np.abs(plain.astype(int) - wide)[far].max() <= 1
 
 
 def test_landmark_term_is_the_gradient_of_the_weighted_mean_landmark_loss():

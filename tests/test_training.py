@@ -280,6 +280,7 @@ def test_prefetch_benchmark_times_both_ways_and_checks_they_agree(tmp_path, caps
     [],
     ["--lfw", "L", "--people", "peopleDevTrain.txt", "--init", "runs/a.npz", "--steps", "2500", "--lr-drops", "0.85",
      "--align-lr-scale", "0", "--validate-every", "250"],
+    ["--lfw", "L", "--jitter-context"],
     ["--lfw", "L", "--no-flip", "--jitter-rotation", "15", "--color-jitter", "0.3", "--erase", "0.25",
      "--weight-decay", "0.0005", "--singletons", "64", "--keep-checkpoints", "3", "--no-balance",
      "--lr-drops", "0.6,0.9", "--threshold-init", "2.5", "--estimator", "pairs", "--lr", "0.123456789"],

@@ -97,6 +97,24 @@ class CropBox:
         origin = np.array([self.left, self.top], dtype=np.float64)
         return (points + 0.5) * (self.size / self.out) + origin - 0.5
 
+    def widened(self, margin: int) -> "CropBox":
+        """The same crop with ``margin`` more output pixels of the picture on every side: an
+        (out + 2 margin)-pixel crop whose central out x out pixels sample the frame where this crop does.
+
+        The new box must have whole-pixel corners in the frame (margin x size / out an integer: for
+        ``LFW_CROP``, margin a multiple of 7) and stay inside it; otherwise ValueError.
+        """
+        if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0:
+            raise ValueError(f"margin must be an integer >= 0, got {margin!r}")
+        grow, rest = divmod(int(margin) * self.size, self.out)                # frame pixels on every side
+        if rest:
+            raise ValueError(f"margin {margin}: the widened box would not have whole-pixel corners in the frame "
+                             f"(margin x {self.size} / {self.out} must be an integer)")
+        if self.left - grow < 0 or self.top - grow < 0 or max(self.left, self.top) + self.size + grow > self.frame:
+            raise ValueError(f"margin {margin}: the widened box leaves the {self.frame}-pixel frame")
+        return CropBox(self.left - grow, self.top - grow, self.size + 2 * grow, self.frame,
+                       self.out + 2 * int(margin))
+
     def describe(self) -> dict:
         """A JSON-able description (part of the cache key)."""
         return {"left": int(self.left), "top": int(self.top), "size": int(self.size),
@@ -133,6 +151,13 @@ def _points(points, name):
 # fallback detections. A 136 px box drops that to 97.8 %; a 160 px box
 # raises it to 99.3 % but shrinks the face to 67 px.
 LFW_CROP = CropBox(left=53, top=73, size=144, frame=250, out=112)
+
+# The training crop with 21 px more of the picture on every side (27 px of the frame: columns 26..223, rows
+# 46..243, 154 x 154), for the similarity jitter to draw from (``npface.data.sampler.augment``'s ``context``).
+# The default jitter (+-8 degrees, +-8 % scale, +-0.06 shift) reaches at most 15.7 px past the 112 crop's edge
+# (a corner: 56 px x 1.08 x (cos 8 + sin 8) + 3.4 px - 56 px); the strong one (+-15, +-15 %, +-0.1), 28.5 px.
+CONTEXT_MARGIN = 21
+LFW_CONTEXT = LFW_CROP.widened(CONTEXT_MARGIN)
 
 
 # --------------------------------------------------------------------------

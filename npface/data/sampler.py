@@ -28,8 +28,13 @@ P K + m images; under the balanced loss they add only to the not-same half.
 Augmentation (``augment``) draws, per image, a horizontal flip (probability
 1/2) and a small similarity jitter (rotation, scale, shift), both
 switchable; it returns the warp used, so the alignment targets can follow
-(``npface.data.landmarks.augmented_thetas``). ``Photometric`` adds, when
-asked, colour jitter, blur, grayscale and random erasing after the warp.
+(``npface.data.landmarks.augmented_thetas``). The jitter of a 112 x 112
+crop reaches past its edge (up to 16 px at the default ranges), where the
+warp reads zeros: black borders, which no test image has. Given ``context``,
+the same faces cropped with more of their picture around them
+(``npface.data.folders.LFW_CONTEXT``), it reads the picture there instead.
+``Photometric`` adds, when asked, colour jitter, blur, grayscale and random
+erasing after the warp.
 """
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
@@ -151,12 +156,14 @@ class PKSampler:
         return out, labels
 
     def batch(self, images: np.ndarray, rng: np.random.Generator, flip: bool = True, jitter: bool = True,
-              photometric: Optional["Photometric"] = None, **jitter_kw) -> Batch:
+              photometric: Optional["Photometric"] = None, context: Optional[np.ndarray] = None,
+              **jitter_kw) -> Batch:
         """Draw a batch and gather its images (N, H, W, 3) uint8 (e.g. ``FaceDataset.images``), augmented.
 
-        flip / jitter / jitter_kw: see ``augment``; photometric: a ``Photometric`` applied after them.
+        flip / jitter / context / jitter_kw: see ``augment`` (context: (N, H + 2m, W + 2m, 3), row i the
+        wider crop of image i); photometric: a ``Photometric`` applied after them.
         """
-        return _gather(self, images, rng, flip, jitter, jitter_kw, photometric)
+        return _gather(self, images, rng, flip, jitter, jitter_kw, photometric, context)
 
 
 class RandomPairSampler:
@@ -216,20 +223,25 @@ class RandomPairSampler:
         return out, self.eligible[people]
 
     def batch(self, images: np.ndarray, rng: np.random.Generator, flip: bool = True, jitter: bool = True,
-              photometric: Optional["Photometric"] = None, **jitter_kw) -> Batch:
+              photometric: Optional["Photometric"] = None, context: Optional[np.ndarray] = None,
+              **jitter_kw) -> Batch:
         """Draw a batch and gather its images, augmented exactly as ``PKSampler.batch``."""
-        return _gather(self, images, rng, flip, jitter, jitter_kw, photometric)
+        return _gather(self, images, rng, flip, jitter, jitter_kw, photometric, context)
 
 
-def _gather(sampler, images, rng, flip, jitter, jitter_kw, photometric=None) -> Batch:
+def _gather(sampler, images, rng, flip, jitter, jitter_kw, photometric=None, context=None) -> Batch:
     """Draw ``sampler.sample(rng)`` and gather its images (N, H, W, 3) uint8, augmented (``augment``, then
-    ``photometric`` when given)."""
+    ``photometric`` when given); context: None or the images' wider crops (N, H + 2m, W + 2m, 3) (``augment``)."""
     if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"images must be a uint8 array (N, H, W, 3), got "
                          f"{getattr(images, 'shape', type(images).__name__)}")
+    if context is not None and (not isinstance(context, np.ndarray) or len(context) != len(images)):
+        raise ValueError(f"context must hold one wider crop per image ({len(images)}), got "
+                         f"{getattr(context, 'shape', type(context).__name__)}")
     idx, labels = sampler.sample(rng)
     x = np.asarray(images[idx])                                               # (k, H, W, 3)
-    x, aug_theta, flipped = augment(x, rng, flip=flip, jitter=jitter, **jitter_kw)
+    ctx = None if context is None or not jitter else np.asarray(context[idx])  # (k, H + 2m, W + 2m, 3)
+    x, aug_theta, flipped = augment(x, rng, flip=flip, jitter=jitter, context=ctx, **jitter_kw)
     if photometric is not None:
         x = photometric(x, rng)
     return Batch(x, labels, idx, aug_theta, flipped)
@@ -285,7 +297,7 @@ def warp_images(images: np.ndarray, theta: np.ndarray, out_h: Optional[int] = No
 
 
 def augment(images: np.ndarray, rng: np.random.Generator, flip: bool = True, jitter: bool = True,
-            **jitter_kw) -> tuple:
+            context: Optional[np.ndarray] = None, **jitter_kw) -> tuple:
     """Random flip and similarity jitter of uint8 images (N, H, W, 3); the input is not modified.
 
     Returns (out (N, H, W, 3) uint8, aug_theta (N, 2, 3), flipped (N,) bool).
@@ -295,23 +307,52 @@ def augment(images: np.ndarray, rng: np.random.Generator, flip: bool = True, jit
     ``jitter`` is False) and F = ``FLIP_THETA`` when the image is flipped
     (probability 1/2 when ``flip``). A flip alone is done exactly, by
     reversing the columns.
+
+    context: None, or (N, H + 2m, W + 2m, 3) uint8, the same images with m more
+    pixels of their picture on every side (``CropBox.widened``). Where the
+    jitter reaches past the image's edge it then samples those pixels instead
+    of zeros (black borders that no test image has). The image is the
+    context's centre, and normalised coordinates of the image are those of the
+    context scaled by H / (H + 2m) (rows) and W / (W + 2m) (columns), so the
+    jitter is drawn from the context by diag(W/(W+2m), H/(H+2m)) G. G, the
+    flips and the random draws are the same with or without it; without
+    jitter it is not used.
     """
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"images must be a uint8 array (N, H, W, 3), got "
                          f"{getattr(images, 'dtype', None)} {getattr(images, 'shape', None)}")
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    n = images.shape[0]
+    n, H, W = images.shape[:3]
+    if context is not None:
+        _check_context(context, images.shape)
     flipped = rng.random(n) < 0.5 if flip else np.zeros(n, dtype=bool)        # (n,)
     F = np.where(flipped[:, None, None], FLIP_THETA, identity_theta(1)[0])   # (n, 2, 3)
     if jitter:
         G = compose_affine(jitter_thetas(n, rng, **jitter_kw), F)             # (n, 2, 3)
-        return warp_images(images, G), G, flipped
+        if context is None:
+            return warp_images(images, G), G, flipped
+        Hc, Wc = context.shape[1:3]
+        to_context = np.array([[W / Wc], [H / Hc]])                           # (2, 1): rows x and y of G
+        return warp_images(context, to_context * G, H, W), G, flipped
     elif jitter_kw:
         raise ValueError(f"jitter options {sorted(jitter_kw)} given with jitter=False")
     out = images.copy()
     out[flipped] = out[flipped][:, :, ::-1]
     return out, F, flipped
+
+
+def _check_context(context, shape):
+    """ValueError unless ``context`` is uint8 (N, H + 2m, W + 2m, 3), m >= 0, for images of ``shape`` (N, H, W, 3)."""
+    n, H, W = shape[:3]
+    if not isinstance(context, np.ndarray) or context.dtype != np.uint8 or context.ndim != 4:
+        raise ValueError(f"context must be a uint8 array (N, H + 2m, W + 2m, 3), got "
+                         f"{getattr(context, 'dtype', None)} {getattr(context, 'shape', None)}")
+    Hc, Wc = context.shape[1:3]
+    m = (Hc - H) // 2
+    if context.shape[0] != n or context.shape[-1] != 3 or m < 0 or Hc != H + 2 * m or Wc != W + 2 * m:
+        raise ValueError(f"context must have shape (N, H + 2m, W + 2m, 3) for images of shape {tuple(shape)} "
+                         f"(the same margin m on every side), got {context.shape}")
 
 
 @dataclass(frozen=True)

@@ -246,6 +246,27 @@ def test_cropbox_points_round_trip_and_validation():
         LFW_CROP.points_to_crop(np.zeros((4, 3)))
 
 
+def test_widened_crop_keeps_the_crop_in_its_centre(tmp_path):
+    """The widened box samples the frame where the crop does in its centre: the decoded centre is the
+    decoded crop, pixel for pixel (the same Pillow sampling positions and filter); and it sees more."""
+    assert folders.LFW_CONTEXT == CropBox(26, 46, 198, 250, 154) == LFW_CROP.widened(folders.CONTEXT_MARGIN)
+    m = folders.CONTEXT_MARGIN
+    q = np.random.default_rng(1).uniform(0, 250, size=(10, 2))
+    np.testing.assert_allclose(folders.LFW_CONTEXT.points_to_crop(q), LFW_CROP.points_to_crop(q) + m, atol=1e-9)
+    rng = np.random.default_rng(2)
+    img = (rng.uniform(0, 1, (50, 50, 3)) * 255).astype(np.uint8)
+    path = tmp_path / "picture.png"
+    Image.fromarray(np.asarray(Image.fromarray(img).resize((250, 250), Image.Resampling.BICUBIC))).save(path)
+    crop, wide = decode_face(path, LFW_CROP), decode_face(path, folders.LFW_CONTEXT)
+    assert wide.shape == (154, 154, 3)
+    np.testing.assert_array_equal(wide[m:-m, m:-m], crop)
+    assert LFW_CROP.widened(0) == LFW_CROP
+    for margin, match in ((5, "whole-pixel corners"), (56, "leaves the 250-pixel frame"), (-7, "integer >= 0"),
+                          (7.0, "integer >= 0")):
+        with pytest.raises(ValueError, match=match):
+            LFW_CROP.widened(margin)
+
+
 # --------------------------------------------------------------------------
 # Cache
 # --------------------------------------------------------------------------

@@ -94,13 +94,15 @@ def _images(n, h=20, w=24, seed=0):
     return np.random.default_rng(seed).integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)
 
 
-def reference_warp_uint8(img, theta):
-    """Slow bilinear sampler, project convention, for one (H, W, 3) uint8 image -> float (H, W, 3)."""
+def reference_warp_uint8(img, theta, out_h=None, out_w=None):
+    """Slow bilinear sampler, project convention, for one (H, W, 3) uint8 image -> float (out_h, out_w, 3)
+    (default: H, W)."""
     H, W, _ = img.shape
-    out = np.zeros((H, W, 3))
-    for r in range(H):
-        for c in range(W):
-            xi, yi = theta @ np.array([(2 * c + 1) / W - 1, (2 * r + 1) / H - 1, 1.0])
+    Ho, Wo = out_h or H, out_w or W
+    out = np.zeros((Ho, Wo, 3))
+    for r in range(Ho):
+        for c in range(Wo):
+            xi, yi = theta @ np.array([(2 * c + 1) / Wo - 1, (2 * r + 1) / Ho - 1, 1.0])
             ix, iy = ((xi + 1) * W - 1) / 2, ((yi + 1) * H - 1) / 2
             x0, y0 = int(np.floor(ix)), int(np.floor(iy))
             wx, wy = ix - x0, iy - y0
@@ -146,6 +148,41 @@ def test_augment_jitter_matches_reference_warp():
         augment(x, np.random.default_rng(0), jitter=False, max_rotation=3)
     with pytest.raises(ValueError, match=r"images must be a uint8 array \(N, H, W, 3\)"):
         augment(x.astype(np.float32), np.random.default_rng(0))
+
+
+def test_jitter_with_context_samples_the_wider_crop_where_the_plain_jitter_shows_black():
+    """context: the same images with m px more of their picture on every side; the jitter then draws the
+    border from it: the warp of the context by G scaled to its normalised coordinates, never zeros."""
+    m = 6
+    rng = np.random.default_rng(7)
+    context = rng.integers(60, 250, size=(5, 16 + 2 * m, 20 + 2 * m, 3), dtype=np.uint8)   # (N, H+2m, W+2m, 3)
+    x = context[:, m:-m, m:-m].copy()                                    # (5, 16, 20, 3): the centres
+    x0, c0 = x.copy(), context.copy()
+    kw = dict(flip=True, jitter=True, max_rotation=12, max_scale=0.15, max_shift=0.1)
+    plain, G, fl = augment(x, np.random.default_rng(3), **kw)
+    wide, G2, fl2 = augment(x, np.random.default_rng(3), context=context, **kw)
+    np.testing.assert_array_equal(G2, G)                                 # the same draws
+    np.testing.assert_array_equal(fl2, fl)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(context, c0)
+    assert wide.shape == x.shape and wide.dtype == np.uint8
+    assert (plain == 0).all(-1).any() and wide.min() >= 60               # black corners, then picture instead
+    scale = np.array([[20 / (20 + 2 * m)], [16 / (16 + 2 * m)]])         # x row by W / Wc, y row by H / Hc
+    for i in range(5):
+        ref = np.clip(np.rint(reference_warp_uint8(context[i], scale * G[i], out_h=16, out_w=20)), 0, 255)
+        assert np.abs(wide[i].astype(int) - ref).max() <= 1              # float32 vs float64 rounding
+    inside = (plain != 0).all(-1) & (wide != 0).all(-1)                  # pixels the plain jitter fills fully...
+    core = np.zeros_like(inside)
+    core[:, 3:-3, 3:-3] = True                                           # ...away from the blended edge
+    assert np.abs(plain.astype(int) - wide)[inside & core].max() <= 1    # the same picture there
+    # without jitter the context is not used: a flip alone stays the exact column reversal
+    out, _, f = augment(x, np.random.default_rng(3), flip=True, jitter=False, context=context)
+    np.testing.assert_array_equal(out[f], x[f][:, :, ::-1])
+    for bad, match in ((context[:, 1:], "the same margin m on every side"),
+                       (context[:4], "context must have shape"),
+                       (context.astype(np.float32), "context must be a uint8 array")):
+        with pytest.raises(ValueError, match=match):
+            augment(x, np.random.default_rng(0), context=bad)
 
 
 def test_jitter_thetas_ranges():
