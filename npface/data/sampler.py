@@ -312,9 +312,9 @@ def augment(images: np.ndarray, rng: np.random.Generator, flip: bool = True, jit
     pixels of their picture on every side (``CropBox.widened``). Where the
     jitter reaches past the image's edge it then samples those pixels instead
     of zeros (black borders that no test image has). The image is the
-    context's centre, and normalised coordinates of the image are those of the
-    context scaled by H / (H + 2m) (rows) and W / (W + 2m) (columns), so the
-    jitter is drawn from the context by diag(W/(W+2m), H/(H+2m)) G. G, the
+    context's centre, so the point at normalised position (x, y) of the image
+    is at (x W / (W + 2m), y H / (H + 2m)) in the context, and the output
+    samples the context through diag(W / (W + 2m), H / (H + 2m)) G. G, the
     flips and the random draws are the same with or without it; without
     jitter it is not used.
     """
