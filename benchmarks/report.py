@@ -28,7 +28,8 @@ def load_results(results_dir) -> dict:
                  "train_step_multibatch", "train_step_pairs", "distributed", "prefetch", "shipped", "levers",
                  "heldout-selection", "heldout-report", "heldout-selection-combination",
                  "heldout-selection-b32x8", "heldout-selection-align8000", "heldout-selection-seed1",
-                 "heldout-selection-long5000", "photos-selection", "photos-selection-align8000"):
+                 "heldout-selection-long5000", "photos-selection", "photos-selection-detector",
+                 "photos-selection-long5000", "photos-selection-align8000"):
         path = Path(results_dir) / f"{name}.json"
         if path.is_file():
             out[name] = json.loads(path.read_text())
@@ -720,12 +721,15 @@ def levers_section(res) -> list:
                                         "full length", ""),
             ("heldout-selection-align8000", "The shipped recipe started from an alignment net pretrained for longer",
              _agreement_sentence(res)),
+            ("heldout-selection-long5000", "The shipped recipe trained twice as long (`--steps 5000`, the learning-rate "
+                                           "drop still at 85% of the run), from the same start as the run above",
+             _spread_sentence(res.get("heldout-selection-long5000"), res.get("heldout-selection-align8000"),
+                              _AGAINST_SPREAD, "the 2,500-step run from the same start")
+             + _detect_agreement_sentence(res.get("photos-selection-long5000"), res.get("photos-selection-detector"),
+                                          "photos-selection-long5000", "photos-selection-detector")),
             ("heldout-selection-seed1", "The shipped recipe run again with another seed (`--seed 1`: another data "
                                         "order and augmentation, the same starting model)",
-             _spread_sentence(res.get("heldout-selection-seed1"), sel, _SPREAD)),
-            ("heldout-selection-long5000", "The shipped recipe trained twice as long (`--steps 5000`, the learning-rate "
-                                           "drop still at 85% of the run)",
-             _spread_sentence(res.get("heldout-selection-long5000"), sel, _AGAINST_SPREAD))):
+             _spread_sentence(res.get("heldout-selection-seed1"), sel, _SPREAD))):
         run = res.get(name)
         if run and run.get("summary"):
             L += [_full_run_sentence(name, what, run) + _init_sentence(run, res.get("accuracy")) + more, ""]
@@ -733,16 +737,17 @@ def levers_section(res) -> list:
 
 
 _SPREAD = "how far one recipe moves between two full-length runs, the yardstick for the differences above"
-_AGAINST_SPREAD = "to be read against the two seeds' difference above"
+_AGAINST_SPREAD = "to be read against the two seeds' difference below"
 
 
-def _spread_sentence(run, shipped_selection, meaning=_SPREAD) -> str:
-    """How far a full-length run lands from the shipped run on the same selection pairs, then what that means."""
+def _spread_sentence(run, shipped_selection, meaning=_SPREAD, against="the shipped run") -> str:
+    """How far a full-length run lands from another (default: the shipped run) on the same selection pairs,
+    then what that means."""
     if not ((shipped_selection or {}).get("summary") and (run or {}).get("summary")):
         return ""
     a, b = shipped_selection["summary"], run["summary"]
     d = {k: 100 * (b[k]["accuracy"] - a[k]["accuracy"]) for k in ("plain", "flip")}
-    return (f" Against the shipped run on the same pairs: {d['plain']:+.1f} points, {d['flip']:+.1f} with flip, AUC "
+    return (f" Against {against} on the same pairs: {d['plain']:+.1f} points, {d['flip']:+.1f} with flip, AUC "
             f"{b['flip']['auc'] - a['flip']['auc']:+.3f} with flip: {meaning}.")
 
 
@@ -781,6 +786,18 @@ def _agreement_sentence(res) -> str:
             "(`photos-selection-align8000.json`, "
             "`photos-selection.json`): a more precise alignment net makes the signatures depend less on the "
             "framing, but this run lost accuracy, so it is not shipped.")
+
+
+def _detect_agreement_sentence(run, shipped, run_name, shipped_name) -> str:
+    """A run's --frame detect agreement with flip on pasted pictures of the selection people, beside the
+    shipped model's on the same pictures with the same detector and framing ('' unless both were measured)."""
+    a, b = ((x or {}).get("verify", {}).get("flip") for x in (shipped, run))
+    if not (a and b and a.get("pairs") == b.get("pairs")):
+        return ""
+    return (f" On pasted pictures of the same people (`benchmarks.photos`, {b['pairs']} pairs, with flip), its "
+            f"`--frame detect` decisions agree with the original frames' for {_pct(b['agreement'])}, against "
+            f"{_pct(a['agreement'])} for the shipped model framed the same way (`{run_name}.json`, "
+            f"`{shipped_name}.json`).")
 
 
 def _run_path(model) -> str:

@@ -104,3 +104,14 @@ def test_a_second_run_of_the_shipped_recipe_is_stated_as_its_spread():
     assert text.endswith("the yardstick for the differences above.")
     other = report._spread_sentence(run, {"summary": summary}, "to be read against the seeds")
     assert "-1.5 points" in other and other.endswith("to be read against the seeds.")
+
+
+def test_a_runs_detect_agreement_is_stated_beside_the_shipped_models():
+    shipped = {"verify": {"flip": {"pairs": 400, "agreement": 0.9275}}}
+    run = {"verify": {"flip": {"pairs": 400, "agreement": 0.9425}}}
+    text = report._detect_agreement_sentence(run, shipped, "photos-run", "photos-shipped")
+    assert "agree with the original frames' for 94.2%, against 92.8% for the shipped model" in text
+    assert "`photos-run.json`" in text and "`photos-shipped.json`" in text
+    assert report._detect_agreement_sentence(run, None, "a", "b") == ""
+    other = {"verify": {"flip": {"pairs": 200, "agreement": 0.9}}}         # other pictures: not comparable
+    assert report._detect_agreement_sentence(run, other, "a", "b") == ""
