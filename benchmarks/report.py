@@ -772,32 +772,31 @@ def _shipped_alignment_error(acc) -> str:
 
 
 def _agreement_sentence(res) -> str:
-    """The selection people's --frame detect agreement with flip: the shipped model against the align8000 run."""
-    shipped, run = res.get("photos-selection"), res.get("photos-selection-align8000")
-    if not (shipped and run and "flip" in shipped.get("verify", {}) and "flip" in run.get("verify", {})):
-        return ""
-    a, b = shipped["verify"]["flip"], run["verify"]["flip"]
-    # The run was measured before the framing net existed: compare with the shipped model framed the same way.
-    same = " framed the same way (the calibrated square of the largest face, without the framing net)" \
-        if "detect_calibrated_agreement" in a else ""
-    return (f" On pasted pictures of the same people (`benchmarks.photos`, {b['pairs']} pairs, with flip), its "
-            f"`--frame detect` decisions agree with the original frames' for {_pct(b['agreement'])}, against "
-            f"{_pct(a.get('detect_calibrated_agreement', a['agreement']))} for the shipped model{same} "
-            "(`photos-selection-align8000.json`, "
-            "`photos-selection.json`): a more precise alignment net makes the signatures depend less on the "
-            "framing, but this run lost accuracy, so it is not shipped.")
+    """The selection people's --frame detect agreement with flip: the align8000 run against the shipped model.
+    The run was measured before the framing net existed, so the shipped model's figure is the one framed the
+    same way (the calibrated square of the largest face), where that was measured."""
+    shipped = (res.get("photos-selection") or {}).get("verify", {}).get("flip") or {}
+    calibrated = "detect_calibrated_agreement" in shipped
+    return _detect_agreement_sentence(
+        res.get("photos-selection-align8000"), res.get("photos-selection"),
+        "photos-selection-align8000", "photos-selection",
+        key="detect_calibrated_agreement" if calibrated else "agreement",
+        framed=" framed the same way (the calibrated square of the largest face, without the framing net)"
+        if calibrated else "",
+        tail=": a more precise alignment net makes the signatures depend less on the framing, but this run lost "
+             "accuracy, so it is not shipped")
 
 
-def _detect_agreement_sentence(run, shipped, run_name, shipped_name) -> str:
+def _detect_agreement_sentence(run, shipped, run_name, shipped_name, key="agreement",
+                               framed=" framed the same way", tail="") -> str:
     """A run's --frame detect agreement with flip on pasted pictures of the selection people, beside the
-    shipped model's on the same pictures with the same detector and framing ('' unless both were measured)."""
+    shipped model's figure ``key`` on the same pictures ('' unless both were measured on as many pairs)."""
     a, b = ((x or {}).get("verify", {}).get("flip") for x in (shipped, run))
-    if not (a and b and a.get("pairs") == b.get("pairs")):
+    if not (a and b and a.get("pairs") == b.get("pairs") and key in a):
         return ""
     return (f" On pasted pictures of the same people (`benchmarks.photos`, {b['pairs']} pairs, with flip), its "
             f"`--frame detect` decisions agree with the original frames' for {_pct(b['agreement'])}, against "
-            f"{_pct(a['agreement'])} for the shipped model framed the same way (`{run_name}.json`, "
-            f"`{shipped_name}.json`).")
+            f"{_pct(a[key])} for the shipped model{framed} (`{run_name}.json`, `{shipped_name}.json`){tail}.")
 
 
 def _run_path(model) -> str:
