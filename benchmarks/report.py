@@ -28,8 +28,9 @@ def load_results(results_dir) -> dict:
                  "train_step_multibatch", "train_step_pairs", "distributed", "prefetch", "shipped", "levers",
                  "heldout-selection", "heldout-report", "heldout-selection-combination",
                  "heldout-selection-b32x8", "heldout-selection-align8000", "heldout-selection-seed1",
-                 "heldout-selection-long5000", "photos-selection", "photos-selection-detector",
-                 "photos-selection-long5000", "photos-selection-align8000"):
+                 "heldout-selection-long5000", "heldout-selection-b128x2", "photos-selection",
+                 "photos-selection-detector", "photos-selection-long5000", "photos-selection-b128x2",
+                 "photos-selection-align8000"):
         path = Path(results_dir) / f"{name}.json"
         if path.is_file():
             out[name] = json.loads(path.read_text())
@@ -651,19 +652,55 @@ def accuracy_section(acc, shipped=None) -> list:
     return L
 
 
-def _lever_row(name, e, steps):
+_BEFORE_FRAMING_NET = "†"      # marks a detect agreement measured before --frame detect had the framing net
+
+
+def _lever_row(name, e, steps, levers=None):
+    """One row of the lever table; ``levers`` (name -> entry) gives the with-flip figures of the baseline a
+    lever is compared with."""
     sel, d, f = e.get("selection"), e.get("delta"), e.get("framing")
     if not sel:
-        return f"| {name} | {e['what']} | {e.get('status', 'not run')} | | | | | | |"
+        return f"| {name} | {e['what']} | {e.get('status', 'not run')} | | | | | | | | |"
     against = e.get("compared_with", "baseline")
     own = against == name                                    # a baseline: compared with itself
     delta = "—" if d is None or own else f"{100 * d['accuracy']:+.1f}"
     dauc = "—" if d is None or own else f"{d['auc']:+.3f}"
     run = f"{e['steps']:,} steps" if e.get("steps") and e["steps"] != steps else ""
+    flip, base_flip = e.get("selection_flip"), ((levers or {}).get(against) or {}).get("selection_flip")
+    flip_cells = "— | —"
+    if flip:
+        compared = not own and base_flip
+        flip_cells = (f"{_pct(flip['accuracy'])}"
+                      + (f" ({100 * (flip['accuracy'] - base_flip['accuracy']):+.1f})" if compared else "")
+                      + f" | {flip['auc']:.3f}" + (f" ({flip['auc'] - base_flip['auc']:+.3f})" if compared else ""))
+    agreement = "—"
+    if f:
+        agreement = _pct(f["agreement"]) + ("" if "detect_calibrated_agreement" in f else _BEFORE_FRAMING_NET)
     return (f"| {name} | {e['what']}{' (' + run + ')' if run else ''} | {_pct(sel['accuracy'])} "
             f"({_pct(sel['accuracy_95'][0])}–{_pct(sel['accuracy_95'][1])}) | {'—' if own else against} | {delta} | "
-            f"{sel['auc']:.3f} | {dauc} | {_pct(sel['learned_threshold_accuracy'])} | "
-            f"{_pct(f['agreement']) if f else '—'} |")
+            f"{sel['auc']:.3f} | {dauc} | {_pct(sel['learned_threshold_accuracy'])} | {flip_cells} | "
+            f"{agreement} |")
+
+
+def _init_of(entry):
+    """The --init of a lever's training command, or None."""
+    words = ((entry.get("commands") or [""])[-1]).split()
+    return words[words.index("--init") + 1] if "--init" in words else None
+
+
+def _same_start_sentence(lev) -> str:
+    """Where older rows' commands name another starting file than this invocation's: the evidence that it held
+    the same net (an earlier baseline, run from it, scoring exactly what this baseline scores), else ''."""
+    base = lev["levers"].get("baseline") or {}
+    others = {_init_of(e) for n, e in lev["levers"].items() if n.startswith("baseline-earlier")} - {None, lev["init"]}
+    twins = [n for n, e in lev["levers"].items() if n.startswith("baseline-earlier")
+             and _init_of(e) in others and e.get("selection") == base.get("selection")
+             and e.get("selection_flip") == base.get("selection_flip")]
+    if not others or not twins:
+        return ""
+    return (f" Older rows' commands name {', '.join(f'`{o}`' for o in sorted(others))} as the start: it then held "
+            f"the same net (`{twins[0]}`, run from it, scores exactly what `baseline` scores from `{lev['init']}`, "
+            "with and without flip).")
 
 
 def levers_section(res) -> list:
@@ -680,16 +717,20 @@ def levers_section(res) -> list:
          f"for {lev['steps']:,} steps. Each is measured on the *selection* people only: a threshold fitted on "
          f"{pairs['fit']} same and {pairs['fit']} different pairs of half of them, tested on {pairs['test']} and "
          f"{pairs['test']} of the other half; the pairs are the same for every lever, so the differences are "
-         "paired. *Detect agreement* is `benchmarks.photos`' verify agreement between `--frame detect` on "
-         "pasted pictures of selection people and the original frames"
-         + ("" if any("detect_calibrated_agreement" in (e.get("framing") or {}) for e in lev["levers"].values())
-            else " (measured before `--frame detect` had the framing net, and its detector the second look and "
-                 "the main-face rule: the calibrated square of the largest face)")
+         "paired." + _same_start_sentence(lev) + " *With flip*: the same pairs with test-time flip (in brackets, "
+         "the change against the same baseline). *Detect agreement* is `benchmarks.photos`' "
+         "verify agreement between `--frame detect` on pasted pictures of selection people and the original "
+         "frames, without flip"
+         + (f"; {_BEFORE_FRAMING_NET} marks those measured before `--frame detect` had the framing net, and its "
+            "detector the second look and the main-face rule (the calibrated square of the largest face): compare "
+            f"those only with each other, and the others only with each other"
+            if any(e.get("framing") and "detect_calibrated_agreement" not in e["framing"]
+                   for e in lev["levers"].values()) else "")
          + ".", "",
          "| lever | what | accuracy (95% interval) | against | Δ points | AUC | Δ AUC | at the learned θ | "
-         "detect agreement |",
-         "|---|---|---|---|---|---|---|---|---|"]
-    L += [_lever_row(name, e, lev["steps"]) for name, e in lev["levers"].items()]
+         "with flip | AUC with flip | detect agreement |",
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
+    L += [_lever_row(name, e, lev["steps"], lev["levers"]) for name, e in lev["levers"].items()]
     L += ["", "The 95% intervals span about ±3 points: a difference of a point or two between levers is inside "
           "the noise of these pairs."]
     earlier = [n for n in lev["levers"] if n.startswith("baseline-earlier")]
@@ -697,9 +738,9 @@ def levers_section(res) -> list:
         a = lev["levers"]["baseline"]["selection"]["accuracy"]
         b = [lev["levers"][n]["selection"]["accuracy"] for n in earlier]
         L += [f"Each lever is compared with the baseline that the same build ran (*against*): the baseline was "
-              f"run again with a later build, and the same command and seed then scored {_pct(a)} against "
-              + ", ".join(_pct(x) for x in b) + " before: a measure of how far one recipe moves between two "
-              "runs."]
+              f"run by {len(b) + 1} builds, and the same command and seed scored {_pct(a)} (`baseline`), "
+              + ", ".join(f"{_pct(x)} (`{n}`)" for n, x in zip(earlier, b)) + ": a measure of how far one recipe "
+              "moves between two runs."]
     L += [""]
     sel, rep, shipped = res.get("heldout-selection"), res.get("heldout-report"), res.get("shipped")
     measured = (rep or {}).get("measurements") or []
@@ -727,6 +768,11 @@ def levers_section(res) -> list:
                               _AGAINST_SPREAD, "the 2,500-step run from the same start")
              + _detect_agreement_sentence(res.get("photos-selection-long5000"), res.get("photos-selection-detector"),
                                           "photos-selection-long5000", "photos-selection-detector")),
+            ("heldout-selection-b128x2", "The lever that pointed up in this table's last invocation, 128 × 2 "
+                                         "batches, trained for the shipped recipe's full length from its start",
+             _spread_sentence(res.get("heldout-selection-b128x2"), sel, _AGAINST_SPREAD)
+             + _detect_agreement_sentence(res.get("photos-selection-b128x2"), res.get("photos-selection-detector"),
+                                          "photos-selection-b128x2", "photos-selection-detector")),
             ("heldout-selection-seed1", "The shipped recipe run again with another seed (`--seed 1`: another data "
                                         "order and augmentation, the same starting model)",
              _spread_sentence(res.get("heldout-selection-seed1"), sel, _SPREAD))):

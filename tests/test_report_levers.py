@@ -19,7 +19,8 @@ LEVERS = {
 def test_levers_section_gives_each_lever_its_paired_difference():
     text = "\n".join(report.levers_section({"levers": LEVERS}))
     assert ("| singletons | single-image people | 81.2% (77.0%–83.0%) | baseline | +1.2 | 0.900 | +0.002 | 79.0% "
-            "| 90.0% |") in text
+            "| — | — | 90.0%† |") in text                                  # no flip figures; before the framing net
+    assert "† marks those measured before `--frame detect` had the framing net" in text
     assert "| baseline | the recipe | 80.0% (77.0%–83.0%) | — | — |" in text
     assert "| long | twice the steps | stopped |" in text
     assert "run again with a later build" not in text
@@ -36,7 +37,34 @@ def test_levers_compared_with_an_earlier_baseline_say_so():
     text = "\n".join(report.levers_section({"levers": lev}))
     assert "| baseline-earlier | the same command, earlier | 80.0% (77.0%–83.0%) | — | — |" in text
     assert "| singletons | single-image people | 81.2% (77.0%–83.0%) | baseline-earlier | +1.2 |" in text
-    assert "the same command and seed then scored 83.0% against 80.0% before" in text
+    assert "the baseline was run by 2 builds, and the same command and seed scored 83.0% (`baseline`), 80.0% " \
+           "(`baseline-earlier`)" in text
+
+
+def test_levers_with_flip_are_compared_with_their_own_baselines_flip():
+    lev = copy.deepcopy(LEVERS)
+    lev["levers"]["baseline"].update(selection_flip=dict(FIG, accuracy=0.835, auc=0.921),
+                                     framing={"agreement": 0.895, "detect_calibrated_agreement": 0.8775})
+    lev["levers"]["singletons"].update(selection_flip=dict(FIG, accuracy=0.85, auc=0.930),
+                                       framing={"agreement": 0.905, "detect_calibrated_agreement": 0.88})
+    text = "\n".join(report.levers_section({"levers": lev}))
+    assert "| 79.0% | 85.0% (+1.5) | 0.930 (+0.009) | 90.5% |" in text         # measured with the framing net: no †
+    assert "| 83.5% | 0.921 | 89.5% |" in text                               # the baseline itself: no change
+    assert "† marks" not in text
+
+
+def test_an_older_start_file_is_named_with_the_evidence_that_it_held_the_same_net():
+    lev = copy.deepcopy(LEVERS)
+    cmd = "python -m npface.train --lfw L --steps 1000 --init {} --align-lr-scale 0"
+    lev["levers"]["baseline"]["commands"] = [cmd.format("runs/a.npz")]
+    earlier = {"what": "earlier", "selection": FIG, "compared_with": "baseline-earlier",
+               "commands": [cmd.format("runs/old.npz")]}
+    lev["levers"] = {"baseline": lev["levers"]["baseline"], "baseline-earlier": earlier}
+    text = "\n".join(report.levers_section({"levers": lev}))
+    assert ("Older rows' commands name `runs/old.npz` as the start: it then held the same net (`baseline-earlier`, "
+            "run from it, scores exactly what `baseline` scores from `runs/a.npz`") in text
+    earlier["selection"] = dict(FIG, accuracy=0.81)                         # scores differ: no evidence, no claim
+    assert "Older rows" not in "\n".join(report.levers_section({"levers": lev}))
 
 
 def test_deviations_take_lever_effects_and_the_shipped_recipe_from_the_files():
