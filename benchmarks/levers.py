@@ -86,6 +86,8 @@ LEVERS = (
     Lever("batch-128x2", "128 people x 2 images (the same 256 images a step; never the same photo twice in a person)",
           ("--batch-identities", "128", "--images-per-identity", "2"),
           ("--batch-identities", "8", "--images-per-identity", "2")),
+    Lever("distinct-photos", "the 16 x 16 batch, with the same pairs that are one photo twice left out of the loss",
+          ("--distinct-photos",)),
     Lever("batch-32x16", "32 people x 16 images for half the steps (the same images in all)",
           ("--batch-identities", "32", "--images-per-identity", "16"),
           ("--batch-identities", "8", "--images-per-identity", "4"), steps=0.5),

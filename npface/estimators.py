@@ -20,6 +20,12 @@ gradients -> parameter gradients) is the network's forward and backward pass.
   are not independent draws from the training set (all same pairs come from
   a few of the batch's P people), so it is kept only for comparison.
 
+``photos`` (multibatch only): each image's photo, e.g. its row in the
+dataset. A P x K batch fills the K slots of a person with fewer than K
+photos by repeating photos, and a pair of one photo twice (differently
+augmented) is an easy same pair that takes a share of the same pairs'
+weight. With ``photos`` those pairs are left out (``distinct_photo_pairs``).
+
 Either is weighted with ``balance`` (default True: same and not-same pairs
 weigh half each, the paper's down-weighting of the more numerous not-same
 pairs).
@@ -80,16 +86,40 @@ def pair_rows(k: int) -> np.ndarray:
     return np.arange(k - k % 2, dtype=np.int64).reshape(-1, 2)
 
 
-def signature_gradients(sig, labels, threshold, estimator="multibatch", rng=None, balance=True) -> SignatureGradients:
+def distinct_photo_pairs(photos) -> np.ndarray:
+    """All ordered pairs (i, j) of a batch whose two images are different photos (P, 2), in row-major order.
+
+    photos (k,): each image's photo (any integer id). With k distinct photos
+    this is all k^2 - k ordered pairs, the Multibatch set.
+    """
+    photos = np.asarray(photos)
+    if photos.ndim != 1 or photos.dtype.kind not in "iu":
+        raise ValueError(f"photos must be an integer array of shape (k,), got {photos.dtype} {photos.shape}")
+    i, j = np.nonzero(photos[:, None] != photos[None, :])            # the diagonal (i == j) is never listed
+    return np.stack([i, j], axis=1).astype(np.int64)
+
+
+def signature_gradients(sig, labels, threshold, estimator="multibatch", rng=None, balance=True,
+                        photos=None) -> SignatureGradients:
     """Loss and gradients of one batch of signatures (k, D) under ``estimator``.
 
     For ``pairs`` the batch must be laid out as pairs (``pair_rows``); for
-    ``pairs-in-batch`` ``rng`` draws the pairs inside the batch.
+    ``pairs-in-batch`` ``rng`` draws the pairs inside the batch. ``photos``
+    (k,), multibatch only: leave out the pairs of one photo twice.
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     pairs: Optional[np.ndarray] = None
-    if estimator == "pairs":
+    if photos is not None:
+        if estimator != "multibatch":
+            raise ValueError(f"photos (leaving out pairs of one photo twice) needs the multibatch estimator, "
+                             f"got {estimator!r}")
+        if np.shape(photos) != (len(labels),):
+            raise ValueError(f"photos must hold one id per signature ({len(labels)}), got shape {np.shape(photos)}")
+        pairs = distinct_photo_pairs(photos)
+        if len(pairs) == 0:
+            raise ValueError("every image of the batch is one photo: no pair of distinct photos is left")
+    elif estimator == "pairs":
         pairs = pair_rows(len(labels))
     elif estimator == "pairs-in-batch":
         if rng is None:

@@ -70,6 +70,9 @@ def parser():
     g.add_argument("--singletons", type=int, default=d.singletons, metavar="M",
                    help="add M training people with a single image to each batch, one image each: they only "
                         "form not-same pairs (the batch holds P x K + M images; --lfw and multibatch only)")
+    g.add_argument("--distinct-photos", action="store_true",
+                   help="leave out of the loss the same pairs that are one photo twice: a person with fewer than "
+                        "K photos fills the K slots by repeating them (--lfw and multibatch only)")
     g = p.add_argument_group("estimator and batch")
     g.add_argument("--estimator", choices=ESTIMATORS, default=d.estimator,
                    help="multibatch: all k^2-k pairs of a P x K batch; pairs: the paper's baseline, k/2 independent "
@@ -132,6 +135,7 @@ def config_from_args(a):
         jitter_rotation=a.jitter_rotation, jitter_scale=a.jitter_scale, jitter_shift=a.jitter_shift,
         jitter_context=a.jitter_context,
         color_jitter=a.color_jitter, blur=a.blur, grayscale=a.grayscale, erase=a.erase, singletons=a.singletons,
+        distinct_photos=a.distinct_photos,
         keep_checkpoints=a.keep_checkpoints,
         seed=a.seed, threads=a.threads, init=a.init, val_fraction=a.val_fraction, val_pairs=a.val_pairs,
         validate_every=a.validate_every, checkpoint_every=a.checkpoint_every,
@@ -157,8 +161,8 @@ def command_line(config, out=None) -> str:
             flags.append(f"--{key}" if value else f"--no-{key}")
         elif key == "balance":
             flags.append("--no-balance")
-        elif key == "jitter_context":
-            flags.append("--jitter-context")
+        elif key in ("jitter_context", "distinct_photos"):                  # store_true flags
+            flags.append(f"--{key.replace('_', '-')}")
         elif key == "lr_drops":
             flags += ["--lr-drops", ",".join(repr(float(v)) for v in value)]       # "" for no drop
         else:

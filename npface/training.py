@@ -98,6 +98,7 @@ class TrainConfig:
     grayscale: float = 0.0                  # grayscale
     erase: float = 0.0                      # and random erasing
     singletons: int = 0                     # folder data: single-image people added to each batch (not-same only)
+    distinct_photos: bool = False           # folder data, multibatch: leave out the pairs of one photo twice
     seed: int = 0
     threads: int = 2
     init: Optional[str] = None              # a model file to start from (e.g. a pretrained alignment net)
@@ -155,6 +156,8 @@ class TrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {v!r}")
+        if self.distinct_photos and (self.data != "folder" or self.estimator != "multibatch"):
+            raise ValueError("--distinct-photos needs folder data (--lfw) and the multibatch estimator")
         if self.jitter_context and (self.data != "folder" or not self.jitter):
             raise ValueError("--jitter-context needs folder data (--lfw) and the jitter (--jitter)")
         self.photometric()                                                    # validates the appearance flags
@@ -228,7 +231,7 @@ class SyntheticSource:
         self.description = f"synthetic faces, {cfg.synthetic_identities} training identities (seed {cfg.seed})"
 
     def batch_with_targets(self, rng):
-        return self.batch(rng) + (None,)                 # no landmarks for synthetic faces
+        return self.batch(rng) + (None, None)            # no landmarks, and no photo repeats, in synthetic faces
 
     def batch(self, rng):
         k = self.cfg.batch_identities * self.cfg.images_per_identity
@@ -309,16 +312,19 @@ class FolderSource:
         return self.batch_with_targets(rng)[:2]
 
     def batch_with_targets(self, rng):
-        """(images, labels, AlignTarget or None): the batch, and with --landmark-weight its warps' targets."""
+        """(images, labels, AlignTarget or None, photos or None): the batch; with --landmark-weight its warps'
+        targets; with --distinct-photos each image's row in the dataset (k,), so that the loss can leave out
+        the pairs of one photo twice."""
         jitter_kw = self.cfg.jitter_ranges() if self.cfg.jitter else {}
         b = self.sampler.batch(self.ds.images, rng, flip=self.cfg.flip, jitter=self.cfg.jitter,
                                photometric=self.cfg.photometric(), context=self.context, **jitter_kw)
+        photos = b.indices if self.cfg.distinct_photos else None
         if self.landmarks is None:
-            return b.images, b.labels, None
+            return b.images, b.labels, None, photos
         from npface.data.landmarks import augmented_thetas
         detected, template, targets = self.landmarks
         return b.images, b.labels, AlignTarget(augmented_thetas(targets[b.indices], b.aug_theta, b.flipped),
-                                               detected[b.indices], template)
+                                               detected[b.indices], template), photos
 
     def validation(self):
         from npface.data.sampler import validation_pairs
@@ -360,7 +366,7 @@ def validate(model, vset: ValidationSet, threads, comm=SINGLE):
 # The step
 # --------------------------------------------------------------------------
 
-def train_step(model, optimiser, images, labels, lr, cfg, rng, comm=SINGLE, align=None):
+def train_step(model, optimiser, images, labels, lr, cfg, rng, comm=SINGLE, align=None, photos=None):
     """One SGD step on the global batch images (k, S, S, 3), labels (k,); returns the estimate (loss, ...).
 
     On R ranks (``comm``) every rank holds the same batch and embeds only its
@@ -375,6 +381,8 @@ def train_step(model, optimiser, images, labels, lr, cfg, rng, comm=SINGLE, alig
     ``cfg.landmark_weight`` and averaged over the batch's usable rows, is added to the loss; it
     reaches only the alignment net, and keeps it from drifting from the landmarks (a constant warp).
     The estimate's loss stays the hinge alone; the landmark loss goes in ``est.landmark_loss``.
+
+    photos (k,) (with --distinct-photos): each image's photo; the loss leaves out the pairs of one photo twice.
     """
     rows = comm.share(len(labels))                                      # this rank's contiguous rows
     sig_rows, cache = model.forward(images[rows], train=True)          # (k_r, D)
@@ -383,7 +391,7 @@ def train_step(model, optimiser, images, labels, lr, cfg, rng, comm=SINGLE, alig
         # checked here, not left to the loss: a NaN distance fails the hinge's "u > 0" test, so the
         # loss of NaN signatures is 0, not NaN, and training would go on without any gradient
         raise TrainingDiverged("the signatures are no longer finite")
-    est = signature_gradients(sig, labels, model.threshold, cfg.estimator, rng, cfg.balance)
+    est = signature_gradients(sig, labels, model.threshold, cfg.estimator, rng, cfg.balance, photos)
     if not math.isfinite(est.loss):
         raise TrainingDiverged(f"the loss is {est.loss}")
     dtheta = None
@@ -517,7 +525,7 @@ class Progress:
 class _Prefetch:
     """Draws step s + 1's batch on a background thread while step s computes.
 
-    ``get(step)`` returns ``(images, labels, align, rng)`` for that step: the
+    ``get(step)`` returns ``(images, labels, align, photos, rng)`` for that step: the
     batch ``source.batch_with_targets(rng)`` drew from ``rng =
     default_rng([seed, step])``, and that generator, advanced past the draw,
     for the rest of the step (the pairs-in-batch estimator draws its pairs
@@ -668,10 +676,10 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
             as metrics, _Prefetch(source, cfg.seed, cfg.steps, prefetch) as batches:
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
-            images, labels, align, rng = batches.get(step)     # drawn from default_rng([cfg.seed, step])
+            images, labels, align, photos, rng = batches.get(step)  # drawn from default_rng([cfg.seed, step])
             lr = schedule(step)
             try:
-                est = train_step(model, optimiser, images, labels, lr, cfg, rng, comm, align)
+                est = train_step(model, optimiser, images, labels, lr, cfg, rng, comm, align, photos)
             except TrainingDiverged as e:
                 raise TrainingDiverged(f"step {step + 1}: {e}; stopped. " + _last_good(checkpoint)) from None
             dt = time.perf_counter() - t0

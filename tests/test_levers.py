@@ -145,6 +145,8 @@ def test_average_of_kept_checkpoints_is_their_mean(tmp_path, capsys):
     (["--keep-checkpoints", "-1"], "--keep-checkpoints must be an integer"),
     (["--jitter-context"], "--jitter-context needs folder data"),
     (["--lfw", "x", "--no-jitter", "--jitter-context"], "--jitter-context needs folder data (--lfw) and the jitter"),
+    (["--distinct-photos"], "--distinct-photos needs folder data (--lfw) and the multibatch estimator"),
+    (["--lfw", "x", "--estimator", "pairs", "--distinct-photos"], "--distinct-photos needs folder data"),
 ])
 def test_bad_lever_flags_are_one_line_errors(tmp_path, capsys, argv, match):
     assert train_main(argv + ["--out", str(tmp_path / "x")]) == 2
@@ -164,6 +166,30 @@ def test_folder_source_adds_single_image_people(tmp_path):
     single = source.ds.identities[labels[-1]]
     assert single.startswith("s") and single in source.train_people and labels[-1] not in labels[:-1]
     assert "single-image" in source.description
+
+
+def test_folder_source_hands_each_images_photo_to_the_loss(tmp_path):
+    """--distinct-photos: the batch is the same; its photos are the images' dataset rows, repeats included."""
+    for person, n in [(f"p{i}", 1 + i % 3) for i in range(8)]:
+        (tmp_path / "lfw" / person).mkdir(parents=True)
+        for j in range(n):
+            Image.new("RGB", (250, 250), (40 * j, 20 * i, 7)).save(tmp_path / "lfw" / person / f"{j}.jpg")
+    kw = dict(data="folder", lfw=str(tmp_path), val_fraction=0.2, batch_identities=2, images_per_identity=4)
+    source = training.FolderSource(tiny(distinct_photos=True, **kw).check(), progress=False)
+    images, labels, align, photos = source.batch_with_targets(np.random.default_rng(0))
+    plain = training.FolderSource(tiny(**kw).check(), progress=False).batch_with_targets(np.random.default_rng(0))
+    np.testing.assert_array_equal(images, plain[0])
+    assert align is None and plain[3] is None
+    np.testing.assert_array_equal(source.ds.labels[photos], labels)     # each photo is one of its person's images
+    assert len(np.unique(photos)) < len(photos)                         # people with 2 or 3 photos fill 4 slots
+    rows = np.random.default_rng(0)
+    np.testing.assert_array_equal(photos, source.sampler.sample(rows)[0])
+    # a run: each step's loss counts only the pairs of distinct photos
+    run(tiny(distinct_photos=True, steps=2, validate_every=2, val_pairs=4, **kw), tmp_path / "r", log=quiet,
+        progress=False)
+    steps = [json.loads(l) for l in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    pairs = [row["pairs"] for row in steps if "loss" in row]
+    assert len(pairs) == 2 and all(0 < n < 8 * 7 for n in pairs)
 
 
 def test_folder_source_with_context_jitters_from_the_wider_crops(tmp_path):
@@ -234,7 +260,8 @@ def test_folder_source_gives_landmark_targets_that_follow_the_augmentation():
     cfg = tiny(data="folder", lfw=str(lfw), people="peopleDevTrain.txt", landmark_weight=0.01, flip=True,
                jitter=True).check()
     source = training.FolderSource(cfg, progress=False)
-    images, labels, align = source.batch_with_targets(np.random.default_rng(3))
+    images, labels, align, photos = source.batch_with_targets(np.random.default_rng(3))
+    assert photos is None                                            # only with --distinct-photos
     plain = training.FolderSource(tiny(data="folder", lfw=str(lfw), people="peopleDevTrain.txt", flip=True,
                                        jitter=True), progress=False).batch(np.random.default_rng(3))
     np.testing.assert_array_equal(images, plain[0])                  # the batch itself is unchanged

@@ -61,6 +61,45 @@ def test_estimators_share_the_seam():
         signature_gradients(sig, labels, 3.0, "triplets")
 
 
+def test_distinct_photos_leave_out_exactly_the_pairs_of_one_photo_twice():
+    from kernels.pair_hinge import all_ordered_pairs, pair_hinge_reference
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(3), 4)                                  # 3 people x 4 slots
+    photos = np.array([0, 1, 0, 0, 5, 6, 7, 8, 9, 9, 10, 9])             # person 0 and 2 repeat photos
+    sig = rng.standard_normal((12, 5))
+    before = (sig.copy(), labels.copy(), photos.copy())
+    pairs = estimators.distinct_photo_pairs(photos)
+    want = [(i, j) for i, j in all_ordered_pairs(12) if photos[i] != photos[j]]
+    np.testing.assert_array_equal(pairs, want)                           # row-major, every distinct-photo pair
+    assert len(pairs) == 132 - 2 * (3 + 3)                               # {0, 2, 3} and {8, 9, 11}: 3 pairs each
+    est = signature_gradients(sig, labels, 3.0, "multibatch", photos=photos)
+    loss, dsig, dtheta = pair_hinge_reference(sig, labels, 3.0, np.array(want), True)
+    np.testing.assert_allclose(est.loss, loss, rtol=1e-12)
+    np.testing.assert_allclose(est.dsig, dsig, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(est.dthreshold, dtheta, rtol=1e-12)
+    assert est.n_pairs == len(want)
+    for a, b in zip(before, (sig, labels, photos)):
+        np.testing.assert_array_equal(a, b)                              # inputs unchanged
+    # all photos distinct: the Multibatch estimate itself
+    every = signature_gradients(sig, labels, 3.0, "multibatch", photos=np.arange(12))
+    plain = signature_gradients(sig, labels, 3.0, "multibatch")
+    np.testing.assert_allclose(every.loss, plain.loss, rtol=1e-12)
+    np.testing.assert_allclose(every.dsig, plain.dsig, rtol=1e-12, atol=1e-14)
+    assert every.n_pairs == plain.n_pairs == 132
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(photos=np.arange(5)), r"photos must hold one id per signature \(4\)"),
+    (dict(photos=np.zeros(4, np.int64)), "every image of the batch is one photo"),
+    (dict(photos=np.arange(4.0)), "photos must be an integer array"),
+    (dict(photos=np.arange(4), estimator="pairs"), "needs the multibatch estimator"),
+])
+def test_distinct_photos_bad_input(kw, match):
+    sig, labels = np.ones((4, 3)), np.array([0, 0, 1, 1])
+    with pytest.raises(ValueError, match=match):
+        signature_gradients(sig, labels, 1.0, **kw)
+
+
 # ------------------------------------------------------------------ runs
 
 def test_synthetic_source_applies_flip_and_jitter_when_asked():
@@ -138,9 +177,9 @@ def test_prefetch_hands_out_each_steps_batch_and_its_generator():
         batches.get(0)
         again = batches.get(0)                                  # not the step drawn ahead (1): drawn here
     np.testing.assert_array_equal(again[0], got[0][0])
-    for step, (images, labels, align, rng) in enumerate(got):
+    for step, (images, labels, align, photos, rng) in enumerate(got):
         want = np.random.default_rng([7, step])
-        w_images, w_labels, _ = source.batch_with_targets(want)
+        w_images, w_labels, _, _ = source.batch_with_targets(want)
         np.testing.assert_array_equal(images, w_images)
         np.testing.assert_array_equal(labels, w_labels)
         assert rng.random() == want.random()                  # the generator continues where the draw stopped
@@ -281,6 +320,7 @@ def test_prefetch_benchmark_times_both_ways_and_checks_they_agree(tmp_path, caps
     ["--lfw", "L", "--people", "peopleDevTrain.txt", "--init", "runs/a.npz", "--steps", "2500", "--lr-drops", "0.85",
      "--align-lr-scale", "0", "--validate-every", "250"],
     ["--lfw", "L", "--jitter-context"],
+    ["--lfw", "L", "--distinct-photos", "--batch-identities", "32"],
     ["--lfw", "L", "--no-flip", "--jitter-rotation", "15", "--color-jitter", "0.3", "--erase", "0.25",
      "--weight-decay", "0.0005", "--singletons", "64", "--keep-checkpoints", "3", "--no-balance",
      "--lr-drops", "0.6,0.9", "--threshold-init", "2.5", "--estimator", "pairs", "--lr", "0.123456789"],
