@@ -772,7 +772,8 @@ def levers_section(res) -> list:
                                          "batches, trained for the shipped recipe's full length from its start",
              _spread_sentence(res.get("heldout-selection-b128x2"), sel, _AGAINST_SPREAD)
              + _detect_agreement_sentence(res.get("photos-selection-b128x2"), res.get("photos-selection-detector"),
-                                          "photos-selection-b128x2", "photos-selection-detector")),
+                                          "photos-selection-b128x2", "photos-selection-detector")
+             + _ship_rule_sentence(res.get("heldout-selection-b128x2"), sel)),
             ("heldout-selection-seed1", "The shipped recipe run again with another seed (`--seed 1`: another data "
                                         "order and augmentation, the same starting model)",
              _spread_sentence(res.get("heldout-selection-seed1"), sel, _SPREAD))):
@@ -795,6 +796,17 @@ def _spread_sentence(run, shipped_selection, meaning=_SPREAD, against="the shipp
     d = {k: 100 * (b[k]["accuracy"] - a[k]["accuracy"]) for k in ("plain", "flip")}
     return (f" Against {against} on the same pairs: {d['plain']:+.1f} points, {d['flip']:+.1f} with flip, AUC "
             f"{b['flip']['auc'] - a['flip']['auc']:+.3f} with flip: {meaning}.")
+
+
+def _ship_rule_sentence(run, shipped_selection) -> str:
+    """Whether a run met the rule fixed before it: the shipped model's accuracy and AUC with flip on the
+    same selection pairs ('' without both measurements)."""
+    if not ((shipped_selection or {}).get("summary") and (run or {}).get("summary")):
+        return ""
+    a, b = shipped_selection["summary"]["flip"], run["summary"]["flip"]
+    met = b["accuracy"] >= a["accuracy"] and b["auc"] >= a["auc"]
+    return (f" The rule fixed before the run asked for at least the shipped model's figures with flip ({_pct(a['accuracy'])}, "
+            f"AUC {a['auc']:.3f}): " + ("met." if met else "not met, so it is not shipped."))
 
 
 def _init_sentence(run, acc=None) -> str:

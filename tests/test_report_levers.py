@@ -143,3 +143,12 @@ def test_a_runs_detect_agreement_is_stated_beside_the_shipped_models():
     assert report._detect_agreement_sentence(run, None, "a", "b") == ""
     other = {"verify": {"flip": {"pairs": 200, "agreement": 0.9}}}         # other pictures: not comparable
     assert report._detect_agreement_sentence(run, other, "a", "b") == ""
+
+
+def test_a_full_run_says_whether_it_met_the_ship_rule():
+    shipped = {"summary": {"flip": dict(FIG, accuracy=0.872, auc=0.950)}}
+    below = {"summary": {"flip": dict(FIG, accuracy=0.870, auc=0.941)}}
+    assert report._ship_rule_sentence(below, shipped).endswith("(87.2%, AUC 0.950): not met, so it is not shipped.")
+    above = {"summary": {"flip": dict(FIG, accuracy=0.88, auc=0.951)}}
+    assert report._ship_rule_sentence(above, shipped).endswith(": met.")
+    assert report._ship_rule_sentence(above, None) == ""
