@@ -170,11 +170,11 @@ def test_folder_source_adds_single_image_people(tmp_path):
 
 def test_folder_source_hands_each_images_photo_to_the_loss(tmp_path):
     """--distinct-photos: the batch is the same; its photos are the images' dataset rows, repeats included."""
-    for person, n in [(f"p{i}", 1 + i % 3) for i in range(8)]:
-        (tmp_path / "lfw" / person).mkdir(parents=True)
-        for j in range(n):
-            Image.new("RGB", (250, 250), (40 * j, 20 * i, 7)).save(tmp_path / "lfw" / person / f"{j}.jpg")
-    kw = dict(data="folder", lfw=str(tmp_path), val_fraction=0.2, batch_identities=2, images_per_identity=4)
+    for i in range(48):                     # person p<i> has 1 + i % 3 photos; half are held out (10 folds)
+        (tmp_path / "lfw" / f"p{i}").mkdir(parents=True)
+        for j in range(1 + i % 3):
+            Image.new("RGB", (250, 250), (40 * j, 20 * i, 7)).save(tmp_path / "lfw" / f"p{i}" / f"{j}.jpg")
+    kw = dict(data="folder", lfw=str(tmp_path), val_fraction=0.5, batch_identities=2, images_per_identity=4)
     source = training.FolderSource(tiny(distinct_photos=True, **kw).check(), progress=False)
     images, labels, align, photos = source.batch_with_targets(np.random.default_rng(0))
     plain = training.FolderSource(tiny(**kw).check(), progress=False).batch_with_targets(np.random.default_rng(0))
@@ -185,7 +185,7 @@ def test_folder_source_hands_each_images_photo_to_the_loss(tmp_path):
     rows = np.random.default_rng(0)
     np.testing.assert_array_equal(photos, source.sampler.sample(rows)[0])
     # a run: each step's loss counts only the pairs of distinct photos
-    run(tiny(distinct_photos=True, steps=2, validate_every=2, val_pairs=4, **kw), tmp_path / "r", log=quiet,
+    run(tiny(distinct_photos=True, steps=2, validate_every=2, val_pairs=20, **kw), tmp_path / "r", log=quiet,
         progress=False)
     steps = [json.loads(l) for l in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     pairs = [row["pairs"] for row in steps if "loss" in row]
