@@ -655,6 +655,12 @@ def accuracy_section(acc, shipped=None) -> list:
 _BEFORE_FRAMING_NET = "†"      # marks a detect agreement measured before --frame detect had the framing net
 
 
+def _before_framing_net(framing) -> bool:
+    """A lever's framing measurement predates the framing net: it lacks the calibrated-square figure that
+    every measurement since records beside the net's."""
+    return bool(framing) and "detect_calibrated_agreement" not in framing
+
+
 def _lever_row(name, e, steps, levers=None):
     """One row of the lever table; ``levers`` (name -> entry) gives the with-flip figures of the baseline a
     lever is compared with."""
@@ -675,7 +681,7 @@ def _lever_row(name, e, steps, levers=None):
                       + f" | {flip['auc']:.3f}" + (f" ({flip['auc'] - base_flip['auc']:+.3f})" if compared else ""))
     agreement = "—"
     if f:
-        agreement = _pct(f["agreement"]) + ("" if "detect_calibrated_agreement" in f else _BEFORE_FRAMING_NET)
+        agreement = _pct(f["agreement"]) + (_BEFORE_FRAMING_NET if _before_framing_net(f) else "")
     return (f"| {name} | {e['what']}{' (' + run + ')' if run else ''} | {_pct(sel['accuracy'])} "
             f"({_pct(sel['accuracy_95'][0])}–{_pct(sel['accuracy_95'][1])}) | {'—' if own else against} | {delta} | "
             f"{sel['auc']:.3f} | {dauc} | {_pct(sel['learned_threshold_accuracy'])} | {flip_cells} | "
@@ -724,8 +730,7 @@ def levers_section(res) -> list:
          + (f"; {_BEFORE_FRAMING_NET} marks those measured before `--frame detect` had the framing net, and its "
             "detector the second look and the main-face rule (the calibrated square of the largest face): compare "
             f"those only with each other, and the others only with each other"
-            if any(e.get("framing") and "detect_calibrated_agreement" not in e["framing"]
-                   for e in lev["levers"].values()) else "")
+            if any(_before_framing_net(e.get("framing")) for e in lev["levers"].values()) else "")
          + ".", "",
          "| lever | what | accuracy (95% interval) | against | Δ points | AUC | Δ AUC | at the learned θ | "
          "with flip | AUC with flip | detect agreement |",
