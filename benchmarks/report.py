@@ -773,8 +773,9 @@ def levers_section(res) -> list:
                               _AGAINST_SPREAD, "the 2,500-step run from the same start")
              + _detect_agreement_sentence(res.get("photos-selection-long5000"), res.get("photos-selection-detector"),
                                           "photos-selection-long5000", "photos-selection-detector")),
-            ("heldout-selection-b128x2", "The lever that pointed up in this table's last invocation, 128 × 2 "
-                                         "batches, trained for the shipped recipe's full length from its start",
+            ("heldout-selection-b128x2", "The `batch-128x2` lever of the table above, the one of its invocation "
+                                         "that pointed up, trained for the shipped recipe's full length from its "
+                                         "start",
              _spread_sentence(res.get("heldout-selection-b128x2"), sel, _AGAINST_SPREAD)
              + _detect_agreement_sentence(res.get("photos-selection-b128x2"), res.get("photos-selection-detector"),
                                           "photos-selection-b128x2", "photos-selection-detector")
