@@ -88,6 +88,8 @@ LEVERS = (
           ("--batch-identities", "8", "--images-per-identity", "2")),
     Lever("distinct-photos", "the 16 x 16 batch, with the same pairs that are one photo twice left out of the loss",
           ("--distinct-photos",)),
+    Lever("seed-1", "the baseline with another seed (1): how far the screen moves by chance alone",
+          ("--seed", "1")),
     Lever("batch-32x16", "32 people x 16 images for half the steps (the same images in all)",
           ("--batch-identities", "32", "--images-per-identity", "16"),
           ("--batch-identities", "8", "--images-per-identity", "4"), steps=0.5),
