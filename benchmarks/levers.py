@@ -150,9 +150,15 @@ def expected_config(cmd) -> dict:
 
 
 def check_settings(cmd):
-    """Refuse to reuse a run folder whose config.json differs from what ``cmd`` would write."""
+    """Refuse to reuse a run folder whose config.json differs from what ``cmd`` would write.
+
+    A setting missing from the file did not exist when the run was made, so the run had its
+    default (as ``TrainConfig.from_json`` reads it back when the run resumes).
+    """
+    from npface.training import TrainConfig
     out = Path(cmd[cmd.index("--out") + 1])
-    got = json.loads((out / "config.json").read_text())
+    defaults = json.loads(json.dumps(TrainConfig().to_json()))
+    got = {**defaults, **json.loads((out / "config.json").read_text())}
     got.pop("world_size", None)
     want = expected_config(cmd)
     diff = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))

@@ -91,6 +91,13 @@ def test_a_run_folder_with_other_settings_is_refused(tmp_path):
     (out / "config.json").write_text(json.dumps({**config, "singletons": 8, "world_size": 1}))
     with pytest.raises(ValueError, match=r"other settings \(singletons\)"):
         levers.check_settings(cmd)
+    # a setting added after the run was made: absent from its file, so the run had the default
+    older = {k: v for k, v in config.items() if k != "distinct_photos"}
+    (out / "config.json").write_text(json.dumps({**older, "world_size": 1}))
+    levers.check_settings(cmd)                                  # accepted: the default is what the command asks
+    with_flag = [*cmd, "--distinct-photos"]
+    with pytest.raises(ValueError, match=r"other settings \(distinct_photos\)"):
+        levers.check_settings(with_flag)
 
 
 def test_cli_errors(capsys, tmp_path):
