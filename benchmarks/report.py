@@ -709,6 +709,35 @@ def _same_start_sentence(lev) -> str:
             "with and without flip).")
 
 
+SEED_LEVER = "seed-1"                      # the baseline's command with another seed: no lever, the screen's noise
+
+
+def _flip_change(e, levers):
+    """(accuracy, AUC) change with flip of a lever against the baseline it is compared with, or None."""
+    base = (levers.get(e.get("compared_with", "baseline")) or {}).get("selection_flip")
+    if not (e.get("selection_flip") and base):
+        return None
+    return e["selection_flip"]["accuracy"] - base["accuracy"], e["selection_flip"]["auc"] - base["auc"]
+
+
+def _screen_noise_sentence(levers) -> str:
+    """What the seed lever (the baseline with another seed) says of the screen's own noise, and which levers'
+    AUC changes with flip exceed it; '' until it has run."""
+    noise = _flip_change(levers.get(SEED_LEVER) or {}, levers)
+    if noise is None:
+        return ""
+    plain = levers[SEED_LEVER]["delta"]
+    changes = {n: _flip_change(e, levers) for n, e in levers.items()
+               if n != SEED_LEVER and e.get("compared_with", "baseline") != n}      # baselines excluded
+    beyond = [n for n, c in changes.items() if c is not None and abs(c[1]) > abs(noise[1])]
+    return (f" `{SEED_LEVER}` is no lever but the baseline's command with seed 1 instead of 0 (another data order "
+            f"and augmentation): it moved {100 * plain['accuracy']:+.1f} points (AUC {plain['auc']:+.3f}) on one "
+            f"view and {100 * noise[0]:+.1f} (AUC {noise[1]:+.3f}) with flip, by chance alone. Levers whose AUC "
+            f"with flip moved further than that: "
+            + (", ".join(f"`{n}` ({changes[n][1]:+.3f})" for n in beyond) if beyond
+               else "none") + ".")
+
+
 def levers_section(res) -> list:
     """Section 5: each accuracy lever alone on the selection people (levers.json), and the shipped model on
     the selection and report people (heldout-*.json)."""
@@ -737,7 +766,7 @@ def levers_section(res) -> list:
          "|---|---|---|---|---|---|---|---|---|---|---|"]
     L += [_lever_row(name, e, lev["steps"], lev["levers"]) for name, e in lev["levers"].items()]
     L += ["", "The 95% intervals span about ±3 points: a difference of a point or two between levers is inside "
-          "the noise of these pairs."]
+          "the noise of these pairs." + _screen_noise_sentence(lev["levers"])]
     earlier = [n for n in lev["levers"] if n.startswith("baseline-earlier")]
     if earlier and lev["levers"]["baseline"].get("selection"):
         a = lev["levers"]["baseline"]["selection"]["accuracy"]

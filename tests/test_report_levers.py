@@ -53,6 +53,23 @@ def test_levers_with_flip_are_compared_with_their_own_baselines_flip():
     assert "† marks" not in text
 
 
+def test_the_seed_lever_is_read_as_the_screens_noise():
+    lev = copy.deepcopy(LEVERS)
+    lev["levers"]["baseline"]["selection_flip"] = dict(FIG, accuracy=0.835, auc=0.921)
+    lev["levers"]["singletons"]["selection_flip"] = dict(FIG, accuracy=0.85, auc=0.930)       # +0.009
+    text = "\n".join(report.levers_section({"levers": lev}))
+    assert "seed 1 instead of 0" not in text                                  # not run: nothing said
+    lev["levers"]["seed-1"] = {"what": "another seed", "selection": dict(FIG, accuracy=0.79),
+                               "delta": {"accuracy": -0.01, "auc": -0.004},
+                               "selection_flip": dict(FIG, accuracy=0.825, auc=0.915)}             # -0.006
+    text = "\n".join(report.levers_section({"levers": lev}))
+    assert ("it moved -1.0 points (AUC -0.004) on one view and -1.0 (AUC -0.006) with flip, by chance alone. "
+            "Levers whose AUC with flip moved further than that: `singletons` (+0.009).") in text
+    lev["levers"]["seed-1"]["selection_flip"]["auc"] = 0.911                                    # -0.010
+    text = "\n".join(report.levers_section({"levers": lev}))
+    assert "Levers whose AUC with flip moved further than that: none." in text
+
+
 def test_an_older_start_file_is_named_with_the_evidence_that_it_held_the_same_net():
     lev = copy.deepcopy(LEVERS)
     cmd = "python -m npface.train --lfw L --steps 1000 --init {} --align-lr-scale 0"
