@@ -88,7 +88,7 @@ class PastedSet(NamedTuple):
     seed: int                       # of the pairs, the pastes' positions and scales
 
 
-def pasted_pictures(lfw, n_pairs, seed=0, people=None, log=print) -> PastedSet:
+def pasted_pictures(lfw, n_pairs, seed=0, people=None, log=print, framing_net=None) -> PastedSet:
     """Paste the images of ``n_pairs`` balanced held-out pairs into larger pictures and frame their faces.
 
     ``people``: None for every held-out person, or "selection" / "report" for one side of
@@ -99,6 +99,7 @@ def pasted_pictures(lfw, n_pairs, seed=0, people=None, log=print) -> PastedSet:
     by the training crop itself (``LFW_CROP`` moved by the paste: what is left is resampling and JPEG),
     and by the landmark-derived frame (the square that puts the face's 68 landmarks at their mean place
     in training crops: a perfect face-based framing, which still differs from LFW's own crop).
+    ``framing_net``: a ``FramingNet`` to refine with instead of the shipped one.
     """
     from npface.data.folders import LFW_CROP, split_identities
     from npface.data.landmarks import read_landmarks
@@ -126,7 +127,8 @@ def pasted_pictures(lfw, n_pairs, seed=0, people=None, log=print) -> PastedSet:
             pasted = paste(frame, rng)
             Image.fromarray(pasted.picture).save(path, quality=95)
             for name, refine, plain in DETECT_VARIANTS:
-                faces = frame_picture(path, "detect", refine=refine, plain_detector=plain).faces
+                faces = frame_picture(path, "detect", refine=refine, plain_detector=plain,
+                                      framing_net=framing_net).faces
                 if faces:
                     crops[name][int(r)] = faces[0].crop               # the main face, as verify picks it
             with Image.open(path) as saved:
@@ -175,14 +177,15 @@ def agreement(pasted: PastedSet, model, views: int = 1, flip: bool = False) -> d
     return out
 
 
-def pasted_agreement(lfw, n_pairs, seed=0, model=None, log=print, people=None, views=(1,)):
+def pasted_agreement(lfw, n_pairs, seed=0, model=None, log=print, people=None, views=(1,), framing_net=None):
     """Verify decisions on pasted pictures (--frame detect, and two framings that need the truth) against
     those on the original frames (--frame lfw): ``agreement`` of ``pasted_pictures``, for each test-time
     view count in ``views`` on the same pictures (the first at the top level, each other one under
-    "views<V>"), and with test-time flip and the first view count (under "flip")."""
+    "views<V>"), and with test-time flip and the first view count (under "flip"). ``framing_net``: a
+    ``FramingNet`` for ``--frame detect`` instead of the shipped one."""
     from npface.model import load
     model = model if model is not None else load()
-    pasted = pasted_pictures(lfw, n_pairs, seed, people, log)
+    pasted = pasted_pictures(lfw, n_pairs, seed, people, log, framing_net)
     out = agreement(pasted, model, views[0])
     for v in views[1:]:
         out[f"views{v}"] = agreement(pasted, model, v)
@@ -429,17 +432,21 @@ def main(argv=None):
     parser.add_argument("--report", action="store_true", help="only regenerate docs/PHOTOS.md from the results")
     parser.add_argument("--model", metavar="PATH", help="measure this model file instead of the shipped model "
                         "(then --json is needed, and docs/PHOTOS.md is left alone)")
-    parser.add_argument("--json", metavar="PATH", help="with --model or --people: where to write the results")
+    parser.add_argument("--framing-net", metavar="PATH", help="refine --frame detect's squares with this framing "
+                        "net file (python -m npface.pretrain_framing --out) instead of the shipped one (then --json "
+                        "is needed)")
+    parser.add_argument("--json", metavar="PATH", help="with --model, --framing-net or --people: where to write the "
+                        "results")
     parser.add_argument("--people", choices=("selection", "report"),
                         help="only verify on pasted pictures, with pairs of one side of benchmarks.heldout's split "
                              "of the held-out people (settings are chosen on 'selection'); needs --json")
     args = parser.parse_args(argv)
-    if bool(args.model or args.people) != bool(args.json):
-        parser.error("--json goes with --model or --people (the shipped model's full run writes "
+    if bool(args.model or args.people or args.framing_net) != bool(args.json):
+        parser.error("--json goes with --model, --framing-net or --people (the shipped model's full run writes "
                      f"{RESULTS})")
-    if args.report and (args.model or args.people):
-        parser.error("--report regenerates docs/PHOTOS.md from the shipped model's results; it takes no --model "
-                     "or --people")
+    if args.report and (args.model or args.people or args.framing_net):
+        parser.error("--report regenerates docs/PHOTOS.md from the shipped model's results; it takes no --model, "
+                     "--framing-net or --people")
     if args.json and Path(args.json).resolve() in (RESULTS.resolve(), QUICK_RESULTS.resolve()):
         parser.error(f"--json {args.json} would overwrite the shipped model's results; choose another file")
     if args.report:
@@ -456,18 +463,30 @@ def main(argv=None):
         except (OSError, ValueError) as e:
             print(f"python -m benchmarks.photos: error: --model: {' '.join(str(e).split())}", file=sys.stderr)
             return 2
+    framing_net = None
+    if args.framing_net:
+        from npface.framing_net import load_framing_net
+        try:
+            framing_net = load_framing_net(args.framing_net)
+        except (OSError, ValueError) as e:
+            print(f"python -m benchmarks.photos: error: --framing-net: {' '.join(str(e).split())}", file=sys.stderr)
+            return 2
     if args.quick:
         out_file, report = QUICK_RESULTS, QUICK_RESULTS.with_name("PHOTOS.md")
-        verify = pasted_agreement(args.lfw, 40, model=model, people=args.people, views=VIEWS)
+        verify = pasted_agreement(args.lfw, 40, model=model, people=args.people, views=VIEWS,
+                                  framing_net=framing_net)
         clustering = None if args.people else clustering_quality(args.lfw, sizes=(25,), draws=1, model=model)
     else:
         out_file, report = RESULTS, REPORT
         print("verify on pasted pictures")
-        verify = pasted_agreement(args.lfw, args.pairs, model=model, people=args.people, views=VIEWS)
+        verify = pasted_agreement(args.lfw, args.pairs, model=model, people=args.people, views=VIEWS,
+                                  framing_net=framing_net)
         print("clustering" if not args.people else "(no clustering: --people measures verify only)")
         clustering = None if args.people else clustering_quality(args.lfw, model=model)
     command = ("python -m benchmarks.photos" + (" --quick" if args.quick else f" --pairs {args.pairs}")
-               + (f" --model {args.model}" if args.model else "") + (f" --people {args.people}" if args.people else "")
+               + (f" --model {args.model}" if args.model else "")
+               + (f" --framing-net {args.framing_net}" if args.framing_net else "")
+               + (f" --people {args.people}" if args.people else "")
                + (f" --json {args.json}" if args.json else ""))
     if args.json:
         out_file, report = Path(args.json), None

@@ -104,11 +104,12 @@ def _fixed(im: Image.Image, rule: str, out: int) -> FramedFace:
     return FramedFace(np.asarray(face, dtype=np.uint8))
 
 
-def _detected(im: Image.Image, faces, out: int, refine: bool = True) -> List[FramedFace]:
-    """Each face cut at its calibrated square, moved by the shipped framing net when ``refine`` and one is shipped."""
+def _detected(im: Image.Image, faces, out: int, refine: bool = True, framing_net=None) -> List[FramedFace]:
+    """Each face cut at its calibrated square, moved by the framing net when ``refine`` (``framing_net``, a
+    ``FramingNet``; None: the shipped one, if npface ships one)."""
     from npface.framing import calibration, cut_frame, frame_square
     from npface.framing_net import bundled, refine_square
-    cal, net = calibration(), bundled() if refine else None
+    cal, net = calibration(), (framing_net if framing_net is not None else bundled()) if refine else None
     framed = []
     for n, f in enumerate(faces):
         square = frame_square(f.box, cal)
@@ -119,12 +120,13 @@ def _detected(im: Image.Image, faces, out: int, refine: bool = True) -> List[Fra
 
 
 def frame_picture(path, frame: str = "auto", out: int = 112, refine: bool = True,
-                  plain_detector: bool = False) -> PictureFaces:
+                  plain_detector: bool = False, framing_net=None) -> PictureFaces:
     """Decode ``path`` (Pillow, EXIF rotation, RGB) and frame its faces under ``frame`` (module docstring).
 
     ``refine``: move each detected face's square with the framing net
     (``npface.framing_net``) when npface ships one; False keeps the
-    calibrated square (for measuring what the net adds).
+    calibrated square (for measuring what the net adds); ``framing_net``: a
+    ``FramingNet`` to use instead of the shipped one (for measuring another).
     ``plain_detector``: ``npface.detect.detect_faces(..., plain=True)``,
     without its second look and main-face rule (likewise).
 
@@ -150,7 +152,7 @@ def frame_picture(path, frame: str = "auto", out: int = 112, refine: bool = True
                                     f"({detect.INSTALL_HINT}): a face crop", size, [_fixed(im, "crop", out)])
     faces = detect.detect_faces(np.asarray(im, dtype=np.uint8), plain=plain_detector)
     if frame == "detect":
-        return PictureFaces("detect", "--frame detect", size, _detected(im, faces, out, refine))
+        return PictureFaces("detect", "--frame detect", size, _detected(im, faces, out, refine, framing_net))
     if not faces:
         return PictureFaces("crop", "no face found: a face crop", size, [_fixed(im, "crop", out)])
     fill = max(faces[0].width, faces[0].height) / min(size)
@@ -158,7 +160,7 @@ def frame_picture(path, frame: str = "auto", out: int = 112, refine: bool = True
         return PictureFaces("crop", f"the face spans {fill:.0%} of the picture: a face crop", size,
                             [_fixed(im, "crop", out)])
     return PictureFaces("detect", f"{len(faces)} face(s) found in a larger picture", size,
-                        _detected(im, faces, out, refine))
+                        _detected(im, faces, out, refine, framing_net))
 
 
 def pick_face(path, picture: PictureFaces, index: Optional[int]) -> FramedFace:

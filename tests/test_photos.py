@@ -236,6 +236,29 @@ def test_detect_cuts_the_square_the_framing_net_moved(tmp_path):
     assert np.abs(np.subtract(moved, square)).max() > 0.5                  # the net moved it, by pixels
 
 
+def test_detect_can_refine_with_another_framing_net(tmp_path):
+    """frame_picture(framing_net=...) moves the calibrated square with that net instead of the shipped one
+    (what benchmarks.photos --framing-net measures)."""
+    pytest.importorskip("cv2")
+    from npface.framing_net import FramingNet, refine_square
+    other = FramingNet(seed=3)
+    rng = np.random.default_rng(0)
+    final = "align.fc7.weight"                 # the pose layer: a fresh net predicts the identity warp, so nudge it
+    other.params[final] = other.params[final] + rng.normal(0, 0.02, other.params[final].shape).astype(np.float32)
+    path = picture(tmp_path / "photo.jpg", (900, 700), [(lfw_frame(FRAME_A), (300, 150), 400)])
+    plain = frame_picture(path, "detect", refine=False)
+    moved_by_other = frame_picture(path, "detect", framing_net=other)
+    assert len(plain.faces) == len(moved_by_other.faces) == 1
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        square = frame_square(plain.faces[0].box, calibration())
+        moved = refine_square(im, square, other)
+        np.testing.assert_array_equal(moved_by_other.faces[0].crop, cut_frame(im, moved))
+    assert np.abs(np.subtract(moved, square)).max() > 0.5                  # the other net moved it
+    unrefined = frame_picture(path, "detect", refine=False, framing_net=other)   # refine=False wins
+    np.testing.assert_array_equal(unrefined.faces[0].crop, plain.faces[0].crop)
+
+
 def test_auto_rules(tmp_path, capsys):
     pytest.importorskip("cv2")
     a = lfw_frame(FRAME_A)
@@ -355,10 +378,18 @@ def test_photos_benchmark_model_flag_needs_json_and_names_a_bad_model(tmp_path, 
     from benchmarks.photos import main
     with pytest.raises(SystemExit):
         main(["--lfw", str(tmp_path), "--model", str(tmp_path / "m.npz")])
-    assert "--json goes with --model or --people" in capsys.readouterr().err
+    assert "--json goes with --model, --framing-net or --people" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--lfw", str(tmp_path), "--people", "selection"])
-    assert "--json goes with --model or --people" in capsys.readouterr().err
+    assert "--json goes with --model, --framing-net or --people" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--lfw", str(tmp_path), "--framing-net", str(tmp_path / "f.npz")])
+    assert "--json goes with --model, --framing-net or --people" in capsys.readouterr().err
+    assert main(["--lfw", str(tmp_path), "--framing-net", str(tmp_path / "f.npz"),
+                 "--json", str(tmp_path / "p.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--framing-net" in err and "f.npz" in err
+    assert not (tmp_path / "p.json").exists()
     assert main(["--lfw", str(tmp_path), "--model", str(tmp_path / "m.npz"), "--json", str(tmp_path / "p.json")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--model" in err and "m.npz" in err
