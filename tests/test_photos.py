@@ -397,3 +397,21 @@ def test_photos_benchmark_model_flag_needs_json_and_names_a_bad_model(tmp_path, 
     with pytest.raises(SystemExit):
         main(["--lfw", str(tmp_path), "--model", "m.npz", "--json", "benchmarks/results/photos.json"])
     assert "would overwrite the shipped model's results" in capsys.readouterr().err
+
+
+def test_the_longer_framing_net_paragraph_states_whether_its_rule_was_met():
+    from benchmarks.photos import _longer_framing_net
+    fn = {"heldout_rms_px": {"net": 2.33}}
+    longer = {"command": "python -m npface.pretrain_framing --steps 8000", "settings": {"steps": 8000},
+              "heldout_rms_px": {"net": 2.13}}
+
+    def sel(plain, flip):
+        return {"command": "c", "verify": {"pairs": 400, "agreement": plain, "flip": {"agreement": flip}}}
+    shipped = sel(0.9175, 0.9275)
+    text = _longer_framing_net(fn, longer, sel(0.91, 0.93), shipped)
+    assert "RMS displacement of 2.13 px on the same held-out cuts, against 2.33 px" in text
+    assert "91.0% without flip and 93.0% with, against 91.8% and 92.8%" in text and "not met" in text
+    assert text.endswith("did not buy agreement.")
+    assert _longer_framing_net(fn, longer, sel(0.92, 0.94), shipped).endswith("was met.")
+    assert "not met" in _longer_framing_net(fn, dict(longer, heldout_rms_px={"net": 2.4}), sel(0.92, 0.94), shipped)
+    assert _longer_framing_net(fn, longer, None, shipped) == ""                      # not measured: nothing said
