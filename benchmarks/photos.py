@@ -484,22 +484,16 @@ def main(argv=None):
     if not args.lfw:
         parser.error("--lfw is required (unless --report)")
     t0 = time.perf_counter()
-    model = None
-    if args.model:
-        from npface.model import load
+    from npface.framing_net import load_framing_net
+    from npface.model import load
+    loaded = {}
+    for flag, path, reader in (("--model", args.model, load), ("--framing-net", args.framing_net, load_framing_net)):
         try:
-            model = load(args.model)
+            loaded[flag] = reader(path) if path else None
         except (OSError, ValueError) as e:
-            print(f"python -m benchmarks.photos: error: --model: {' '.join(str(e).split())}", file=sys.stderr)
+            print(f"python -m benchmarks.photos: error: {flag}: {' '.join(str(e).split())}", file=sys.stderr)
             return 2
-    framing_net = None
-    if args.framing_net:
-        from npface.framing_net import load_framing_net
-        try:
-            framing_net = load_framing_net(args.framing_net)
-        except (OSError, ValueError) as e:
-            print(f"python -m benchmarks.photos: error: --framing-net: {' '.join(str(e).split())}", file=sys.stderr)
-            return 2
+    model, framing_net = loaded["--model"], loaded["--framing-net"]
     if args.quick:
         out_file, report = QUICK_RESULTS, QUICK_RESULTS.with_name("PHOTOS.md")
         verify = pasted_agreement(args.lfw, 40, model=model, people=args.people, views=VIEWS,
