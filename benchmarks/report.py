@@ -661,6 +661,21 @@ def _before_framing_net(framing) -> bool:
     return bool(framing) and "detect_calibrated_agreement" not in framing
 
 
+def _flip_change(e, levers):
+    """(accuracy, AUC) change with flip of a lever against the baseline it is compared with, or None."""
+    base = (levers.get(e.get("compared_with", "baseline")) or {}).get("selection_flip")
+    if not (e.get("selection_flip") and base):
+        return None
+    return e["selection_flip"]["accuracy"] - base["accuracy"], e["selection_flip"]["auc"] - base["auc"]
+
+
+def _summaries(run, against):
+    """The ``summary`` of two selection measurements (``against``'s, ``run``'s), or None unless both have one."""
+    if not ((against or {}).get("summary") and (run or {}).get("summary")):
+        return None
+    return against["summary"], run["summary"]
+
+
 def _lever_row(name, e, steps, levers=None):
     """One row of the lever table; ``levers`` (name -> entry) gives the with-flip figures of the baseline a
     lever is compared with."""
@@ -672,13 +687,11 @@ def _lever_row(name, e, steps, levers=None):
     delta = "—" if d is None or own else f"{100 * d['accuracy']:+.1f}"
     dauc = "—" if d is None or own else f"{d['auc']:+.3f}"
     run = f"{e['steps']:,} steps" if e.get("steps") and e["steps"] != steps else ""
-    flip, base_flip = e.get("selection_flip"), ((levers or {}).get(against) or {}).get("selection_flip")
+    flip, change = e.get("selection_flip"), None if own else _flip_change(e, levers or {})
     flip_cells = "— | —"
     if flip:
-        compared = not own and base_flip
-        flip_cells = (f"{_pct(flip['accuracy'])}"
-                      + (f" ({100 * (flip['accuracy'] - base_flip['accuracy']):+.1f})" if compared else "")
-                      + f" | {flip['auc']:.3f}" + (f" ({flip['auc'] - base_flip['auc']:+.3f})" if compared else ""))
+        flip_cells = (f"{_pct(flip['accuracy'])}" + (f" ({100 * change[0]:+.1f})" if change else "")
+                      + f" | {flip['auc']:.3f}" + (f" ({change[1]:+.3f})" if change else ""))
     agreement = "—"
     if f:
         agreement = _pct(f["agreement"]) + (_BEFORE_FRAMING_NET if _before_framing_net(f) else "")
@@ -712,14 +725,6 @@ def _same_start_sentence(lev) -> str:
 SEED_LEVER = "seed-1"                      # the baseline's command with another seed: no lever, the screen's noise
 
 
-def _flip_change(e, levers):
-    """(accuracy, AUC) change with flip of a lever against the baseline it is compared with, or None."""
-    base = (levers.get(e.get("compared_with", "baseline")) or {}).get("selection_flip")
-    if not (e.get("selection_flip") and base):
-        return None
-    return e["selection_flip"]["accuracy"] - base["accuracy"], e["selection_flip"]["auc"] - base["auc"]
-
-
 def _screen_noise_sentence(levers, shipped_selection=None, full_seed1=None) -> str:
     """What the seed lever (the baseline with another seed) says of the screen's own noise, beside the same
     two seeds of the full-length recipe (``heldout-selection`` and ``heldout-selection-seed1``, where both were
@@ -732,8 +737,9 @@ def _screen_noise_sentence(levers, shipped_selection=None, full_seed1=None) -> s
             f"and augmentation): by chance alone it moved {100 * plain['accuracy']:+.1f} points (AUC "
             f"{plain['auc']:+.3f}) on one view and {100 * noise[0]:+.1f} (AUC {noise[1]:+.3f}) with flip. That is "
             "one draw of the screen's noise, not its spread")
-    if (shipped_selection or {}).get("summary") and (full_seed1 or {}).get("summary"):
-        a, b = shipped_selection["summary"], full_seed1["summary"]
+    both = _summaries(full_seed1, shipped_selection)
+    if both is not None:
+        a, b = both
         text += (f"; the same two seeds of the full-length recipe differ by "
                  f"{100 * (b['plain']['accuracy'] - a['plain']['accuracy']):+.1f} points (AUC "
                  f"{b['plain']['auc'] - a['plain']['auc']:+.3f}) on one view and "
@@ -830,9 +836,10 @@ _AGAINST_SPREAD = "to be read against the two seeds' difference below"
 def _spread_sentence(run, shipped_selection, meaning=_SPREAD, against="the shipped run") -> str:
     """How far a full-length run lands from another (default: the shipped run) on the same selection pairs,
     then what that means."""
-    if not ((shipped_selection or {}).get("summary") and (run or {}).get("summary")):
+    both = _summaries(run, shipped_selection)
+    if both is None:
         return ""
-    a, b = shipped_selection["summary"], run["summary"]
+    a, b = both
     d = {k: 100 * (b[k]["accuracy"] - a[k]["accuracy"]) for k in ("plain", "flip")}
     return (f" Against {against} on the same pairs: {d['plain']:+.1f} points, {d['flip']:+.1f} with flip, AUC "
             f"{b['flip']['auc'] - a['flip']['auc']:+.3f} with flip: {meaning}.")
@@ -841,9 +848,10 @@ def _spread_sentence(run, shipped_selection, meaning=_SPREAD, against="the shipp
 def _ship_rule_sentence(run, shipped_selection) -> str:
     """Whether a run met the rule fixed before it: the shipped model's accuracy and AUC with flip on the
     same selection pairs ('' without both measurements)."""
-    if not ((shipped_selection or {}).get("summary") and (run or {}).get("summary")):
+    both = _summaries(run, shipped_selection)
+    if both is None:
         return ""
-    a, b = shipped_selection["summary"]["flip"], run["summary"]["flip"]
+    a, b = both[0]["flip"], both[1]["flip"]
     met = b["accuracy"] >= a["accuracy"] and b["auc"] >= a["auc"]
     return (f" The rule fixed before the run asked for at least the shipped model's figures with flip ({_pct(a['accuracy'])}, "
             f"AUC {a['auc']:.3f}): " + ("met." if met else "not met, so it is not shipped."))
