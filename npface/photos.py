@@ -109,7 +109,9 @@ def _detected(im: Image.Image, faces, out: int, refine: bool = True, framing_net
     ``FramingNet``; None: the shipped one, if npface ships one)."""
     from npface.framing import calibration, cut_frame, frame_square
     from npface.framing_net import bundled, refine_square
-    cal, net = calibration(), (framing_net if framing_net is not None else bundled()) if refine else None
+    cal, net = calibration(), None
+    if refine:
+        net = framing_net if framing_net is not None else bundled()
     framed = []
     for n, f in enumerate(faces):
         square = frame_square(f.box, cal)
