@@ -150,9 +150,10 @@ def im2col_definition(x, K, stride, pad):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("C, H, W, K, stride, pad", [
-    (2, 20, 20, 5, 1, 2),                    # stride 1, rows >= kernels.conv.WIDE_ROW: segment by segment
-    (2, 17, 15, 3, 1, 1), (1, 16, 18, 3, 1, 0),   # at and around the WIDE_ROW boundary
-    (3, 19, 23, 5, 2, 2), (2, 9, 9, 3, 2, 1),     # strided: gathered from a padded plane
+    (2, 20, 20, 5, 1, 2),                    # stride 1, rows >= kernels.conv.WIDE_ROW: from polyphase planes
+    (2, 17, 13, 3, 1, 1), (1, 16, 14, 3, 1, 0), (1, 16, 13, 3, 1, 0),   # rows 13, 12 (WIDE_ROW) and 11 wide
+    (3, 19, 23, 5, 2, 2), (1, 40, 41, 4, 3, 3),   # strided and wide: 4 and 9 phases (rows 12 and 15 wide)
+    (2, 28, 27, 3, 2, 1), (2, 9, 9, 3, 2, 1),     # strided, an odd width; strided and narrow (a gather)
     (2, 7, 7, 3, 1, 1), (1, 6, 5, 4, 3, 3),       # short rows, and a field that hangs over two edges
 ])
 def test_im2col_both_ways_and_col2im_match_the_definition(C, H, W, K, stride, pad, dtype):
