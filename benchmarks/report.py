@@ -25,7 +25,7 @@ def load_results(results_dir) -> dict:
     """{name: parsed JSON} for every results file present (variance, convergence, accuracy, flops, ...)."""
     out = {}
     for name in ("variance", "convergence", "accuracy", "flops", "inference", "layers", "reproduce",
-                 "train_step_multibatch", "train_step_pairs", "distributed", "prefetch", "shipped", "levers",
+                 "train_step_multibatch", "train_step_pairs", "distributed", "prefetch", "layout", "shipped", "levers",
                  "heldout-selection", "heldout-report", "heldout-selection-combination",
                  "heldout-selection-b32x8", "heldout-selection-align8000", "heldout-selection-seed1",
                  "heldout-selection-long5000", "heldout-selection-b128x2", "photos-selection",
@@ -1152,7 +1152,7 @@ def benchmarks_region(res) -> list:
     ms = [r["fwd_b1_ms"] for r in convs]
     ratio = [100 * r["fwd_b1_ratio"] for r in convs]
     t = lay["threads"]
-    return [f"On the 2-core development machine ({lay['machine']}; GEMM peak {lay['gemm_peak_1thread']:.0f} GFLOP/s "
+    return ([f"On the 2-core development machine ({lay['machine']}; GEMM peak {lay['gemm_peak_1thread']:.0f} GFLOP/s "
             f"on one thread and {lay['gemm_peak_threads']:.0f} on {t}, measured by `benchmarks.layers`), the "
             "committed results files gave:", "",
             "| | time | share of the GEMM peak | results file |", "|---|---|---|---|",
@@ -1167,10 +1167,21 @@ def benchmarks_region(res) -> list:
             f"| a full k = 256 training step (`benchmarks.train_step`), {step['threads']} threads | "
             f"{step['median_seconds']['step']:.2f} s, {step['images_per_s']:.0f} images/s | "
             f"{100 * step['step_ratio']:.1f}% of {step['threads']}-thread | `train_step_multibatch.json` "
-            f"({step.get('date', 'undated')}) |"] + _engine_rows(inf, res.get("distributed"), res.get("prefetch")) + ["",
+            f"({step.get('date', 'undated')}) |"] + _engine_rows(inf, res.get("distributed"), res.get("prefetch"))
+            + _layout_rows(res.get("layout")) + ["",
             f"The paper's network runs in 30 ms on one 1 GHz Cortex-A9 core; here the whole of it takes "
             f"{inf['batch1_ms']:.2f} ms on one core. Each file holds one run on a shared, noisy machine: compare "
-            "ratios measured in one run, not times across runs."]
+            "ratios measured in one run, not times across runs."])
+
+
+def _layout_rows(layout) -> list:
+    """The Benchmarks row comparing the two activation layouts on every convolution (layout.json), if present."""
+    if not layout:
+        return []
+    return [f"| every convolution of Table 2, batch 1, 1 thread, copy + product: channel-major (NCHW, npface's "
+            f"layout) → pixel-major (HWC) (`benchmarks.layout`, same run) | {layout['channel_major_ms']:.2f} → "
+            f"{layout['pixel_major_ms']:.2f} ms ({layout['pixel_over_channel']:.2f}×) | | `layout.json` "
+            f"({layout.get('date', 'undated')}) |"]
 
 
 def _engine_rows(inf, dist, prefetch=None) -> list:
