@@ -298,6 +298,11 @@ def conv2d_forward_chunk(rows, first, step, nb, x_off, C, H, W, w2, b, K, stride
     for i in range(nb):
         n = first + i * step
         im2col(rows[n, x_off:x_off + C * H * W].reshape((C, H, W)), K, stride, pad, c, i * P, scratch)
+    if nb == 1:                                                  # one sample: its product is its output
+        out_n = rows[first, out_off:out_off + F * P].reshape((F, P))
+        matmul(w2, c, out_n)
+        _add_bias(out_n, b, relu)
+        return
     pr = prod[:F * nb * P].reshape((F, nb * P))
     matmul(w2, c, pr)
     for i in range(nb):

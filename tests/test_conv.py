@@ -232,6 +232,14 @@ def test_chunk_kernels_match_reference(case, first, step, dtype):
         np.testing.assert_allclose(g, r, err_msg=name, **tol)
 
 
+@pytest.mark.parametrize("first", [0, 2])
+def test_chunk_of_one_sample_writes_its_product_straight_to_its_output(first):
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal((3, 4, 7, 7)), rng.standard_normal((5, 4, 3, 3)), rng.standard_normal(5)
+    out = chunk_conv(x, w, b, 1, 1, first, 3)                        # a chunk of one: sample `first` alone
+    np.testing.assert_allclose(out, conv2d_forward_reference(x[first:first + 1], w, b, 1, 1), rtol=1e-12, atol=1e-12)
+
+
 @given(conv_case())
 def test_chunk_backward_matches_central_differences(case):
     x, w, b, stride, pad, rng = case
