@@ -131,32 +131,15 @@ def _dot_into(a, b, out):
 @overload(_dot_into)
 def _dot_into_typed(a, b, out):
     """Numba's ``np.dot`` takes contiguous arrays only (its layout 'C' or 'F', fixed when compiling):
-    other views go through contiguous copies."""
+    other views go through contiguous copies. ``a`` may be a vector (then ``out`` is one too: a
+    matrix-vector product)."""
     if a.layout in "CF" and b.layout in "CF" and out.layout == "C":
         def direct(a, b, out):
             np.dot(a, b, out)
         return direct
 
     def copied(a, b, out):
-        out[:, :] = np.dot(np.ascontiguousarray(a), np.ascontiguousarray(b))
-    return copied
-
-
-def _vector_into(v, m, out):
-    """out (N,) = v (K,) @ m (K, N) by ``np.dot``: one matrix-vector product (BLAS's gemv)."""
-    np.dot(v, m, out)
-
-
-@overload(_vector_into)
-def _vector_into_typed(v, m, out):
-    """As ``_dot_into``: contiguous operands go to ``np.dot`` as they are, others through copies."""
-    if v.layout in "CF" and m.layout in "CF" and out.layout in "CF":
-        def direct(v, m, out):
-            np.dot(v, m, out)
-        return direct
-
-    def copied(v, m, out):
-        out[:] = np.dot(np.ascontiguousarray(v), np.ascontiguousarray(m))
+        out[...] = np.dot(np.ascontiguousarray(a), np.ascontiguousarray(b))
     return copied
 
 
@@ -187,7 +170,7 @@ def matmul(a, b, out):
     tb, ldb = _operand(b)
     tc, ldc = _operand(out)
     if M == 1 and N > 1 and K > 1:
-        _vector_into(a[0], b, out[0])                            # a row times a matrix: gemv reads b once
+        _dot_into(a[0], b, out[0])                               # a row times a matrix: gemv reads b once
     elif M <= 1 or N <= 1 or ta == 0 or tb == 0 or tc != NO_TRANS:
         _dot_into(a, b, out)                                     # matrix-vector, or no leading dimension
     elif a.itemsize == 4:

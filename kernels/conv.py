@@ -131,8 +131,7 @@ def _im2col_phases(x_n, K, stride, pad, cols, col0, scratch):
     tap's row of ``cols`` is Ho contiguous copies of Wo elements, whatever the stride (stride 1: one
     phase, the padded plane itself).
     """
-    C = x_n.shape[0]
-    H, W = x_n.shape[1], x_n.shape[2]
+    C, H, W = x_n.shape
     s = stride
     Ho, Wo = (H + 2 * pad - K) // s + 1, (W + 2 * pad - K) // s + 1
     Hh, Wh = (H + 2 * pad + s - 1) // s, (W + 2 * pad + s - 1) // s
