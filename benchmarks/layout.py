@@ -38,7 +38,7 @@ from benchmarks.common import gemm_call, interleaved_medians, machine_line, writ
 from kernels.blas import matmul
 from kernels.conv import conv2d_forward_reference, im2col, im2col_scratch_size
 from kernels.jit import kernel
-from npface.architecture import ALIGN_INPUT_SIZE, ALIGNMENT_NET, INPUT_SIZE, SIGNATURE_NET, Conv, trace
+from npface.architecture import Conv, alignment_shapes, signature_shapes
 from npface.threads import limit
 
 
@@ -84,13 +84,8 @@ def pixel_major(x_hwc, w_hwc, K, stride, pad, patches, out):
 
 def convolutions():
     """(name, (C, H, W), F, K, stride, pad) of every convolution of Table 2's two nets, in order."""
-    found = []
-    for layers, size in ((ALIGNMENT_NET, ALIGN_INPUT_SIZE), (SIGNATURE_NET, INPUT_SIZE)):
-        for s in trace(layers, (3, size, size)):
-            if isinstance(s.layer, Conv):
-                found.append((s.layer.name, tuple(s.input), s.output[0], s.layer.kernel, s.layer.stride,
-                              s.layer.pad))
-    return found
+    return [(s.layer.name, tuple(s.input), s.output[0], s.layer.kernel, s.layer.stride, s.layer.pad)
+            for s in alignment_shapes() + signature_shapes() if isinstance(s.layer, Conv)]
 
 
 def layer_case(shape, F, K, stride, pad, rng):
