@@ -160,10 +160,11 @@ def test_maxpool_window_larger_than_image_is_an_error(x):
 
 
 @given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 5), st.integers(1, 5), st.integers(0, 1),
-       st.integers(0, 1), st.integers(1, 2), seeds, dtypes)
+       st.integers(0, 1), st.integers(1, 3), seeds, dtypes)
 def test_maxpool_2x2_fast_path_keeps_the_tie_rule(N, C, Ho, Wo, extra_h, extra_w, stride, seed, dtype):
     # few distinct values: most windows have ties, which must go to the first maximum; odd sizes leave
-    # a row or column in no stride-2 window (its gradient is 0)
+    # a row or column in no stride-2 window (its gradient is 0); strides 2 and 1 have loops of their own
+    # in the kernel, 3 takes the general one
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 3, (N, C, 2 * Ho + extra_h, 2 * Wo + extra_w)).astype(dtype)
     out, cache = ops.maxpool2d_forward(x, 2, stride)
