@@ -38,7 +38,11 @@ When onnxruntime is installed (``pip install 'npface[onnx]'``), the same model
 is exported (``npface.export_onnx``) and ONNX Runtime is timed in the same
 run: batch 1 on one thread, and batch 256 on two threads, each in the same
 rounds of calls as npface's own. ONNX Runtime's output is checked against npface's
-first, and npface's time is printed as a ratio to ONNX Runtime's.
+first, and npface's time is printed as a ratio to ONNX Runtime's. Then ONNX
+Runtime's own profiler times each node of its graph at batch 1 on one thread
+(``ort_stage_times``); the nodes are added up by stage and printed beside the
+plan's stages, grouped in blocks (``stage_blocks``: the alignment net, each NIN
+block, the affine tail), to show where either engine spends its time.
 """
 import argparse
 import sys
@@ -52,6 +56,7 @@ from benchmarks.common import gemm_call, gemm_peak, interleaved_medians, machine
 import npface
 from npface.flops import layer_rows
 from npface.model import TABLE2, FaceModel, reference_forward
+from npface.onnx_export import THETA
 from npface.threads import limit, max_threads
 
 TARGET = 0.75   # batch-1 forward through the compiled plan at >= 75% of the 1-thread GEMM peak
@@ -77,6 +82,68 @@ def stage_limits(model):
             limits[layer.name] = f"GEMV {F}x{C}: reads each weight once" if layer in model.config.alignment \
                 else f"GEMM (N x {C}) x {F}: weight reads at batch 1"
     return limits
+
+
+def stage_blocks(model):
+    """stage name -> the block it is reported in: the alignment net's layers together, each signature-net
+    convolution with the 1x1 convolution after it (a NIN block: "nin1.conv", "nin1.mlp" -> "nin1"), the
+    affine tail's layers together; preprocess+resize, the warp and the pools on their own."""
+    from npface.architecture import Linear
+    blocks = {"preprocess+resize": "preprocess+resize", "warp": "warp"}
+    blocks.update({layer.name: "alignment net" for layer in model.config.alignment})
+    blocks.update({layer.name: "affine tail" if isinstance(layer, Linear) else layer.name.split(".")[0]
+                   for layer in model.config.signature})
+    return blocks
+
+
+# ONNX Runtime's profiler names each node as npface.onnx_export does (after the tensor it outputs), at times
+# with what its graph optimisations add ("fused nin1.conv", "nin1.conv.relu_nchwc"). The nodes that come
+# before the alignment net, and those of the warp, have names of their own:
+ORT_PREPROCESS_NODES = ("pixels", "unit", "centred", "nhwc", "x", "resize.rows_out", "small")
+ORT_WARP_NODES = ("theta_flat", THETA, "warp.size", "warp.grid", "aligned")
+ORT_OTHER = "other (ONNX Runtime's layout reorders)"
+
+
+def ort_stage_of(node, stage_names):
+    """The plan's stage an ONNX Runtime node belongs to (``ORT_OTHER`` for a node of its own, such as the
+    reorders between its blocked channel layout and NCHW)."""
+    name = node[len("fused "):] if node.startswith("fused ") else node
+    if name in ORT_PREPROCESS_NODES:
+        return "preprocess+resize"
+    if name in ORT_WARP_NODES:
+        return "warp"
+    owners = [s for s in stage_names if name == s or name.startswith(s + ".") or name.startswith(s + "_")]
+    return max(owners, key=len) if owners else ORT_OTHER
+
+
+def ort_stage_times(onnx_bytes, one, calls, stage_names):
+    """ONNX Runtime's profiler on ``calls`` batch-1 calls, one thread -> {stage: ms}: each node's median
+    kernel time (the profiler counts whole microseconds), summed over the nodes of each stage
+    (``ort_stage_of``). None if the profile holds no node times."""
+    import json
+    import onnxruntime as ort
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "ort")
+        session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: one}
+        for _ in range(20 + calls):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    per_node = {}
+    for e in events:
+        if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
+            per_node.setdefault(e["name"][:-len("_kernel_time")], []).append(e["dur"])
+    if not per_node:
+        return None
+    stages = {}
+    for node, durations in per_node.items():
+        stage = ort_stage_of(node, stage_names)
+        stages[stage] = stages.get(stage, 0.0) + 1e-3 * float(np.median(durations[-calls:]))
+    return stages
 
 
 def plan_stage_times(model, one, n_stages, rounds):
@@ -192,13 +259,14 @@ def main(argv=None):
     stage_macs["preprocess+resize"] = macs["resize"]
     medians = {k: float(np.median(v)) for k, v in per_layer.items()}
     plan_stage = dict(zip(names, plan_stage))
-    limits = stage_limits(model)
+    limits, blocks = stage_limits(model), stage_blocks(model)
     stage_sum = float(sum(plan_stage.values()))
     print(f"{'stage':18s} {'per-op ms':>9s} {'plan ms':>8s} {'MMACs':>7s} {'plan %peak':>10s}  limited by")
     rows = []
     for name in names:
         m, before, after = stage_macs.get(name, 0), medians.get(name, 0.0), float(plan_stage[name])
-        rows.append(dict(stage=name, ms=1e3 * after, per_op_ms=1e3 * before, share=after / stage_sum, macs=m,
+        rows.append(dict(stage=name, block=blocks[name], ms=1e3 * after, per_op_ms=1e3 * before,
+                         share=after / stage_sum, macs=m,
                          gflops=2 * m / after / 1e9 if after > 0 else 0.0,
                          ratio=ratio(after, m, peak1) if after > 0 and m else None,
                          per_op_ratio=ratio(before, m, peak1) if before > 0 and m else None, limit=limits[name]))
@@ -212,7 +280,7 @@ def main(argv=None):
           f"the dispatch) takes {1e3 * bare:.3f} ms.")
     print(f"\nFor scale: the paper's 30 ms on a 1 GHz Cortex-A9 for 41M FLOPs; here {1e3 * latency:.2f} ms "
           f"on one core of this machine.")
-    onnx = None if args.no_onnx else onnx_runtime(model, one, calls, args.quick)
+    onnx = None if args.no_onnx else onnx_runtime(model, one, calls, args.quick, rows)
     if args.json:
         write_json(args.json, dict(machine=machine_line(), gemm_peak_1thread=peak1, batch1_ms=1e3 * latency,
                                    batch1_gflops=gflops, batch1_ratio=gflops / peak1, total_macs=total_macs,
@@ -229,9 +297,10 @@ def main(argv=None):
     return 0
 
 
-def onnx_runtime(model, one, calls, quick):
+def onnx_runtime(model, one, calls, quick, plan_rows=None):
     """ONNX Runtime on the exported model: batch 1 on 1 thread, batch 256 on 2 threads, npface beside it
-    (in the same rounds of calls, ``interleaved_medians``).
+    (in the same rounds of calls, ``interleaved_medians``); then its per-node profile at batch 1 by stage
+    (``ort_stage_times``), printed by block beside ``plan_rows`` (the plan's stage rows) when given.
 
     Returns the JSON-able results, or None when onnxruntime is not installed.
     """
@@ -239,7 +308,9 @@ def onnx_runtime(model, one, calls, quick):
     try:
         from npface.onnx_backend import TOLERANCE, load_onnx, max_differences
         with tempfile.TemporaryDirectory() as tmp:
-            onnx_model = load_onnx(npface.export_onnx(model, Path(tmp) / "model.onnx"))
+            path = npface.export_onnx(model, Path(tmp) / "model.onnx")
+            onnx_bytes = path.read_bytes()
+            onnx_model = load_onnx(path)
     except MissingExtra as e:
         print(f"\nONNX Runtime not timed: {e}")
         return None
@@ -265,11 +336,45 @@ def onnx_runtime(model, one, calls, quick):
           f"(npface / ONNX Runtime = {npface_batch1 / batch1:.2f})")
     print(f"Batch 256, {threads} threads: ONNX Runtime {256 / ort_big:.0f} images/s, npface {256 / npface_big:.0f} "
           f"images/s (npface time / ONNX Runtime time = {npface_big / ort_big:.2f})")
+    names = model.plan.stage_names()
+    with limit(1):
+        stages = ort_stage_times(onnx_bytes, one, calls, names)
+    if stages is None:
+        print("ONNX Runtime's profile held no node times: no per-stage comparison.")
+    elif plan_rows:
+        print_blocks(plan_rows, stages)
     return dict(version=onnxruntime.__version__, max_abs_diff_signatures=sig_diff, max_abs_diff_theta=theta_diff,
+                stages_ms=stages,
                 batch1_ms=1e3 * batch1, npface_batch1_ms=1e3 * npface_batch1,
                 batch1_npface_ratio=npface_batch1 / batch1,
                 batch256_threads=threads, batch256_images_per_s=256 / ort_big,
                 npface_batch256_images_per_s=256 / npface_big, batch256_npface_ratio=npface_big / ort_big)
+
+
+def block_times(plan_rows, ort_stages):
+    """[(block, plan ms, multiply-adds, ONNX Runtime ms)] in the plan's order, then ONNX Runtime's nodes that
+    belong to no stage (plan ms None): the plan's stage rows and ``ort_stage_times``' stages added up by
+    block."""
+    blocks = {}
+    for r in plan_rows:
+        b = blocks.setdefault(r.get("block", r["stage"]), [0.0, 0, 0.0])
+        b[0] += r["ms"]
+        b[1] += r["macs"]
+        b[2] += ort_stages.get(r["stage"], 0.0)
+    out = [(name, ms, macs, ort_ms) for name, (ms, macs, ort_ms) in blocks.items()]
+    if ORT_OTHER in ort_stages:
+        out.append((ORT_OTHER, None, 0, ort_stages[ORT_OTHER]))
+    return out
+
+
+def print_blocks(plan_rows, ort_stages):
+    print("\nBy block, batch 1, one thread: the plan's stages (as above) beside ONNX Runtime's own profiler "
+          "(each node's median kernel time, added up by stage):")
+    print(f"{'block':40s} {'npface ms':>9s} {'ORT ms':>7s} {'npface/ORT':>10s}")
+    for name, ms, _, ort_ms in block_times(plan_rows, ort_stages):
+        mine = f"{ms:9.3f}" if ms is not None else f"{'':9s}"
+        ratio = f"{ms / ort_ms:10.2f}" if ms is not None and ort_ms > 0 else f"{'':10s}"
+        print(f"{name:40s} {mine} {ort_ms:7.3f} {ratio}")
 
 
 if __name__ == "__main__":

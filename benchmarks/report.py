@@ -560,6 +560,7 @@ def tables_section(fl, inf, acc=None) -> list:
               f"{inf['batch32_images_per_s']:.0f} images/s. The paper: 30 ms on a 1 GHz ARM Cortex-A9. The two "
               "cores are not comparable (a modern x86-64 core with AVX-512 against a 2012 embedded core); the "
               "comparable figures are the network's size and the share of the core's peak.", ""]
+        L += stage_blocks_table(inf)
         ours_acc = "n/a"
         if acc:
             ours_acc = (f"{_pct(acc['results']['fit-and-test']['accuracy'])} (held-out peopleDevTrain people, "
@@ -572,6 +573,32 @@ def tables_section(fl, inf, acc=None) -> list:
               f"| npface | {f'{images / 1e3:.1f}K' if images else 'n/a'} | "
               f"{fl['total_params'] / 1e6:.2f}M | {_m(fl['total_table_flops'])} | 1 | {ours_acc} | "
               f"{inf['batch1_ms']:.2f} ms (x86-64) |" if fl else "", ""]
+    return L
+
+
+def stage_blocks_table(inf) -> list:
+    """Where the batch-1 time goes, block by block (inference.json's stage rows, and ONNX Runtime's profile
+    of the same run when present); [] for a file written before the stage rows had blocks."""
+    from benchmarks.inference import block_times
+    rows = inf.get("stages") or []
+    if not rows or "block" not in rows[0]:
+        return []
+    ort = (inf.get("onnxruntime") or {}).get("stages_ms")
+    peak = inf["gemm_peak_1thread"]
+    L = ["Where the batch-1 time goes, block by block: the compiled plan's stages (each timed as the difference "
+         "between calls that run the plan up to it and up to the stage before), and"
+         + (f" ONNX Runtime {inf['onnxruntime']['version']} on the exported model, timed by its own profiler "
+            "(each node's median kernel time) in the same run" if ort else " no ONNX Runtime profile in this file")
+         + ". The share of the peak counts the block's multiply-adds.", "",
+         "| block | npface ms | share of the 1-thread peak | ONNX Runtime ms | npface / ONNX Runtime |",
+         "|---|---|---|---|---|"]
+    for name, ms, macs, ort_ms in block_times(rows, ort or {}):
+        share = f"{100 * 2 * macs / (ms * 1e-3) / 1e9 / peak:.0f}%" if ms and ms > 0 and macs else ""
+        theirs = f"{ort_ms:.3f}" if ort else ""
+        ratio = f"{ms / ort_ms:.2f}" if ort and ms is not None and ort_ms > 0 else ""
+        L.append(f"| {name} | {'' if ms is None else f'{ms:.3f}'} | {share} | {theirs} | {ratio} |")
+    L += ["", "Stage differences of a few microseconds are within the noise, and the plan's stage times add up "
+          "to less than a whole call (the caches a call starts on differ).", ""]
     return L
 
 

@@ -338,10 +338,29 @@ def test_missing_extra_is_one_line_naming_the_install(monkeypatch, exported, ima
 
 def test_inference_benchmark_times_onnx_runtime_after_checking_it(capsys):
     """benchmarks.inference's ONNX Runtime comparison runs end to end (validation first), here on few calls."""
-    from benchmarks.inference import onnx_runtime
+    from benchmarks.inference import ORT_OTHER, onnx_runtime
     model = npface.load()
     one = np.random.default_rng(0).integers(0, 256, (1, 112, 112, 3), dtype=np.uint8)
     out = onnx_runtime(model, one, calls=3, quick=True)
     assert out["max_abs_diff_signatures"] <= TOLERANCE and out["batch1_ms"] > 0 and out["npface_batch1_ms"] > 0
     assert out["batch256_images_per_s"] > 0 and out["npface_batch256_images_per_s"] > 0
     assert "matches npface" in capsys.readouterr().out
+    # its profiler's nodes land in the plan's stages: every Table 2 layer and both fixed stages have a time
+    names = model.plan.stage_names()
+    assert set(out["stages_ms"]) <= set(names) | {ORT_OTHER}
+    assert {"preprocess+resize", "warp", "align.conv1", "align.fc7", "nin1.conv", "pool1", "conv6",
+            "signature"} <= set(out["stages_ms"])
+    assert all(ms >= 0 for ms in out["stages_ms"].values())
+
+
+def test_onnx_runtime_nodes_map_to_the_plan_stages():
+    """The names ONNX Runtime's optimisations give the exported nodes go back to the stage they came from."""
+    from benchmarks.inference import ORT_OTHER, ort_stage_of
+    names = ["preprocess+resize", "align.conv1", "align.pool1", "align.fc1", "warp", "nin1.conv", "nin1.mlp",
+             "pool1", "conv6", "fc1", "signature"]
+    cases = {"pixels": "preprocess+resize", "small": "preprocess+resize", "warp.grid": "warp", "aligned": "warp",
+             "theta_flat": "warp", "align.conv1.relu_nchwc": "align.conv1", "fused align.fc1": "align.fc1",
+             "align.pool1": "align.pool1", "nin1.conv.relu_nchwc": "nin1.conv", "nin1.mlp.relu": "nin1.mlp",
+             "pool1_nchwc": "pool1", "fc1.flatten": "fc1", "fused fc1": "fc1", "signature": "signature",
+             "ReorderOutput_token_38": ORT_OTHER, "conv6x": ORT_OTHER}
+    assert {node: ort_stage_of(node, names) for node in cases} == cases

@@ -263,3 +263,26 @@ def test_reproduce_refuses_bad_arguments(argv, match, capsys):
     with pytest.raises(SystemExit) as e:
         reproduce.main(argv)
     assert e.value.code == 2 and match in capsys.readouterr().err
+
+
+def test_stage_blocks_table_adds_stages_by_block_beside_onnx_runtime():
+    def row(stage, block, ms, macs):
+        return dict(stage=stage, block=block, ms=ms, macs=macs)
+    inf = {"gemm_peak_1thread": 100.0,
+           "stages": [row("warp", "warp", 0.1, 0), row("nin1.conv", "nin1", 0.2, 1_000_000),
+                      row("nin1.mlp", "nin1", 0.05, 250_000)],
+           "onnxruntime": {"version": "9.9", "stages_ms": {"warp": 0.3, "nin1.conv": 0.1, "nin1.mlp": 0.025,
+                                                            "other (ONNX Runtime's layout reorders)": 0.01}}}
+    table = report.stage_blocks_table(inf)
+    lines = [line for line in table if line.startswith("| ")]
+    assert lines[0].startswith("| block |")
+    assert lines[1] == "| warp | 0.100 |  | 0.300 | 0.33 |"
+    # 1.25M multiply-adds in 0.25 ms = 10 GFLOP/s = 10% of a 100 GFLOP/s peak; 0.125 ms in ONNX Runtime
+    assert lines[2] == "| nin1 | 0.250 | 10% | 0.125 | 2.00 |"
+    assert lines[3] == "| other (ONNX Runtime's layout reorders) |  |  | 0.010 |  |"
+    assert "ONNX Runtime 9.9" in table[0]
+    # without ONNX Runtime's profile, npface's blocks alone; a file from before the blocks: no table
+    del inf["onnxruntime"]
+    assert [line for line in report.stage_blocks_table(inf) if line.startswith("| nin1")] == [
+        "| nin1 | 0.250 | 10% |  |  |"]
+    assert report.stage_blocks_table({"stages": [dict(stage="warp", ms=0.1, macs=0)]}) == []
