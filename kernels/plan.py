@@ -16,8 +16,10 @@ alignment net (its affine layers as 1-row products), pose -> theta, warp,
 the signature net's layers before ``split``. The narrow layers from
 ``split`` on (Ho*Wo small: one sample's products are too thin for BLAS)
 then run for the whole chunk at once, a convolution as one product over the
-chunk's columns (``conv2d_forward_chunk``), a 1x1 convolution or pool
-sample by sample; the backward pass mirrors this. Each sample's flattened
+chunk's columns (``conv2d_forward_chunk``), or for inference a 3x3
+stride-1 one by Winograd's method over the chunk's tiles (``WINOGRAD`` rows,
+``kernels.winograd``), a 1x1 convolution or pool sample by sample; the
+backward pass mirrors this (with im2col). Each sample's flattened
 features land in row n of the tail buffer, and the signature net's affine
 layers (the "tail") run as batch products, rows dealt to the threads in
 contiguous chunks. One thread reuses one group's scratch while the samples
@@ -58,8 +60,12 @@ from kernels.pool import maxpool2d_backward_sample, maxpool2d_forward_sample
 from kernels.preprocess import normalise_sample
 from kernels.resize import resize_plane
 from kernels.warp import dtheta_to_dpose_sample, pose_to_theta_sample, warp_backward_sample, warp_forward_sample
+from kernels.winograd import conv3x3_winograd_chunk
 
-CONV, CONV1X1, POOL, LINEAR = 0, 1, 2, 3
+# WINOGRAD: a 3x3, stride-1, pad-1 convolution run by Winograd's method (kernels.winograd); inference's
+# chunked layers only (npface.plan marks them). Its weights, transformed beforehand, are entry aux of the
+# weight list (p still names its bias).
+CONV, CONV1X1, POOL, LINEAR, WINOGRAD = 0, 1, 2, 3, 4
 PROGRAM_COLUMNS = ("kind", "C", "H", "W", "F", "Ho", "Wo", "K", "stride", "pad", "relu", "p", "in", "out", "aux",
                    "gw", "gb")
 KIND, C_, H_, W_, F_, HO, WO, K_, STRIDE, PAD, RELU, P_, IN, OUT, AUX, GW, GB = range(len(PROGRAM_COLUMNS))
@@ -170,10 +176,15 @@ def sample_forward(img, scale, layout, align_prog, sig_prog, weights, biases, st
 @kernel
 def chunk_forward(prog, weights, biases, acts, argmax, first, step, nb, cols, prod):
     """The layers of ``prog`` for the nb samples in slots first, first + step, ...: a convolution as one
-    product over the chunk (``conv2d_forward_chunk``), any other layer sample by sample."""
+    product over the chunk (``conv2d_forward_chunk``), or as 16 by Winograd's method (``WINOGRAD`` rows:
+    weights[aux] holds the layer's transformed weights, and cols is its scratch), any other layer
+    sample by sample."""
     for li in range(prog.shape[0]):
         row = prog[li]
-        if row[KIND] == CONV:
+        if row[KIND] == WINOGRAD:
+            conv3x3_winograd_chunk(acts, first, step, nb, row[IN], row[C_], row[H_], row[W_], weights[row[AUX]],
+                                   biases[row[P_]], row[RELU] != 0, cols, row[OUT])
+        elif row[KIND] == CONV:
             conv2d_forward_chunk(acts, first, step, nb, row[IN], row[C_], row[H_], row[W_], weights[row[P_]],
                                  biases[row[P_]], row[K_], row[STRIDE], row[PAD], row[RELU] != 0, cols, prod,
                                  row[OUT])
@@ -289,7 +300,8 @@ def group_forward(g, images, scale, layout, align_prog, sig_prog, chunk_prog, we
     chunk_argmax are the same arrays and chunk_prog is sig_prog[split:]. Inference: acts, argmax have
     one row per group, chunk_acts, chunk_argmax B per group (one per sample of a chunk), which hold only
     the chunked layers' activations: chunk_prog's offsets are counted from the first one's input
-    (layout's chunk_base), which each sample copies there. cols, prod, rows: one per group.
+    (layout's chunk_base), which each sample copies there, and its 3x3 stride-1 convolutions may be
+    ``WINOGRAD`` rows (as ``chunk_forward``). cols, prod, rows: one per group.
     ``stages`` as in ``sample_forward``, the chunked layers counted after the signature net's early
     layers (the tail's layers come after them: ``tail_forward``).
     """

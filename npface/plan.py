@@ -13,6 +13,10 @@ What a plan holds:
 - the weight and bias lists the kernels read: views of ``model.params``, so
   in-place updates (the optimiser's) are seen; rebuilt when an entry of
   ``params`` is replaced by another array;
+- for inference in chunks of two samples or more, Winograd's method
+  (``kernels.winograd``) for the chunked 3x3 stride-1 convolutions: their
+  transformed weights, with a copy of the weights they were made from, remade
+  when a call finds the layer's weights differ from that copy;
 - workspaces, one per (batch size, dtype, threads, train): every activation,
   scratch buffer and gradient buffer, allocated on first use and reused by
   every later call of that shape (``MAX_WORKSPACES`` are kept, the least
@@ -31,6 +35,7 @@ import numba
 import numpy as np
 
 from kernels import plan as kplan
+from kernels import winograd as kwinograd
 from kernels.conv import im2col_scratch_size
 from kernels.resize import area_taps
 from npface.architecture import Conv, Linear, MaxPool, trace
@@ -77,15 +82,20 @@ class Tables:
     align: np.ndarray         # (L_align, len(PROGRAM_COLUMNS)) int64
     sig: np.ndarray           # (L_conv, ...) the signature net up to its first affine layer
     chunk: np.ndarray         # sig[split:] with offsets counted from chunk_base (inference's short chunk rows)
+    chunk_winograd: np.ndarray  # the same with its 3x3 stride-1 convolutions as WINOGRAD rows
     tail: np.ndarray          # (L_tail, ...) the signature net's affine layers, batched
     act_size: int             # floats in one sample's activation row
     argmax_size: int          # int32s in one sample's argmax row
     cols_size: int            # the largest im2col matrix of one sample, with im2col's scratch after it
     chunk_cols_size: int      # per sample of a chunk: the largest C*K*K * Ho*Wo of a chunked convolution
+                              # (or of Winograd's scratch, kernels.winograd.scratch_size, per sample)
     scratch_size: int         # the largest im2col scratch (kernels.conv.im2col_scratch_size) of any layer
+                              # (or the part of Winograd's scratch that does not grow with the chunk)
     prod_size: int            # per sample of a chunk: the largest F * Ho*Wo of a chunked convolution
     chunk_act_size: int       # floats of an inference chunk row: the activations from chunk_base on
     chunk_delta_size: int     # the largest activation of the chunked layers (their gradient buffers' row)
+    winograd_params: tuple    # p (its weights' index in the weight list) of each WINOGRAD row of
+                              # chunk_winograd; the row's aux is where its transformed weights go in that list
     grad_size: int            # floats in the flat gradient vector of every parameter but the threshold
     tail_size: int            # per-sample floats of the tail blocks (times N in the buffer)
     delta_size: int           # the largest activation (a gradient buffer's size)
@@ -163,6 +173,19 @@ def build_tables(config):
     chunk_base = int(sig[split][kplan.IN]) if split < len(sig) else state["act"]
     chunk = sig[split:].copy()
     chunk[:, [kplan.IN, kplan.OUT]] -= chunk_base
+    # inference in chunks of 2 or more samples runs the chunked 3x3 stride-1 convolutions by Winograd's method
+    # (Plan.forward says why not for fewer, and not for training); its scratch lives in the chunk's im2col
+    # buffer, which is sized for it too
+    chunk_winograd = chunk.copy()
+    winograd_params = []
+    for row in chunk_winograd:
+        if row[kplan.KIND] == kplan.CONV and (row[kplan.K_], row[kplan.STRIDE], row[kplan.PAD]) == (3, 1, 1):
+            row[kplan.KIND] = kplan.WINOGRAD
+            winograd_params.append(int(row[kplan.P_]))
+            shape = [int(row[i]) for i in (kplan.C_, kplan.F_, kplan.H_, kplan.W_)]
+            fixed = kwinograd.scratch_size(*shape, 0)
+            state["chunk_cols"] = max(state["chunk_cols"], kwinograd.scratch_size(*shape, 1) - fixed)
+            state["scratch"] = max(state["scratch"], fixed)
     # the tail: its blocks live in their own (N * size) buffer, offsets counted per sample
     act_before = state["act"]
     state["act"] = 0
@@ -174,10 +197,12 @@ def build_tables(config):
     layout[[kplan.L_S, kplan.L_A, kplan.L_SMALL, kplan.L_POSE, kplan.L_ALIGNED, kplan.L_FEATURES, kplan.L_D,
             kplan.L_SPLIT, kplan.L_B, kplan.L_CHUNK_BASE]] = S, A, small, pose, aligned, features, D, split, CHUNK, \
         chunk_base
-    return Tables(layout, align, sig, chunk, tail, state["act"], max(1, state["argmax"]), max(1, state["cols"]),
-                  state["chunk_cols"], state["scratch"], max(1, state["prod"]), max(1, state["act"] - chunk_base),
-                  max(1, state["chunk_delta"], D), state["grad"], tail_size, state["delta"], state["dw"],
-                  tuple(param_order), grad_offsets)
+    for j, row in enumerate(r for r in chunk_winograd if r[kplan.KIND] == kplan.WINOGRAD):
+        row[kplan.AUX] = len(param_order) + j                          # after every layer's own weights
+    return Tables(layout, align, sig, chunk, chunk_winograd, tail, state["act"], max(1, state["argmax"]),
+                  max(1, state["cols"]), state["chunk_cols"], state["scratch"], max(1, state["prod"]),
+                  max(1, state["act"] - chunk_base), max(1, state["chunk_delta"], D), tuple(winograd_params),
+                  state["grad"], tail_size, state["delta"], state["dw"], tuple(param_order), grad_offsets)
 
 
 class Workspace:
@@ -188,7 +213,7 @@ class Workspace:
         B = int(t.layout[kplan.L_B])
         nb = min(B, -(-N // G))                                        # the most samples in a chunk
         slots = N if train else G
-        self.N, self.G, self.train = N, G, train
+        self.N, self.G, self.nb, self.train = N, G, nb, train
         self.acts = np.zeros((slots, t.act_size), dtype)               # one activation row per slot
         self.argmax = np.zeros((slots, t.argmax_size), np.int32)
         if train:                                                      # the chunked layers use the same rows
@@ -242,6 +267,7 @@ class Plan:
         self.tables = build_tables(model.config)
         self._params_seen = None
         self._lists = None
+        self._winograd = {}           # p -> (the weights U was made from (a copy), U): see _winograd_lists
         self._taps = {}
         self._workspaces = OrderedDict()
         # The workspaces are shared and the kernels release the GIL: a caller holds this lock from a call
@@ -272,13 +298,41 @@ class Plan:
             copied |= not (w2.flags.c_contiguous and b.flags.c_contiguous and np.shares_memory(w2, w))
             weights.append(np.ascontiguousarray(w2))
             biases.append(np.ascontiguousarray(b))
-        padded = max(8, 1 << (len(weights) - 1).bit_length())
+        # (with a slot for each WINOGRAD row's transformed weights: a placeholder until _winograd_lists)
+        padded = max(8, 1 << (len(weights) + len(self.tables.winograd_params) - 1).bit_length())
         weights += [np.zeros((1, 1), dtype)] * (padded - len(weights))
         biases += [np.zeros(1, dtype)] * (padded - len(biases))
         # contiguous views follow in-place updates; copies of odd layouts do not, so those are rebuilt every call
         self._params_seen = None if copied else seen
         self._lists = (tuple(weights), tuple(biases))
         return self._lists
+
+    def _winograd_lists(self, weights):
+        """The weight tuple with each ``WINOGRAD`` row's slot (its aux) holding the layer's transformed
+        weights (``kernels.winograd.winograd_weights``, (16, F*C)).
+
+        A transform is remade whenever the weights it was made from differ, in any element, from the
+        layer's weights now (compared in full, about as long as reading them once): so in-place updates
+        (the optimiser's) are seen here too, at the cost of one comparison per such layer per call.
+        """
+        lists = list(weights)
+        slots = [row[kplan.AUX] for row in self.tables.chunk_winograd if row[kplan.KIND] == kplan.WINOGRAD]
+        for p, slot in zip(self.tables.winograd_params, slots):
+            w2 = weights[p]
+            seen = self._winograd.get(p)
+            if seen is None or seen[0].shape != w2.shape or seen[0].dtype != w2.dtype \
+                    or kwinograd.count_differences(seen[0].reshape(-1), w2.reshape(-1)):
+                U = np.empty((16, w2.size // 9), w2.dtype)
+                kwinograd.winograd_weights(w2, kwinograd.WINOGRAD_WEIGHTS.astype(w2.dtype), U)
+                seen = self._winograd[p] = (w2.copy(), U)
+            lists[slot] = seen[1]
+        return tuple(lists)
+
+    @property
+    def winograd_nbytes(self):
+        """Bytes held for the Winograd layers beside the workspaces: each one's transformed weights and the
+        copy of the weights they were made from."""
+        return sum(a.nbytes for pair in self._winograd.values() for a in pair)
 
     def _resize_taps(self, dtype):
         """(start_h, weights_h, start_w, weights_w): the banded area-resize taps S -> A along each axis."""
@@ -323,10 +377,19 @@ class Plan:
         t = self.tables
         ws = self.workspace(len(images), train)
         stages = len(self.stage_names()) if stages is None else stages
-        _GROUPS.run(ws.G, kplan.group_forward, images, scale, t.layout, t.align, t.sig,
-                    t.sig[t.layout[kplan.L_SPLIT]:] if train else t.chunk, weights, biases, *taps, train, ws.G,
-                    ws.acts, ws.argmax, ws.chunk_acts, ws.chunk_argmax, ws.cols, ws.prod, ws.rows, ws.theta, ws.tail,
-                    stages)
+        # Winograd's method for the chunked 3x3 stride-1 convolutions: for inference in chunks of 2 or more.
+        # Each call that uses it first compares the layers' weights with those its transformed weights were
+        # made from (_winograd_lists); at one sample per chunk that comparison (and the transformed weights'
+        # extra memory traffic) cost about what the method saves, so batch 1 keeps im2col. Training keeps it
+        # too: the backward is im2col's either way, and the method is not measured there.
+        if not train and ws.nb > 1:
+            chunk_prog, weights = t.chunk_winograd, self._winograd_lists(weights)
+        else:
+            chunk_prog = t.sig[t.layout[kplan.L_SPLIT]:] if train else t.chunk
+        _GROUPS.run(ws.G, kplan.group_forward, images, scale, t.layout, t.align, t.sig, chunk_prog, weights,
+                    biases, *taps, train,
+                    ws.G, ws.acts, ws.argmax, ws.chunk_acts, ws.chunk_argmax, ws.cols, ws.prod, ws.rows, ws.theta,
+                    ws.tail, stages)
         N, G = len(images), ws.G
         n_tail = min(len(t.tail), max(0, stages - 2 - len(t.align) - len(t.sig)))
         _GROUPS.run(G, lambda g: kplan.tail_forward(t.tail[:n_tail], weights, biases, ws.tail, N, g * N // G,
