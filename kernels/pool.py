@@ -9,7 +9,9 @@ Shapes::
 Ties: the first maximum in row-major window order wins and alone receives
 the gradient (windows with ties have no derivative; this is the subgradient
 we pick). Backward adds dout to the winner, so overlapping windows
-(stride < size) accumulate correctly.
+(stride < size) accumulate correctly. A NaN counts as larger than any number
+and the first NaN of a window wins, as in np.max and np.argmax (the
+references): a NaN in the activations reaches the loss.
 """
 import numpy as np
 from numba import prange
@@ -29,7 +31,7 @@ def maxpool2d_forward_plane(x_c, size, stride, out_c, argmax_c):
             for p in range(size):
                 for q in range(size):
                     v = x_c[h0 + p, w0 + q]
-                    if v > best:
+                    if v > best or (v != v and best == best):          # (a first NaN wins, as in np.argmax)
                         best = v
                         best_k = p * size + q
             out_c[i, j] = best
@@ -37,19 +39,28 @@ def maxpool2d_forward_plane(x_c, size, stride, out_c, argmax_c):
 
 
 @kernel
+def _first_max(x, i, y, j):
+    """Of two window entries, x (index i) before y (index j) in row-major order: the one the tie rule
+    keeps, with its index. NaN counts as larger than any number, and the first NaN wins (as in np.max and
+    np.argmax), so a NaN reaches the loss."""
+    return (x, i) if (x >= y or x != x) else (y, j)
+
+
+@kernel
 def _max_of_four(a, b, c, d):
-    """(the maximum of a, b, c, d; the index 0..3 of the first of them equal to it): a 2x2 window read in
-    row-major order, with the tie rule of ``maxpool2d_forward_plane``. No branches, only selects."""
-    m = max(max(a, b), max(c, d))
-    return m, 0 if a == m else (1 if b == m else (2 if c == m else 3))
+    """(the maximum of a 2x2 window a, b / c, d; the index 0..3 of its first maximum in row-major order),
+    as pairs of ``_first_max``: selects, no branches."""
+    m1, k1 = _first_max(a, 0, b, 1)
+    m2, k2 = _first_max(c, 2, d, 3)
+    return _first_max(m1, k1, m2, k2)
 
 
 @kernel
 def maxpool2x2_forward_plane(x_c, stride, out_c, argmax_c):
     """The 2x2 case of ``maxpool2d_forward_plane`` (Table 2's pools: stride 2, and stride 1 once): same
     results. Each window is ``_max_of_four``, and Table 2's two strides get loops of their own, in which the
-    stride is a constant: LLVM then vectorises the row (pool1, 32 x 56 x 56: 0.042 -> 0.011 ms, one thread,
-    measured on the benchmark machine)."""
+    stride is a constant: LLVM then vectorises the row, which the compare-and-branch scan of the general
+    kernel does not allow."""
     Ho, Wo = out_c.shape
     for i in range(Ho):
         top, bottom = x_c[i * stride], x_c[i * stride + 1]

@@ -23,13 +23,14 @@ and each output tile is A^T M[:, f, t] A (``winograd_output``, which adds the bi
 Tiles. Output pixel (i, j) equals input pixel (i, j) in position (stride 1, pad 1). Tile (ty, tx) covers
 output rows 2ty, 2ty + 1 and columns 2tx, 2tx + 1, so it reads input rows 2ty - 1 .. 2ty + 2 (and the
 same columns): TH = ceil(H / 2) by TW = ceil(W / 2) tiles, read from a copy of the channel with a zero
-border (one pixel before, two or three after). Outputs of a last tile that fall outside the image are
-dropped.
+border (one pixel before; one after an even size, two after an odd one). Outputs of a last tile that fall
+outside the image are dropped.
 
-Layout. V and M are 2-D, (16, L): row k holds V[k] (C, T) or M[k] (F, T) at its start. L is a little
-longer than the matrix, so that the 16 rows do not lie a multiple of 4 KiB apart: the input and output
-transforms touch all 16 rows for every tile, and rows at such a distance would share a set of the L1
-cache (the transforms ran about 5x slower that way on this project's benchmark machine).
+Layout. V and M are 2-D, (16, L): row k holds V[k] (C, T) or M[k] (F, T) at its start. L
+(``row_length``) is a little longer than the matrix and never a multiple of 4 KiB, so that the 16 rows
+do not lie a multiple of 4 KiB apart: the input and output transforms touch all 16 rows for every tile,
+and rows at such a distance would share a set of the L1 cache (the transforms ran several times slower
+that way on this project's benchmark machine).
 
 Cost. Per channel pair and 2x2 output tile, 16 multiply-adds in the products against 36 for the direct
 convolution; the transforms are additions. The rounding differs from the direct sum but stays at its
@@ -75,8 +76,9 @@ def winograd_weights(w2, transform, U):
 
 @kernel
 def winograd_input(x_n, V, NT, t0, plane):
-    """x_n (C, H, W) -> its tiles' B^T d B, into columns t0 .. t0 + TH*TW - 1 of V (16, >= C*NT): row k
-    holds V[k] (C, NT) at its start. plane: scratch of at least ``plane_size(H, W)`` floats."""
+    """x_n (C, H, W) -> its tiles' B^T d B, into V (16, >= C*NT): row k holds V[k] (C, NT) at its start,
+    and this sample's tiles are its columns t0 .. t0 + TH*TW - 1 (in each channel's block of NT: flat
+    index c*NT + t0 + tile). plane: scratch of at least ``plane_size(H, W)`` floats."""
     C, H, W = x_n.shape
     TH, TW = (H + 1) // 2, (W + 1) // 2
     Wp = 2 * TW + 2
@@ -106,8 +108,9 @@ def winograd_input(x_n, V, NT, t0, plane):
 
 @kernel
 def winograd_output(M, NT, t0, b, relu, out_n):
-    """Columns t0 .. t0 + TH*TW - 1 of M (16, >= F*NT) (row k holds M[k] (F, NT)) -> out_n (F, Ho, Wo):
-    each tile's A^T m A, + b[f], then ReLU if relu."""
+    """M (16, >= F*NT), row k holding M[k] (F, NT) at its start -> out_n (F, Ho, Wo), from this sample's
+    tiles, columns t0 .. t0 + TH*TW - 1 (in each filter's block of NT: flat index f*NT + t0 + tile): each
+    tile's A^T m A, + b[f], then ReLU if relu."""
     F, Ho, Wo = out_n.shape
     TH, TW = (Ho + 1) // 2, (Wo + 1) // 2
     for f in range(F):
@@ -135,11 +138,19 @@ def winograd_output(M, NT, t0, b, relu, out_n):
                         out_n[f, i + 1, j + 1] = y11
 
 
+@kernel
+def row_length(n):
+    """The length of a row of V or M that holds n values: n + ROW_PAD, and ROW_PAD more if that is a
+    multiple of 1024 (4 KiB of float32; see Layout above)."""
+    L = n + ROW_PAD
+    return L + ROW_PAD if L % 1024 == 0 else L
+
+
 def scratch_size(C, F, H, W, nb):
     """Floats of ``conv3x3_winograd_chunk``'s scratch for nb samples: V's and M's 16 rows, then the
     one-channel plane of ``winograd_input``."""
     T = tiles(H, W)[0] * tiles(H, W)[1]
-    return 16 * (C * nb * T + ROW_PAD) + 16 * (F * nb * T + ROW_PAD) + plane_size(H, W)
+    return 16 * row_length(C * nb * T) + 16 * row_length(F * nb * T) + plane_size(H, W)
 
 
 @kernel
@@ -155,7 +166,7 @@ def conv3x3_winograd_chunk(rows, first, step, nb, x_off, C, H, W, U, b, relu, sc
     TH, TW = (H + 1) // 2, (W + 1) // 2
     T = TH * TW
     NT = nb * T                                                    # the chunk's tiles, sample after sample
-    lv, lm = C * NT + ROW_PAD, F * NT + ROW_PAD                    # V's and M's row lengths
+    lv, lm = row_length(C * NT), row_length(F * NT)                # V's and M's row lengths
     V = scratch[:16 * lv].reshape((16, lv))
     M = scratch[16 * lv:16 * (lv + lm)].reshape((16, lm))
     plane = scratch[16 * (lv + lm):]

@@ -22,6 +22,7 @@ A training step, in one straight line::
     grads = model.backward(dsig, dthreshold, cache)                 # name -> gradient
 """
 import json
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,6 +38,8 @@ from npface.architecture import (ALIGN_INPUT_SIZE, ALIGNMENT_NET, INPUT_SIZE, SI
                                  MaxPool, trace)
 from npface.plan import Plan, PlanCache
 from npface.threads import check_threads, limit
+
+_PLAN_LOCK = threading.Lock()      # guards the lazy creation of a model's plan
 
 FORMAT = "npface-model"
 FORMAT_VERSION = 1
@@ -333,8 +336,9 @@ class FaceModel:
         if not (per_op or timings is not None):
             self.check_images(images)
             self._check_float_range(images)
-            with self.plan.lock:                   # one call at a time on the shared workspaces (plan.lock)
-                sig, ws = self.plan.forward(images, train)
+            plan = self.plan
+            with plan.lock:                        # one call at a time on the shared workspaces (plan.lock)
+                sig, ws = plan.forward(images, train)
                 if not train:
                     return sig.copy(), None
                 return sig.copy(), PlanCache(ws, ws.generation, ws.theta.copy())
@@ -386,8 +390,9 @@ class FaceModel:
         want_align = self.trains_alignment()
         dsig = np.ascontiguousarray(dsig, dtype=self.dtype)
         if isinstance(cache, PlanCache):
-            with self.plan.lock:
-                grads = self.plan.gradient_dict(self.plan.backward(dsig, cache, want_align, dtheta_extra), wanted)
+            plan = self.plan
+            with plan.lock:
+                grads = plan.gradient_dict(plan.backward(dsig, cache, want_align, dtheta_extra), wanted)
         else:
             grads = {}
             daligned = backward_layers(dsig, cache.signature, grads)
@@ -404,7 +409,9 @@ class FaceModel:
     def plan(self):
         """The compiled forward and backward of this model (built on first use)."""
         if self._plan is None:
-            self._plan = Plan(self)
+            with _PLAN_LOCK:                       # two threads' first calls build one plan, not two
+                if self._plan is None:
+                    self._plan = Plan(self)
         return self._plan
 
     def __getstate__(self):

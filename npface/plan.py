@@ -94,8 +94,8 @@ class Tables:
     prod_size: int            # per sample of a chunk: the largest F * Ho*Wo of a chunked convolution
     chunk_act_size: int       # floats of an inference chunk row: the activations from chunk_base on
     chunk_delta_size: int     # the largest activation of the chunked layers (their gradient buffers' row)
-    winograd_params: tuple    # p (its weights' index in the weight list) of each WINOGRAD row of
-                              # chunk_winograd; the row's aux is where its transformed weights go in that list
+    winograd_layers: tuple    # (p, slot) of each WINOGRAD row of chunk_winograd: its weights' index in the
+                              # weight list, and where its transformed weights go in that list (the row's aux)
     grad_size: int            # floats in the flat gradient vector of every parameter but the threshold
     tail_size: int            # per-sample floats of the tail blocks (times N in the buffer)
     delta_size: int           # the largest activation (a gradient buffer's size)
@@ -177,11 +177,9 @@ def build_tables(config):
     # (Plan.forward says why not for fewer, and not for training); its scratch lives in the chunk's im2col
     # buffer, which is sized for it too
     chunk_winograd = chunk.copy()
-    winograd_params = []
     for row in chunk_winograd:
         if row[kplan.KIND] == kplan.CONV and (row[kplan.K_], row[kplan.STRIDE], row[kplan.PAD]) == (3, 1, 1):
             row[kplan.KIND] = kplan.WINOGRAD
-            winograd_params.append(int(row[kplan.P_]))
             shape = [int(row[i]) for i in (kplan.C_, kplan.F_, kplan.H_, kplan.W_)]
             fixed = kwinograd.scratch_size(*shape, 0)
             state["chunk_cols"] = max(state["chunk_cols"], kwinograd.scratch_size(*shape, 1) - fixed)
@@ -197,11 +195,13 @@ def build_tables(config):
     layout[[kplan.L_S, kplan.L_A, kplan.L_SMALL, kplan.L_POSE, kplan.L_ALIGNED, kplan.L_FEATURES, kplan.L_D,
             kplan.L_SPLIT, kplan.L_B, kplan.L_CHUNK_BASE]] = S, A, small, pose, aligned, features, D, split, CHUNK, \
         chunk_base
-    for j, row in enumerate(r for r in chunk_winograd if r[kplan.KIND] == kplan.WINOGRAD):
-        row[kplan.AUX] = len(param_order) + j                          # after every layer's own weights
+    winograd_layers = []
+    for i in np.flatnonzero(chunk_winograd[:, kplan.KIND] == kplan.WINOGRAD):
+        chunk_winograd[i, kplan.AUX] = len(param_order) + len(winograd_layers)   # after every layer's weights
+        winograd_layers.append((int(chunk_winograd[i, kplan.P_]), int(chunk_winograd[i, kplan.AUX])))
     return Tables(layout, align, sig, chunk, chunk_winograd, tail, state["act"], max(1, state["argmax"]),
                   max(1, state["cols"]), state["chunk_cols"], state["scratch"], max(1, state["prod"]),
-                  max(1, state["act"] - chunk_base), max(1, state["chunk_delta"], D), tuple(winograd_params),
+                  max(1, state["act"] - chunk_base), max(1, state["chunk_delta"], D), tuple(winograd_layers),
                   state["grad"], tail_size, state["delta"], state["dw"], tuple(param_order), grad_offsets)
 
 
@@ -299,7 +299,7 @@ class Plan:
             weights.append(np.ascontiguousarray(w2))
             biases.append(np.ascontiguousarray(b))
         # (with a slot for each WINOGRAD row's transformed weights: a placeholder until _winograd_lists)
-        padded = max(8, 1 << (len(weights) + len(self.tables.winograd_params) - 1).bit_length())
+        padded = max(8, 1 << (len(weights) + len(self.tables.winograd_layers) - 1).bit_length())
         weights += [np.zeros((1, 1), dtype)] * (padded - len(weights))
         biases += [np.zeros(1, dtype)] * (padded - len(biases))
         # contiguous views follow in-place updates; copies of odd layouts do not, so those are rebuilt every call
@@ -316,8 +316,7 @@ class Plan:
         (the optimiser's) are seen here too, at the cost of one comparison per such layer per call.
         """
         lists = list(weights)
-        slots = [row[kplan.AUX] for row in self.tables.chunk_winograd if row[kplan.KIND] == kplan.WINOGRAD]
-        for p, slot in zip(self.tables.winograd_params, slots):
+        for p, slot in self.tables.winograd_layers:
             w2 = weights[p]
             seen = self._winograd.get(p)
             if seen is None or seen[0].shape != w2.shape or seen[0].dtype != w2.dtype \

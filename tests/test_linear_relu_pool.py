@@ -164,7 +164,7 @@ def test_maxpool_window_larger_than_image_is_an_error(x):
 def test_maxpool_2x2_fast_path_keeps_the_tie_rule(N, C, Ho, Wo, extra_h, extra_w, stride, seed, dtype):
     # few distinct values: most windows have ties, which must go to the first maximum; odd sizes leave
     # a row or column in no stride-2 window (its gradient is 0); strides 2 and 1 have loops of their own
-    # in the kernel, 3 takes the general one
+    # in the 2x2 kernel, 3 takes its loop for any stride
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 3, (N, C, 2 * Ho + extra_h, 2 * Wo + extra_w)).astype(dtype)
     out, cache = ops.maxpool2d_forward(x, 2, stride)
@@ -172,3 +172,17 @@ def test_maxpool_2x2_fast_path_keeps_the_tie_rule(N, C, Ho, Wo, extra_h, extra_w
     dout = rng.standard_normal(out.shape).astype(dtype)
     np.testing.assert_array_equal(ops.maxpool2d_backward(dout, cache),
                                   maxpool2d_backward_reference(dout, x, 2, stride))
+
+
+@pytest.mark.parametrize("size, stride", [(2, 2), (2, 1), (2, 3), (3, 2)])
+def test_maxpool_nan_is_the_maximum_and_the_first_nan_wins(size, stride):
+    """As in np.max and np.argmax (the references): a NaN anywhere in a window is its maximum, and the
+    gradient goes to the first NaN, so a NaN in the activations is not dropped on its way to the loss."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 3, (1, 2, 7, 7)).astype(np.float64)
+    x[rng.random(x.shape) < 0.2] = np.nan
+    out, cache = ops.maxpool2d_forward(x, size, stride)
+    np.testing.assert_array_equal(out, maxpool2d_forward_reference(x, size, stride))   # NaNs in equal places
+    dout = rng.standard_normal(out.shape)
+    np.testing.assert_array_equal(ops.maxpool2d_backward(dout, cache),
+                                  maxpool2d_backward_reference(dout, x, size, stride))

@@ -8,6 +8,7 @@ from kernels import plan as kplan
 from kernels import winograd as wg
 from kernels.conv import conv2d_forward_reference
 from npface.model import TABLE2, FaceModel
+from npface.plan import Workspace
 from npface.threads import limit
 from tests.test_plan import images_for, perturbed
 
@@ -23,8 +24,9 @@ def run_chunk(x, w, b, relu, step=2):
     rows = np.full((step * nb, out_off + F * H * W + 2), np.nan, dtype)   # NaN: any stray read shows
     for i in range(nb):
         rows[step * i, x_off:out_off] = x[i].ravel()
-    scratch = np.full(wg.scratch_size(C, F, H, W, nb), np.nan, dtype)
+    scratch = np.full(wg.scratch_size(C, F, H, W, nb) + 4, np.nan, dtype)
     wg.conv3x3_winograd_chunk(rows, 0, step, nb, x_off, C, H, W, U, b, relu, scratch, out_off)
+    assert np.isnan(scratch[-4:]).all()                        # nothing written past its scratch
     out = np.stack([rows[step * i, out_off:out_off + F * H * W].reshape(F, H, W) for i in range(nb)])
     return out, rows
 
@@ -45,7 +47,8 @@ def test_winograd_equals_the_direct_convolution_in_float64(shape, relu, seed):
     np.testing.assert_allclose(wg.conv3x3_winograd_reference(x, w, b), want, rtol=1e-12, atol=1e-12)
     for a, a0 in zip((x, w, b), before):
         np.testing.assert_array_equal(a, a0)
-    assert np.isnan(rows[1::2]).all() and np.isnan(rows[:, :3]).all()   # other rows and offsets untouched
+    # other rows, and the row's parts before the input and after the output, untouched
+    assert np.isnan(rows[1::2]).all() and np.isnan(rows[:, :3]).all() and np.isnan(rows[:, -2:]).all()
 
 
 def test_winograd_in_float32_stays_within_float32_rounding():
@@ -85,8 +88,27 @@ def test_inference_in_chunks_runs_the_7x7_3x3_layers_by_winograd_and_nothing_els
     assert kplan.WINOGRAD not in t.sig[:, kplan.KIND] and kplan.WINOGRAD not in t.chunk[:, kplan.KIND]
     same = [i for i in range(len(kplan.PROGRAM_COLUMNS)) if i not in (kplan.KIND, kplan.AUX)]
     np.testing.assert_array_equal(t.chunk_winograd[:, same], t.chunk[:, same])   # only kind and aux differ
-    slots = t.chunk_winograd[t.chunk_winograd[:, kplan.KIND] == kplan.WINOGRAD, kplan.AUX]
-    np.testing.assert_array_equal(slots, [len(t.param_order), len(t.param_order) + 1])   # after the weights
+    rows = t.chunk_winograd[t.chunk_winograd[:, kplan.KIND] == kplan.WINOGRAD]
+    after = len(t.param_order)                                 # the slots come after every layer's weights
+    assert t.winograd_layers == ((rows[0, kplan.P_], after), (rows[1, kplan.P_], after + 1))
+    np.testing.assert_array_equal(rows[:, kplan.AUX], [after, after + 1])
+    assert [t.param_order[p] for p, _ in t.winograd_layers] == ["nin4.conv", "nin5.conv"]
+
+
+@pytest.mark.parametrize("N", range(1, 19))
+def test_the_workspace_holds_winograds_scratch_for_every_chunk(N):
+    t = FaceModel(TABLE2, seed=0).plan.tables
+    for G in (1, 2):
+        ws = Workspace(t, N, np.float32, min(G, N), False)
+        for row in t.chunk_winograd[t.chunk_winograd[:, kplan.KIND] == kplan.WINOGRAD]:
+            need = wg.scratch_size(*(int(row[i]) for i in (kplan.C_, kplan.F_, kplan.H_, kplan.W_)), ws.nb)
+            assert ws.cols.shape[1] >= need, (N, G, ws.nb)
+
+
+def test_rows_of_v_and_m_are_never_a_multiple_of_4_kib_apart():
+    for n in (0, 1, 1008, 1024 - wg.ROW_PAD, 2048, 4096 - wg.ROW_PAD, 5000):
+        L = wg.row_length(n)
+        assert L >= n + wg.ROW_PAD and L % 1024 != 0, (n, L)
 
 
 def test_inference_in_float64_equals_the_per_op_path():
@@ -97,7 +119,7 @@ def test_inference_in_float64_equals_the_per_op_path():
         got, _ = model.forward(images[:1])                     # one sample per chunk: im2col
         assert model.plan.winograd_nbytes == 0
         np.testing.assert_allclose(got, want[:1], rtol=1e-9, atol=1e-12)
-        got, _ = model.forward(images)                         # the plan (embed returns float32)
+        got, _ = model.forward(images)                         # the plan, in the model's float64
         assert model.plan.winograd_nbytes > 0                  # a chunk of 3: Winograd's method ran
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
 
