@@ -268,7 +268,7 @@ def test_reproduce_refuses_bad_arguments(argv, match, capsys):
 def test_stage_blocks_table_adds_stages_by_block_beside_onnx_runtime():
     def row(stage, block, ms, macs):
         return dict(stage=stage, block=block, ms=ms, macs=macs)
-    inf = {"gemm_peak_1thread": 100.0,
+    inf = {"gemm_peak_1thread": 100.0, "batch1_ms": 0.5,
            "stages": [row("warp", "warp", 0.1, 0), row("nin1.conv", "nin1", 0.2, 1_000_000),
                       row("nin1.mlp", "nin1", 0.05, 250_000)],
            "onnxruntime": {"version": "9.9", "stages_ms": {"warp": 0.3, "nin1.conv": 0.1, "nin1.mlp": 0.025,
@@ -281,6 +281,7 @@ def test_stage_blocks_table_adds_stages_by_block_beside_onnx_runtime():
     assert lines[2] == "| nin1 | 0.250 | 10% | 0.125 | 2.00 |"
     assert lines[3] == "| other (ONNX Runtime's layout reorders) |  |  | 0.010 |  |"
     assert "ONNX Runtime 9.9" in table[0]
+    assert "add up to 0.350 ms, against 0.500 ms" in " ".join(table)
     # without ONNX Runtime's profile, npface's blocks alone; a file from before the blocks: no table
     del inf["onnxruntime"]
     assert [line for line in report.stage_blocks_table(inf) if line.startswith("| nin1")] == [
