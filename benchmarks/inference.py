@@ -242,8 +242,6 @@ def main(argv=None):
         big_t, big_per_op_t = batch256["plan"], batch256["per_op"]
     ws1 = model.plan.workspace(1, train=False).nbytes
     winograd_bytes = model.plan.winograd_nbytes
-    t = model.plan.tables
-    winograd = [t.param_order[p] for p, _ in t.winograd_layers]       # run by Winograd's method at batch >= 2
 
     def ratio(seconds, macs_, peak):
         return 2 * macs_ / seconds / 1e9 / peak
@@ -301,7 +299,6 @@ def main(argv=None):
                                    batch256_ratio=ratio(big_t, 256 * total_macs, peak2),
                                    batch256_per_op_images_per_s=256 / big_per_op_t,
                                    workspace_bytes_batch1=ws1, winograd_bytes=winograd_bytes,
-                                   winograd_layers=winograd,
                                    onnxruntime=onnx, date=time.strftime("%Y-%m-%d")))
     return 0
 

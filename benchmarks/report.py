@@ -1195,22 +1195,12 @@ def benchmarks_region(res) -> list:
             f"{100 * lay['total_fwdbwd_ratio']:.1f}% of {t}-thread | `layers.json` |",
             f"| a full k = 256 training step (`benchmarks.train_step`), {step['threads']} threads | "
             f"{step['median_seconds']['step']:.2f} s, {step['images_per_s']:.0f} images/s | "
-            f"{100 * step['step_ratio']:.1f}% of {step['threads']}-thread{_effective(step)} | "
-            f"`train_step_multibatch.json` ({step.get('date', 'undated')}) |"] + _engine_rows(inf, res.get("distributed"), res.get("prefetch"))
+            f"{100 * step['step_ratio']:.1f}% of {step['threads']}-thread | `train_step_multibatch.json` "
+            f"({step.get('date', 'undated')}) |"] + _engine_rows(inf, res.get("distributed"), res.get("prefetch"))
             + _layout_rows(res.get("layout")) + ["",
             f"The paper's network runs in 30 ms on one 1 GHz Cortex-A9 core; here the whole of it takes "
             f"{inf['batch1_ms']:.2f} ms on one core. Each file holds one run on a shared, noisy machine: compare "
             "ratios measured in one run, not times across runs."])
-
-
-def _effective(result) -> str:
-    """The note for a share of the peak measured with layers run by Winograd's method (a results file's
-    ``winograd_layers``), whose multiply-adds are fewer than the direct count the share divides by."""
-    names = result.get("winograd_layers") or []
-    if not names:
-        return ""
-    return (f" (effective: {' and '.join(f'`{n}`' for n in names)} run by Winograd's method, with fewer "
-            "multiply-adds than counted)")
 
 
 def _layout_rows(layout) -> list:
@@ -1233,7 +1223,8 @@ def _engine_rows(inf, dist, prefetch=None) -> list:
                     f"{100 * inf['batch1_per_op_ratio']:.0f}% of 1-thread | `inference.json` |")
     if "batch256_images_per_s" in inf:
         t = inf["batch256_threads"]
-        winograd = _effective(inf)
+        winograd = (" (effective: `nin4.conv` and `nin5.conv` run by Winograd's method, with fewer multiply-adds "
+                    "than counted)") if "winograd_bytes" in inf else ""
         rows.append(f"| inference, batch 256, {t} threads | {inf['batch256_images_per_s']:.0f} images/s | "
                     f"{100 * inf['batch256_ratio']:.0f}% of {t}-thread{winograd} | `inference.json` |")
     ort = inf.get("onnxruntime")

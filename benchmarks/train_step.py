@@ -136,9 +136,6 @@ def main(argv=None):
             model.backward(est.dsig, est.dthreshold, cache)
             per_op.append(time.perf_counter() - t0)
         workspace = model.plan.workspace(len(images), train=True).nbytes
-        # the layers whose forward ran by Winograd's method (kernels.winograd): fewer multiply-adds than the
-        # direct count used for the shares of the peak, which are then effective rates
-        winograd = [model.plan.tables.param_order[p] for p, _ in model.plan.tables.winograd_layers]
 
     med = {k: float(np.median(v)) for k, v in phases.items()}
     per_op_compute = float(np.median(per_op))
@@ -163,9 +160,6 @@ def main(argv=None):
           f"{100 * 3 * 2 * macs * 256 / per_op_compute / 1e9 / peak:.1f}% of the peak (plan speed-up "
           f"{per_op_compute / compute:.2f}x)")
     print(f"Plan workspace for the k = 256 step: {workspace} bytes")
-    if winograd:
-        print(f"(The forward runs {', '.join(winograd)} by Winograd's method, with fewer multiply-adds than the "
-              "direct convolution's counted above: the shares of the peak are effective rates.)")
     if args.json:
         from benchmarks.common import write_json
         write_json(args.json, dict(machine=machine_line(), estimator=args.estimator, threads=args.threads,
@@ -176,7 +170,6 @@ def main(argv=None):
                                    compute_ratio_required=2 * required * 256 / compute / 1e9 / peak,
                                    align_lr_scale=args.align_lr_scale,
                                    per_op_forward_backward_seconds=per_op_compute, workspace_bytes=workspace,
-                                   winograd_layers=winograd,
                                    date=time.strftime("%Y-%m-%d")))
     return 0
 

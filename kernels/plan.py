@@ -16,10 +16,10 @@ alignment net (its affine layers as 1-row products), pose -> theta, warp,
 the signature net's layers before ``split``. The narrow layers from
 ``split`` on (Ho*Wo small: one sample's products are too thin for BLAS)
 then run for the whole chunk at once, a convolution as one product over the
-chunk's columns (``conv2d_forward_chunk``), or a 3x3 stride-1 one by
-Winograd's method over the chunk's tiles (``WINOGRAD`` rows,
-``kernels.winograd``, in chunks of 2 or more), a 1x1 convolution or pool
-sample by sample; the backward pass mirrors this (with im2col). Each sample's flattened
+chunk's columns (``conv2d_forward_chunk``), or for inference a 3x3
+stride-1 one by Winograd's method over the chunk's tiles (``WINOGRAD`` rows,
+``kernels.winograd``), a 1x1 convolution or pool sample by sample; the
+backward pass mirrors this (with im2col). Each sample's flattened
 features land in row n of the tail buffer, and the signature net's affine
 layers (the "tail") run as batch products, rows dealt to the threads in
 contiguous chunks. One thread reuses one group's scratch while the samples
@@ -62,9 +62,9 @@ from kernels.resize import resize_plane
 from kernels.warp import dtheta_to_dpose_sample, pose_to_theta_sample, warp_backward_sample, warp_forward_sample
 from kernels.winograd import conv3x3_winograd_chunk
 
-# WINOGRAD: a 3x3, stride-1, pad-1 convolution's forward run by Winograd's method (kernels.winograd); chunked
-# layers only (npface.plan marks them). Its weights, transformed beforehand, are entry aux of the weight
-# list (p still names its bias). The backward walks ``sig``, where the same layer is a CONV row.
+# WINOGRAD: a 3x3, stride-1, pad-1 convolution run by Winograd's method (kernels.winograd); inference's
+# chunked layers only (npface.plan marks them). Its weights, transformed beforehand, are entry aux of the
+# weight list (p still names its bias).
 CONV, CONV1X1, POOL, LINEAR, WINOGRAD = 0, 1, 2, 3, 4
 PROGRAM_COLUMNS = ("kind", "C", "H", "W", "F", "Ho", "Wo", "K", "stride", "pad", "relu", "p", "in", "out", "aux",
                    "gw", "gb")

@@ -13,7 +13,7 @@ What a plan holds:
 - the weight and bias lists the kernels read: views of ``model.params``, so
   in-place updates (the optimiser's) are seen; rebuilt when an entry of
   ``params`` is replaced by another array;
-- for forwards in chunks of two samples or more, Winograd's method
+- for inference in chunks of two samples or more, Winograd's method
   (``kernels.winograd``) for the chunked 3x3 stride-1 convolutions: their
   transformed weights, with a copy of the weights they were made from, remade
   when a call finds the layer's weights differ from that copy;
@@ -83,7 +83,6 @@ class Tables:
     sig: np.ndarray           # (L_conv, ...) the signature net up to its first affine layer
     chunk: np.ndarray         # sig[split:] with offsets counted from chunk_base (inference's short chunk rows)
     chunk_winograd: np.ndarray  # the same with its 3x3 stride-1 convolutions as WINOGRAD rows
-    sig_winograd: np.ndarray  # sig[split:] likewise (training's chunked layers, at their own offsets)
     tail: np.ndarray          # (L_tail, ...) the signature net's affine layers, batched
     act_size: int             # floats in one sample's activation row
     argmax_size: int          # int32s in one sample's argmax row
@@ -174,9 +173,9 @@ def build_tables(config):
     chunk_base = int(sig[split][kplan.IN]) if split < len(sig) else state["act"]
     chunk = sig[split:].copy()
     chunk[:, [kplan.IN, kplan.OUT]] -= chunk_base
-    # a forward in chunks of 2 or more samples runs the chunked 3x3 stride-1 convolutions by Winograd's method
-    # (Plan.forward says why not for fewer); its scratch lives in the chunk's im2col buffer, which is sized
-    # for it too
+    # inference in chunks of 2 or more samples runs the chunked 3x3 stride-1 convolutions by Winograd's method
+    # (Plan.forward says why not for fewer, and not for training); its scratch lives in the chunk's im2col
+    # buffer, which is sized for it too
     chunk_winograd = chunk.copy()
     for row in chunk_winograd:
         if row[kplan.KIND] == kplan.CONV and (row[kplan.K_], row[kplan.STRIDE], row[kplan.PAD]) == (3, 1, 1):
@@ -200,9 +199,7 @@ def build_tables(config):
     for i in np.flatnonzero(chunk_winograd[:, kplan.KIND] == kplan.WINOGRAD):
         chunk_winograd[i, kplan.AUX] = len(param_order) + len(winograd_layers)   # after every layer's weights
         winograd_layers.append((int(chunk_winograd[i, kplan.P_]), int(chunk_winograd[i, kplan.AUX])))
-    sig_winograd = sig[split:].copy()
-    sig_winograd[:, [kplan.KIND, kplan.AUX]] = chunk_winograd[:, [kplan.KIND, kplan.AUX]]
-    return Tables(layout, align, sig, chunk, chunk_winograd, sig_winograd, tail, state["act"], max(1, state["argmax"]),
+    return Tables(layout, align, sig, chunk, chunk_winograd, tail, state["act"], max(1, state["argmax"]),
                   max(1, state["cols"]), state["chunk_cols"], state["scratch"], max(1, state["prod"]),
                   max(1, state["act"] - chunk_base), max(1, state["chunk_delta"], D), tuple(winograd_layers),
                   state["grad"], tail_size, state["delta"], state["dw"], tuple(param_order), grad_offsets)
@@ -379,13 +376,13 @@ class Plan:
         t = self.tables
         ws = self.workspace(len(images), train)
         stages = len(self.stage_names()) if stages is None else stages
-        # Winograd's method for the chunked 3x3 stride-1 convolutions' forward, in chunks of 2 or more.
+        # Winograd's method for the chunked 3x3 stride-1 convolutions: for inference in chunks of 2 or more.
         # Each call that uses it first compares the layers' weights with those its transformed weights were
-        # made from (_winograd_lists: in training they differ after every step, and the transform is
-        # remade); at one sample per chunk that comparison (and the transformed weights' extra memory
-        # traffic) cost about what the method saves, so batch 1 keeps im2col. The backward is im2col's.
-        if ws.nb > 1:
-            chunk_prog, weights = (t.sig_winograd if train else t.chunk_winograd), self._winograd_lists(weights)
+        # made from (_winograd_lists); at one sample per chunk that comparison (and the transformed weights'
+        # extra memory traffic) cost about what the method saves, so batch 1 keeps im2col. Training keeps it
+        # too: the backward is im2col's either way, and the method is not measured there.
+        if not train and ws.nb > 1:
+            chunk_prog, weights = t.chunk_winograd, self._winograd_lists(weights)
         else:
             chunk_prog = t.sig[t.layout[kplan.L_SPLIT]:] if train else t.chunk
         _GROUPS.run(ws.G, kplan.group_forward, images, scale, t.layout, t.align, t.sig, chunk_prog, weights,
