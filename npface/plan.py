@@ -380,7 +380,8 @@ class Plan:
         # Each call that uses it first compares the layers' weights with those its transformed weights were
         # made from (_winograd_lists); at one sample per chunk that comparison (and the transformed weights'
         # extra memory traffic) cost about what the method saves, so batch 1 keeps im2col. Training keeps it
-        # too: the backward is im2col's either way, and the method is not measured there.
+        # too: the backward is im2col's either way, and the forward's share of a step was small next to
+        # the change its rounding made to a training run (docs/fast-path.md).
         if not train and ws.nb > 1:
             chunk_prog, weights = t.chunk_winograd, self._winograd_lists(weights)
         else:
