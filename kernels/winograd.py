@@ -50,6 +50,7 @@ WINOGRAD_WEIGHTS = np.kron(G, G)
 ROW_PAD = 16      # extra floats at the end of each of V's and M's 16 rows (see Layout above)
 
 
+@kernel
 def tiles(H, W):
     """(TH, TW): the 2x2 output tiles of an H x W image (stride 1, pad 1: the output is H x W too)."""
     return (H + 1) // 2, (W + 1) // 2
@@ -80,7 +81,7 @@ def winograd_input(x_n, V, NT, t0, plane):
     and this sample's tiles are its columns t0 .. t0 + TH*TW - 1 (in each channel's block of NT: flat
     index c*NT + t0 + tile). plane: scratch of at least ``plane_size(H, W)`` floats."""
     C, H, W = x_n.shape
-    TH, TW = (H + 1) // 2, (W + 1) // 2
+    TH, TW = tiles(H, W)
     Wp = 2 * TW + 2
     p = plane[:(2 * TH + 2) * Wp].reshape((2 * TH + 2, Wp))
     p[:] = 0.0                                      # the border stays 0; the interior is each channel in turn
@@ -112,7 +113,7 @@ def winograd_output(M, NT, t0, b, relu, out_n):
     tiles, columns t0 .. t0 + TH*TW - 1 (in each filter's block of NT: flat index f*NT + t0 + tile): each
     tile's A^T m A, + b[f], then ReLU if relu."""
     F, Ho, Wo = out_n.shape
-    TH, TW = (Ho + 1) // 2, (Wo + 1) // 2
+    TH, TW = tiles(Ho, Wo)
     for f in range(F):
         bf = b[f]
         for ty in range(TH):
@@ -147,10 +148,12 @@ def row_length(n):
 
 
 def scratch_size(C, F, H, W, nb):
-    """Floats of ``conv3x3_winograd_chunk``'s scratch for nb samples: V's and M's 16 rows, then the
-    one-channel plane of ``winograd_input``."""
-    T = tiles(H, W)[0] * tiles(H, W)[1]
-    return 16 * row_length(C * nb * T) + 16 * row_length(F * nb * T) + plane_size(H, W)
+    """Floats that hold ``conv3x3_winograd_chunk``'s scratch for nb samples: V's and M's 16 rows, then the
+    one-channel plane of ``winograd_input``. Each row is counted at its longest (``row_length`` adds at
+    most 2 ROW_PAD), so the size is linear in nb: a workspace sized per sample plus a fixed part (as
+    ``npface.plan`` sizes it) holds the scratch of every chunk."""
+    TH, TW = tiles(H, W)
+    return 16 * ((C + F) * nb * TH * TW + 4 * ROW_PAD) + plane_size(H, W)
 
 
 @kernel
@@ -163,7 +166,7 @@ def conv3x3_winograd_chunk(rows, first, step, nb, x_off, C, H, W, U, b, relu, sc
     scratch: flat, at least ``scratch_size(C, F, H, W, nb)`` floats (V, M and the plane, in that order).
     """
     F = b.shape[0]
-    TH, TW = (H + 1) // 2, (W + 1) // 2
+    TH, TW = tiles(H, W)
     T = TH * TW
     NT = nb * T                                                    # the chunk's tiles, sample after sample
     lv, lm = row_length(C * NT), row_length(F * NT)                # V's and M's row lengths

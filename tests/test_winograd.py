@@ -109,6 +109,13 @@ def test_rows_of_v_and_m_are_never_a_multiple_of_4_kib_apart():
     for n in (0, 1, 1008, 1024 - wg.ROW_PAD, 2048, 4096 - wg.ROW_PAD, 5000):
         L = wg.row_length(n)
         assert L >= n + wg.ROW_PAD and L % 1024 != 0, (n, L)
+    # scratch_size covers the longest rows, so it stays linear in nb: here V's rows get the extra pad at
+    # 2 samples (C*T*2 + 16 = 1024) and not at 1, which a size taken from one sample would miss
+    C, F, H, W = 63, 1, 4, 8                                   # 2 x 4 tiles: C*T = 504, F*T = 8
+    for nb in range(1, 40):
+        need = 16 * wg.row_length(C * nb * 8) + 16 * wg.row_length(F * nb * 8) + wg.plane_size(H, W)
+        assert need <= wg.scratch_size(C, F, H, W, nb) == nb * wg.scratch_size(C, F, H, W, 1) - (nb - 1) * \
+            wg.scratch_size(C, F, H, W, 0), nb
 
 
 def test_inference_in_float64_equals_the_per_op_path():
