@@ -60,7 +60,7 @@ from benchmarks.common import gemm_call, gemm_peak, interleaved_medians, machine
 import npface
 from npface.flops import layer_rows
 from npface.model import TABLE2, FaceModel, reference_forward
-from npface.onnx_export import THETA
+from npface.onnx_export import INPUT, THETA
 from npface.threads import limit, max_threads
 
 TARGET = 0.75   # batch-1 forward through the compiled plan at >= 75% of the 1-thread GEMM peak
@@ -120,22 +120,15 @@ def ort_stage_of(node, stage_names):
     return max(owners, key=len) if owners else ORT_OTHER
 
 
-def ort_stage_times(onnx_bytes, one, calls, stage_names):
-    """ONNX Runtime's profiler on ``calls`` batch-1 calls, one thread -> {stage: ms}: each node's median
-    kernel time (the profiler counts whole microseconds), summed over the nodes of each stage
-    (``ort_stage_of``). None if the profile holds no node times."""
+def ort_stage_times(onnx_model, one, calls, stage_names):
+    """ONNX Runtime's profiler on ``calls`` batch-1 calls of ``onnx_model`` (an ``OnnxModel``), one thread
+    -> {stage: ms}: each node's median kernel time (the profiler counts whole microseconds), summed over
+    the nodes of each stage (``ort_stage_of``). None if the profile holds no node times."""
     import json
-    import onnxruntime as ort
     with tempfile.TemporaryDirectory() as tmp:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(tmp) / "ort")
-        session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-        feed = {session.get_inputs()[0].name: one}
+        session = onnx_model.profiling_session(Path(tmp) / "ort")
         for _ in range(20 + calls):
-            session.run(None, feed)
+            session.run(None, {INPUT: one})
         events = json.loads(Path(session.end_profiling()).read_text())
     per_node = {}
     for e in events:
@@ -314,9 +307,7 @@ def onnx_runtime(model, one, calls, quick, plan_rows=None):
     try:
         from npface.onnx_backend import TOLERANCE, load_onnx, max_differences
         with tempfile.TemporaryDirectory() as tmp:
-            path = npface.export_onnx(model, Path(tmp) / "model.onnx")
-            onnx_bytes = path.read_bytes()
-            onnx_model = load_onnx(path)
+            onnx_model = load_onnx(npface.export_onnx(model, Path(tmp) / "model.onnx"))
     except MissingExtra as e:
         print(f"\nONNX Runtime not timed: {e}")
         return None
@@ -344,7 +335,7 @@ def onnx_runtime(model, one, calls, quick, plan_rows=None):
           f"images/s (npface time / ONNX Runtime time = {npface_big / ort_big:.2f})")
     names = model.plan.stage_names()
     with limit(1):
-        stages = ort_stage_times(onnx_bytes, one, calls, names)
+        stages = ort_stage_times(onnx_model, one, calls, names)
     if stages is None:
         print("ONNX Runtime's profile held no node times: no per-stage comparison.")
     elif plan_rows:
