@@ -170,3 +170,20 @@ def test_a_full_run_says_whether_it_met_the_ship_rule():
     above = {"summary": {"flip": dict(FIG, accuracy=0.88, auc=0.951)}}
     assert report._ship_rule_sentence(above, shipped).endswith(": met.")
     assert report._ship_rule_sentence(above, None) == ""
+
+
+def test_a_framing_run_says_which_part_of_the_agreement_rule_it_missed():
+    shipped = {"summary": {"flip": dict(FIG, accuracy=0.872, auc=0.950)}}
+    shipped_photos = {"verify": {"flip": {"pairs": 400, "agreement": 0.9275}}}
+    photos = {"verify": {"flip": {"pairs": 400, "agreement": 0.955}}}
+    lost = {"summary": {"flip": dict(FIG, accuracy=0.858, auc=0.943)}}
+    text = report._agreement_rule_sentence(lost, shipped, photos, shipped_photos)
+    assert "at least 1.5 points above the shipped model's (92.8%)" in text
+    assert text.endswith("not met (accuracy, AUC), so it is not shipped.")
+    kept = {"summary": {"flip": dict(FIG, accuracy=0.862, auc=0.945)}}          # exactly at both limits
+    assert report._agreement_rule_sentence(kept, shipped, photos, shipped_photos).endswith(": met.")
+    short = {"verify": {"flip": {"pairs": 400, "agreement": 0.94}}}             # +1.25 points only
+    assert report._agreement_rule_sentence(kept, shipped, short, shipped_photos).endswith(
+        "not met (detect agreement), so it is not shipped.")
+    assert report._agreement_rule_sentence(kept, shipped, None, shipped_photos) == ""   # not measured: nothing said
+    assert report._agreement_rule_sentence(kept, None, photos, shipped_photos) == ""
