@@ -54,6 +54,13 @@ DETECTOR_SELECTION = Path("benchmarks/results/photos-selection-detector.json")
 # a framing net trained longer (its training metrics, and --people selection --framing-net with it): not kept
 LONGER_FRAMING_NET = Path("benchmarks/results/framing_net-8000.json")
 LONGER_FRAMING_NET_SELECTION = Path("benchmarks/results/photos-selection-framing8000.json")
+# other signature nets on the same selection pictures, each beside its selection accuracy (benchmarks.heldout):
+# (label, photos file, heldout file); the shipped model's pair is DETECTOR_SELECTION and SHIPPED_HELDOUT
+SHIPPED_HELDOUT = Path("benchmarks/results/heldout-selection.json")
+CANDIDATES = (("the shipped recipe with 128 x 2 batches", "b128x2"),
+              ("the shipped recipe with 128 x 2 batches and context jitter", "b128x2-context"),
+              ("the shipped recipe trained twice as long", "long5000"),
+              ("the shipped model fine-tuned with 128 x 2 batches and context jitter", "finetune-b128x2-context"))
 REPORT = Path("docs/PHOTOS.md")
 # (framing name, refine with the framing net, plain detector): how --frame detect runs, and what each part adds
 DETECT_VARIANTS = (("detect", True, False), ("detect_calibrated", False, False), ("detect_plain", True, True))
@@ -259,6 +266,40 @@ def _parts_rows(w, long=False) -> list:
                         + (f" (one search, the largest face{missing})" if long else "")))
 
 
+def _candidates_table(results_dir=Path("benchmarks/results")) -> list:
+    """docs/PHOTOS.md's lines comparing signature nets on the selection people's pasted pictures: the
+    --frame detect agreement with flip beside the selection accuracy and AUC with flip (RESULTS.md section 5),
+    for the shipped model and each CANDIDATES run measured on as many pairs; [] without the shipped pair."""
+    shipped, shipped_acc = _read(DETECTOR_SELECTION), _read(SHIPPED_HELDOUT)
+    if not (shipped and shipped_acc and isinstance(shipped["verify"].get("flip"), dict)):
+        return []
+    rows = [("the shipped model", shipped, shipped_acc, "yes")]
+    for label, name in CANDIDATES:
+        ph, acc = (_read(Path(results_dir) / f"{kind}-selection-{name}.json") for kind in ("photos", "heldout"))
+        if ph and acc and isinstance(ph["verify"].get("flip"), dict) \
+                and ph["verify"]["pairs"] == shipped["verify"]["pairs"]:
+            rows.append((f"{label} (`{name}`)", ph, acc, "no"))
+    if len(rows) < 2:
+        return []
+    lines = [f"How much of the gap a signature net can close by itself, on the selection people "
+             f"({shipped['verify']['pairs']} pasted pairs and the fit-and-test pairs of `benchmarks.heldout`, both "
+             "with flip; each run is described in [RESULTS.md](RESULTS.md) section 5):", "",
+             "| signature net | `--frame detect` agreement | accuracy | AUC | shipped |", "|---|---|---|---|---|"]
+    for label, ph, acc, shipped_now in rows:
+        f = acc["summary"]["flip"]
+        lines.append(f"| {label} | {100 * ph['verify']['flip']['agreement']:.1f}% | {100 * f['accuracy']:.1f}% | "
+                     f"{f['auc']:.3f} | {shipped_now} |")
+    base = rows[0][2]["summary"]["flip"]
+    agree = rows[0][1]["verify"]["flip"]["agreement"]
+    better = [acc["summary"]["flip"] for _, ph, acc, _ in rows[1:] if ph["verify"]["flip"]["agreement"] > agree]
+    if better and all(f["accuracy"] < base["accuracy"] or f["auc"] < base["auc"] for f in better):
+        lines += ["", "Each net that agrees more often than the shipped model has a lower accuracy or AUC than its "
+                  "own on the same pairs, so none is shipped: so far, robustness to the framing has come at some "
+                  "of the model's accuracy (the differences of about a point are within what two seeds of one "
+                  "recipe differ by, RESULTS.md section 5)."]
+    return lines + [""]
+
+
 def _detector_choice(sel) -> str:
     """The paragraph on how the detector's second look and main-face rule were adopted (selection people)."""
     if not sel or "detect_plain_agreement" not in sel["verify"].get("flip", {}):
@@ -428,6 +469,7 @@ def write_report(path=REPORT, results=RESULTS, framing=FRAMING, cluster_search=C
                       + _framing_net_choice(sel["verify"].get("flip") or {}), ""]
         detector = _detector_choice(_read(DETECTOR_SELECTION))
         lines += [detector, ""] if detector else []
+        lines += _candidates_table()
     if ph and "clustering" in ph:
         c = ph["clustering"]
         lines += ["## Clustering held-out people (`python -m benchmarks.photos --lfw ../shared/lfw`)", "",

@@ -415,3 +415,30 @@ def test_the_longer_framing_net_paragraph_states_whether_its_rule_was_met():
     assert _longer_framing_net(fn, longer, sel(0.92, 0.94), shipped).endswith("was met.")
     assert "not met" in _longer_framing_net(fn, dict(longer, heldout_rms_px={"net": 2.4}), sel(0.92, 0.94), shipped)
     assert _longer_framing_net(fn, longer, None, shipped) == ""                      # not measured: nothing said
+
+
+def test_the_candidate_nets_table_compares_agreement_with_accuracy(tmp_path, monkeypatch):
+    from benchmarks import photos
+
+    def photos_file(name, agreement, pairs=400):
+        path = tmp_path / f"photos-selection-{name}.json"
+        path.write_text(json.dumps({"verify": {"pairs": pairs, "flip": {"agreement": agreement}}}))
+        return path
+
+    def heldout_file(name, accuracy, auc):
+        path = tmp_path / f"heldout-selection-{name}.json"
+        path.write_text(json.dumps({"summary": {"flip": {"accuracy": accuracy, "auc": auc}}}))
+        return path
+
+    monkeypatch.setattr(photos, "DETECTOR_SELECTION", photos_file("detector", 0.9275))
+    monkeypatch.setattr(photos, "SHIPPED_HELDOUT", heldout_file("shipped", 0.872, 0.950))
+    assert photos._candidates_table(tmp_path) == []                        # no candidate measured: no table
+    photos_file("b128x2", 0.9475), heldout_file("b128x2", 0.870, 0.941)
+    photos_file("long5000", 0.95, pairs=200), heldout_file("long5000", 0.9, 0.99)    # other pictures: left out
+    lines = photos._candidates_table(tmp_path)
+    assert "| the shipped model | 92.8% | 87.2% | 0.950 | yes |" in lines
+    assert "| the shipped recipe with 128 x 2 batches (`b128x2`) | 94.8% | 87.0% | 0.941 | no |" in lines
+    assert not any("long5000" in line for line in lines)
+    assert any(line.startswith("Each net that agrees more often") for line in lines)
+    heldout_file("b128x2", 0.872, 0.950)                                  # as accurate: no such claim
+    assert not any(line.startswith("Each net") for line in photos._candidates_table(tmp_path))
