@@ -31,7 +31,8 @@ def load_results(results_dir) -> dict:
                  "heldout-selection-long5000", "heldout-selection-b128x2", "photos-selection",
                  "photos-selection-detector", "photos-selection-long5000", "photos-selection-b128x2",
                  "photos-selection-align8000", "heldout-selection-b128x2-context", "photos-selection-b128x2-context",
-                 "heldout-selection-finetune-b128x2-context", "photos-selection-finetune-b128x2-context"):
+                 "heldout-selection-finetune-b128x2-context", "photos-selection-finetune-b128x2-context",
+                 "heldout-selection-finetune-lr01-b128x2-context", "photos-selection-finetune-lr01-b128x2-context"):
         path = Path(results_dir) / f"{name}.json"
         if path.is_file():
             out[name] = json.loads(path.read_text())
@@ -870,6 +871,16 @@ def levers_section(res) -> list:
                                           "photos-selection-finetune-b128x2-context", "photos-selection-detector")
              + _agreement_rule_sentence(res.get("heldout-selection-finetune-b128x2-context"), sel,
                                         res.get("photos-selection-finetune-b128x2-context"),
+                                        res.get("photos-selection-detector"))),
+            ("heldout-selection-finetune-lr01-b128x2-context",
+             "The same fine-tuning at the full learning rate (0.01, ×0.1 at 85%)",
+             _spread_sentence(res.get("heldout-selection-finetune-lr01-b128x2-context"), sel, _AGAINST_SPREAD)
+             + _detect_agreement_sentence(res.get("photos-selection-finetune-lr01-b128x2-context"),
+                                          res.get("photos-selection-detector"),
+                                          "photos-selection-finetune-lr01-b128x2-context",
+                                          "photos-selection-detector")
+             + _agreement_rule_sentence(res.get("heldout-selection-finetune-lr01-b128x2-context"), sel,
+                                        res.get("photos-selection-finetune-lr01-b128x2-context"),
                                         res.get("photos-selection-detector"))),
             ("heldout-selection-seed1", "The shipped recipe run again with another seed (`--seed 1`: another data "
                                         "order and augmentation, the same starting model)",
