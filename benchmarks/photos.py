@@ -55,8 +55,8 @@ DETECTOR_SELECTION = Path("benchmarks/results/photos-selection-detector.json")
 LONGER_FRAMING_NET = Path("benchmarks/results/framing_net-8000.json")
 LONGER_FRAMING_NET_SELECTION = Path("benchmarks/results/photos-selection-framing8000.json")
 # other signature nets on the same selection pictures, each beside its selection accuracy (benchmarks.heldout):
-# (label, photos file, heldout file); the shipped model's pair is DETECTOR_SELECTION and SHIPPED_HELDOUT
-SHIPPED_HELDOUT = Path("benchmarks/results/heldout-selection.json")
+# (label, run name): its files are photos-selection-NAME.json and heldout-selection-NAME.json; the shipped
+# model's are photos-selection-detector.json and heldout-selection.json
 CANDIDATES = (("the shipped recipe with 128 x 2 batches", "b128x2"),
               ("the shipped recipe with 128 x 2 batches and context jitter", "b128x2-context"),
               ("the shipped recipe trained twice as long", "long5000"),
@@ -270,34 +270,38 @@ def _parts_rows(w, long=False) -> list:
 def _candidates_table(results_dir=Path("benchmarks/results")) -> list:
     """docs/PHOTOS.md's lines comparing signature nets on the selection people's pasted pictures: the
     --frame detect agreement with flip beside the selection accuracy and AUC with flip (RESULTS.md section 5),
-    for the shipped model and each CANDIDATES run measured on as many pairs; [] without the shipped pair."""
-    shipped, shipped_acc = _read(DETECTOR_SELECTION), _read(SHIPPED_HELDOUT)
-    if not (shipped and shipped_acc and isinstance(shipped["verify"].get("flip"), dict)):
+    for the shipped model and each CANDIDATES run measured on the same pictures and the same pairs; [] without
+    the shipped model's files or any candidate's."""
+    def measured(photos_name, heldout_name):
+        ph, acc = _read(Path(results_dir) / photos_name), _read(Path(results_dir) / heldout_name)
+        if not (ph and acc and isinstance(ph.get("verify", {}).get("flip"), dict)
+                and acc.get("people") == "selection" and (acc.get("summary") or {}).get("flip")):
+            return None
+        return ph["verify"], acc["summary"]["flip"]
+
+    shipped = measured(DETECTOR_SELECTION.name, "heldout-selection.json")
+    if shipped is None:
         return []
-    rows = [("the shipped model", shipped, shipped_acc, "yes")]
+    rows = [("the shipped model", *shipped, "yes")]
     for label, name in CANDIDATES:
-        ph, acc = (_read(Path(results_dir) / f"{kind}-selection-{name}.json") for kind in ("photos", "heldout"))
-        if ph and acc and isinstance(ph["verify"].get("flip"), dict) \
-                and ph["verify"]["pairs"] == shipped["verify"]["pairs"]:
-            rows.append((f"{label} (`{name}`)", ph, acc, "no"))
+        run = measured(f"photos-selection-{name}.json", f"heldout-selection-{name}.json")
+        if run and run[0]["pairs"] == shipped[0]["pairs"] and run[1].get("test_pairs") == shipped[1].get("test_pairs"):
+            rows.append((f"{label} (`{name}`)", *run, "no"))
     if len(rows) < 2:
         return []
-    lines = [f"How much of the gap a signature net can close by itself, on the selection people "
-             f"({shipped['verify']['pairs']} pasted pairs and the fit-and-test pairs of `benchmarks.heldout`, both "
+    lines = [f"How much of the framing gap above a signature net can close by itself, on the selection people "
+             f"({shipped[0]['pairs']} pasted pairs and the fit-and-test pairs of `benchmarks.heldout`, both "
              "with flip; each run is described in [RESULTS.md](RESULTS.md) section 5):", "",
              "| signature net | `--frame detect` agreement | accuracy | AUC | shipped |", "|---|---|---|---|---|"]
-    for label, ph, acc, shipped_now in rows:
-        f = acc["summary"]["flip"]
-        lines.append(f"| {label} | {100 * ph['verify']['flip']['agreement']:.1f}% | {100 * f['accuracy']:.1f}% | "
-                     f"{f['auc']:.3f} | {shipped_now} |")
-    base = rows[0][2]["summary"]["flip"]
-    agree = rows[0][1]["verify"]["flip"]["agreement"]
-    better = [acc["summary"]["flip"] for _, ph, acc, _ in rows[1:] if ph["verify"]["flip"]["agreement"] > agree]
+    for label, verify, flip, shipped_now in rows:
+        lines.append(f"| {label} | {100 * verify['flip']['agreement']:.1f}% | {100 * flip['accuracy']:.1f}% | "
+                     f"{flip['auc']:.3f} | {shipped_now} |")
+    base, agree = shipped[1], shipped[0]["flip"]["agreement"]
+    better = [flip for _, verify, flip, _ in rows[1:] if verify["flip"]["agreement"] > agree]
     if better and all(f["accuracy"] < base["accuracy"] or f["auc"] < base["auc"] for f in better):
         lines += ["", "Each net that agrees more often than the shipped model has a lower accuracy or AUC than its "
-                  "own on the same pairs, so none is shipped: so far, robustness to the framing has come at some "
-                  "of the model's accuracy (the differences of about a point are within what two seeds of one "
-                  "recipe differ by, RESULTS.md section 5)."]
+                  "own on the same pairs, so none is shipped (RESULTS.md section 5 gives how far two seeds of one "
+                  "recipe differ, the yardstick for these differences)."]
     return lines + [""]
 
 

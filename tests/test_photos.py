@@ -421,24 +421,37 @@ def test_the_candidate_nets_table_compares_agreement_with_accuracy(tmp_path, mon
     from benchmarks import photos
 
     def photos_file(name, agreement, pairs=400):
-        path = tmp_path / f"photos-selection-{name}.json"
-        path.write_text(json.dumps({"verify": {"pairs": pairs, "flip": {"agreement": agreement}}}))
-        return path
+        (tmp_path / f"photos-selection-{name}.json").write_text(
+            json.dumps({"verify": {"pairs": pairs, "flip": {"agreement": agreement}}}))
 
-    def heldout_file(name, accuracy, auc):
-        path = tmp_path / f"heldout-selection-{name}.json"
-        path.write_text(json.dumps({"summary": {"flip": {"accuracy": accuracy, "auc": auc}}}))
-        return path
+    def heldout_file(name, accuracy, auc, people="selection", test_pairs=600):
+        path = tmp_path / ("heldout-selection.json" if name == "shipped" else f"heldout-selection-{name}.json")
+        path.write_text(json.dumps({"people": people, "summary": {
+            "flip": {"accuracy": accuracy, "auc": auc, "test_pairs": test_pairs}}}))
 
-    monkeypatch.setattr(photos, "DETECTOR_SELECTION", photos_file("detector", 0.9275))
-    monkeypatch.setattr(photos, "SHIPPED_HELDOUT", heldout_file("shipped", 0.872, 0.950))
+    photos_file("detector", 0.9275)
+    heldout_file("shipped", 0.872, 0.950)
     assert photos._candidates_table(tmp_path) == []                        # no candidate measured: no table
     photos_file("b128x2", 0.9475), heldout_file("b128x2", 0.870, 0.941)
-    photos_file("long5000", 0.95, pairs=200), heldout_file("long5000", 0.9, 0.99)    # other pictures: left out
+    photos_file("long5000", 0.95, pairs=200), heldout_file("long5000", 0.9, 0.99)     # other pictures
+    photos_file("seed1", 0.95), heldout_file("seed1", 0.9, 0.99, test_pairs=400)      # other pairs
+    photos_file("align8000", 0.95), heldout_file("align8000", 0.9, 0.99, people="report")
+    monkeypatch.setattr(photos, "CANDIDATES", (("the recipe with 128 x 2 batches", "b128x2"), ("a", "long5000"),
+                                               ("b", "seed1"), ("c", "align8000"), ("d", "missing")))
     lines = photos._candidates_table(tmp_path)
     assert "| the shipped model | 92.8% | 87.2% | 0.950 | yes |" in lines
-    assert "| the shipped recipe with 128 x 2 batches (`b128x2`) | 94.8% | 87.0% | 0.941 | no |" in lines
-    assert not any("long5000" in line for line in lines)
+    assert "| the recipe with 128 x 2 batches (`b128x2`) | 94.8% | 87.0% | 0.941 | no |" in lines
+    assert len([line for line in lines if line.endswith("| no |")]) == 1                # only b128x2 compares
     assert any(line.startswith("Each net that agrees more often") for line in lines)
     heldout_file("b128x2", 0.872, 0.950)                                  # as accurate: no such claim
     assert not any(line.startswith("Each net") for line in photos._candidates_table(tmp_path))
+
+
+def test_the_photos_report_holds_the_candidate_nets_table(tmp_path, monkeypatch):
+    from benchmarks import photos
+    monkeypatch.setattr(photos, "_candidates_table", lambda *a: ["CANDIDATES-TABLE", ""])
+    results = tmp_path / "photos.json"
+    results.write_text(json.dumps({"verify": json.loads(Path("benchmarks/results/photos.json").read_text())["verify"]}))
+    out = tmp_path / "PHOTOS.md"
+    photos.write_report(out, results, tmp_path / "none.json", tmp_path / "none.json", tmp_path / "none.json")
+    assert "CANDIDATES-TABLE" in out.read_text()

@@ -185,5 +185,9 @@ def test_a_framing_run_says_which_part_of_the_agreement_rule_it_missed():
     short = {"verify": {"flip": {"pairs": 400, "agreement": 0.94}}}             # +1.25 points only
     assert report._agreement_rule_sentence(kept, shipped, short, shipped_photos).endswith(
         "not met (detect agreement), so it is not shipped.")
+    at_limit = {"verify": {"flip": {"pairs": 400, "agreement": 0.9425}}}         # exactly +1.5 points
+    assert report._agreement_rule_sentence(kept, shipped, at_limit, shipped_photos).endswith(": met.")
+    other = {"verify": {"flip": {"pairs": 200, "agreement": 0.99}}}              # other pictures: not comparable
+    assert report._agreement_rule_sentence(kept, shipped, other, shipped_photos) == ""
     assert report._agreement_rule_sentence(kept, shipped, None, shipped_photos) == ""   # not measured: nothing said
     assert report._agreement_rule_sentence(kept, None, photos, shipped_photos) == ""
