@@ -856,33 +856,14 @@ def levers_section(res) -> list:
                                                  "shipped recipe's full length from the alignment pretraining run "
                                                  "again into the same file (its weights differ from the alignment "
                                                  "net the shipped model holds)",
-             _spread_sentence(res.get("heldout-selection-b128x2-context"), sel, _AGAINST_SPREAD)
-             + _detect_agreement_sentence(res.get("photos-selection-b128x2-context"),
-                                          res.get("photos-selection-detector"),
-                                          "photos-selection-b128x2-context", "photos-selection-detector")
-             + _agreement_rule_sentence(res.get("heldout-selection-b128x2-context"), sel,
-                                        res.get("photos-selection-b128x2-context"),
-                                        res.get("photos-selection-detector"))),
+             _framing_run_sentences(res, "b128x2-context", sel)),
             ("heldout-selection-finetune-b128x2-context",
              "The shipped model fine-tuned with the same two levers at its final learning rate "
              "(0.001, ×0.1 at 85%)",
-             _spread_sentence(res.get("heldout-selection-finetune-b128x2-context"), sel, _AGAINST_SPREAD)
-             + _detect_agreement_sentence(res.get("photos-selection-finetune-b128x2-context"),
-                                          res.get("photos-selection-detector"),
-                                          "photos-selection-finetune-b128x2-context", "photos-selection-detector")
-             + _agreement_rule_sentence(res.get("heldout-selection-finetune-b128x2-context"), sel,
-                                        res.get("photos-selection-finetune-b128x2-context"),
-                                        res.get("photos-selection-detector"))),
+             _framing_run_sentences(res, "finetune-b128x2-context", sel)),
             ("heldout-selection-finetune-lr01-b128x2-context",
              "The same fine-tuning at the full learning rate (0.01, ×0.1 at 85%)",
-             _spread_sentence(res.get("heldout-selection-finetune-lr01-b128x2-context"), sel, _AGAINST_SPREAD)
-             + _detect_agreement_sentence(res.get("photos-selection-finetune-lr01-b128x2-context"),
-                                          res.get("photos-selection-detector"),
-                                          "photos-selection-finetune-lr01-b128x2-context",
-                                          "photos-selection-detector")
-             + _agreement_rule_sentence(res.get("heldout-selection-finetune-lr01-b128x2-context"), sel,
-                                        res.get("photos-selection-finetune-lr01-b128x2-context"),
-                                        res.get("photos-selection-detector"))),
+             _framing_run_sentences(res, "finetune-lr01-b128x2-context", sel)),
             ("heldout-selection-seed1", "The shipped recipe run again with another seed (`--seed 1`: another data "
                                         "order and augmentation, the same starting model)",
              _spread_sentence(res.get("heldout-selection-seed1"), sel, _SPREAD))):
@@ -918,6 +899,18 @@ def _ship_rule_sentence(run, shipped_selection) -> str:
     met = b["accuracy"] >= a["accuracy"] and b["auc"] >= a["auc"]
     return (f" The rule fixed before the run asked for at least the shipped model's figures with flip ({_pct(a['accuracy'])}, "
             f"AUC {a['auc']:.3f}): " + ("met." if met else "not met, so it is not shipped."))
+
+
+def _framing_run_sentences(res, name, shipped_selection) -> str:
+    """The closing sentences of a run trained for robustness to the framing (heldout-selection-NAME.json,
+    photos-selection-NAME.json): how far it lands from the shipped run, its detect agreement beside the shipped
+    model's, and whether it met the agreement rule."""
+    run, photos, shipped_photos = (res.get(f"heldout-selection-{name}"), res.get(f"photos-selection-{name}"),
+                                   res.get("photos-selection-detector"))
+    return (_spread_sentence(run, shipped_selection, _AGAINST_SPREAD)
+            + _detect_agreement_sentence(photos, shipped_photos, f"photos-selection-{name}",
+                                         "photos-selection-detector")
+            + _agreement_rule_sentence(run, shipped_selection, photos, shipped_photos))
 
 
 # The rule fixed before the b128x2-context run, for a model that trades nothing measurable for framing
