@@ -922,11 +922,10 @@ AGREEMENT_GAIN, ACCURACY_SLACK, AUC_SLACK = 0.015, 0.010, 0.005
 def _agreement_rule_sentence(run, shipped_selection, photos_run, photos_shipped) -> str:
     """Whether a run met the agreement rule (AGREEMENT_GAIN, ACCURACY_SLACK, AUC_SLACK) on the selection
     people ('' without all four measurements)."""
-    both = _summaries(run, shipped_selection)
-    a_ph, b_ph = ((x or {}).get("verify", {}).get("flip") for x in (photos_shipped, photos_run))
-    if both is None or not (a_ph and b_ph and a_ph.get("pairs") == b_ph.get("pairs")):
+    both, pictures = _summaries(run, shipped_selection), _same_pictures(photos_shipped, photos_run)
+    if both is None or pictures is None:
         return ""
-    a, b = both[0]["flip"], both[1]["flip"]
+    (a, b), (a_ph, b_ph) = (both[0]["flip"], both[1]["flip"]), pictures
     checks = [("detect agreement", b_ph["agreement"] >= a_ph["agreement"] + AGREEMENT_GAIN - 1e-12),
               ("accuracy", b["accuracy"] >= a["accuracy"] - ACCURACY_SLACK - 1e-12),
               ("AUC", b["auc"] >= a["auc"] - AUC_SLACK - 1e-12)]
@@ -934,8 +933,8 @@ def _agreement_rule_sentence(run, shipped_selection, photos_run, photos_shipped)
     return (f" The rule fixed before the run asked, with flip, for a detect agreement at least "
             f"{100 * AGREEMENT_GAIN:.1f} points above the shipped model's ({_pct(a_ph['agreement'])}), an accuracy at "
             f"most {100 * ACCURACY_SLACK:.1f} {'point' if ACCURACY_SLACK == 0.01 else 'points'} below its "
-            f"{_pct(a['accuracy'])} and an AUC at most {AUC_SLACK:.3f} below its {a['auc']:.3f}: " + ("met." if not failed else
-                                             f"not met ({', '.join(failed)}), so it is not shipped."))
+            f"{_pct(a['accuracy'])} and an AUC at most {AUC_SLACK:.3f} below its {a['auc']:.3f}: "
+            + ("met." if not failed else f"not met ({', '.join(failed)}), so it is not shipped."))
 
 
 def _init_sentence(run, acc=None) -> str:
@@ -974,12 +973,19 @@ def _agreement_sentence(res) -> str:
              "accuracy, so it is not shipped")
 
 
+def _same_pictures(shipped, run):
+    """(shipped's, run's) ``verify.flip`` results of two ``benchmarks.photos`` files, or None unless both hold
+    them for as many pairs (the same pasted pictures)."""
+    a, b = ((x or {}).get("verify", {}).get("flip") for x in (shipped, run))
+    return (a, b) if a and b and a.get("pairs") == b.get("pairs") else None
+
+
 def _detect_agreement_sentence(run, shipped, run_name, shipped_name, key="agreement",
                                framed=" framed the same way", tail="") -> str:
     """A run's --frame detect agreement with flip on pasted pictures of the selection people, beside the
     shipped model's figure ``key`` on the same pictures ('' unless both were measured on as many pairs)."""
-    a, b = ((x or {}).get("verify", {}).get("flip") for x in (shipped, run))
-    if not (a and b and a.get("pairs") == b.get("pairs") and key in a):
+    a, b = _same_pictures(shipped, run) or ({}, None)
+    if key not in a:
         return ""
     return (f" On pasted pictures of the same people (`benchmarks.photos`, {b['pairs']} pairs, with flip), its "
             f"`--frame detect` decisions agree with the original frames' for {_pct(b['agreement'])}, against "
