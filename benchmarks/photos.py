@@ -61,7 +61,9 @@ CANDIDATES = (("the shipped recipe with 128 x 2 batches", "b128x2"),
               ("the shipped recipe with 128 x 2 batches and context jitter", "b128x2-context"),
               ("the shipped recipe trained twice as long", "long5000"),
               ("the shipped model fine-tuned with 128 x 2 batches and context jitter", "finetune-b128x2-context"),
-              ("the same fine-tuning at the full learning rate", "finetune-lr01-b128x2-context"))
+              ("the same fine-tuning at the full learning rate", "finetune-lr01-b128x2-context"),
+              ("the shipped recipe with 128 x 2 batches and context jitter, trained twice as long",
+               "b128x2-context-5000"))
 REPORT = Path("docs/PHOTOS.md")
 # (framing name, refine with the framing net, plain detector): how --frame detect runs, and what each part adds
 DETECT_VARIANTS = (("detect", True, False), ("detect_calibrated", False, False), ("detect_plain", True, True))

@@ -32,7 +32,8 @@ def load_results(results_dir) -> dict:
                  "photos-selection-detector", "photos-selection-long5000", "photos-selection-b128x2",
                  "photos-selection-align8000", "heldout-selection-b128x2-context", "photos-selection-b128x2-context",
                  "heldout-selection-finetune-b128x2-context", "photos-selection-finetune-b128x2-context",
-                 "heldout-selection-finetune-lr01-b128x2-context", "photos-selection-finetune-lr01-b128x2-context"):
+                 "heldout-selection-finetune-lr01-b128x2-context", "photos-selection-finetune-lr01-b128x2-context",
+                 "heldout-selection-b128x2-context-5000", "photos-selection-b128x2-context-5000"):
         path = Path(results_dir) / f"{name}.json"
         if path.is_file():
             out[name] = json.loads(path.read_text())
@@ -864,6 +865,12 @@ def levers_section(res) -> list:
             ("heldout-selection-finetune-lr01-b128x2-context",
              "The same fine-tuning at the full learning rate (0.01, ×0.1 at 85%)",
              _framing_run_sentences(res, "finetune-lr01-b128x2-context", sel)),
+            ("heldout-selection-b128x2-context-5000",
+             "The `batch-128x2` and `context-jitter` run above (`b128x2-context`, from the same start and seed) "
+             "trained twice as long (`--steps 5000`, the learning-rate drop still at 85% of the run: up to the "
+             "shorter run's drop at step 2,125 the two runs take the same steps, and their validations up to step "
+             "2,000 are the same figures)",
+             _framing_run_sentences(res, "b128x2-context-5000", sel)),
             ("heldout-selection-seed1", "The shipped recipe run again with another seed (`--seed 1`: another data "
                                         "order and augmentation, the same starting model)",
              _spread_sentence(res.get("heldout-selection-seed1"), sel, _SPREAD))):
