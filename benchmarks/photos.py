@@ -63,7 +63,8 @@ CANDIDATES = (("the shipped recipe with 128 x 2 batches", "b128x2"),
               ("the shipped model fine-tuned with 128 x 2 batches and context jitter", "finetune-b128x2-context"),
               ("the same fine-tuning at the full learning rate", "finetune-lr01-b128x2-context"),
               ("the shipped recipe with 128 x 2 batches and context jitter, trained twice as long",
-               "b128x2-context-5000"))
+               "b128x2-context-5000"),
+              ("the mean of the weights of the two runs above with 128 x 2 batches and context jitter", "soup-c1-c4"))
 REPORT = Path("docs/PHOTOS.md")
 # (framing name, refine with the framing net, plain detector): how --frame detect runs, and what each part adds
 DETECT_VARIANTS = (("detect", True, False), ("detect_calibrated", False, False), ("detect_plain", True, True))

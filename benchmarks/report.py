@@ -33,7 +33,8 @@ def load_results(results_dir) -> dict:
                  "photos-selection-align8000", "heldout-selection-b128x2-context", "photos-selection-b128x2-context",
                  "heldout-selection-finetune-b128x2-context", "photos-selection-finetune-b128x2-context",
                  "heldout-selection-finetune-lr01-b128x2-context", "photos-selection-finetune-lr01-b128x2-context",
-                 "heldout-selection-b128x2-context-5000", "photos-selection-b128x2-context-5000"):
+                 "heldout-selection-b128x2-context-5000", "photos-selection-b128x2-context-5000",
+                 "heldout-selection-soup-c1-c4", "photos-selection-soup-c1-c4"):
         path = Path(results_dir) / f"{name}.json"
         if path.is_file():
             out[name] = json.loads(path.read_text())
@@ -871,6 +872,10 @@ def levers_section(res) -> list:
              "shorter run's drop at step 2,125 the two runs take the same steps, and their validations up to step "
              "2,000 are the same figures)",
              _framing_run_sentences(res, "b128x2-context-5000", sel)),
+            ("heldout-selection-soup-c1-c4",
+             "The mean of the final weights (θ included) of the two runs above with 128 × 2 batches and context "
+             "jitter, of 2,500 and 5,000 steps, which take the same steps up to the shorter run's learning-rate drop",
+             _framing_run_sentences(res, "soup-c1-c4", sel)),
             ("heldout-selection-seed1", "The shipped recipe run again with another seed (`--seed 1`: another data "
                                         "order and augmentation, the same starting model)",
              _spread_sentence(res.get("heldout-selection-seed1"), sel, _SPREAD))):
@@ -1005,12 +1010,19 @@ def _run_path(model) -> str:
     return "/".join(parts[len(parts) - 1 - parts[::-1].index("runs"):]) if "runs" in parts else str(model)
 
 
+# models made from finished runs rather than trained (heldout-selection-NAME.json -> the command that made them):
+# their files record the configuration of one of the runs, so the sentence names the command instead
+MADE_FROM_RUNS = {"heldout-selection-soup-c1-c4": "python -m npface.average --out runs/soup-c1-c4.npz "
+                                                  "runs/b128x2-context/model.npz runs/b128x2-context-5000/model.npz"}
+
+
 def _full_run_sentence(name, what, run) -> str:
     """One full-length training run measured on the selection people (a heldout-selection-*.json), as a sentence."""
     from npface.train import command_line
     s, f = run["summary"]["plain"], run["summary"]["flip"]
-    return (f"{what} (`{_run_path(run['model'])}`, "
-            f"{run.get('model_trained_steps') or 0:,} steps, trained by `{command_line(run['model_config'])}`), "
+    made = (f"made by `{MADE_FROM_RUNS[name]}`" if name in MADE_FROM_RUNS else
+            f"{run.get('model_trained_steps') or 0:,} steps, trained by `{command_line(run['model_config'])}`")
+    return (f"{what} (`{_run_path(run['model'])}`, {made}), "
             f"on the same selection people (`{name}.json`): {_pct(s['accuracy'])} ({_pct(s['accuracy_95'][0])}–"
             f"{_pct(s['accuracy_95'][1])}), AUC {s['auc']:.3f}, at the learned θ "
             f"{_pct(s['learned_threshold_accuracy'])}; with test-time flip {_pct(f['accuracy'])}, AUC "

@@ -191,3 +191,14 @@ def test_a_framing_run_says_which_part_of_the_agreement_rule_it_missed():
     assert report._agreement_rule_sentence(kept, shipped, other, shipped_photos) == ""
     assert report._agreement_rule_sentence(kept, shipped, None, shipped_photos) == ""   # not measured: nothing said
     assert report._agreement_rule_sentence(kept, None, photos, shipped_photos) == ""
+
+
+def test_a_model_made_from_runs_is_named_by_the_command_that_made_it():
+    from benchmarks import report
+    summary = {k: {"accuracy": 0.85, "accuracy_95": [0.82, 0.88], "auc": 0.94, "learned_threshold_accuracy": 0.84}
+               for k in ("plain", "flip")}
+    run = {"summary": summary, "model": "/x/runs/soup-c1-c4.npz", "model_trained_steps": 5000,
+           "model_config": {"steps": 5000}}
+    text = report._full_run_sentence("heldout-selection-soup-c1-c4", "The mean", run)
+    assert "made by `python -m npface.average --out runs/soup-c1-c4.npz" in text and "trained by" not in text
+    assert "(`runs/soup-c1-c4.npz`," in text and "on the same selection people (`heldout-selection-soup-c1-c4.json`)" in text
