@@ -64,7 +64,8 @@ CANDIDATES = (("the shipped recipe with 128 x 2 batches", "b128x2"),
               ("the same fine-tuning at the full learning rate", "finetune-lr01-b128x2-context"),
               ("the shipped recipe with 128 x 2 batches and context jitter, trained twice as long",
                "b128x2-context-5000"),
-              ("the mean of the weights of the two runs above with 128 x 2 batches and context jitter", "soup-c1-c4"))
+              ("the mean of the weights of `b128x2-context` and `b128x2-context-5000`", "soup-c1-c4"),
+              ("the shipped recipe with 128 x 2 batches and context jitter, another seed", "b128x2-context-seed1"))
 REPORT = Path("docs/PHOTOS.md")
 # (framing name, refine with the framing net, plain detector): how --frame detect runs, and what each part adds
 DETECT_VARIANTS = (("detect", True, False), ("detect_calibrated", False, False), ("detect_plain", True, True))

@@ -22,19 +22,15 @@ PAPER = {"accuracy": 0.982, "latency_ms": 30.0, "flops": 41e6, "params": 1.3e6, 
 
 
 def load_results(results_dir) -> dict:
-    """{name: parsed JSON} for every results file present (variance, convergence, accuracy, flops, ...)."""
+    """{name: parsed JSON} for every results file present (variance, convergence, accuracy, flops, ...), and
+    every selection-people measurement of a candidate model (heldout-selection-*.json, photos-selection-*.json)."""
     out = {}
-    for name in ("variance", "convergence", "accuracy", "flops", "inference", "layers", "reproduce",
-                 "train_step_multibatch", "train_step_pairs", "distributed", "prefetch", "layout", "shipped", "levers",
-                 "heldout-selection", "heldout-report", "heldout-selection-combination",
-                 "heldout-selection-b32x8", "heldout-selection-align8000", "heldout-selection-seed1",
-                 "heldout-selection-long5000", "heldout-selection-b128x2", "photos-selection",
-                 "photos-selection-detector", "photos-selection-long5000", "photos-selection-b128x2",
-                 "photos-selection-align8000", "heldout-selection-b128x2-context", "photos-selection-b128x2-context",
-                 "heldout-selection-finetune-b128x2-context", "photos-selection-finetune-b128x2-context",
-                 "heldout-selection-finetune-lr01-b128x2-context", "photos-selection-finetune-lr01-b128x2-context",
-                 "heldout-selection-b128x2-context-5000", "photos-selection-b128x2-context-5000",
-                 "heldout-selection-soup-c1-c4", "photos-selection-soup-c1-c4"):
+    names = ["variance", "convergence", "accuracy", "flops", "inference", "layers", "reproduce",
+             "train_step_multibatch", "train_step_pairs", "distributed", "prefetch", "layout", "shipped", "levers",
+             "heldout-selection", "heldout-report", "photos-selection"]
+    names += sorted(p.stem for family in ("heldout-selection-*.json", "photos-selection-*.json")
+                    for p in Path(results_dir).glob(family))
+    for name in names:
         path = Path(results_dir) / f"{name}.json"
         if path.is_file():
             out[name] = json.loads(path.read_text())
@@ -876,6 +872,10 @@ def levers_section(res) -> list:
              "The mean of the final weights (θ included) of the two runs above with 128 × 2 batches and context "
              "jitter, of 2,500 and 5,000 steps, which take the same steps up to the shorter run's learning-rate drop",
              _framing_run_sentences(res, "soup-c1-c4", sel)),
+            ("heldout-selection-b128x2-context-seed1",
+             "The 2,500-step run with 128 × 2 batches and context jitter again, with another seed (`--seed 1`: "
+             "another data order and augmentation, the same starting model), to tell its recipe from its draw",
+             _framing_run_sentences(res, "b128x2-context-seed1", sel)),
             ("heldout-selection-seed1", "The shipped recipe run again with another seed (`--seed 1`: another data "
                                         "order and augmentation, the same starting model)",
              _spread_sentence(res.get("heldout-selection-seed1"), sel, _SPREAD))):

@@ -1,5 +1,6 @@
 """The report's lever table, deviations and shipped-model history come from the results files alone."""
 import copy
+import json
 
 from benchmarks import report
 
@@ -202,3 +203,13 @@ def test_a_model_made_from_runs_is_named_by_the_command_that_made_it():
     text = report._full_run_sentence("heldout-selection-soup-c1-c4", "The mean", run)
     assert "made by `python -m npface.average --out runs/soup-c1-c4.npz" in text and "trained by" not in text
     assert "(`runs/soup-c1-c4.npz`," in text and "on the same selection people (`heldout-selection-soup-c1-c4.json`)" in text
+
+
+def test_every_selection_measurement_in_the_folder_is_read(tmp_path):
+    from benchmarks import report
+    for name in ("heldout-selection", "heldout-selection-newrun", "photos-selection-newrun", "layers"):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"name": name}))
+    (tmp_path / "photos-newrun.json").write_text("{}")           # not a selection measurement: not read
+    res = report.load_results(tmp_path)
+    assert sorted(res) == ["heldout-selection", "heldout-selection-newrun", "layers", "photos-selection-newrun"]
+    assert res["photos-selection-newrun"] == {"name": "photos-selection-newrun"}
