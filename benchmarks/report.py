@@ -777,6 +777,29 @@ def _screen_noise_sentence(levers, shipped_selection=None, full_seed1=None) -> s
     return text + "."
 
 
+# runs trained (or made) for robustness to the framing, in the order they were measured: (NAME of their
+# heldout-selection-NAME.json and photos-selection-NAME.json, what the run was), each closed by
+# _framing_run_sentences
+FRAMING_RUNS = (
+    ("b128x2-context", "The `batch-128x2` and `context-jitter` levers together, two of those whose screens raised the "
+                       "detect agreement, trained for the shipped recipe's full length from the alignment pretraining "
+                       "run again into the same file (its weights differ from the alignment net the shipped model "
+                       "holds)"),
+    ("finetune-b128x2-context", "The shipped model fine-tuned with the same two levers at its final learning rate "
+                                "(0.001, ×0.1 at 85%)"),
+    ("finetune-lr01-b128x2-context", "The same fine-tuning at the full learning rate (0.01, ×0.1 at 85%)"),
+    ("b128x2-context-5000", "The `batch-128x2` and `context-jitter` run above (`b128x2-context`, from the same start "
+                            "and seed) trained twice as long (`--steps 5000`, the learning-rate drop still at 85% of "
+                            "the run: up to the shorter run's drop at step 2,125 the two runs take the same steps, and "
+                            "their validations up to step 2,000 are the same figures)"),
+    ("soup-c1-c4", "The mean of the final weights (θ included) of the two runs above with 128 × 2 batches and context "
+                   "jitter, of 2,500 and 5,000 steps, which take the same steps up to the shorter run's learning-rate "
+                   "drop"),
+    ("b128x2-context-seed1", "The 2,500-step run with 128 × 2 batches and context jitter again, with another seed "
+                             "(`--seed 1`: another data order and augmentation, the same starting model), to tell its "
+                             "recipe from its draw"))
+
+
 def levers_section(res) -> list:
     """Section 5: each accuracy lever alone on the selection people (levers.json), and the shipped model on
     the selection and report people (heldout-*.json)."""
@@ -849,33 +872,8 @@ def levers_section(res) -> list:
              + _detect_agreement_sentence(res.get("photos-selection-b128x2"), res.get("photos-selection-detector"),
                                           "photos-selection-b128x2", "photos-selection-detector")
              + _ship_rule_sentence(res.get("heldout-selection-b128x2"), sel)),
-            ("heldout-selection-b128x2-context", "The `batch-128x2` and `context-jitter` levers together, two of "
-                                                 "those whose screens raised the detect agreement, trained for the "
-                                                 "shipped recipe's full length from the alignment pretraining run "
-                                                 "again into the same file (its weights differ from the alignment "
-                                                 "net the shipped model holds)",
-             _framing_run_sentences(res, "b128x2-context", sel)),
-            ("heldout-selection-finetune-b128x2-context",
-             "The shipped model fine-tuned with the same two levers at its final learning rate "
-             "(0.001, ×0.1 at 85%)",
-             _framing_run_sentences(res, "finetune-b128x2-context", sel)),
-            ("heldout-selection-finetune-lr01-b128x2-context",
-             "The same fine-tuning at the full learning rate (0.01, ×0.1 at 85%)",
-             _framing_run_sentences(res, "finetune-lr01-b128x2-context", sel)),
-            ("heldout-selection-b128x2-context-5000",
-             "The `batch-128x2` and `context-jitter` run above (`b128x2-context`, from the same start and seed) "
-             "trained twice as long (`--steps 5000`, the learning-rate drop still at 85% of the run: up to the "
-             "shorter run's drop at step 2,125 the two runs take the same steps, and their validations up to step "
-             "2,000 are the same figures)",
-             _framing_run_sentences(res, "b128x2-context-5000", sel)),
-            ("heldout-selection-soup-c1-c4",
-             "The mean of the final weights (θ included) of the two runs above with 128 × 2 batches and context "
-             "jitter, of 2,500 and 5,000 steps, which take the same steps up to the shorter run's learning-rate drop",
-             _framing_run_sentences(res, "soup-c1-c4", sel)),
-            ("heldout-selection-b128x2-context-seed1",
-             "The 2,500-step run with 128 × 2 batches and context jitter again, with another seed (`--seed 1`: "
-             "another data order and augmentation, the same starting model), to tell its recipe from its draw",
-             _framing_run_sentences(res, "b128x2-context-seed1", sel)),
+            *((f"heldout-selection-{name}", what, _framing_run_sentences(res, name, sel))
+              for name, what in FRAMING_RUNS),
             ("heldout-selection-seed1", "The shipped recipe run again with another seed (`--seed 1`: another data "
                                         "order and augmentation, the same starting model)",
              _spread_sentence(res.get("heldout-selection-seed1"), sel, _SPREAD))):
