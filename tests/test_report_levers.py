@@ -195,7 +195,6 @@ def test_a_framing_run_says_which_part_of_the_agreement_rule_it_missed():
 
 
 def test_a_model_made_from_runs_is_named_by_the_command_that_made_it():
-    from benchmarks import report
     summary = {k: {"accuracy": 0.85, "accuracy_95": [0.82, 0.88], "auc": 0.94, "learned_threshold_accuracy": 0.84}
                for k in ("plain", "flip")}
     run = {"summary": summary, "model": "/x/runs/soup-c1-c4.npz", "model_trained_steps": 5000,
@@ -206,7 +205,6 @@ def test_a_model_made_from_runs_is_named_by_the_command_that_made_it():
 
 
 def test_every_selection_measurement_in_the_folder_is_read(tmp_path):
-    from benchmarks import report
     for name in ("heldout-selection", "heldout-selection-newrun", "photos-selection-newrun", "layers"):
         (tmp_path / f"{name}.json").write_text(json.dumps({"name": name}))
     (tmp_path / "photos-newrun.json").write_text("{}")           # not a selection measurement: not read
