@@ -59,7 +59,8 @@ from kernels.linear import linear_backward, linear_forward
 from kernels.pool import maxpool2d_backward_sample, maxpool2d_forward_sample
 from kernels.preprocess import normalise_sample
 from kernels.resize import resize_plane
-from kernels.warp import dtheta_to_dpose_sample, pose_to_theta_sample, warp_backward_sample, warp_forward_sample
+from kernels.warp import (compose_theta_sample, dtheta_to_dpose_sample, pose_to_theta_sample, warp_backward_sample,
+                          warp_forward_sample)
 from kernels.winograd import conv3x3_winograd_chunk
 
 # WINOGRAD: a 3x3, stride-1, pad-1 convolution run by Winograd's method (kernels.winograd); inference's
@@ -72,8 +73,10 @@ KIND, C_, H_, W_, F_, HO, WO, K_, STRIDE, PAD, RELU, P_, IN, OUT, AUX, GW, GB = 
 # layout (int64, LAYOUT_FIELDS): where the fixed stages keep their data in an activation row
 # split: the signature net's layers from this index on run in chunks of up to B samples (see below)
 # (chunk_base: the offset of the first chunked layer's input in an activation row)
-LAYOUT_FIELDS = ("S", "A", "small", "pose", "aligned", "features", "D", "split", "B", "chunk_base")
-L_S, L_A, L_SMALL, L_POSE, L_ALIGNED, L_FEATURES, L_D, L_SPLIT, L_B, L_CHUNK_BASE = range(len(LAYOUT_FIELDS))
+# (rounds: the model's align_rounds, npface.model.ModelConfig)
+LAYOUT_FIELDS = ("S", "A", "small", "pose", "aligned", "features", "D", "split", "B", "chunk_base", "rounds")
+L_S, L_A, L_SMALL, L_POSE, L_ALIGNED, L_FEATURES, L_D, L_SPLIT, L_B, L_CHUNK_BASE, L_ROUNDS = \
+    range(len(LAYOUT_FIELDS))
 
 
 # --------------------------------------------------------------------------
@@ -151,7 +154,10 @@ def sample_forward(img, scale, layout, align_prog, sig_prog, weights, biases, st
 
     sig_prog: the signature net's layers this sample runs on its own (those before the split).
     Only the first ``stages`` stages run (normalise+resize, each alignment layer, the warp, each
-    signature layer; for profiling): a full run passes at least their number.
+    signature layer; for profiling): a full run passes at least their number. The alignment rounds
+    after the first (layout's rounds: ``ModelConfig.align_rounds``) belong to the warp's stage: each
+    resizes the aligned image into the alignment net's input, runs the net again, composes its
+    transform into t and warps x again (the pose and the alignment layers' outputs are overwritten).
     """
     if stages < 1:
         return
@@ -166,9 +172,19 @@ def sample_forward(img, scale, layout, align_prog, sig_prog, weights, biases, st
         layer_forward(align_prog[i], weights, biases, act, am, cols)
     if stages < na + 2:
         return
-    pose_to_theta_sample(act[layout[L_POSE]:layout[L_POSE] + 4], t)
+    pose = act[layout[L_POSE]:layout[L_POSE] + 4]
+    pose_to_theta_sample(pose, t)
     aligned = act[layout[L_ALIGNED]:layout[L_ALIGNED] + 3 * S * S].reshape((3, S, S))
     warp_forward_sample(x, t, aligned)
+    again = rows[:6].reshape((2, 3))                       # the resize's scratch is free between rounds
+    for _ in range(layout[L_ROUNDS] - 1):
+        for c in range(3):
+            resize_plane(aligned[c], start_h, weights_h, start_w, weights_w, rows[:A * S].reshape((A, S)), small[c])
+        for i in range(na):
+            layer_forward(align_prog[i], weights, biases, act, am, cols)
+        pose_to_theta_sample(pose, again)
+        compose_theta_sample(t, again, t)
+        warp_forward_sample(x, t, aligned)
     for i in range(min(sig_prog.shape[0], stages - na - 2)):
         layer_forward(sig_prog[i], weights, biases, act, am, cols)
 

@@ -84,6 +84,31 @@ def dtheta_to_dpose_sample(dt, dpose):
 
 
 @kernel
+def compose_theta_sample(t1, t2, out):
+    """out (2, 3) = t1 o t2: sampling through t2, then through t1 (the warp convention above).
+
+    A point p of the output goes to t2 p in the image that t1's warp made, which t1 maps to the
+    input: out p = A1 (A2 p + b2) + b1, so out = [A1 A2 | A1 b2 + b1] for t = [A | b]. ``out`` may be
+    ``t1`` or ``t2`` (every entry is read before any is written).
+    """
+    a00 = t1[0, 0] * t2[0, 0] + t1[0, 1] * t2[1, 0]
+    a01 = t1[0, 0] * t2[0, 1] + t1[0, 1] * t2[1, 1]
+    a10 = t1[1, 0] * t2[0, 0] + t1[1, 1] * t2[1, 0]
+    a11 = t1[1, 0] * t2[0, 1] + t1[1, 1] * t2[1, 1]
+    b0 = t1[0, 0] * t2[0, 2] + t1[0, 1] * t2[1, 2] + t1[0, 2]
+    b1 = t1[1, 0] * t2[0, 2] + t1[1, 1] * t2[1, 2] + t1[1, 2]
+    out[0, 0], out[0, 1], out[0, 2] = a00, a01, b0
+    out[1, 0], out[1, 1], out[1, 2] = a10, a11, b1
+
+
+@kernel
+def compose_theta(theta1, theta2, out):
+    """out (N, 2, 3) = theta1 o theta2, row by row (``compose_theta_sample``)."""
+    for n in range(theta1.shape[0]):
+        compose_theta_sample(theta1[n], theta2[n], out[n])
+
+
+@kernel
 def pose_to_theta(pose, theta):
     """pose (N, 4) -> theta (N, 2, 3), row by row."""
     for n in range(pose.shape[0]):
@@ -220,6 +245,12 @@ def _corners_reference(ix, iy, H, W):
             inside = (y >= 0) & (y < H) & (x >= 0) & (x < W)
             corners.append((np.clip(y, 0, H - 1), np.clip(x, 0, W - 1), wyk * wxk, inside))
     return corners
+
+
+def compose_theta_reference(theta1, theta2):
+    """theta1 o theta2 (N, 2, 3) as 3 x 3 matrices: [theta1; 0 0 1] @ [theta2; 0 0 1], top two rows."""
+    last = np.broadcast_to(np.array([0.0, 0.0, 1.0]), (len(theta2), 1, 3))
+    return (theta1 @ np.concatenate([theta2, last], axis=1)).astype(theta1.dtype)
 
 
 def warp_forward_reference(img, theta, out_h, out_w):

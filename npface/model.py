@@ -24,7 +24,7 @@ A training step, in one straight line::
 import json
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Dict, Tuple
 
@@ -61,16 +61,29 @@ NORMALISATION = ("uint8 pixels v in 0..255 become v / 255 in [0, 1]; float image
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The architecture: input sizes and the two layer lists (Table 2 by default)."""
+    """The architecture: input sizes and the two layer lists (Table 2 by default).
+
+    ``align_rounds``: how many times the alignment net looks at the face. 1 is the paper's network:
+    pose from the input, one warp. With R > 1, round r (r = 2 .. R) runs the alignment net again on
+    the resize of the previous round's warp, composes its transform with the ones before
+    (``ops.compose_theta``), and warps the input once by the composition, so there is still one
+    bilinear interpolation between the input and the signature net. Extra rounds are a test-time
+    choice: they give no gradient to the alignment net (``FaceModel.backward`` refuses to train it
+    with R > 1). Written to a model file only when it is not 1.
+    """
     input_size: int = INPUT_SIZE
     align_input_size: int = ALIGN_INPUT_SIZE
     alignment: Tuple[Layer, ...] = ALIGNMENT_NET
     signature: Tuple[Layer, ...] = SIGNATURE_NET
+    align_rounds: int = 1
 
     def to_json(self):
         layer = lambda l: {"type": type(l).__name__, **asdict(l)}  # noqa: E731
-        return {"input_size": self.input_size, "align_input_size": self.align_input_size,
-                "alignment": [layer(l) for l in self.alignment], "signature": [layer(l) for l in self.signature]}
+        out = {"input_size": self.input_size, "align_input_size": self.align_input_size,
+               "alignment": [layer(l) for l in self.alignment], "signature": [layer(l) for l in self.signature]}
+        if self.align_rounds != 1:                   # files of the paper's single round read as before
+            out["align_rounds"] = self.align_rounds
+        return out
 
     @classmethod
     def from_json(cls, d):
@@ -83,11 +96,16 @@ class ModelConfig:
                 raise ValueError(f"unknown layer type {kind!r} in the model configuration")
             return kinds[kind](**spec)
 
+        rounds = d.get("align_rounds", 1)
+        if isinstance(rounds, bool) or not isinstance(rounds, int):
+            raise ValueError(f"align_rounds must be an integer >= 1, got {rounds!r}")
         return cls(int(d["input_size"]), int(d["align_input_size"]),
-                   tuple(layer(s) for s in d["alignment"]), tuple(layer(s) for s in d["signature"]))
+                   tuple(layer(s) for s in d["alignment"]), tuple(layer(s) for s in d["signature"]), rounds)
 
     def check(self):
         """Raise ValueError unless the layer lists fit together: alignment ends in 4 numbers, signature in D."""
+        if isinstance(self.align_rounds, bool) or not isinstance(self.align_rounds, int) or self.align_rounds < 1:
+            raise ValueError(f"align_rounds must be an integer >= 1, got {self.align_rounds!r}")
         for name, layers, size in (("alignment", self.alignment, self.align_input_size),
                                    ("signature", self.signature, self.input_size)):
             shapes = trace(layers, (3, size, size))
@@ -212,6 +230,34 @@ def align_forward(model, images, keep=False):
     return forward_layers(model.config.alignment, small, model.params, keep)
 
 
+def further_rounds(model, x, theta, aligned, warp_cache):
+    """The alignment rounds after the first (``ModelConfig.align_rounds``), on the per-op path.
+
+    x (N, 3, S, S) the preprocessed images, theta (N, 2, 3) the first round's warps and aligned
+    (N, 3, S, S), warp_cache their warp; each round resizes the last aligned image, runs the alignment
+    net on it, composes its warp into theta and warps x again. Returns (theta, aligned, warp_cache) of
+    the last round (the inputs themselves with one round).
+    """
+    S, A = model.config.input_size, model.config.align_input_size
+    for _ in range(model.config.align_rounds - 1):
+        again, _ = forward_layers(model.config.alignment, ops.resize_area(aligned, A, A), model.params, False)
+        theta = ops.compose_theta(theta, pose_to_theta(again))                   # (N, 2, 3)
+        aligned, warp_cache = ops.warp_forward(x, theta, S, S)                  # (N, 3, S, S)
+    return theta, aligned, warp_cache
+
+
+def warp_thetas(model, images):
+    """theta (N, 2, 3), the model's dtype: the warps the model applies to images (N, S, S, 3), every
+    alignment round included (the per-op path)."""
+    pose, _ = align_forward(model, images)
+    theta = pose_to_theta(pose)
+    if model.config.align_rounds == 1:
+        return theta
+    x = model.preprocess(images)
+    S = model.config.input_size
+    return further_rounds(model, x, theta, *ops.warp_forward(x, theta, S, S))[0]
+
+
 def backward_layers(dout, caches, grads):
     """Walk the caches backwards; add parameter gradients to ``grads``; return the input gradient."""
     for layer, cache in reversed(caches):
@@ -247,10 +293,17 @@ def reference_forward(model, images):
                 x = np.maximum(x, 0)
         return x
 
+    from kernels.warp import compose_theta_reference
+
     x = model.preprocess(images)
     S, A = model.config.input_size, model.config.align_input_size
     theta = pose_to_theta(run(model.config.alignment, resize_forward_reference(x, A, A)))
-    return run(model.config.signature, warp_forward_reference(x, theta, S, S))
+    aligned = warp_forward_reference(x, theta, S, S)
+    for _ in range(model.config.align_rounds - 1):          # ModelConfig: look again, warp the input once
+        again = pose_to_theta(run(model.config.alignment, resize_forward_reference(aligned, A, A)))
+        theta = compose_theta_reference(theta, again)
+        aligned = warp_forward_reference(x, theta, S, S)
+    return run(model.config.signature, aligned)
 
 
 @dataclass
@@ -291,6 +344,11 @@ class FaceModel:
         """A copy of the model with every parameter in ``dtype`` (float64 for gradient checks)."""
         return FaceModel(self.config, params={k: v.astype(dtype) for k, v in self.params.items()},
                          provenance=self.provenance)
+
+    def with_align_rounds(self, rounds):
+        """The same parameters (shared, not copied) run with ``rounds`` alignment rounds
+        (``ModelConfig.align_rounds``): another network, e.g. the paper's single round of a 2-round model."""
+        return FaceModel(replace(self.config, align_rounds=rounds), params=self.params, provenance=self.provenance)
 
     # ---------------------------------------------------------- forward / backward
     def check_images(self, images):
@@ -353,6 +411,7 @@ class FaceModel:
         t = clock()
         theta = pose_to_theta(pose)                                               # (N, 2, 3)
         aligned, warp_cache = ops.warp_forward(x, theta, S, S)                    # (N, 3, S, S)
+        theta, aligned, warp_cache = further_rounds(self, x, theta, aligned, warp_cache)   # align_rounds > 1
         if timings is not None:
             timings["warp"] = timings.get("warp", 0.0) + clock() - t
         sig, sig_caches = forward_layers(self.config.signature, aligned, self.params, train, timings)  # (N, D)
@@ -388,6 +447,10 @@ class FaceModel:
             raise ValueError(f"dtheta_extra must have shape {cache.theta.shape}, got {np.shape(dtheta_extra)}")
         wanted = self.trained_parameters()
         want_align = self.trains_alignment()
+        if want_align and self.config.align_rounds > 1:
+            raise ValueError(f"backward: the alignment net cannot be trained with align_rounds = "
+                             f"{self.config.align_rounds} (the extra rounds carry no gradient); freeze it "
+                             f"(model.frozen = ('align.',), npface.train --align-lr-scale 0)")
         dsig = np.ascontiguousarray(dsig, dtype=self.dtype)
         if isinstance(cache, PlanCache):
             plan = self.plan

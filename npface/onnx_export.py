@@ -11,6 +11,13 @@ for the default configuration; N is a dynamic batch dimension)::
       AffineGrid(theta, (N, 3, 112, 112)), GridSample(x) -> aligned (N, 3, 112, 112)
       signature net                                 -> signatures (N, 128) float32
 
+With ``align_rounds`` R > 1 (``npface.model.ModelConfig``), each round after the
+first (its nodes named ``warp.round<r>.*``) resizes ``aligned``, runs the
+alignment net again (the same initializers), makes its theta, composes it
+into the one before (MatMul of theta (N, 2, 3) with the new one padded to
+(N, 3, 3) by the row (0, 0, 1)), and warps x again; ``theta`` is the last
+composition.
+
 - The area resize is linear and separable (``kernels.resize``): out = R x R^T
   per image and channel, so two MatMuls with a fixed resampling matrix are
   exact. R is read off the project's own resize, applied to the columns of
@@ -107,23 +114,26 @@ class _Graph:
         self.onnx, self.nodes, self.initializers = onnx, [], []
 
     def const(self, name, array):
-        self.initializers.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(array), name))
+        """The initializer ``name`` (added once: a second round of a net reads the same weights)."""
+        if name not in {t.name for t in self.initializers}:
+            self.initializers.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
     def add(self, op, inputs, output, **attrs):
         self.nodes.append(self.onnx.helper.make_node(op, list(inputs), [output], name=output, **attrs))
         return output
 
-    def layers(self, layers, x, params):
-        """Append ``layers`` (npface.architecture) to the graph from tensor ``x``; return the last output."""
+    def layers(self, layers, x, params, prefix=""):
+        """Append ``layers`` (npface.architecture) to the graph from tensor ``x``; return the last output.
+        Nodes are named ``prefix`` + the layer's name; the weights keep the layer's name."""
         from npface.architecture import Conv, MaxPool
         rank4 = True                                   # the nets start on (N, C, H, W) images
         for layer in layers:
-            name = layer.name
+            name = prefix + layer.name
             if isinstance(layer, Conv):
                 k, s, p = layer.kernel, layer.stride, layer.pad
-                x = self.add("Conv", [x, self.const(name + ".weight", params[name + ".weight"]),
-                                      self.const(name + ".bias", params[name + ".bias"])], name,
+                x = self.add("Conv", [x, self.const(layer.name + ".weight", params[layer.name + ".weight"]),
+                                      self.const(layer.name + ".bias", params[layer.name + ".bias"])], name,
                              kernel_shape=[k, k], strides=[s, s], pads=[p, p, p, p])
             elif isinstance(layer, MaxPool):
                 x = self.add("MaxPool", [x], name, kernel_shape=[layer.size, layer.size],
@@ -132,8 +142,9 @@ class _Graph:
                 if rank4:                              # (N, C, H, W) -> (N, C*H*W) in C order, as forward_layers
                     x = self.add("Flatten", [x], name + ".flatten", axis=1)
                     rank4 = False
-                x = self.add("Gemm", [x, self.const(name + ".weight", params[name + ".weight"]),
-                                      self.const(name + ".bias", params[name + ".bias"])], name, transB=1)
+                x = self.add("Gemm", [x, self.const(layer.name + ".weight", params[layer.name + ".weight"]),
+                                      self.const(layer.name + ".bias", params[layer.name + ".bias"])], name,
+                             transB=1)
             if getattr(layer, "relu", False):
                 x = self.add("Relu", [x], name + ".relu")
         return x
@@ -165,14 +176,33 @@ def build_onnx(model, opset=None):
     small = g.add("MatMul", [g.const("resize.rows", R), x], "resize.rows_out")            # (N, 3, A, S)
     small = g.add("MatMul", [small, g.const("resize.cols", R.T)], "small")                # (N, 3, A, A)
 
+    rounds = config.align_rounds
     pose = g.layers(config.alignment, small, params)                                      # (N, 4)
     theta = g.add("MatMul", [pose, g.const("pose_to_theta", pose_matrix())], "theta_flat")  # (N, 6)
-    theta = g.add("Reshape", [theta, g.const("theta_shape", np.array([-1, 2, 3], np.int64))], THETA)
+    theta = g.add("Reshape", [theta, g.const("theta_shape", np.array([-1, 2, 3], np.int64))],
+                  THETA if rounds == 1 else "warp.round1.theta")                              # (N, 2, 3)
 
     # the warp S -> S: sampling grid (N, S, S, 2) of input coordinates, then bilinear sampling
     size = g.add("Shape", [x], "warp.size")                                               # [N, 3, S, S]
     grid = g.add("AffineGrid", [theta, size], "warp.grid", align_corners=0)
     aligned = g.add("GridSample", [x, grid], "aligned", mode="linear", padding_mode="zeros", align_corners=0)
+
+    for r in range(2, rounds + 1):       # ModelConfig.align_rounds: look again, compose, warp x once more
+        p = f"warp.round{r}."
+        again = g.add("MatMul", ["resize.rows", aligned], p + "resize.rows_out")          # (N, 3, A, S)
+        again = g.add("MatMul", [again, "resize.cols"], p + "small")                      # (N, 3, A, A)
+        again = g.layers(config.alignment, again, params, prefix=p)                       # (N, 4)
+        again = g.add("MatMul", [again, "pose_to_theta"], p + "theta_flat")               # (N, 6)
+        again = g.add("Reshape", [again, "theta_shape"], p + "theta")                     # (N, 2, 3)
+        # [theta2; 0 0 1] (N, 3, 3): a zero row below, then 1 in its corner
+        again = g.add("Pad", [again, g.const("compose.pads", np.array([0, 0, 0, 0, 1, 0], np.int64))],
+                      p + "padded")
+        again = g.add("Add", [again, g.const("compose.corner", np.array([[0, 0, 0], [0, 0, 0], [0, 0, 1]],
+                                                                        np.float32))], p + "homogeneous")
+        theta = g.add("MatMul", [theta, again], THETA if r == rounds else p + "composed")  # (N, 2, 3)
+        grid = g.add("AffineGrid", [theta, size], p + "grid", align_corners=0)
+        aligned = g.add("GridSample", [x, grid], p + "aligned", mode="linear", padding_mode="zeros",
+                        align_corners=0)
 
     sig = g.layers(config.signature, aligned, params)                                     # (N, D)
     g.nodes[-1].output[0] = SIGNATURES

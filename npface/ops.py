@@ -323,6 +323,25 @@ def pose_to_theta(pose):
     return theta
 
 
+def compose_theta(theta1, theta2):
+    """theta1 o theta2 (N, 2, 3): the warp by theta1 followed by the warp by theta2, as one warp.
+
+    Warping an image by theta1 and the result by theta2 samples the input at
+    theta1 (theta2 p) for each output point p (``kernels.warp``'s convention:
+    theta maps output to input); warping the input once by the composition
+    samples the same points, with one bilinear interpolation instead of two.
+    """
+    op = "compose_theta"
+    theta1 = _float_array(op, "theta1", theta1, "(N, 2, 3)", 3)
+    theta2 = _float_array(op, "theta2", theta2, "(N, 2, 3)", 3, theta1.dtype)
+    if theta1.shape[1:] != (2, 3) or theta2.shape != theta1.shape:
+        raise ValueError(f"{op}: theta1 and theta2 must both have shape (N, 2, 3), got {theta1.shape} and "
+                         f"{theta2.shape}")
+    out = np.empty_like(theta1)
+    warp.compose_theta(theta1, theta2, out)
+    return out
+
+
 # --------------------------------------------------------------------------
 # Area resize (no parameters, so no backward)
 # --------------------------------------------------------------------------

@@ -193,8 +193,8 @@ def build_tables(config):
     state["act"] = act_before
     layout = np.zeros(len(kplan.LAYOUT_FIELDS), np.int64)
     layout[[kplan.L_S, kplan.L_A, kplan.L_SMALL, kplan.L_POSE, kplan.L_ALIGNED, kplan.L_FEATURES, kplan.L_D,
-            kplan.L_SPLIT, kplan.L_B, kplan.L_CHUNK_BASE]] = S, A, small, pose, aligned, features, D, split, CHUNK, \
-        chunk_base
+            kplan.L_SPLIT, kplan.L_B, kplan.L_CHUNK_BASE, kplan.L_ROUNDS]] = S, A, small, pose, aligned, features, \
+        D, split, CHUNK, chunk_base, config.align_rounds
     winograd_layers = []
     for i in np.flatnonzero(chunk_winograd[:, kplan.KIND] == kplan.WINOGRAD):
         chunk_winograd[i, kplan.AUX] = len(param_order) + len(winograd_layers)   # after every layer's weights

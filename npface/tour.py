@@ -4,10 +4,11 @@
     python -m npface.tour --lfw ../shared/lfw # the same walk with real LFW faces
     python -m npface.tour --small             # 2 x 2 faces and a short race (what the tests run)
 
-One batch of k = P x K faces goes through the shipped model (``npface.load()``,
-in float64 so that central differences are exact to ~1e-9) exactly as
-``npface.training.run`` takes a step, but one stage at a time, printing the
-shape at every boundary:
+One batch of k = P x K faces goes through the shipped model's parameters
+(``npface.load()``, in float64 so that central differences are exact to ~1e-9,
+as the paper's network: one alignment round, whatever ``align_rounds`` the
+shipped file runs at test time) exactly as ``npface.training.run`` takes a
+step, but one stage at a time, printing the shape at every boundary:
 
     images (k, 112, 112, 3) uint8 --preprocess--> x (k, 3, 112, 112)
     x --resize_area--> small (k, 3, 50, 50) --alignment net--> pose (k, 4)
@@ -129,6 +130,12 @@ def lfw_batch(root, P, K, seed):
     return images, index.labels[rows]
 
 
+def paper_network(model):
+    """The model as the paper's network walks it: one alignment round (``ModelConfig.align_rounds``; the extra
+    rounds of a shipped model are a test-time choice, through which no gradient flows)."""
+    return model.with_align_rounds(1) if model.config.align_rounds != 1 else model
+
+
 def choose_batch(args, tries=10):
     """The first batch (seeds seed, seed + 1, ...) on which the shipped model's loss is not 0.
 
@@ -136,7 +143,7 @@ def choose_batch(args, tries=10):
     would check nothing.
     """
     import npface
-    model = npface.load()
+    model = paper_network(npface.load())
     for seed in range(args.seed, args.seed + tries):
         if args.lfw:
             images, labels = lfw_batch(args.lfw, args.identities, args.images, seed)
@@ -223,7 +230,7 @@ def tour_step(images, labels, check, seed, lr):
     from npface.optim import SGD
 
     rng = np.random.default_rng([seed, 1])
-    model = npface.load().astype(np.float64)
+    model = paper_network(npface.load()).astype(np.float64)
     params, cfg = model.params, model.config
     k = len(labels)
 
