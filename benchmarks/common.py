@@ -92,12 +92,17 @@ def machine_line():
 
 
 def params_digest(model) -> str:
-    """SHA-256 over a model's parameters (names, shapes, float32 bytes) and theta: names one set of weights, so
-    that a results file can say which model it measured (``benchmarks.accuracy``, ``benchmarks.ship``)."""
+    """SHA-256 over a model's parameters (names, shapes, float32 bytes) and theta, and its alignment rounds when
+    they are not 1: names one model, so that a results file can say which model it measured
+    (``benchmarks.accuracy``, ``benchmarks.ship``). The same weights run with another number of alignment
+    rounds (``ModelConfig.align_rounds``) are another model; with one round the digest is the weights' alone."""
     import hashlib
     h = hashlib.sha256()
     for name in sorted(model.params):
         a = np.ascontiguousarray(model.params[name], dtype=np.float32)
         h.update(name.encode() + str(a.shape).encode() + a.tobytes())
     h.update(np.float64(model.threshold).tobytes())
+    rounds = getattr(getattr(model, "config", None), "align_rounds", 1)
+    if rounds != 1:
+        h.update(f"align_rounds={rounds}".encode())
     return h.hexdigest()

@@ -112,21 +112,35 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1, help="threads for the network")
     parser.add_argument("--views", action="store_true",
                         help="also measure with 5 test-time views (npface.eval --views 5), without and with flip")
+    parser.add_argument("--align-rounds", type=int, metavar="R",
+                        help="measure the model run with R alignment rounds (npface.model.ModelConfig.align_rounds; "
+                             "its copy is written to --work) instead of the number its file holds")
     parser.add_argument("--json", metavar="OUT",
                         help="result file (default: benchmarks/results/heldout-<people>.json)")
     args = parser.parse_args(argv)
     if args.n_fit < 1 or args.n_test < 1:
         parser.error("--n-fit and --n-test must be at least 1")
+    if args.align_rounds is not None and args.align_rounds < 1:
+        parser.error("--align-rounds must be at least 1")
     t = time.perf_counter()
     from npface.model import load
+    work = Path(args.work or f"runs/heldout/{args.people}")
     try:
         model = load(args.model)                          # a bad --model fails here, before the long part
         provenance = model.provenance
-        out = measure(args.lfw, args.model, args.people, args.work or f"runs/heldout/{args.people}",
-                      args.n_fit, args.n_test, args.threads, views=(1, 5) if args.views else (1,))
+        path = args.model
+        if args.align_rounds is not None:                 # the same weights, another network: a file of its own
+            model = model.with_align_rounds(args.align_rounds)
+            work.mkdir(parents=True, exist_ok=True)
+            path = str(work / f"model-rounds{args.align_rounds}.npz")
+            model.save(path)
+        out = measure(args.lfw, path, args.people, work, args.n_fit, args.n_test, args.threads,
+                      views=(1, 5) if args.views else (1,))
     except (OSError, ValueError, RuntimeError) as e:
         print(f"python -m benchmarks.heldout: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    if args.align_rounds is not None:
+        out["align_rounds"] = args.align_rounds
     out.update({"model": args.model or "shipped", "model_sha256": params_digest(model),
                 "model_trained_steps": provenance.get("trained_steps"),
                 "model_config": provenance.get("config"), "model_init": _init_record(provenance),

@@ -1,6 +1,12 @@
 """Ship a finished training run as the default model (``npface.load()``), measured once on the report people.
 
     python -m benchmarks.ship --lfw ../shared/lfw --run runs/final [--average 3]
+    python -m benchmarks.ship --lfw ../shared/lfw --align-rounds 2
+
+The second form ships the shipped model again with another number of
+alignment rounds (``npface.model.ModelConfig.align_rounds``, a test-time
+choice made on the selection people): the same weights and the same
+record, measured once more on the report people as the new model it is.
 
 1. The candidate: the run's final ``model.npz``, or with ``--average N`` the
    mean of its last N kept checkpoints (``npface.average``; the run must
@@ -94,9 +100,88 @@ def ship(lfw, run_dir, average_n=0, to=SHIPPED_MODEL, results=RESULTS, n_pairs=N
         raise ValueError(f"--run: {run_dir} trained on synthetic faces; only a run on LFW people can be shipped")
     model, what = candidate(run_dir, average_n)
     digest = params_digest(model)
-    staged = run_dir / "candidate.npz"
-    model.save(staged)
+    report = measure_once(lfw, model, what, run_dir, run_dir / "candidate.npz", config, to, results, n_pairs,
+                          threads, log, work)
 
+    history = read_run(run_dir)
+    record = {
+        "run": str(run_dir), "model": what, "model_sha256": digest,
+        "command": command_line(config, out=run_dir), "config": config,
+        "init": config.get("init"),
+        "init_kind": (model.provenance.get("init_provenance") or {}).get("kind"),
+        # how the starting model was made (e.g. the alignment pretraining's steps and batch), when it says
+        "init_settings": (model.provenance.get("init_provenance") or {}).get("settings"),
+        "data": model.provenance.get("data"),
+        "people_list": config.get("people"),
+        "train_people": len(model.provenance.get("train_people") or ()),
+        "steps": history["steps"], "train_hours": history["train_seconds"] / 3600,
+        "threads": config.get("threads"), "world_size": config.get("world_size", 1),
+        "machine": f"{machine_line()}, {os.cpu_count()} cores",
+        "averaged": model.provenance.get("averaged"),
+        **_report_fields(report),
+        "history": str(history_file), "date": time.strftime("%Y-%m-%d"),
+        # the run's validations on its held-out people, for the report's accuracy trajectory
+        "validation": [dict(step=step, accuracy=acc, accuracy_std=std, auc=auc, learned_threshold_accuracy=theta)
+                       for step, acc, std, auc, theta in zip(
+                           history["val_step"], history["val_accuracy"], history["val_accuracy_std"],
+                           history["val_auc"], history["val_learned_threshold_accuracy"])],
+    }
+    model.provenance["shipped"] = record
+    model.save(to)
+    atomic_write_text(history_file, (run_dir / "metrics.jsonl").read_text())
+    write_json(Path(results) / "shipped.json", record)
+    _log_shipped(log, to, report, f"history {history_file}; record {Path(results) / 'shipped.json'}")
+    return record
+
+
+def ship_align_rounds(lfw, rounds, to=SHIPPED_MODEL, results=RESULTS, n_pairs=N_PAIRS, threads=2, log=print,
+                      work="runs/heldout/report"):
+    """Ship the model at ``to`` again with ``rounds`` alignment rounds: measured once on the report people as
+    the new model it is; its record is the shipped one with the new measurement and ``align_rounds``."""
+    from npface.model import load
+    to = Path(to)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"--align-rounds must be an integer >= 1, got {rounds!r}")
+    shipped = load(to)
+    previous = shipped.provenance.get("shipped")
+    if not previous:
+        raise ValueError(f"{to} has no shipped record (ship a run with --run first)")
+    if shipped.config.align_rounds == rounds:
+        raise ValueError(f"{to} already runs {rounds} alignment round(s)")
+    model = shipped.with_align_rounds(rounds)
+    what = f"{previous['model']}, run with {rounds} alignment rounds"
+    Path(work).mkdir(parents=True, exist_ok=True)
+    report = measure_once(lfw, model, what, previous["run"], Path(work) / "candidate.npz", previous["config"], to,
+                          results, n_pairs, threads, log, work)
+    record = dict(previous, model_sha256=params_digest(model), align_rounds=rounds, **_report_fields(report),
+                  date=time.strftime("%Y-%m-%d"))
+    model.provenance = dict(model.provenance, shipped=record)
+    model.save(to)
+    write_json(Path(results) / "shipped.json", record)
+    _log_shipped(log, to, report, f"record {Path(results) / 'shipped.json'}")
+    return record
+
+
+def _report_fields(report) -> dict:
+    """The shipped record's fields from the report people's measurement."""
+    return {"report_people": report["summary"],
+            "report_protocol": {k: report["protocol"][k] for k in ("fit", "test") if k in report["protocol"]},
+            "report_measurements": len(report.get("measurements", []))}
+
+
+def _log_shipped(log, to, report, where):
+    s = report["summary"]["plain"]
+    log(f"shipped {to}: report people accuracy {s['accuracy']:.4f} (95% {s['accuracy_95'][0]:.4f}-"
+        f"{s['accuracy_95'][1]:.4f}), AUC {s['auc']:.4f}, learned theta {s['learned_threshold_accuracy']:.4f}; "
+        f"{where}")
+
+
+def measure_once(lfw, model, what, run, staged, config, to, results, n_pairs, threads, log, work):
+    """The report people's measurement of ``model`` (``benchmarks.heldout.measure`` on its file written to
+    ``staged``), made once per model: heldout-report.json keeps every model ever measured there, and a model
+    measured already is read back instead of measured again. Returns the report."""
+    digest = params_digest(model)
+    model.save(staged)
     report_file = Path(results) / "heldout-report.json"
     previous = json.loads(report_file.read_text()) if report_file.is_file() else {}
     # every candidate ever measured on the report people, kept in the file and counted on the model card:
@@ -116,57 +201,29 @@ def ship(lfw, run_dir, average_n=0, to=SHIPPED_MODEL, results=RESULTS, n_pairs=N
         log(f"measuring {what} on the report people (once)")
         t = time.perf_counter()
         report = measure(lfw, str(staged), "report", Path(work), n_pairs, n_pairs, threads, log)
-        measured.append({"model_sha256": digest, "run": str(run_dir), "model": what,
+        measured.append({"model_sha256": digest, "run": str(run), "model": what,
                          "accuracy": report["summary"]["plain"]["accuracy"], "date": time.strftime("%Y-%m-%d")})
-        report.update({"model": f"{to} (shipped from {run_dir}: {what})", "model_sha256": digest,
+        report.update({"model": f"{to} (shipped from {run}: {what})", "model_sha256": digest,
                        "model_trained_steps": model.provenance.get("trained_steps"), "model_config": config,
                        "measurements": measured, "seconds": time.perf_counter() - t,
                        "date": time.strftime("%Y-%m-%d")})
         write_json(report_file, report)
-
-    history = read_run(run_dir)
-    record = {
-        "run": str(run_dir), "model": what, "model_sha256": digest,
-        "command": command_line(config, out=run_dir), "config": config,
-        "init": config.get("init"),
-        "init_kind": (model.provenance.get("init_provenance") or {}).get("kind"),
-        # how the starting model was made (e.g. the alignment pretraining's steps and batch), when it says
-        "init_settings": (model.provenance.get("init_provenance") or {}).get("settings"),
-        "data": model.provenance.get("data"),
-        "people_list": config.get("people"),
-        "train_people": len(model.provenance.get("train_people") or ()),
-        "steps": history["steps"], "train_hours": history["train_seconds"] / 3600,
-        "threads": config.get("threads"), "world_size": config.get("world_size", 1),
-        "machine": f"{machine_line()}, {os.cpu_count()} cores",
-        "averaged": model.provenance.get("averaged"),
-        "report_people": report["summary"], "report_protocol": {
-            k: report["protocol"][k] for k in ("fit", "test") if k in report["protocol"]},
-        "report_measurements": len(report.get("measurements", [])),
-        "history": str(history_file), "date": time.strftime("%Y-%m-%d"),
-        # the run's validations on its held-out people, for the report's accuracy trajectory
-        "validation": [dict(step=step, accuracy=acc, accuracy_std=std, auc=auc, learned_threshold_accuracy=theta)
-                       for step, acc, std, auc, theta in zip(
-                           history["val_step"], history["val_accuracy"], history["val_accuracy_std"],
-                           history["val_auc"], history["val_learned_threshold_accuracy"])],
-    }
-    model.provenance["shipped"] = record
-    model.save(to)
-    atomic_write_text(history_file, (run_dir / "metrics.jsonl").read_text())
-    write_json(Path(results) / "shipped.json", record)
-    s = report["summary"]["plain"]
-    log(f"shipped {to}: report people accuracy {s['accuracy']:.4f} (95% {s['accuracy_95'][0]:.4f}-"
-        f"{s['accuracy_95'][1]:.4f}), AUC {s['auc']:.4f}, learned theta {s['learned_threshold_accuracy']:.4f}; "
-        f"history {history_file}; record {Path(results) / 'shipped.json'}")
-    return record
+    return report
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.ship", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Measure a finished training run once on the report people and ship it as the default "
-                    "npface.load() model, with its provenance, history and model-card record.")
+                    "npface.load() model, with its provenance, history and model-card record; or ship the "
+                    "shipped model again with another number of alignment rounds.")
     parser.add_argument("--lfw", required=True, metavar="DIR", help="LFW's root (holding lfw/ and the list files)")
-    parser.add_argument("--run", required=True, metavar="DIR", help="the finished npface.train run folder")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", metavar="DIR", help="the finished npface.train run folder")
+    which.add_argument("--align-rounds", type=int, metavar="R",
+                       help="instead of a run: the model at --to, run with R alignment rounds (the alignment net "
+                            "looks again at its own warp R - 1 times; npface.model.ModelConfig), measured on the "
+                            "report people as a new model and shipped with the same record")
     parser.add_argument("--average", type=int, default=0, metavar="N",
                         help="ship the mean of the run's last N kept checkpoints instead of its final model (0: off)")
     parser.add_argument("--to", default=str(SHIPPED_MODEL), metavar="MODEL", help="where the shipped model goes")
@@ -178,11 +235,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.average < 0 or args.n_pairs < 1:
         parser.error("--average must be >= 0 and --n-pairs >= 1")
+    if args.align_rounds is not None and (args.align_rounds < 1 or args.average):
+        parser.error("--align-rounds must be >= 1, and takes no --average (it ships the model at --to again)")
     if Path(args.to).resolve() != SHIPPED_MODEL.resolve() and Path(args.results).resolve() == RESULTS.resolve():
         parser.error("--to another file than the shipped model needs --results elsewhere than benchmarks/results "
                      "(its shipped.json describes the shipped model)")
     try:
-        ship(args.lfw, args.run, args.average, args.to, args.results, args.n_pairs, args.threads)
+        if args.align_rounds is not None:
+            ship_align_rounds(args.lfw, args.align_rounds, args.to, args.results, args.n_pairs, args.threads)
+        else:
+            ship(args.lfw, args.run, args.average, args.to, args.results, args.n_pairs, args.threads)
     except (OSError, ValueError, RuntimeError) as e:
         print(f"python -m benchmarks.ship: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

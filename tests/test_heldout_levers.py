@@ -143,6 +143,14 @@ def test_heldout_records_the_digest_of_the_model_it_measured(tmp_path):
     assert heldout.main(["--lfw", str(LFW), "--people", "selection", "--model", str(path), "--n-fit", "5",
                          "--n-test", "5", "--work", str(tmp_path / "work"), "--json", str(out)]) == 0
     assert json.loads(out.read_text())["model_sha256"] == params_digest(load(path))
+    # --align-rounds: the same file measured as another network, with a digest of its own
+    assert heldout.main(["--lfw", str(LFW), "--people", "selection", "--model", str(path), "--n-fit", "5",
+                         "--n-test", "5", "--work", str(tmp_path / "work"), "--align-rounds", "2",
+                         "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["align_rounds"] == 2
+    assert record["model_sha256"] == params_digest(load(path).with_align_rounds(2)) != params_digest(load(path))
+    assert load(tmp_path / "work" / "model-rounds2.npz").config.align_rounds == 2
 
 
 def test_a_re_run_baseline_that_differs_keeps_the_earlier_one_for_the_levers_it_measured():

@@ -134,12 +134,13 @@ def test_full_run_sentences_name_the_starting_model_and_the_detect_agreement():
     flip = {"pairs": 400, "agreement": 0.875}
     res = {"photos-selection": {"verify": {"flip": flip}},
            "photos-selection-align8000": {"verify": {"flip": dict(flip, agreement=0.9025)}}}
-    assert "for 90.2%, against 87.5% for the shipped model" in report._agreement_sentence(res)
+    assert "for 90.25%, against 87.50% for the shipped model with one alignment round" in report._agreement_sentence(res)
     assert report._agreement_sentence({"photos-selection": res["photos-selection"]}) == ""
     # measured since the framing net: the run (framed without it) is compared with the shipped model framed alike
     res["photos-selection"]["verify"]["flip"] = dict(flip, agreement=0.9075, detect_calibrated_agreement=0.875)
     sentence = report._agreement_sentence(res)
-    assert "for 90.2%, against 87.5% for the shipped model framed the same way (the calibrated square" in sentence
+    assert ("for 90.25%, against 87.50% for the shipped model with one alignment round framed the same way (the "
+            "calibrated square") in sentence
 
 
 def test_a_second_run_of_the_shipped_recipe_is_stated_as_its_spread():
@@ -157,7 +158,7 @@ def test_a_runs_detect_agreement_is_stated_beside_the_shipped_models():
     shipped = {"verify": {"flip": {"pairs": 400, "agreement": 0.9275}}}
     run = {"verify": {"flip": {"pairs": 400, "agreement": 0.9425}}}
     text = report._detect_agreement_sentence(run, shipped, "photos-run", "photos-shipped")
-    assert "agree with the original frames' for 94.2%, against 92.8% for the shipped model" in text
+    assert "agree with the original frames' for 94.25%, against 92.75% for the shipped model with one" in text
     assert "`photos-run.json`" in text and "`photos-shipped.json`" in text
     assert report._detect_agreement_sentence(run, None, "a", "b") == ""
     other = {"verify": {"flip": {"pairs": 200, "agreement": 0.9}}}         # other pictures: not comparable
@@ -179,7 +180,7 @@ def test_a_framing_run_says_which_part_of_the_agreement_rule_it_missed():
     photos = {"verify": {"flip": {"pairs": 400, "agreement": 0.955}}}
     lost = {"summary": {"flip": dict(FIG, accuracy=0.858, auc=0.943)}}
     text = report._agreement_rule_sentence(lost, shipped, photos, shipped_photos)
-    assert "at least 1.5 points above the shipped model's (92.8%)" in text
+    assert "at least 1.5 points above that of the shipped model with one alignment round (92.75%)" in text
     assert text.endswith("not met (accuracy, AUC), so it is not shipped.")
     kept = {"summary": {"flip": dict(FIG, accuracy=0.862, auc=0.945)}}          # exactly at both limits
     assert report._agreement_rule_sentence(kept, shipped, photos, shipped_photos).endswith(": met.")
@@ -211,3 +212,42 @@ def test_every_selection_measurement_in_the_folder_is_read(tmp_path):
     res = report.load_results(tmp_path)
     assert sorted(res) == ["heldout-selection", "heldout-selection-newrun", "layers", "photos-selection-newrun"]
     assert res["photos-selection-newrun"] == {"name": "photos-selection-newrun"}
+
+
+def test_more_alignment_rounds_are_a_stated_deviation_and_a_withdrawn_run_says_why():
+    sel_one = {"summary": {"plain": FIG, "flip": dict(FIG, accuracy=0.872, auc=0.950)}, "model_sha256": "one"}
+    sel_two = {"summary": {"plain": FIG, "flip": dict(FIG, accuracy=0.877, auc=0.947)}, "model_sha256": "two",
+               "align_rounds": 2}
+    photos_one = {"verify": {"flip": {"pairs": 400, "agreement": 0.9275}}}
+    photos_two = {"verify": {"flip": {"pairs": 400, "agreement": 0.9425}}}
+    measured = [{"model_sha256": "one", "run": "runs/r", "accuracy": 0.85},
+                {"model_sha256": "two", "run": "runs/r", "accuracy": 0.837}]
+    res = {"heldout-selection": sel_one, "heldout-selection-rounds2": sel_two, "photos-selection-detector": photos_one,
+           "photos-selection-rounds2": photos_two, "heldout-report": {"measurements": measured}}
+    shipped_two = {"model_sha256": "two", "run": "runs/r", "align_rounds": 2}
+    rows = {r[0]: r for r in report.deviations(dict(res, shipped=shipped_two))}
+    assert "agreement 92.75% → 94.25%, accuracy 87.2% → 87.7%, AUC 0.950 → 0.947" in rows["alignment rounds"][4]
+    assert "report people, one view: accuracy 85.0% with one round, 83.7% with 2" in rows["alignment rounds"][4]
+    assert "alignment rounds" not in {r[0] for r in report.deviations(dict(res, shipped={"model_sha256": "one"}))}
+    # shipped now, or shipped, measured on the report people and taken back
+    text = report._framing_run_sentences(dict(res, shipped=shipped_two), "rounds2", sel_one)
+    assert text.endswith("It is the model shipped now (`shipped.json`), measured once on the report people (the "
+                         "table above).")
+    text = report._framing_run_sentences(dict(res, shipped={"model_sha256": "one"}), "rounds2", sel_one)
+    assert "then withdrawn: with two rounds the network amplifies float32 rounding" in text
+    assert "then withdrawn" not in report._framing_run_sentences(
+        dict(res, shipped={"model_sha256": "one"}, **{"heldout-report": {"measurements": measured[:1]}}), "rounds2",
+        sel_one)
+
+
+def test_model_card_states_alignment_rounds_and_counts_every_report_measurement():
+    fig = dict(FIG, eer=0.1)
+    record = {"data": "LFW", "train_people": 10, "people_list": "p.txt", "command": "python -m npface.train",
+              "steps": 5, "train_hours": 0.1, "threads": 2, "machine": "m", "report_measurements": 2,
+              "report_people": {"plain": fig, "flip": fig}, "report_protocol": {"test": {"people": 1, "pairs": 2}},
+              "history": "h.jsonl", "date": "2026-12-05", "model_sha256": "x"}
+    card = "\n".join(report.model_card(record))
+    assert "alignment rounds" not in card and "2 candidates measured on them in all" in card
+    card = "\n".join(report.model_card(dict(record, align_rounds=2), measured_since=3))
+    assert "| alignment rounds | 2 at test time, one in training" in card
+    assert "3 candidates measured on them in all" in card

@@ -80,6 +80,51 @@ def test_ship_a_tiny_lfw_run_end_to_end(tmp_path):
     assert json.loads((results / "heldout-report.json").read_text())["model_sha256"] == record["model_sha256"]
 
 
+@pytest.mark.lfw
+def test_ship_the_shipped_model_again_with_two_alignment_rounds(tmp_path):
+    """--align-rounds: the same weights as another network, measured once more on the report people."""
+    if not (LFW / "peopleDevTrain.txt").is_file():
+        pytest.skip(f"LFW not found at {LFW} (set NPFACE_LFW)")
+    from benchmarks.common import params_digest
+    from npface import load
+    from npface.train import main as train_main
+    run = tmp_path / "run"
+    assert train_main(["--lfw", str(LFW), "--people", "peopleDevTrain.txt", "--steps", "2", "--batch-identities",
+                       "2", "--images-per-identity", "2", "--val-pairs", "20", "--validate-every", "2",
+                       "--threads", "1", "--out", str(run)]) == 0
+    to, results, work = tmp_path / "pretrained" / "m.npz", tmp_path / "results", tmp_path / "work"
+    first = ship.ship(LFW, run, to=to, results=results, n_pairs=10, threads=1, log=lambda *a: None, work=work)
+    record = ship.ship_align_rounds(LFW, 2, to=to, results=results, n_pairs=10, threads=1, log=lambda *a: None,
+                                    work=work)
+    shipped = load(to)
+    assert shipped.config.align_rounds == 2 and record["align_rounds"] == 2
+    assert shipped.provenance["shipped"] == json.loads((results / "shipped.json").read_text()) == record
+    assert record["model_sha256"] == params_digest(shipped) != first["model_sha256"]
+    assert record["report_measurements"] == 2 and record["command"] == first["command"]
+    assert record["validation"] == first["validation"] and record["steps"] == first["steps"]
+    measured = json.loads((results / "heldout-report.json").read_text())["measurements"]
+    assert measured[-1]["model"].endswith("run with 2 alignment rounds")
+    for name, v in load(run / "model.npz").params.items():            # the weights are the run's own
+        np.testing.assert_array_equal(shipped.params[name], v)
+    with pytest.raises(ValueError, match="already runs 2 alignment round"):
+        ship.ship_align_rounds(LFW, 2, to=to, results=results, n_pairs=10, threads=1, log=lambda *a: None,
+                               work=work)
+
+
+def test_align_rounds_flag_errors(tmp_path, capsys):
+    for argv, message in ((["--align-rounds", "0"], "--align-rounds must be >= 1"),
+                          (["--align-rounds", "2", "--run", "r"], "not allowed with argument"),
+                          (["--align-rounds", "2", "--average", "3"], "takes no --average")):
+        with pytest.raises(SystemExit):
+            ship.main(["--lfw", "x"] + argv)
+        assert message in capsys.readouterr().err
+    from npface.model import FaceModel
+    from tests.test_model import TINY
+    FaceModel(TINY).save(tmp_path / "m.npz")
+    with pytest.raises(ValueError, match="has no shipped record"):
+        ship.ship_align_rounds("x", 2, to=tmp_path / "m.npz", results=tmp_path, log=lambda *a: None)
+
+
 def test_model_card_is_written_from_the_shipped_record():
     from benchmarks import report
     fig = {"accuracy": 0.9, "accuracy_95": [0.87, 0.925], "auc": 0.961, "eer": 0.1,
