@@ -38,6 +38,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
+from benchmarks.candidates import CANDIDATES
 from benchmarks.common import write_json
 from benchmarks.pasted import paste
 from npface.data.cache import atomic_write_text
@@ -54,19 +55,6 @@ DETECTOR_SELECTION = Path("benchmarks/results/photos-selection-detector.json")
 # a framing net trained longer (its training metrics, and --people selection --framing-net with it): not kept
 LONGER_FRAMING_NET = Path("benchmarks/results/framing_net-8000.json")
 LONGER_FRAMING_NET_SELECTION = Path("benchmarks/results/photos-selection-framing8000.json")
-# other signature nets on the same selection pictures, each beside its selection accuracy (benchmarks.heldout):
-# (label, run name): its files are photos-selection-NAME.json and heldout-selection-NAME.json; the shipped
-# model's are photos-selection-detector.json and heldout-selection.json
-CANDIDATES = (("the shipped recipe with 128 x 2 batches", "b128x2"),
-              ("the shipped recipe with 128 x 2 batches and context jitter", "b128x2-context"),
-              ("the shipped recipe trained twice as long", "long5000"),
-              ("the shipped model fine-tuned with 128 x 2 batches and context jitter", "finetune-b128x2-context"),
-              ("the same fine-tuning at the full learning rate", "finetune-lr01-b128x2-context"),
-              ("the shipped recipe with 128 x 2 batches and context jitter, trained twice as long",
-               "b128x2-context-5000"),
-              ("the mean of the weights of `b128x2-context` and `b128x2-context-5000`", "soup-c1-c4"),
-              ("the shipped recipe with 128 x 2 batches and context jitter, another seed", "b128x2-context-seed1"),
-              ("the shipped model's weights with two alignment rounds", "rounds2"))
 REPORT = Path("docs/PHOTOS.md")
 # (framing name, refine with the framing net, plain detector): how --frame detect runs, and what each part adds
 DETECT_VARIANTS = (("detect", True, False), ("detect_calibrated", False, False), ("detect_plain", True, True))
@@ -275,7 +263,7 @@ def _parts_rows(w, long=False) -> list:
 def _candidates_table(results_dir=Path("benchmarks/results")) -> list:
     """docs/PHOTOS.md's lines comparing signature nets on the selection people's pasted pictures: the
     --frame detect agreement with flip beside the selection accuracy and AUC with flip (RESULTS.md section 5),
-    for the shipped model and each CANDIDATES run measured on the same pictures and the same pairs; [] without
+    for the shipped model and each run of ``benchmarks.candidates`` measured on the same pictures and the same pairs; [] without
     the shipped model's files or any candidate's."""
     shipped_digest = (_read(Path(results_dir) / "shipped.json") or {}).get("model_sha256")
 
@@ -291,7 +279,7 @@ def _candidates_table(results_dir=Path("benchmarks/results")) -> list:
         return []
     # the yardstick: the shipped run's weights as trained, one alignment round (whatever the shipped file runs)
     rows = [("the shipped model with one alignment round", *shipped)]
-    for label, name in CANDIDATES:
+    for name, label, _ in CANDIDATES:
         run = measured(f"photos-selection-{name}.json", f"heldout-selection-{name}.json")
         if run and run[0]["pairs"] == shipped[0]["pairs"] and run[1].get("test_pairs") == shipped[1].get("test_pairs"):
             rows.append((f"{label} (`{name}`)", *run))

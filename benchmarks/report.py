@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.candidates import CANDIDATES
 from npface.data.cache import atomic_write, atomic_write_text
 
 NOT_MEASURED = "not measured"
@@ -783,30 +784,6 @@ def _screen_noise_sentence(levers, shipped_selection=None, full_seed1=None) -> s
     return text + "."
 
 
-# runs trained (or made) for robustness to the framing, in the order they were measured: (NAME of their
-# heldout-selection-NAME.json and photos-selection-NAME.json, what the run was), each closed by
-# _framing_run_sentences
-FRAMING_RUNS = (
-    ("b128x2-context", "The `batch-128x2` and `context-jitter` levers together, two of those whose screens raised the "
-                       "detect agreement, trained for the shipped recipe's full length from the alignment pretraining "
-                       "run again into the same file (its weights differ from the alignment net the shipped model "
-                       "holds)"),
-    ("finetune-b128x2-context", "The shipped model fine-tuned with the same two levers at its final learning rate "
-                                "(0.001, ×0.1 at 85%)"),
-    ("finetune-lr01-b128x2-context", "The same fine-tuning at the full learning rate (0.01, ×0.1 at 85%)"),
-    ("b128x2-context-5000", "The `batch-128x2` and `context-jitter` run above (`b128x2-context`, from the same start "
-                            "and seed) trained twice as long (`--steps 5000`, the learning-rate drop still at 85% of "
-                            "the run: up to the shorter run's drop at step 2,125 the two runs take the same steps, and "
-                            "their validations up to step 2,000 are the same figures)"),
-    ("soup-c1-c4", "The mean of the final weights (θ included) of the two runs above with 128 × 2 batches and context "
-                   "jitter, of 2,500 and 5,000 steps, which take the same steps up to the shorter run's learning-rate "
-                   "drop"),
-    ("b128x2-context-seed1", "The 2,500-step run with 128 × 2 batches and context jitter again, with another seed "
-                             "(`--seed 1`: another data order and augmentation, the same starting model), to tell its "
-                             "recipe from its draw"),
-    ("rounds2", "The shipped run's weights, untouched, with two alignment rounds (`ModelConfig.align_rounds`: the "
-                "alignment net looks again at its own warp, the two similarities are composed, and the input is "
-                "warped once by the composition), measured with `--align-rounds 2`"))
 # how the sentences name the shipped run's weights as trained (one alignment round), the yardstick of every run
 # above: true whether or not the shipped model now runs more rounds
 SHIPPED_ONE_ROUND = "the shipped model with one alignment round"
@@ -885,8 +862,8 @@ def levers_section(res) -> list:
              + _detect_agreement_sentence(res.get("photos-selection-b128x2"), res.get("photos-selection-detector"),
                                           "photos-selection-b128x2", "photos-selection-detector")
              + _ship_rule_sentence(res.get("heldout-selection-b128x2"), sel)),
-            *((f"heldout-selection-{name}", what, _framing_run_sentences(res, name, sel))
-              for name, what in FRAMING_RUNS),
+            *((f"heldout-selection-{c.name}", c.what, _framing_run_sentences(res, c.name, sel))
+              for c in CANDIDATES if c.what),
             ("heldout-selection-seed1", "The shipped recipe run again with another seed (`--seed 1`: another data "
                                         "order and augmentation, the same starting model)",
              _spread_sentence(res.get("heldout-selection-seed1"), sel, _SPREAD))):
@@ -944,7 +921,7 @@ def _framing_run_sentences(res, name, shipped_selection) -> str:
                f"{WITHDRAWN[name]}." if on_report and name in WITHDRAWN else ""))
 
 
-# runs that were shipped and then taken back (NAME of FRAMING_RUNS -> why), the reason stated where the run is
+# runs that were shipped and then taken back (NAME of benchmarks.candidates -> why), the reason stated where the run is
 WITHDRAWN = {
     "rounds2": "with two rounds the network amplifies float32 rounding, so that on the export tests' random-noise "
                "images ONNX Runtime's signatures differ from npface's by more than the export's stated tolerance "

@@ -443,8 +443,10 @@ def test_the_candidate_nets_table_compares_agreement_with_accuracy(tmp_path, mon
     photos_file("long5000", 0.95, pairs=200), heldout_file("long5000", 0.9, 0.99)     # other pictures
     photos_file("seed1", 0.95), heldout_file("seed1", 0.9, 0.99, test_pairs=400)      # other pairs
     photos_file("align8000", 0.95), heldout_file("align8000", 0.9, 0.99, people="report")
-    monkeypatch.setattr(photos, "CANDIDATES", (("the recipe with 128 x 2 batches", "b128x2"), ("a", "long5000"),
-                                               ("b", "seed1"), ("c", "align8000"), ("d", "missing")))
+    from benchmarks.candidates import Candidate
+    monkeypatch.setattr(photos, "CANDIDATES", (Candidate("b128x2", "the recipe with 128 x 2 batches", None),
+                                               Candidate("long5000", "a", None), Candidate("seed1", "b", None),
+                                               Candidate("align8000", "c", None), Candidate("missing", "d", None)))
     lines = photos._candidates_table(tmp_path)
     assert "| the shipped model with one alignment round | 92.75% | 87.2% | 0.950 | yes |" in lines
     assert "| the recipe with 128 x 2 batches (`b128x2`) | 94.75% | 87.0% | 0.941 | no |" in lines

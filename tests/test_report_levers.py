@@ -251,3 +251,16 @@ def test_model_card_states_alignment_rounds_and_counts_every_report_measurement(
     card = "\n".join(report.model_card(dict(record, align_rounds=2), measured_since=3))
     assert "| alignment rounds | 2 at test time, one in training" in card
     assert "3 candidates measured on them in all" in card
+
+
+def test_every_candidate_measured_on_the_selection_people_is_listed_once():
+    """A run with both selection files is in benchmarks.candidates (the PHOTOS.md table and, with a ``what``,
+    its RESULTS.md paragraph), but align8000, measured before the framing net and written up on its own."""
+    from pathlib import Path
+    from benchmarks.candidates import CANDIDATES
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    both = {p.stem[len("photos-selection-"):] for p in results.glob("photos-selection-*.json")
+            if (results / f"heldout-selection-{p.stem[len('photos-selection-'):]}.json").is_file()}
+    names = [c.name for c in CANDIDATES]
+    assert len(names) == len(set(names))
+    assert both - set(names) == {"align8000"} and set(names) <= both

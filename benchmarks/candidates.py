@@ -1,0 +1,62 @@
+"""The candidate signature nets measured on the selection people, listed once.
+
+Each run NAME has photos-selection-NAME.json (``benchmarks.photos --people selection``: the
+``--frame detect`` agreement on pasted pictures) and heldout-selection-NAME.json
+(``benchmarks.heldout --people selection``: fit-and-test accuracy and AUC) in benchmarks/results/. The
+shipped model's own are photos-selection-detector.json and heldout-selection.json.
+
+- ``benchmarks.photos`` puts every run in docs/PHOTOS.md's table under its ``label``, in this order;
+- ``benchmarks.report`` gives each run with a ``what`` a paragraph in RESULTS.md section 5 that opens
+  with it and closes with the framing rule's sentences (``what`` None: section 5 writes that run's
+  paragraph with its own code, beside the runs measured before the rule).
+"""
+from typing import NamedTuple, Optional
+
+
+class Candidate(NamedTuple):
+    name: str                 # the NAME of its two results files
+    label: str                # its row in docs/PHOTOS.md's table
+    what: Optional[str]       # how its RESULTS.md paragraph opens (None: written elsewhere in section 5)
+
+
+# in the order they were measured
+CANDIDATES = (
+    Candidate('b128x2',
+              'the shipped recipe with 128 x 2 batches',
+              None),
+    Candidate('b128x2-context',
+              'the shipped recipe with 128 x 2 batches and context jitter',
+              'The `batch-128x2` and `context-jitter` levers together, two of those whose screens raised the '
+              "detect agreement, trained for the shipped recipe's full length from the alignment pretraining "
+              'run again into the same file (its weights differ from the alignment net the shipped model holds)'),
+    Candidate('long5000',
+              'the shipped recipe trained twice as long',
+              None),
+    Candidate('finetune-b128x2-context',
+              'the shipped model fine-tuned with 128 x 2 batches and context jitter',
+              'The shipped model fine-tuned with the same two levers at its final learning rate (0.001, ×0.1 at '
+              '85%)'),
+    Candidate('finetune-lr01-b128x2-context',
+              'the same fine-tuning at the full learning rate',
+              'The same fine-tuning at the full learning rate (0.01, ×0.1 at 85%)'),
+    Candidate('b128x2-context-5000',
+              'the shipped recipe with 128 x 2 batches and context jitter, trained twice as long',
+              'The `batch-128x2` and `context-jitter` run above (`b128x2-context`, from the same start and '
+              'seed) trained twice as long (`--steps 5000`, the learning-rate drop still at 85% of the run: up '
+              "to the shorter run's drop at step 2,125 the two runs take the same steps, and their validations "
+              'up to step 2,000 are the same figures)'),
+    Candidate('soup-c1-c4',
+              'the mean of the weights of `b128x2-context` and `b128x2-context-5000`',
+              'The mean of the final weights (θ included) of the two runs above with 128 × 2 batches and '
+              "context jitter, of 2,500 and 5,000 steps, which take the same steps up to the shorter run's "
+              'learning-rate drop'),
+    Candidate('b128x2-context-seed1',
+              'the shipped recipe with 128 x 2 batches and context jitter, another seed',
+              'The 2,500-step run with 128 × 2 batches and context jitter again, with another seed (`--seed 1`: '
+              'another data order and augmentation, the same starting model), to tell its recipe from its draw'),
+    Candidate('rounds2',
+              "the shipped model's weights with two alignment rounds",
+              "The shipped run's weights, untouched, with two alignment rounds (`ModelConfig.align_rounds`: the "
+              'alignment net looks again at its own warp, the two similarities are composed, and the input is '
+              'warped once by the composition), measured with `--align-rounds 2`'),
+)
