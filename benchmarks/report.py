@@ -706,8 +706,12 @@ def _flip_change(e, levers):
 
 
 def _summaries(run, against):
-    """The ``summary`` of two selection measurements (``against``'s, ``run``'s), or None unless both have one."""
+    """The ``summary`` of two selection measurements (``against``'s, ``run``'s), or None unless both have one,
+    measured on as many test pairs where both say (the same pairs: a paired comparison)."""
     if not ((against or {}).get("summary") and (run or {}).get("summary")):
+        return None
+    pairs = [s.get("plain", {}).get("test_pairs") for s in (against["summary"], run["summary"])]
+    if None not in pairs and pairs[0] != pairs[1]:
         return None
     return against["summary"], run["summary"]
 

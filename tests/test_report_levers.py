@@ -264,3 +264,11 @@ def test_every_candidate_measured_on_the_selection_people_is_listed_once():
     names = [c.name for c in CANDIDATES]
     assert len(names) == len(set(names))
     assert both - set(names) == {"align8000"} and set(names) <= both
+
+
+def test_two_selection_measurements_compare_only_on_the_same_pairs():
+    a = {"summary": {"plain": dict(FIG, test_pairs=600), "flip": FIG}}
+    assert report._summaries(a, a) == (a["summary"], a["summary"])
+    assert report._summaries({"summary": {"plain": dict(FIG, test_pairs=400), "flip": FIG}}, a) is None
+    assert report._summaries({"summary": {"plain": FIG, "flip": FIG}}, a) is not None      # an older file: no count
+    assert report._summaries(None, a) is None
