@@ -24,17 +24,21 @@ def test_ship_refuses_what_is_not_a_finished_lfw_run(tmp_path, capsys):
         ship.kept_checkpoints(tmp_path, 3)
 
 
-@pytest.mark.lfw
-def test_ship_a_tiny_lfw_run_end_to_end(tmp_path):
+def tiny_lfw_run(run, steps, *extra):
+    """A finished npface.train run of ``steps`` steps of 2 x 2 LFW faces in ``run`` (skips without LFW)."""
     if not (LFW / "peopleDevTrain.txt").is_file():
         pytest.skip(f"LFW not found at {LFW} (set NPFACE_LFW)")
-    from npface import load
     from npface.train import main as train_main
-    run = tmp_path / "run"
-    assert train_main(["--lfw", str(LFW), "--people", "peopleDevTrain.txt", "--steps", "4", "--batch-identities",
-                       "2", "--images-per-identity", "2", "--val-pairs", "20", "--validate-every", "4",
-                       "--checkpoint-every", "1", "--keep-checkpoints", "2", "--threads", "1",
-                       "--out", str(run)]) == 0
+    assert train_main(["--lfw", str(LFW), "--people", "peopleDevTrain.txt", "--steps", str(steps),
+                       "--batch-identities", "2", "--images-per-identity", "2", "--val-pairs", "20",
+                       "--validate-every", str(steps), "--threads", "1", *extra, "--out", str(run)]) == 0
+    return run
+
+
+@pytest.mark.lfw
+def test_ship_a_tiny_lfw_run_end_to_end(tmp_path):
+    from npface import load
+    run = tiny_lfw_run(tmp_path / "run", 4, "--checkpoint-every", "1", "--keep-checkpoints", "2")
     to, results = tmp_path / "pretrained" / "m.npz", tmp_path / "results"
     record = ship.ship(LFW, run, average_n=2, to=to, results=results, n_pairs=10, threads=1,
                        log=lambda *a: None, work=tmp_path / "work")
@@ -83,15 +87,9 @@ def test_ship_a_tiny_lfw_run_end_to_end(tmp_path):
 @pytest.mark.lfw
 def test_ship_the_shipped_model_again_with_two_alignment_rounds(tmp_path):
     """--align-rounds: the same weights as another network, measured once more on the report people."""
-    if not (LFW / "peopleDevTrain.txt").is_file():
-        pytest.skip(f"LFW not found at {LFW} (set NPFACE_LFW)")
     from benchmarks.common import params_digest
     from npface import load
-    from npface.train import main as train_main
-    run = tmp_path / "run"
-    assert train_main(["--lfw", str(LFW), "--people", "peopleDevTrain.txt", "--steps", "2", "--batch-identities",
-                       "2", "--images-per-identity", "2", "--val-pairs", "20", "--validate-every", "2",
-                       "--threads", "1", "--out", str(run)]) == 0
+    run = tiny_lfw_run(tmp_path / "run", 2)
     to, results, work = tmp_path / "pretrained" / "m.npz", tmp_path / "results", tmp_path / "work"
     first = ship.ship(LFW, run, to=to, results=results, n_pairs=10, threads=1, log=lambda *a: None, work=work)
     record = ship.ship_align_rounds(LFW, 2, to=to, results=results, n_pairs=10, threads=1, log=lambda *a: None,
