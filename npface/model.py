@@ -96,11 +96,8 @@ class ModelConfig:
                 raise ValueError(f"unknown layer type {kind!r} in the model configuration")
             return kinds[kind](**spec)
 
-        rounds = d.get("align_rounds", 1)
-        if isinstance(rounds, bool) or not isinstance(rounds, int):
-            raise ValueError(f"align_rounds must be an integer >= 1, got {rounds!r}")
-        return cls(int(d["input_size"]), int(d["align_input_size"]),
-                   tuple(layer(s) for s in d["alignment"]), tuple(layer(s) for s in d["signature"]), rounds)
+        return cls(int(d["input_size"]), int(d["align_input_size"]), tuple(layer(s) for s in d["alignment"]),
+                   tuple(layer(s) for s in d["signature"]), d.get("align_rounds", 1))      # checked by check()
 
     def check(self):
         """Raise ValueError unless the layer lists fit together: alignment ends in 4 numbers, signature in D."""
@@ -224,7 +221,12 @@ def align_forward(model, images, keep=False):
     a ``FaceModel`` or anything with its ``config``, ``params`` and
     ``preprocess`` (``npface.framing_net.FramingNet``).
     """
-    x = model.preprocess(images)                                             # (N, 3, S, S)
+    return align_pose(model, model.preprocess(images), keep)
+
+
+def align_pose(model, x, keep=False):
+    """The alignment net on preprocessed images x (N, 3, S, S): area resize to align_input_size, then the
+    alignment layers -> (pose (N, 4), caches if keep)."""
     A = model.config.align_input_size
     small = ops.resize_area(x, A, A)                                         # (N, 3, A, A)
     return forward_layers(model.config.alignment, small, model.params, keep)
@@ -238,10 +240,9 @@ def further_rounds(model, x, theta, aligned, warp_cache):
     net on it, composes its warp into theta and warps x again. Returns (theta, aligned, warp_cache) of
     the last round (the inputs themselves with one round).
     """
-    S, A = model.config.input_size, model.config.align_input_size
+    S = model.config.input_size
     for _ in range(model.config.align_rounds - 1):
-        again, _ = forward_layers(model.config.alignment, ops.resize_area(aligned, A, A), model.params, False)
-        theta = ops.compose_theta(theta, pose_to_theta(again))                   # (N, 2, 3)
+        theta = ops.compose_theta(theta, pose_to_theta(align_pose(model, aligned)[0]))   # (N, 2, 3)
         aligned, warp_cache = ops.warp_forward(x, theta, S, S)                  # (N, 3, S, S)
     return theta, aligned, warp_cache
 
@@ -249,11 +250,10 @@ def further_rounds(model, x, theta, aligned, warp_cache):
 def warp_thetas(model, images):
     """theta (N, 2, 3), the model's dtype: the warps the model applies to images (N, S, S, 3), every
     alignment round included (the per-op path)."""
-    pose, _ = align_forward(model, images)
-    theta = pose_to_theta(pose)
+    x = model.preprocess(images)                                             # (N, 3, S, S)
+    theta = pose_to_theta(align_pose(model, x)[0])
     if model.config.align_rounds == 1:
         return theta
-    x = model.preprocess(images)
     S = model.config.input_size
     return further_rounds(model, x, theta, *ops.warp_forward(x, theta, S, S))[0]
 

@@ -111,11 +111,12 @@ class _Graph:
     """Nodes and initializers of the graph under construction; ``add`` returns the output's name."""
 
     def __init__(self, onnx):
-        self.onnx, self.nodes, self.initializers = onnx, [], []
+        self.onnx, self.nodes, self.initializers, self._names = onnx, [], [], set()
 
     def const(self, name, array):
         """The initializer ``name`` (added once: a second round of a net reads the same weights)."""
-        if name not in {t.name for t in self.initializers}:
+        if name not in self._names:
+            self._names.add(name)
             self.initializers.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 

@@ -210,15 +210,9 @@ def predict_thetas(model, images, batch_size=256):
     """The warps theta (N, 2, 3) float64 the model's alignment net predicts for images (N, S, S, 3); for a
     model of more than one alignment round (``ModelConfig.align_rounds``), the composed warp it applies."""
     from npface.model import warp_thetas
-    rounds = getattr(getattr(model, "config", None), "align_rounds", 1)
     out = np.empty((len(images), 2, 3))
-    for start in range(0, len(images), batch_size):
-        batch = np.asarray(images[start:start + batch_size])
-        if rounds == 1:
-            pose, _ = align_forward(model, batch)
-            out[start:start + batch_size] = pose_to_theta(pose.astype(np.float64))
-        else:
-            out[start:start + batch_size] = warp_thetas(model, batch)
+    for start in range(0, len(images), batch_size):     # theta's entries are the pose's, copied or negated: exact
+        out[start:start + batch_size] = warp_thetas(model, np.asarray(images[start:start + batch_size]))
     return out
 
 
