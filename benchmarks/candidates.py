@@ -8,7 +8,9 @@ shipped model's own are photos-selection-detector.json and heldout-selection.jso
 - ``benchmarks.photos`` puts every run in docs/PHOTOS.md's table under its ``label``, in this order;
 - ``benchmarks.report`` gives each run with a ``what`` a paragraph in RESULTS.md section 5 that opens
   with it and closes with the framing rule's sentences (``what`` None: section 5 writes that run's
-  paragraph with its own code, beside the runs measured before the rule).
+  paragraph with its own code, beside the runs measured before the rule); ``made_by`` names the command
+  of a model made from finished runs rather than trained (its file records one run's configuration), and
+  ``withdrawn`` why a run that was shipped was taken back.
 """
 from typing import NamedTuple, Optional
 
@@ -17,6 +19,8 @@ class Candidate(NamedTuple):
     name: str                 # the NAME of its two results files
     label: str                # its row in docs/PHOTOS.md's table
     what: Optional[str]       # how its RESULTS.md paragraph opens (None: written elsewhere in section 5)
+    made_by: Optional[str] = None     # the command that made it, when it was made from runs, not trained
+    withdrawn: Optional[str] = None   # why it was taken back, when it was shipped and then withdrawn
 
 
 # in the order they were measured
@@ -49,7 +53,9 @@ CANDIDATES = (
               'the mean of the weights of `b128x2-context` and `b128x2-context-5000`',
               'The mean of the final weights (θ included) of the two runs above with 128 × 2 batches and '
               "context jitter, of 2,500 and 5,000 steps, which take the same steps up to the shorter run's "
-              'learning-rate drop'),
+              'learning-rate drop',
+              made_by='python -m npface.average --out runs/soup-c1-c4.npz runs/b128x2-context/model.npz '
+                      'runs/b128x2-context-5000/model.npz'),
     Candidate('b128x2-context-seed1',
               'the shipped recipe with 128 x 2 batches and context jitter, another seed',
               'The 2,500-step run with 128 × 2 batches and context jitter again, with another seed (`--seed 1`: '
@@ -58,7 +64,11 @@ CANDIDATES = (
               "the shipped model's weights with two alignment rounds",
               "The shipped run's weights, untouched, with two alignment rounds (`ModelConfig.align_rounds`: the "
               'alignment net looks again at its own warp, the two similarities are composed, and the input is '
-              'warped once by the composition), measured with `--align-rounds 2`'),
+              'warped once by the composition), measured with `--align-rounds 2`',
+              withdrawn="with two rounds the network amplifies float32 rounding, so that on the export tests' "
+                        "random-noise images ONNX Runtime's signatures differ from npface's by more than the "
+                        "export's stated tolerance (`tests/test_export.py`, which the shipped model must pass), "
+                        'and the shipped file went back to one round'),
     Candidate('b128x2-context-a8000',
               'the shipped recipe with 128 x 2 batches and context jitter, from a longer alignment pretraining',
               'The `batch-128x2` and `context-jitter` levers together again, from an alignment net pretrained '

@@ -263,8 +263,8 @@ def _parts_rows(w, long=False) -> list:
 def _candidates_table(results_dir=Path("benchmarks/results")) -> list:
     """docs/PHOTOS.md's lines comparing signature nets on the selection people's pasted pictures: the
     --frame detect agreement with flip beside the selection accuracy and AUC with flip (RESULTS.md section 5),
-    for the shipped model and each run of ``benchmarks.candidates`` measured on the same pictures and the same pairs; [] without
-    the shipped model's files or any candidate's."""
+    for the shipped model and each run of ``benchmarks.candidates`` measured on the same pictures and the same
+    pairs; [] without the shipped model's files or any candidate's."""
     shipped_digest = (_read(Path(results_dir) / "shipped.json") or {}).get("model_sha256")
 
     def measured(photos_name, heldout_name):
@@ -279,10 +279,10 @@ def _candidates_table(results_dir=Path("benchmarks/results")) -> list:
         return []
     # the yardstick: the shipped run's weights as trained, one alignment round (whatever the shipped file runs)
     rows = [("the shipped model with one alignment round", *shipped)]
-    for name, label, _ in CANDIDATES:
-        run = measured(f"photos-selection-{name}.json", f"heldout-selection-{name}.json")
+    for c in CANDIDATES:
+        run = measured(f"photos-selection-{c.name}.json", f"heldout-selection-{c.name}.json")
         if run and run[0]["pairs"] == shipped[0]["pairs"] and run[1].get("test_pairs") == shipped[1].get("test_pairs"):
-            rows.append((f"{label} (`{name}`)", *run))
+            rows.append((f"{c.label} (`{c.name}`)", *run))
     if len(rows) < 2:
         return []
     lines = [f"How much of the framing gap above a signature net can close by itself, on the selection people "

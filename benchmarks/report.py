@@ -915,6 +915,7 @@ def _framing_run_sentences(res, name, shipped_selection) -> str:
     digest = (run or {}).get("model_sha256")
     now = bool(digest and digest == shipped.get("model_sha256"))
     on_report = any(m.get("model_sha256") == digest for m in (res.get("heldout-report") or {}).get("measurements") or [])
+    withdrawn = next((c.withdrawn for c in CANDIDATES if c.name == name), None)
     return (_spread_sentence(run, shipped_selection, _AGAINST_SPREAD)
             + _detect_agreement_sentence(photos, shipped_photos, f"photos-selection-{name}",
                                          "photos-selection-detector")
@@ -922,15 +923,7 @@ def _framing_run_sentences(res, name, shipped_selection) -> str:
             + (" It is the model shipped now (`shipped.json`), measured once on the report people (the table "
                "above)." if now else
                f" It was shipped, measured once on the report people (the table above), then withdrawn: "
-               f"{WITHDRAWN[name]}." if on_report and name in WITHDRAWN else ""))
-
-
-# runs that were shipped and then taken back (NAME of benchmarks.candidates -> why), the reason stated where the run is
-WITHDRAWN = {
-    "rounds2": "with two rounds the network amplifies float32 rounding, so that on the export tests' random-noise "
-               "images ONNX Runtime's signatures differ from npface's by more than the export's stated tolerance "
-               "(`tests/test_export.py`, which the shipped model must pass), and the shipped file went back to one "
-               "round"}
+               f"{withdrawn}." if on_report and withdrawn else ""))
 
 
 # The rule fixed before the b128x2-context run, for a model that trades nothing measurable for framing
@@ -1019,17 +1012,12 @@ def _run_path(model) -> str:
     return "/".join(parts[len(parts) - 1 - parts[::-1].index("runs"):]) if "runs" in parts else str(model)
 
 
-# models made from finished runs rather than trained (heldout-selection-NAME.json -> the command that made them):
-# their files record the configuration of one of the runs, so the sentence names the command instead
-MADE_FROM_RUNS = {"heldout-selection-soup-c1-c4": "python -m npface.average --out runs/soup-c1-c4.npz "
-                                                  "runs/b128x2-context/model.npz runs/b128x2-context-5000/model.npz"}
-
-
 def _full_run_sentence(name, what, run) -> str:
     """One full-length training run measured on the selection people (a heldout-selection-*.json), as a sentence."""
     from npface.train import command_line
     s, f = run["summary"]["plain"], run["summary"]["flip"]
-    made = (f"made by `{MADE_FROM_RUNS[name]}`" if name in MADE_FROM_RUNS else
+    made_by = next((c.made_by for c in CANDIDATES if f"heldout-selection-{c.name}" == name), None)
+    made = (f"made by `{made_by}`" if made_by else
             f"{run.get('model_trained_steps') or 0:,} steps, trained by `{command_line(run['model_config'])}`")
     if run.get("align_rounds"):
         made += f", run with {run['align_rounds']} alignment rounds"
@@ -1133,7 +1121,7 @@ def _rounds_effect(res) -> str:
     pictures = _same_pictures(res.get("photos-selection-detector"), res.get("photos-selection-rounds2"))
     measured = (res.get("heldout-report") or {}).get("measurements") or []
     shipped = res.get("shipped") or {}
-    if not (sel_run and sel_one and pictures and shipped.get("align_rounds", 1) > 1):
+    if not (sel_run and sel_one and pictures):
         return NOT_MEASURED
     one, two = sel_one["summary"]["flip"], sel_run["summary"]["flip"]
     text = (f"selection people, with flip: `--frame detect` agreement {_agreement(pictures[0]['agreement'])} → "

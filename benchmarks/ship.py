@@ -99,13 +99,12 @@ def ship(lfw, run_dir, average_n=0, to=SHIPPED_MODEL, results=RESULTS, n_pairs=N
     if config.get("data") != "folder":
         raise ValueError(f"--run: {run_dir} trained on synthetic faces; only a run on LFW people can be shipped")
     model, what = candidate(run_dir, average_n)
-    digest = params_digest(model)
     report = measure_once(lfw, model, what, run_dir, run_dir / "candidate.npz", config, to, results, n_pairs,
                           threads, log, work)
 
     history = read_run(run_dir)
     record = {
-        "run": str(run_dir), "model": what, "model_sha256": digest,
+        "run": str(run_dir), "model": what, "model_sha256": report["model_sha256"],
         "command": command_line(config, out=run_dir), "config": config,
         "init": config.get("init"),
         "init_kind": (model.provenance.get("init_provenance") or {}).get("kind"),
@@ -140,20 +139,18 @@ def ship_align_rounds(lfw, rounds, to=SHIPPED_MODEL, results=RESULTS, n_pairs=N_
     the new model it is; its record is the shipped one with the new measurement and ``align_rounds``."""
     from npface.model import load
     to = Path(to)
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"--align-rounds must be an integer >= 1, got {rounds!r}")
     shipped = load(to)
     previous = shipped.provenance.get("shipped")
     if not previous:
         raise ValueError(f"{to} has no shipped record (ship a run with --run first)")
     if shipped.config.align_rounds == rounds:
         raise ValueError(f"{to} already runs {rounds} alignment round(s)")
-    model = shipped.with_align_rounds(rounds)
+    model = shipped.with_align_rounds(rounds)                 # ModelConfig.check refuses a bad number
     what = f"{previous['model']}, run with {rounds} alignment rounds"
     Path(work).mkdir(parents=True, exist_ok=True)
     report = measure_once(lfw, model, what, previous["run"], Path(work) / "candidate.npz", previous["config"], to,
                           results, n_pairs, threads, log, work)
-    record = dict(previous, model_sha256=params_digest(model), align_rounds=rounds, **_report_fields(report),
+    record = dict(previous, model_sha256=report["model_sha256"], align_rounds=rounds, **_report_fields(report),
                   date=time.strftime("%Y-%m-%d"))
     model.provenance = dict(model.provenance, shipped=record)
     model.save(to)
