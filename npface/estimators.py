@@ -46,6 +46,7 @@ class SignatureGradients(NamedTuple):
     dthreshold: float         # dL/d theta
     n_pairs: int              # how many pairs the estimate used
     landmark_loss: Optional[float] = None   # set by training.train_step when a landmark loss is added
+    distill_loss: Optional[float] = None    # set by training.train_step when a distillation loss is added
 
 
 def random_pairs(labels, rng) -> np.ndarray:

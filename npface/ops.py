@@ -24,7 +24,7 @@ from typing import NamedTuple, Optional
 import numba
 import numpy as np
 
-from kernels import activation, conv, linear, pair_hinge, pool, resize, warp
+from kernels import activation, conv, linear, pair_distill, pair_hinge, pool, resize, warp
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -53,6 +53,16 @@ def _positive_int(op, name, v, minimum=1):
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < minimum:
         raise ValueError(f"{op}: {name} must be an integer >= {minimum}, got {v!r}")
     return int(v)
+
+
+def _finite_scalar(op, name, v):
+    """``v`` (a Python or NumPy real, or a 0-d array) as a finite Python float."""
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v.item()
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(v):
+        raise ValueError(f"{op}: {name} must be a finite real scalar, got {v!r}")
+    return float(v)
 
 
 def _batch_groups(N):
@@ -401,12 +411,7 @@ def pair_hinge_forward(emb, labels, threshold, pairs: Optional[np.ndarray] = Non
         raise ValueError(f"{op}: labels must be an integer array of shape (k,) = ({k},), "
                          f"got {labels.dtype} {labels.shape}")
     labels = np.ascontiguousarray(labels, dtype=np.int64)
-    if isinstance(threshold, np.ndarray) and threshold.ndim == 0:
-        threshold = threshold.item()
-    if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(threshold):
-        raise ValueError(f"{op}: threshold must be a finite real scalar, got {threshold!r}")
-    threshold = float(threshold)
+    threshold = _finite_scalar(op, "threshold", threshold)
     A = np.empty((k, k), dtype=emb.dtype)
     if pairs is None:
         if k < 2:
@@ -442,3 +447,48 @@ def pair_hinge_backward(cache, dloss=1.0):
     demb = np.empty_like(emb)
     pair_hinge.pair_hinge_backward(emb, A, float(dloss), demb)
     return demb, float(dloss) * dthreshold
+
+
+# --------------------------------------------------------------------------
+# Distance distillation over all pairs (kernels/pair_distill.py)
+# --------------------------------------------------------------------------
+
+class PairDistillCache(NamedTuple):
+    emb: np.ndarray      # (k, D)
+    A: np.ndarray        # (k, k) dL/dd_ij of every ordered pair (i, j), 0 on the diagonal
+
+
+def pair_distill_forward(emb, teacher, threshold):
+    """Mean Huber loss of the mismatch of the student's and a teacher's pair distances, over all k^2 - k pairs.
+
+    emb (k, D) the student's signatures; teacher (k, E) the teacher's embedding
+    of the same k faces (same float dtype); threshold the student's theta (a
+    finite positive scalar, held constant). For a pair (i, j):
+    r = ||e_i - e_j||^2 / threshold - ||t_i - t_j||^2, and the loss is the mean
+    of huber(r) = r^2 / 2 for |r| <= 1, |r| - 1/2 beyond (``kernels/pair_distill.py``). Returns (loss as a Python float, cache).
+    """
+    op = "pair_distill_forward"
+    emb = _float_array(op, "emb", emb, "(k, D)", 2)
+    k = emb.shape[0]
+    if k < 2:
+        raise ValueError(f"{op}: needs at least 2 signatures, got k = {k}")
+    teacher = _float_array(op, "teacher", teacher, f"(k, E) = ({k}, E)", 2, emb.dtype)
+    if teacher.shape[0] != k:
+        raise ValueError(f"{op}: teacher must have one row per signature, shape ({k}, E), got {teacher.shape}")
+    if not np.all(np.isfinite(teacher)):
+        raise ValueError(f"{op}: teacher holds non-finite values")
+    threshold = _finite_scalar(op, "threshold", threshold)
+    if threshold <= 0:
+        raise ValueError(f"{op}: threshold must be positive, got {threshold!r}")
+    A = np.empty((k, k), dtype=emb.dtype)
+    loss = pair_distill.pair_distill_all_forward(emb, teacher, threshold, A)
+    return float(loss), PairDistillCache(emb, A)
+
+
+def pair_distill_backward(cache, dloss=1.0):
+    """dL/demb (k, D) of the distillation loss, scaled by ``dloss`` (``pair_hinge``'s kernel: only A differs)."""
+    emb, A = cache
+    dloss = _finite_scalar("pair_distill_backward", "dloss", dloss)
+    demb = np.empty_like(emb)
+    pair_hinge.pair_hinge_backward(emb, A, dloss, demb)
+    return demb

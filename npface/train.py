@@ -99,6 +99,15 @@ def parser():
                         "68 landmarks, output pixels^2; npface.pretrain_alignment) to the loss, so a jointly "
                         "trained alignment net stays on the landmarks; needs --lfw with landmarks68.tsv and "
                         "--align-lr-scale > 0 (0: off)")
+    g.add_argument("--distill-from", nargs="+", default=list(d.distill_from), metavar="MODEL",
+                   help="trained model files whose averaged geometry the run distils (npface.distill): beside "
+                        "the hinge loss, the mean over all pairs of the batch of huber(d/theta - t) (Huber's loss), t the "
+                        "teachers' mean distance of the two clean crops in units of their thresholds; needs --lfw")
+    g.add_argument("--distill-weight", type=float, default=d.distill_weight, metavar="W",
+                   help="weight of the --distill-from term beside the hinge loss")
+    g.add_argument("--distill-warmup", type=int, default=d.distill_warmup, metavar="STEPS",
+                   help="ramp the --distill-from term's weight up linearly from 0 over the first STEPS steps, so "
+                        "that a fresh network's first steps are not doubled in size (0: full weight from step 1)")
     g.add_argument("--threshold-init", type=float, default=None,
                    help="initial threshold theta (default: the median squared distance of a first batch)")
     g.add_argument("--init", metavar="MODEL", help="start from this model file (e.g. a pretrained alignment net)")
@@ -135,7 +144,8 @@ def config_from_args(a):
         jitter_rotation=a.jitter_rotation, jitter_scale=a.jitter_scale, jitter_shift=a.jitter_shift,
         jitter_context=a.jitter_context,
         color_jitter=a.color_jitter, blur=a.blur, grayscale=a.grayscale, erase=a.erase, singletons=a.singletons,
-        distinct_photos=a.distinct_photos,
+        distinct_photos=a.distinct_photos, distill_from=tuple(a.distill_from), distill_weight=a.distill_weight,
+        distill_warmup=a.distill_warmup,
         keep_checkpoints=a.keep_checkpoints,
         seed=a.seed, threads=a.threads, init=a.init, val_fraction=a.val_fraction, val_pairs=a.val_pairs,
         validate_every=a.validate_every, checkpoint_every=a.checkpoint_every,
@@ -163,6 +173,8 @@ def command_line(config, out=None) -> str:
             flags.append("--no-balance")
         elif key in ("jitter_context", "distinct_photos"):                  # store_true flags
             flags.append(f"--{key.replace('_', '-')}")
+        elif key == "distill_from":
+            flags += ["--distill-from", *value]
         elif key == "lr_drops":
             flags += ["--lr-drops", ",".join(repr(float(v)) for v in value)]       # "" for no drop
         else:

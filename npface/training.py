@@ -54,7 +54,7 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from npface import verification
+from npface import ops, verification
 from npface.data.cache import atomic_write_npz, atomic_write_text
 from npface.distributed import SINGLE
 from npface.estimators import ESTIMATORS, PAIR_BATCH_ESTIMATORS, signature_gradients
@@ -99,6 +99,9 @@ class TrainConfig:
     erase: float = 0.0                      # and random erasing
     singletons: int = 0                     # folder data: single-image people added to each batch (not-same only)
     distinct_photos: bool = False           # folder data, multibatch: leave out the pairs of one photo twice
+    distill_from: Tuple[str, ...] = ()      # folder data: teacher model files (npface.distill); () for none
+    distill_weight: float = 1.0             # weight of the distillation term beside the hinge loss
+    distill_warmup: int = 0                 # steps over which that weight ramps up linearly from 0 (0: none)
     seed: int = 0
     threads: int = 2
     init: Optional[str] = None              # a model file to start from (e.g. a pretrained alignment net)
@@ -121,6 +124,7 @@ class TrainConfig:
             raise ValueError(f"unknown configuration keys {sorted(unknown)}")
         d = dict(d)
         d["lr_drops"] = tuple(d.get("lr_drops", ()))
+        d["distill_from"] = tuple(d.get("distill_from", ()))
         return cls(**d)
 
     def check(self):
@@ -146,7 +150,7 @@ class TrainConfig:
             raise ValueError(f"data must be 'synthetic' or 'folder', got {self.data!r}")
         if self.data == "folder" and not self.lfw:
             raise ValueError("folder data needs --lfw DIR")
-        for name in ("singletons", "keep_checkpoints"):
+        for name in ("singletons", "keep_checkpoints", "distill_warmup"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 0, got {v!r}")
@@ -167,6 +171,13 @@ class TrainConfig:
         if self.landmark_weight and (self.data != "folder" or not self.align_lr_scale):
             raise ValueError("--landmark-weight needs folder data (--lfw, with landmarks68.tsv) and an alignment "
                              "net that trains (--align-lr-scale > 0)")
+        if self.distill_from and self.data != "folder":
+            raise ValueError("--distill-from needs folder data (--lfw): the teachers embed its images")
+        if not (isinstance(self.distill_weight, (int, float)) and not isinstance(self.distill_weight, bool)
+                and math.isfinite(self.distill_weight) and self.distill_weight > 0):
+            raise ValueError(f"--distill-weight must be a finite number > 0, got {self.distill_weight!r}")
+        if self.distill_warmup and not self.distill_from:
+            raise ValueError("--distill-warmup needs --distill-from")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
         check_threads(self.threads)
@@ -186,6 +197,13 @@ class TrainConfig:
         except ValueError as e:
             raise ValueError(f"--color-jitter / --blur / --grayscale / --erase: {e}") from None
         return p or None
+
+    def distill_weight_at(self, step) -> float:
+        """The distillation term's weight at step ``step`` (0-based): --distill-weight, ramped up linearly
+        over the first --distill-warmup steps ((step + 1) / warmup of it until then)."""
+        if self.distill_warmup and step < self.distill_warmup:
+            return self.distill_weight * (step + 1) / self.distill_warmup
+        return self.distill_weight
 
     @property
     def batch_size(self):
@@ -231,7 +249,7 @@ class SyntheticSource:
         self.description = f"synthetic faces, {cfg.synthetic_identities} training identities (seed {cfg.seed})"
 
     def batch_with_targets(self, rng):
-        return self.batch(rng) + (None, None)            # no landmarks, and no photo repeats, in synthetic faces
+        return self.batch(rng) + (None, None, None)      # no landmarks, photo repeats or teachers in synthetic faces
 
     def batch(self, rng):
         k = self.cfg.batch_identities * self.cfg.images_per_identity
@@ -302,29 +320,38 @@ class FolderSource:
                 raise FileNotFoundError(f"--landmark-weight needs the landmark file {table}")
             _, detected, template, targets = landmark_targets(self.ds, train_names, table)
             self.landmarks = (detected, template, targets)     # (N,) bool, (68, 2), (N, 2, 3)
+        self.teacher = None                          # --distill-from: (N, M D), row i the teachers' image i
+        if cfg.distill_from:
+            from npface.distill import teacher_embeddings
+            self.teacher = teacher_embeddings(cfg.distill_from, self.ds.images, cfg.threads,
+                                              log=print if progress else (lambda *a: None))
         self.description = (f"{images_root}: {len(train_names)} training people ({len(self.train_idx)} images, "
                             f"{self.sampler.n_eligible_images} in people with >= 2), {len(val_names)} held out")
         if cfg.singletons:
             self.description += (f"; {cfg.singletons} of the {len(self.sampler.single_rows)} single-image "
                                  f"training people in each batch")
+        if cfg.distill_from:
+            self.description += f"; distilled from {len(cfg.distill_from)} teachers"
 
     def batch(self, rng):
         return self.batch_with_targets(rng)[:2]
 
     def batch_with_targets(self, rng):
-        """(images, labels, AlignTarget or None, photos or None): the batch; with --landmark-weight its warps'
-        targets; with --distinct-photos each image's row in the dataset (k,), so that the loss can leave out
-        the pairs of one photo twice."""
+        """(images, labels, AlignTarget or None, photos or None, teacher or None): the batch; with
+        --landmark-weight its warps' targets; with --distinct-photos each image's row in the dataset (k,), so
+        that the loss can leave out the pairs of one photo twice; with --distill-from the teachers' embedding
+        of each image's clean crop (k, M D)."""
         jitter_kw = self.cfg.jitter_ranges() if self.cfg.jitter else {}
         b = self.sampler.batch(self.ds.images, rng, flip=self.cfg.flip, jitter=self.cfg.jitter,
                                photometric=self.cfg.photometric(), context=self.context, **jitter_kw)
         photos = b.indices if self.cfg.distinct_photos else None
+        teacher = self.teacher[b.indices] if self.teacher is not None else None
         if self.landmarks is None:
-            return b.images, b.labels, None, photos
+            return b.images, b.labels, None, photos, teacher
         from npface.data.landmarks import augmented_thetas
         detected, template, targets = self.landmarks
         return b.images, b.labels, AlignTarget(augmented_thetas(targets[b.indices], b.aug_theta, b.flipped),
-                                               detected[b.indices], template), photos
+                                               detected[b.indices], template), photos, teacher
 
     def validation(self):
         from npface.data.sampler import validation_pairs
@@ -366,7 +393,8 @@ def validate(model, vset: ValidationSet, threads, comm=SINGLE):
 # The step
 # --------------------------------------------------------------------------
 
-def train_step(model, optimiser, images, labels, lr, cfg, rng, comm=SINGLE, align=None, photos=None):
+def train_step(model, optimiser, images, labels, lr, cfg, rng, comm=SINGLE, align=None, photos=None,
+               teacher=None, distill_weight=None):
     """One SGD step on the global batch images (k, S, S, 3), labels (k,); returns the estimate (loss, ...).
 
     On R ranks (``comm``) every rank holds the same batch and embeds only its
@@ -383,6 +411,11 @@ def train_step(model, optimiser, images, labels, lr, cfg, rng, comm=SINGLE, alig
     The estimate's loss stays the hinge alone; the landmark loss goes in ``est.landmark_loss``.
 
     photos (k,) (with --distinct-photos): each image's photo; the loss leaves out the pairs of one photo twice.
+
+    teacher (k, E) (with --distill-from): the teachers' embedding of each image; ``distill_weight`` (default
+    ``cfg.distill_weight``; ``run`` passes ``cfg.distill_weight_at(step)``) times the distillation loss over all k^2 - k pairs (``npface.distill``) is added, its signature gradient to the
+    hinge's (theta gets none from it). The estimate's loss stays the hinge; this term goes in
+    ``est.distill_loss``.
     """
     rows = comm.share(len(labels))                                      # this rank's contiguous rows
     sig_rows, cache = model.forward(images[rows], train=True)          # (k_r, D)
@@ -394,6 +427,11 @@ def train_step(model, optimiser, images, labels, lr, cfg, rng, comm=SINGLE, alig
     est = signature_gradients(sig, labels, model.threshold, cfg.estimator, rng, cfg.balance, photos)
     if not math.isfinite(est.loss):
         raise TrainingDiverged(f"the loss is {est.loss}")
+    if teacher is not None:
+        distill_loss, c = ops.pair_distill_forward(sig, teacher.astype(sig.dtype, copy=False), model.threshold)
+        weight = cfg.distill_weight if distill_weight is None else distill_weight
+        est = est._replace(dsig=est.dsig + ops.pair_distill_backward(c, weight),
+                           distill_loss=distill_loss)
     dtheta = None
     if align is not None:
         dtheta, landmark_loss = landmark_term(cache.theta, align, rows, cfg.landmark_weight, comm)
@@ -525,7 +563,7 @@ class Progress:
 class _Prefetch:
     """Draws step s + 1's batch on a background thread while step s computes.
 
-    ``get(step)`` returns ``(images, labels, align, photos, rng)`` for that step: the
+    ``get(step)`` returns ``(images, labels, align, photos, teacher, rng)`` for that step: the
     batch ``source.batch_with_targets(rng)`` drew from ``rng =
     default_rng([seed, step])``, and that generator, advanced past the draw,
     for the rest of the step (the pairs-in-batch estimator draws its pairs
@@ -676,10 +714,11 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
             as metrics, _Prefetch(source, cfg.seed, cfg.steps, prefetch) as batches:
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
-            images, labels, align, photos, rng = batches.get(step)  # drawn from default_rng([cfg.seed, step])
+            images, labels, align, photos, teacher, rng = batches.get(step)  # from default_rng([cfg.seed, step])
             lr = schedule(step)
             try:
-                est = train_step(model, optimiser, images, labels, lr, cfg, rng, comm, align, photos)
+                est = train_step(model, optimiser, images, labels, lr, cfg, rng, comm, align, photos, teacher,
+                                 cfg.distill_weight_at(step))
             except TrainingDiverged as e:
                 raise TrainingDiverged(f"step {step + 1}: {e}; stopped. " + _last_good(checkpoint)) from None
             dt = time.perf_counter() - t0
@@ -687,6 +726,8 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
                    "images_per_s": k / dt, "pairs": est.n_pairs, "time": time.perf_counter() - started}
             if align is not None:
                 row["landmark_loss"] = est.landmark_loss
+            if teacher is not None:
+                row["distill_loss"] = est.distill_loss
             metrics.write(json.dumps(row) + "\n")
             if bar:
                 bar.update(step, row, (cfg.steps - step - 1) * dt)

@@ -176,10 +176,10 @@ def test_folder_source_hands_each_images_photo_to_the_loss(tmp_path):
             Image.new("RGB", (250, 250), (40 * j, 20 * i, 7)).save(tmp_path / "lfw" / f"p{i}" / f"{j}.jpg")
     kw = dict(data="folder", lfw=str(tmp_path), val_fraction=0.5, batch_identities=2, images_per_identity=4)
     source = training.FolderSource(tiny(distinct_photos=True, **kw).check(), progress=False)
-    images, labels, align, photos = source.batch_with_targets(np.random.default_rng(0))
+    images, labels, align, photos, teacher = source.batch_with_targets(np.random.default_rng(0))
     plain = training.FolderSource(tiny(**kw).check(), progress=False).batch_with_targets(np.random.default_rng(0))
     np.testing.assert_array_equal(images, plain[0])
-    assert align is None and plain[3] is None
+    assert align is None and plain[3] is None and teacher is None and plain[4] is None
     np.testing.assert_array_equal(source.ds.labels[photos], labels)     # each photo is one of its person's images
     assert len(np.unique(photos)) < len(photos)                         # people with 2 or 3 photos fill 4 slots
     rows = np.random.default_rng(0)
@@ -260,7 +260,7 @@ def test_folder_source_gives_landmark_targets_that_follow_the_augmentation():
     cfg = tiny(data="folder", lfw=str(lfw), people="peopleDevTrain.txt", landmark_weight=0.01, flip=True,
                jitter=True).check()
     source = training.FolderSource(cfg, progress=False)
-    images, labels, align, photos = source.batch_with_targets(np.random.default_rng(3))
+    images, labels, align, photos, _ = source.batch_with_targets(np.random.default_rng(3))
     assert photos is None                                            # only with --distinct-photos
     plain = training.FolderSource(tiny(data="folder", lfw=str(lfw), people="peopleDevTrain.txt", flip=True,
                                        jitter=True), progress=False).batch(np.random.default_rng(3))

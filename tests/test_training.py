@@ -177,9 +177,9 @@ def test_prefetch_hands_out_each_steps_batch_and_its_generator():
         batches.get(0)
         again = batches.get(0)                                  # not the step drawn ahead (1): drawn here
     np.testing.assert_array_equal(again[0], got[0][0])
-    for step, (images, labels, align, photos, rng) in enumerate(got):
+    for step, (images, labels, align, photos, teacher, rng) in enumerate(got):
         want = np.random.default_rng([7, step])
-        w_images, w_labels, _, _ = source.batch_with_targets(want)
+        w_images, w_labels, _, _, _ = source.batch_with_targets(want)
         np.testing.assert_array_equal(images, w_images)
         np.testing.assert_array_equal(labels, w_labels)
         assert rng.random() == want.random()                  # the generator continues where the draw stopped
@@ -328,6 +328,7 @@ def test_prefetch_benchmark_times_both_ways_and_checks_they_agree(tmp_path, caps
      "--landmark-weight", "0.02"],
     ["--lfw", "a folder/with spaces", "--people", "it's.txt", "--lr-drops", "0.3333333333333333,0.9"],
     ["--lr-drops", ""],                                                 # no drop at all
+    ["--lfw", "L", "--distill-from", "a.npz", "b c.npz", "--distill-weight", "0.5", "--distill-warmup", "500"],
 ])
 def test_command_line_gives_back_the_configuration(flags):
     from npface.train import command_line, config_from_args, parser
