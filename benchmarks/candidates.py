@@ -74,4 +74,12 @@ CANDIDATES = (
               'The `batch-128x2` and `context-jitter` levers together again, from an alignment net pretrained '
               'for 8,000 steps instead of 2,000: the three changes that each raised the detect agreement on the '
               'selection people, at once'),
+    Candidate('distill-ft',
+              'the shipped model fine-tuned towards an ensemble of three trained models',
+              'The shipped model fine-tuned at its final learning rate (0.001, ×0.1 at 85%) with a distillation '
+              'term (`--distill-from`, [its page](ops/pair_distill.md)): beside the hinge loss, over all pairs of '
+              'each batch, the mismatch of the student\'s distances with the mean distance, in threshold units, '
+              'of three trained models on the clean crops (the shipped model, `b128x2-context-seed1` and '
+              '`b128x2-context-5000`: three different trajectories), weighted 1.0 so that the two terms\' '
+              'signature gradients are about equal on trained models'),
 )
