@@ -321,10 +321,12 @@ class FolderSource:
             _, detected, template, targets = landmark_targets(self.ds, train_names, table)
             self.landmarks = (detected, template, targets)     # (N,) bool, (68, 2), (N, 2, 3)
         self.teacher = None                          # --distill-from: (N, M D), row i the teachers' image i
+        self.teachers = None                         # and each teacher file's path and SHA-256, for provenance
         if cfg.distill_from:
-            from npface.distill import teacher_embeddings
+            from npface.distill import teacher_embeddings, teacher_record
             self.teacher = teacher_embeddings(cfg.distill_from, self.ds.images, cfg.threads,
                                               log=print if progress else (lambda *a: None))
+            self.teachers = teacher_record(cfg.distill_from)
         self.description = (f"{images_root}: {len(train_names)} training people ({len(self.train_idx)} images, "
                             f"{self.sampler.n_eligible_images} in people with >= 2), {len(val_names)} held out")
         if cfg.singletons:
@@ -776,6 +778,8 @@ def _with_provenance(model, cfg, source, vset, step, val):
                              "validation_metrics": val, "config": cfg.to_json(), "world_size": cfg.world_size})
     if source.train_people is not None:
         model.provenance["train_people"] = source.train_people
+    if getattr(source, "teachers", None):
+        model.provenance["distill_teachers"] = source.teachers
     return model
 
 

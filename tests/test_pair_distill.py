@@ -174,3 +174,8 @@ def test_a_distilled_run_on_a_folder_records_its_teachers_and_the_term(tmp_path)
     assert [r["distill_loss"] > 0 for r in rows if "loss" in r] == [True, True]
     written = json.loads((tmp_path / "r" / "config.json").read_text())
     assert written["distill_from"] == [str(tmp_path / "teacher.npz")] and written["distill_warmup"] == 2
+    import hashlib
+    from npface.model import load
+    digest = hashlib.sha256((tmp_path / "teacher.npz").read_bytes()).hexdigest()
+    assert load(tmp_path / "r" / "model.npz").provenance["distill_teachers"] == [
+        {"path": str(tmp_path / "teacher.npz"), "sha256": digest}]
