@@ -101,8 +101,9 @@ def parser():
                         "--align-lr-scale > 0 (0: off)")
     g.add_argument("--distill-from", nargs="+", default=list(d.distill_from), metavar="MODEL",
                    help="trained model files whose averaged geometry the run distils (npface.distill): beside "
-                        "the hinge loss, the mean over all pairs of the batch of huber(d/theta - t) (Huber's loss), t the "
-                        "teachers' mean distance of the two clean crops in units of their thresholds; needs --lfw")
+                        "the hinge loss, the mean over all pairs of the batch of huber(d/theta - t) (Huber's "
+                        "loss), t the teachers' mean distance of the two clean crops in units of their "
+                        "thresholds; needs --lfw")
     g.add_argument("--distill-weight", type=float, default=d.distill_weight, metavar="W",
                    help="weight of the --distill-from term beside the hinge loss")
     g.add_argument("--distill-warmup", type=int, default=d.distill_warmup, metavar="STEPS",
