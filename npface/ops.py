@@ -465,7 +465,8 @@ def pair_distill_forward(emb, teacher, threshold):
     of the same k faces (same float dtype); threshold the student's theta (a
     finite positive scalar, held constant). For a pair (i, j):
     r = ||e_i - e_j||^2 / threshold - ||t_i - t_j||^2, and the loss is the mean
-    of huber(r) = r^2 / 2 for |r| <= 1, |r| - 1/2 beyond (``kernels/pair_distill.py``). Returns (loss as a Python float, cache).
+    of huber(r) = r^2 / 2 for |r| <= 1, |r| - 1/2 beyond (``kernels/pair_distill.py``).
+    Returns (loss as a Python float, cache).
     """
     op = "pair_distill_forward"
     emb = _float_array(op, "emb", emb, "(k, D)", 2)

@@ -415,8 +415,9 @@ def train_step(model, optimiser, images, labels, lr, cfg, rng, comm=SINGLE, alig
     photos (k,) (with --distinct-photos): each image's photo; the loss leaves out the pairs of one photo twice.
 
     teacher (k, E) (with --distill-from): the teachers' embedding of each image; ``distill_weight`` (default
-    ``cfg.distill_weight``; ``run`` passes ``cfg.distill_weight_at(step)``) times the distillation loss over all k^2 - k pairs (``npface.distill``) is added, its signature gradient to the
-    hinge's (theta gets none from it). The estimate's loss stays the hinge; this term goes in
+    ``cfg.distill_weight``; ``run`` passes ``cfg.distill_weight_at(step)``) times the distillation loss over
+    all k^2 - k pairs (``npface.distill``) is added, its signature gradient to the hinge's (theta gets none
+    from it). The estimate's loss stays the hinge; this term goes in
     ``est.distill_loss``.
     """
     rows = comm.share(len(labels))                                      # this rank's contiguous rows

@@ -149,7 +149,8 @@ def test_the_weight_ramps_up_over_the_warmup():
 
 @pytest.mark.parametrize("argv, match", [
     (["--distill-from", "a.npz"], "--distill-from needs folder data (--lfw)"),
-    (["--lfw", "x", "--distill-from", "a.npz", "--distill-weight", "0"], "--distill-weight must be a finite number > 0"),
+    (["--lfw", "x", "--distill-from", "a.npz", "--distill-weight", "0"],
+     "--distill-weight must be a finite number > 0"),
     (["--lfw", "x", "--distill-warmup", "10"], "--distill-warmup needs --distill-from"),
     (["--lfw", "x", "--distill-from", "a.npz", "--distill-warmup", "-1"], "--distill-warmup must be an integer >= 0"),
 ])
