@@ -82,4 +82,10 @@ CANDIDATES = (
               'of three trained models on the clean crops (the shipped model, `b128x2-context-seed1` and '
               '`b128x2-context-5000`: three different trajectories), weighted 1.0 so that the two terms\' '
               'signature gradients are about equal on trained models'),
+    Candidate('distill-s-c1-c5-w500',
+              'the shipped recipe with the distillation term, from a fresh signature net',
+              "The shipped recipe from its start (a fresh signature net) with the same distillation term and "
+              'teachers, its weight ramped up from 0 to 1.0 over the first 500 steps (`--distill-warmup 500`): '
+              'at full weight from the first step, a fresh net failed twice (the squared mismatch diverged, '
+              "which led to Huber's loss; with it, the net collapsed to nearly equal signatures)"),
 )
