@@ -88,4 +88,9 @@ CANDIDATES = (
               'teachers, its weight ramped up from 0 to 1.0 over the first 500 steps (`--distill-warmup 500`): '
               'at full weight from the first step, a fresh net failed twice (the squared mismatch diverged, '
               "which led to Huber's loss; with it, the net collapsed to nearly equal signatures)"),
+    Candidate('distill-b128x2-context-w500',
+              'the shipped recipe with 128 x 2 batches, context jitter and the distillation term',
+              'The two levers that raised the detect agreement at a cost in accuracy (`batch-128x2`, '
+              '`context-jitter`), with the distillation term of the run above (same teachers, weight and '
+              'warm-up), meant to pay that cost back'),
 )
