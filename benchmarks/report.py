@@ -1356,10 +1356,12 @@ def _engine_rows(inf, dist, prefetch=None) -> list:
     return rows
 
 
-def model_card(shipped, measured_since=None) -> list:
+def model_card(shipped, measured_since=None, teachers=None) -> list:
     """The README's model card of the shipped model, from shipped.json (written by ``benchmarks.ship``).
     ``measured_since``: how many models heldout-report.json lists as measured on the report people, when that
-    is more than the record counted (a model measured there after this one was shipped counts too)."""
+    is more than the record counted (a model measured there after this one was shipped counts too).
+    ``teachers``: the distillation teachers ([{"path", "sha256"}], the model's provenance) when the record
+    does not hold them (a record written before ``benchmarks.ship`` copied them)."""
     rep = shipped["report_people"]
 
     def figures(s):
@@ -1388,6 +1390,7 @@ def model_card(shipped, measured_since=None) -> list:
             f"| training | {shipped['steps']:,} steps, {shipped['train_hours']:.2f} h of steps on "
             f"{shipped['threads']} threads{ranks} ({shipped['machine']}) |",
             f"| weights | {weights} |",
+            *_teachers_row(shipped.get("distill_teachers") or teachers),
             *([f"| alignment rounds | {shipped['align_rounds']} at test time, one in training (`ModelConfig."
                "align_rounds`; chosen on the selection people, docs/RESULTS.md section 5) |"]
               if shipped.get("align_rounds", 1) != 1 else []),
@@ -1409,12 +1412,51 @@ def _alignment_training(cfg) -> str:
             + (f", {weight:g} × the landmark loss keeping it on the landmarks" if weight else ""))
 
 
+SHIPPED_FILE = "npface/pretrained/npface-lfw.npz"
+
+
+def _teachers_row(teachers) -> list:
+    """The model card's row naming the distillation teachers by path and file digest, [] without any. A path
+    can hold another file by now; the shipped model's path, when its file has changed, is said to have held
+    the model shipped before."""
+    if not teachers:
+        return []
+    root = Path(__file__).resolve().parents[1]
+    now = root / SHIPPED_FILE
+    current = _file_sha256(now) if now.is_file() else None
+
+    def one(t):
+        before = " (then: the model shipped before this one)" if (t["path"] == SHIPPED_FILE
+                                                                 and t["sha256"] != current) else ""
+        return f"`{t['path']}`{before}, SHA-256 {t['sha256'][:16]}…"
+    return [f"| distilled from (`--distill-from`, [the term](docs/ops/pair_distill.md)) | "
+            + "; ".join(one(t) for t in teachers) + " |"]
+
+
+def _file_sha256(path) -> str:
+    import hashlib
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _shipped_file_teachers(shipped):
+    """The distillation teachers recorded in the shipped model file's provenance, when the file is the model
+    shipped.json describes (None otherwise, or without teachers)."""
+    from benchmarks.common import params_digest
+    from npface.model import load
+    path = Path(__file__).resolve().parents[1] / SHIPPED_FILE
+    if "distill_teachers" in shipped or not path.is_file():
+        return None
+    model = load(path)
+    return model.provenance.get("distill_teachers") if params_digest(model) == shipped["model_sha256"] else None
+
+
 def shipped_model_region(res) -> list:
     """The README's shipped-model paragraph and table, from shipped.json (the model card, when the model was
     shipped by ``benchmarks.ship``) and accuracy.json (which records the model's provenance)."""
     from npface.train import command_line
     acc, shipped = res.get("accuracy"), res.get("shipped")
-    L = model_card(shipped, len((res.get("heldout-report") or {}).get("measurements") or [])) if shipped else []
+    L = model_card(shipped, len((res.get("heldout-report") or {}).get("measurements") or []),
+                   _shipped_file_teachers(shipped)) if shipped else []
     if not acc:
         return L + ["(`accuracy.json` is not present.)"]
     if shipped and acc.get("model_sha256") != shipped["model_sha256"]:

@@ -111,6 +111,8 @@ def ship(lfw, run_dir, average_n=0, to=SHIPPED_MODEL, results=RESULTS, n_pairs=N
         # how the starting model was made (e.g. the alignment pretraining's steps and batch), when it says
         "init_settings": (model.provenance.get("init_provenance") or {}).get("settings"),
         "data": model.provenance.get("data"),
+        **({"distill_teachers": model.provenance["distill_teachers"]} if model.provenance.get("distill_teachers")
+           else {}),
         "people_list": config.get("people"),
         "train_people": len(model.provenance.get("train_people") or ()),
         "steps": history["steps"], "train_hours": history["train_seconds"] / 3600,

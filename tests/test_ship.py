@@ -144,6 +144,13 @@ def test_model_card_is_written_from_the_shipped_record():
         report.model_card(dict(record, report_measurements=2)))
     assert "the mean of the last 3 checkpoints (steps 4900, 4950, 5000" in card
     assert "accuracy 90.0% (95% interval 87.0%–92.5%), AUC 0.961" in card and "with test-time flip accuracy 91.0%" in card
+    assert "distilled from" not in card                                  # no teachers: no row
+    teachers = [{"path": "npface/pretrained/npface-lfw.npz", "sha256": "0" * 64},
+                {"path": "runs/t/model.npz", "sha256": "ab" * 32}]
+    card = "\n".join(report.model_card(dict(record, distill_teachers=teachers)))
+    assert ("`npface/pretrained/npface-lfw.npz` (then: the model shipped before this one), SHA-256 "
+            "0000000000000000…; `runs/t/model.npz`, SHA-256 abababababababab… |") in card
+    assert card == "\n".join(report.model_card(record, teachers=teachers))   # from the model file when not recorded
     assert "`npface/pretrained/npface-lfw.metrics.jsonl`" in card
     # accuracy.json of another model is not shown under the new model's card
     region = "\n".join(report.shipped_model_region({"shipped": record, "accuracy": {"model_sha256": "def"}}))
