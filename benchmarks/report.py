@@ -1065,15 +1065,31 @@ def deviations(res) -> list:
              "an epoch of 2.6M images has no counterpart here; the last 15% of the steps stands for the last epoch",
              NOT_MEASURED),
             ("augmentation", "none stated", "random horizontal flip (p = 1/2) and similarity jitter of LFW "
-             f"training images (`--flip`, `--jitter`){_jitter_ranges(res)}",
+             f"training images (`--flip`, `--jitter`){_jitter_ranges(res)}"
+             + ("; where a jittered crop reaches past the training crop it shows the picture around it, not black "
+                "(`--jitter-context`)" if _shipped_config(res).get("jitter_context") else ""),
              "a few thousand training images, against 2.6M",
-             _lever_effects(res, ("strong-jitter", "appearance", "flip"))),
+             _lever_effects(res, ("strong-jitter", "appearance", "flip", "context-jitter"))),
             ("batch", "16 people × 16 images, every pair a same or not-same pair",
              "the same, plus M people with a single image each, in not-same pairs only (`--singletons M`)"
              + (f"; the shipped model: M = {_shipped_config(res)['singletons']}"
-                if _shipped_config(res).get("singletons") else "; 0 unless asked"),
+                if _shipped_config(res).get("singletons") else "; 0 unless asked") + _batch_shape(res),
              f"{_single_image_people(res)} training images are of people with one image, which no P×K batch "
-             "can draw", _lever_effects(res, ("singletons", "batch-32x8", "batch-32x16"))),
+             "can draw" + ("; the batch shape was chosen on the selection people (section 5)"
+                           if _batch_shape(res) else ""),
+             _lever_effects(res, ("singletons", "batch-32x8", "batch-32x16", "batch-64x4", "batch-128x2"))),
+            *([("distillation", "the loss is eq. 2 alone",
+                f"the shipped model adds {_shipped_config(res).get('distill_weight', 1.0):g} × a distillation term "
+                f"(`--distill-from`, [its page](ops/pair_distill.md)): over all pairs of each batch, Huber's loss "
+                "of the mismatch between the network's distances, in units of its θ, and the mean distance of "
+                f"{len(_shipped_config(res)['distill_from'])} trained models (the teachers, named in the README's "
+                "model card) on the clean crops"
+                + (f", its weight ramped up over the first {_shipped_config(res)['distill_warmup']:,} steps"
+                   if _shipped_config(res).get("distill_warmup") else ""),
+                "an average of several trained models tends to verify better than any one of them (not measured "
+                "here by a committed command) but costs as many networks; the term trains one Table 2 network towards it; chosen on the selection people by the "
+                "rule fixed before it (section 5)", _shipped_run_effect(res))]
+              if _shipped_config(res).get("distill_from") else []),
             ("loss scale", "eq. 2 per pair, not-same pairs weighted down so that false negatives and false "
              "positives weigh the same; the normalisation is not given",
              "half the mean over same pairs plus half the mean over not-same pairs (`balance=True`)",
@@ -1138,6 +1154,42 @@ def _rounds_effect(res) -> str:
 
 def _shipped_config(res) -> dict:
     return (res.get("shipped") or {}).get("config") or {}
+
+
+def _batch_shape(res) -> str:
+    """The shipped model's P × K when it is not the paper's 16 × 16 ('' otherwise)."""
+    c = _shipped_config(res)
+    p, k = c.get("batch_identities", 16), c.get("images_per_identity", 16)
+    if (p, k) == (16, 16):
+        return ""
+    return (f"; the shipped model: {p} people × {k} images (`--batch-identities {p} --images-per-identity {k}`), "
+            f"{p * k} images a step as in the paper, over more people")
+
+
+def _shipped_run_effect(res) -> str:
+    """The shipped run against the model shipped before it: on the selection people (the rule's measurements,
+    with flip) and on the report people (each measured once, one view), from the results files."""
+    shipped, before = res.get("shipped") or {}, res.get("heldout-selection")
+    name = next((c.name for c in CANDIDATES
+                 if (res.get(f"heldout-selection-{c.name}") or {}).get("model_sha256") == shipped.get("model_sha256")),
+                None)
+    if not (name and before):
+        return NOT_MEASURED
+    a, b = before["summary"]["flip"], res[f"heldout-selection-{name}"]["summary"]["flip"]
+    text = (f"this run's changes together (section 5, `{name}`), against the model shipped before it, selection "
+            f"people with flip: accuracy {_pct(a['accuracy'])} → {_pct(b['accuracy'])}, AUC {a['auc']:.3f} → "
+            f"{b['auc']:.3f}")
+    pictures = _same_pictures(res.get("photos-selection-detector"), res.get(f"photos-selection-{name}"))
+    if pictures:
+        text += (f", `--frame detect` agreement {_agreement(pictures[0]['agreement'])} → "
+                 f"{_agreement(pictures[1]['agreement'])}")
+    measured = (res.get("heldout-report") or {}).get("measurements") or []
+    now = next((m for m in measured if m["model_sha256"] == shipped.get("model_sha256")), None)
+    was = next((m for m in measured if m["model_sha256"] == before.get("model_sha256")), None)
+    if now and was:
+        text += (f"; report people, one view: accuracy {_pct(was['accuracy'])} → {_pct(now['accuracy'])} "
+                 "(`heldout-report.json`)")
+    return text
 
 
 def _jitter_ranges(res) -> str:

@@ -3,9 +3,9 @@
     python -m npface.train --lfw ../shared/lfw --people peopleDevTrain.txt ... \\
         --distill-from a/model.npz b/model.npz c/model.npz --distill-weight 1.0
 
-Several trained models, averaged, verify better than any one of them (the
-mean of their distances, each in units of its own threshold), but cost as
-many networks at test time. Distillation trains one Table 2 network towards
+Several trained models, averaged (the mean of their distances, each in units
+of its own threshold), tend to verify better than any one of them, but cost
+as many networks at test time. Distillation trains one Table 2 network towards
 their geometry instead: beside the hinge loss, the trainer adds
 ``--distill-weight`` times the mean, over all k^2 - k pairs of the batch, of
 huber(d_ij / theta - t_ij) (``npface.ops.pair_distill_forward``; Huber's

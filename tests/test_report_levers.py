@@ -272,3 +272,25 @@ def test_two_selection_measurements_compare_only_on_the_same_pairs():
     assert report._summaries({"summary": {"plain": dict(FIG, test_pairs=400), "flip": FIG}}, a) is None
     assert report._summaries({"summary": {"plain": FIG, "flip": FIG}}, a) is not None      # an older file: no count
     assert report._summaries(None, a) is None
+
+
+def test_a_distilled_shipped_model_states_its_term_batch_and_context_as_deviations():
+    sel_before = {"summary": {"plain": FIG, "flip": dict(FIG, accuracy=0.872, auc=0.950)}, "model_sha256": "before"}
+    sel_now = {"summary": {"plain": FIG, "flip": dict(FIG, accuracy=0.863, auc=0.957)}, "model_sha256": "now"}
+    measured = [{"model_sha256": "before", "run": "runs/a", "accuracy": 0.85},
+                {"model_sha256": "now", "run": "runs/b", "accuracy": 0.827}]
+    config = {"batch_identities": 128, "images_per_identity": 2, "jitter_context": True, "distill_weight": 1.0,
+              "distill_from": ["a.npz", "b.npz", "c.npz"], "distill_warmup": 500}
+    res = {"heldout-selection": sel_before, "heldout-selection-distill-b128x2-context-w500": sel_now,
+           "photos-selection-detector": {"verify": {"flip": {"pairs": 400, "agreement": 0.9275}}},
+           "photos-selection-distill-b128x2-context-w500": {"verify": {"flip": {"pairs": 400, "agreement": 0.9575}}},
+           "heldout-report": {"measurements": measured}, "shipped": {"model_sha256": "now", "config": config}}
+    rows = {r[0]: r for r in report.deviations(res)}
+    assert "the shipped model: 128 people × 2 images" in rows["batch"][2]
+    assert "(`--jitter-context`)" in rows["augmentation"][2]
+    assert "3 trained models" in rows["distillation"][2] and "first 500 steps" in rows["distillation"][2]
+    assert ("accuracy 87.2% → 86.3%, AUC 0.950 → 0.957, `--frame detect` agreement 92.75% → 95.75%; report people, "
+            "one view: accuracy 85.0% → 82.7%") in rows["distillation"][4]
+    plain = {r[0]: r for r in report.deviations(dict(res, shipped={"model_sha256": "before", "config": {}}))}
+    assert "distillation" not in plain and "128 people" not in plain["batch"][2]
+    assert "--jitter-context" not in plain["augmentation"][2]
