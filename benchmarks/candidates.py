@@ -3,7 +3,8 @@
 Each run NAME has photos-selection-NAME.json (``benchmarks.photos --people selection``: the
 ``--frame detect`` agreement on pasted pictures) and heldout-selection-NAME.json
 (``benchmarks.heldout --people selection``: fit-and-test accuracy and AUC) in benchmarks/results/. The
-shipped model's own are photos-selection-detector.json and heldout-selection.json.
+yardstick's, those of the earlier shipped model (`recipe2500`), are photos-selection-detector.json and
+heldout-selection.json.
 
 - ``benchmarks.photos`` puts every run in docs/PHOTOS.md's table under its ``label``, in this order;
 - ``benchmarks.report`` gives each run with a ``what`` a paragraph in RESULTS.md section 5 that opens
@@ -26,25 +27,25 @@ class Candidate(NamedTuple):
 # in the order they were measured
 CANDIDATES = (
     Candidate('b128x2',
-              'the shipped recipe with 128 x 2 batches',
+              'the `recipe2500` recipe with 128 x 2 batches',
               None),
     Candidate('b128x2-context',
-              'the shipped recipe with 128 x 2 batches and context jitter',
+              'the `recipe2500` recipe with 128 x 2 batches and context jitter',
               'The `batch-128x2` and `context-jitter` levers together, two of those whose screens raised the '
-              "detect agreement, trained for the shipped recipe's full length from the alignment pretraining "
-              'run again into the same file (its weights differ from the alignment net the shipped model holds)'),
+              "detect agreement, trained for the `recipe2500` recipe's full length from the alignment pretraining "
+              'run again into the same file (its weights differ from the alignment net `recipe2500` holds)'),
     Candidate('long5000',
-              'the shipped recipe trained twice as long',
+              'the `recipe2500` recipe trained twice as long',
               None),
     Candidate('finetune-b128x2-context',
-              'the shipped model fine-tuned with 128 x 2 batches and context jitter',
-              'The shipped model fine-tuned with the same two levers at its final learning rate (0.001, ×0.1 at '
+              '`recipe2500` fine-tuned with 128 x 2 batches and context jitter',
+              '`recipe2500` fine-tuned with the same two levers at its final learning rate (0.001, ×0.1 at '
               '85%)'),
     Candidate('finetune-lr01-b128x2-context',
               'the same fine-tuning at the full learning rate',
               'The same fine-tuning at the full learning rate (0.01, ×0.1 at 85%)'),
     Candidate('b128x2-context-5000',
-              'the shipped recipe with 128 x 2 batches and context jitter, trained twice as long',
+              'the `recipe2500` recipe with 128 x 2 batches and context jitter, trained twice as long',
               'The `batch-128x2` and `context-jitter` run above (`b128x2-context`, from the same start and '
               'seed) trained twice as long (`--steps 5000`, the learning-rate drop still at 85% of the run: up '
               "to the shorter run's drop at step 2,125 the two runs take the same steps, and their validations "
@@ -57,12 +58,12 @@ CANDIDATES = (
               made_by='python -m npface.average --out runs/soup-c1-c4.npz runs/b128x2-context/model.npz '
                       'runs/b128x2-context-5000/model.npz'),
     Candidate('b128x2-context-seed1',
-              'the shipped recipe with 128 x 2 batches and context jitter, another seed',
+              'the `recipe2500` recipe with 128 x 2 batches and context jitter, another seed',
               'The 2,500-step run with 128 × 2 batches and context jitter again, with another seed (`--seed 1`: '
               'another data order and augmentation, the same starting model), to tell its recipe from its draw'),
     Candidate('rounds2',
-              "the shipped model's weights with two alignment rounds",
-              "The shipped run's weights, untouched, with two alignment rounds (`ModelConfig.align_rounds`: the "
+              "`recipe2500`'s weights with two alignment rounds",
+              "`recipe2500`'s weights, untouched, with two alignment rounds (`ModelConfig.align_rounds`: the "
               'alignment net looks again at its own warp, the two similarities are composed, and the input is '
               'warped once by the composition), measured with `--align-rounds 2`',
               withdrawn="with two rounds the network amplifies float32 rounding, so that on the export tests' "
@@ -70,26 +71,27 @@ CANDIDATES = (
                         "export's stated tolerance (`tests/test_export.py`, which the shipped model must pass), "
                         'and the shipped file went back to one round'),
     Candidate('b128x2-context-a8000',
-              'the shipped recipe with 128 x 2 batches and context jitter, from a longer alignment pretraining',
+              'the `recipe2500` recipe with 128 x 2 batches and context jitter, from a longer alignment pretraining',
               'The `batch-128x2` and `context-jitter` levers together again, from an alignment net pretrained '
               'for 8,000 steps instead of 2,000: the three changes that each raised the detect agreement on the '
               'selection people, at once'),
     Candidate('distill-ft',
-              'the shipped model fine-tuned towards an ensemble of three trained models',
-              'The shipped model fine-tuned at its final learning rate (0.001, ×0.1 at 85%) with a distillation '
+              '`recipe2500` fine-tuned towards an ensemble of three trained models',
+              '`recipe2500` fine-tuned at its final learning rate (0.001, ×0.1 at 85%) with a distillation '
               'term (`--distill-from`, [its page](ops/pair_distill.md)): beside the hinge loss, over all pairs of '
               'each batch, the mismatch of the student\'s distances with the mean distance, in threshold units, '
-              'of three trained models on the clean crops (the shipped model, `b128x2-context-seed1` and '
+              'of three trained models on the clean crops (`recipe2500`, then the shipped model, '
+              '`b128x2-context-seed1` and '
               '`b128x2-context-5000`: three different trajectories), weighted 1.0 so that the two terms\' '
               'signature gradients are about equal on trained models'),
     Candidate('distill-s-c1-c5-w500',
-              'the shipped recipe with the distillation term, from a fresh signature net',
-              "The shipped recipe from its start (a fresh signature net) with the same distillation term and "
+              'the `recipe2500` recipe with the distillation term, from a fresh signature net',
+              "The `recipe2500` recipe from its start (a fresh signature net) with the same distillation term and "
               'teachers, its weight ramped up from 0 to 1.0 over the first 500 steps (`--distill-warmup 500`): '
               'at full weight from the first step, a fresh net failed twice (the squared mismatch diverged, '
               "which led to Huber's loss; with it, the net collapsed to nearly equal signatures)"),
     Candidate('distill-b128x2-context-w500',
-              'the shipped recipe with 128 x 2 batches, context jitter and the distillation term',
+              'the `recipe2500` recipe with 128 x 2 batches, context jitter and the distillation term',
               'The two levers that raised the detect agreement at a cost in accuracy (`batch-128x2`, '
               '`context-jitter`), with the distillation term of the run above (same teachers, weight and '
               'warm-up), meant to pay that cost back'),

@@ -65,7 +65,7 @@ class Lever(NamedTuple):
 
 
 LEVERS = (
-    Lever(BASELINE, "the shipped model's recipe"),
+    Lever(BASELINE, "the `recipe2500` recipe (the model shipped from 2026-12-02 to 2026-12-05)"),
     Lever("singletons", "64 single-image people in each batch, as extra not-same partners",
           ("--singletons", "64"), ("--singletons", "4")),
     Lever("appearance", "colour jitter 0.3, blur 0.2, grayscale 0.1, random erasing 0.25",

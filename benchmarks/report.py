@@ -720,6 +720,9 @@ def _lever_row(name, e, steps, levers=None):
     """One row of the lever table; ``levers`` (name -> entry) gives the with-flip figures of the baseline a
     lever is compared with."""
     sel, d, f = e.get("selection"), e.get("delta"), e.get("framing")
+    from benchmarks.levers import BASELINE, LEVERS
+    if name == BASELINE:       # the file says "the shipped model's recipe", a model since replaced: the code names it
+        e = dict(e, what=next(lever.what for lever in LEVERS if lever.name == BASELINE))
     if not sel:
         return f"| {name} | {e['what']} | {e.get('status', 'not run')} | | | | | | | | |"
     against = e.get("compared_with", "baseline")
@@ -788,9 +791,10 @@ def _screen_noise_sentence(levers, shipped_selection=None, full_seed1=None) -> s
     return text + "."
 
 
-# how the sentences name the shipped run's weights as trained (one alignment round), the yardstick of every run
-# above: true whether or not the shipped model now runs more rounds
-SHIPPED_ONE_ROUND = "the shipped model with one alignment round"
+# how the sentences name the yardstick of every run above: the model shipped from 2026-12-02 (runs/recipe2500,
+# one alignment round, its selection measurements heldout-selection.json and photos-selection-detector.json),
+# until the distilled model replaced it
+YARDSTICK = "the earlier shipped model (`recipe2500`)"
 
 
 def levers_section(res) -> list:
@@ -802,7 +806,7 @@ def levers_section(res) -> list:
     pairs = lev["pairs"]
     L = ["## 5. Accuracy levers, chosen on the selection people", "",
          f"Written by `python -m benchmarks.levers --lfw ../shared/lfw --steps {lev['steps']:,}` "
-         "(`levers.json`). Each lever is one run from the same start as the baseline (the shipped recipe: "
+         "(`levers.json`). Each lever is one run from the same start as the baseline (the `recipe2500` recipe: "
          f"`{lev['init']}`, frozen alignment net, 16 × 16 batches, seed 0, lr 0.01 ×0.1 at 85%) with one change, "
          f"for {lev['steps']:,} steps. Each is measured on the *selection* people only: a threshold fitted on "
          f"{pairs['fit']} same and {pairs['fit']} different pairs of half of them, tested on {pairs['test']} and "
@@ -836,7 +840,7 @@ def levers_section(res) -> list:
     measured = (rep or {}).get("measurements") or []
     if shipped and sel and sel.get("summary"):
         s = sel["summary"]["plain"]
-        L += [f"{SHIPPED_ONE_ROUND[0].upper() + SHIPPED_ONE_ROUND[1:]}, as its run trained it (`shipped.json`), on "
+        L += [f"{YARDSTICK[0].upper() + YARDSTICK[1:]}, as its run trained it, on "
               f"the same selection people, measured by `python -m "
               f"benchmarks.heldout --people selection` (`heldout-selection.json`): {_pct(s['accuracy'])} "
               f"({_pct(s['accuracy_95'][0])}–{_pct(s['accuracy_95'][1])}), AUC {s['auc']:.3f}. "
@@ -849,18 +853,20 @@ def levers_section(res) -> list:
     # (results file, what the run was, its closing sentence beyond the starting model's)
     for name, what, more in (
             ("heldout-selection-combination", "The levers that pointed up, combined and trained longer", ""),
-            ("heldout-selection-b32x8", "The best lever alone, 32 × 8 batches, trained for the shipped recipe's "
+            ("heldout-selection-b32x8", "The best lever alone, 32 × 8 batches, trained for the `recipe2500` recipe's "
                                         "full length", ""),
-            ("heldout-selection-align8000", "The shipped recipe started from an alignment net pretrained for longer",
+            ("heldout-selection-align8000",
+             "The `recipe2500` recipe started from an alignment net pretrained for longer",
              _agreement_sentence(res)),
-            ("heldout-selection-long5000", "The shipped recipe trained twice as long (`--steps 5000`, the learning-rate "
-                                           "drop still at 85% of the run), from the same start as the run above",
+            ("heldout-selection-long5000",
+             "The `recipe2500` recipe trained twice as long (`--steps 5000`, the learning-rate drop still at 85% of "
+             "the run), from the same start as the run above",
              _spread_sentence(res.get("heldout-selection-long5000"), res.get("heldout-selection-align8000"),
                               _AGAINST_SPREAD, "the 2,500-step run from the same start")
              + _detect_agreement_sentence(res.get("photos-selection-long5000"), res.get("photos-selection-detector"),
                                           "photos-selection-long5000", "photos-selection-detector")),
             ("heldout-selection-b128x2", "The `batch-128x2` lever of the table above, the one of its invocation "
-                                         "that pointed up, trained for the shipped recipe's full length from its "
+                                         "that pointed up, trained for the `recipe2500` recipe's full length from its "
                                          "start",
              _spread_sentence(res.get("heldout-selection-b128x2"), sel, _AGAINST_SPREAD)
              + _detect_agreement_sentence(res.get("photos-selection-b128x2"), res.get("photos-selection-detector"),
@@ -868,7 +874,7 @@ def levers_section(res) -> list:
              + _ship_rule_sentence(res.get("heldout-selection-b128x2"), sel)),
             *((f"heldout-selection-{c.name}", c.what, _framing_run_sentences(res, c.name, sel))
               for c in CANDIDATES if c.what),
-            ("heldout-selection-seed1", "The shipped recipe run again with another seed (`--seed 1`: another data "
+            ("heldout-selection-seed1", "The `recipe2500` recipe run again with another seed (`--seed 1`: another data "
                                         "order and augmentation, the same starting model)",
              _spread_sentence(res.get("heldout-selection-seed1"), sel, _SPREAD))):
         run = res.get(name)
@@ -881,7 +887,7 @@ _SPREAD = "how far one recipe moves between two full-length runs, the yardstick 
 _AGAINST_SPREAD = "to be read against the two seeds' difference below"
 
 
-def _spread_sentence(run, shipped_selection, meaning=_SPREAD, against="the shipped run") -> str:
+def _spread_sentence(run, shipped_selection, meaning=_SPREAD, against="the `recipe2500` run") -> str:
     """How far a full-length run lands from another (default: the shipped run) on the same selection pairs,
     then what that means."""
     both = _summaries(run, shipped_selection)
@@ -901,7 +907,7 @@ def _ship_rule_sentence(run, shipped_selection) -> str:
         return ""
     a, b = both[0]["flip"], both[1]["flip"]
     met = b["accuracy"] >= a["accuracy"] and b["auc"] >= a["auc"]
-    return (f" The rule fixed before the run asked for at least the figures with flip of {SHIPPED_ONE_ROUND} "
+    return (f" The rule fixed before the run asked for at least the figures with flip of {YARDSTICK} "
             f"({_pct(a['accuracy'])}, AUC {a['auc']:.3f}): " + ("met." if met else "not met, so it is not shipped."))
 
 
@@ -944,7 +950,7 @@ def _agreement_rule_sentence(run, shipped_selection, photos_run, photos_shipped)
               ("AUC", b["auc"] >= a["auc"] - AUC_SLACK - 1e-12)]
     failed = [name for name, ok in checks if not ok]
     return (f" The rule fixed before the run asked, with flip, for a detect agreement at least "
-            f"{100 * AGREEMENT_GAIN:.1f} points above that of {SHIPPED_ONE_ROUND} ({_agreement(a_ph['agreement'])}), an "
+            f"{100 * AGREEMENT_GAIN:.1f} points above that of {YARDSTICK} ({_agreement(a_ph['agreement'])}), an "
             f"accuracy at "
             f"most {100 * ACCURACY_SLACK:.1f} {'point' if ACCURACY_SLACK == 0.01 else 'points'} below its "
             f"{_pct(a['accuracy'])} and an AUC at most {AUC_SLACK:.3f} below its {a['auc']:.3f}: "
@@ -1003,7 +1009,7 @@ def _detect_agreement_sentence(run, shipped, run_name, shipped_name, key="agreem
         return ""
     return (f" On pasted pictures of the same people (`benchmarks.photos`, {b['pairs']} pairs, with flip), its "
             f"`--frame detect` decisions agree with the original frames' for {_agreement(b['agreement'])}, against "
-            f"{_agreement(a[key])} for {SHIPPED_ONE_ROUND}{framed} (`{run_name}.json`, `{shipped_name}.json`){tail}.")
+            f"{_agreement(a[key])} for {YARDSTICK}{framed} (`{run_name}.json`, `{shipped_name}.json`){tail}.")
 
 
 def _run_path(model) -> str:
@@ -1021,7 +1027,7 @@ def _full_run_sentence(name, what, run) -> str:
             f"{run.get('model_trained_steps') or 0:,} steps, trained by `{command_line(run['model_config'])}`")
     if run.get("align_rounds"):
         made += f", run with {run['align_rounds']} alignment rounds"
-    where = "the shipped model file" if run["model"] == "shipped" else f"`{_run_path(run['model'])}`"
+    where = "the model file shipped at the time" if run["model"] == "shipped" else f"`{_run_path(run['model'])}`"
     return (f"{what} ({where}, {made}), "
             f"on the same selection people (`{name}.json`): {_pct(s['accuracy'])} ({_pct(s['accuracy_95'][0])}–"
             f"{_pct(s['accuracy_95'][1])}), AUC {s['auc']:.3f}, at the learned θ "
@@ -1087,8 +1093,8 @@ def deviations(res) -> list:
                 + (f", its weight ramped up over the first {_shipped_config(res)['distill_warmup']:,} steps"
                    if _shipped_config(res).get("distill_warmup") else ""),
                 "an average of several trained models tends to verify better than any one of them (not measured "
-                "here by a committed command) but costs as many networks; the term trains one Table 2 network towards it; chosen on the selection people by the "
-                "rule fixed before it (section 5)", _shipped_run_effect(res))]
+                "here by a committed command) but costs as many networks; the term trains one Table 2 network "
+                "towards it; chosen on the selection people by the rule fixed before it (section 5)", _shipped_run_effect(res))]
               if _shipped_config(res).get("distill_from") else []),
             ("loss scale", "eq. 2 per pair, not-same pairs weighted down so that false negatives and false "
              "positives weigh the same; the normalisation is not given",

@@ -22,7 +22,9 @@ def test_levers_section_gives_each_lever_its_paired_difference():
     assert ("| singletons | single-image people | 81.2% (77.0%–83.0%) | baseline | +1.2 | 0.900 | +0.002 | 79.0% "
             "| — | — | 90.0%† |") in text                                  # no flip figures; before the framing net
     assert "† marks those measured before `--frame detect` had the framing net" in text
-    assert "| baseline | the recipe | 80.0% (77.0%–83.0%) | — | — |" in text
+    # the baseline is named by the code (the file's "the shipped model's recipe" names a model since replaced)
+    assert ("| baseline | the `recipe2500` recipe (the model shipped from 2026-12-02 to 2026-12-05) | 80.0% "
+            "(77.0%–83.0%) | — | — |") in text
     assert "| long | twice the steps | stopped |" in text
     assert "run again with a later build" not in text
     assert report.levers_section({"levers": dict(LEVERS, quick=True)}) == []      # a quick sweep is not reported
@@ -134,12 +136,12 @@ def test_full_run_sentences_name_the_starting_model_and_the_detect_agreement():
     flip = {"pairs": 400, "agreement": 0.875}
     res = {"photos-selection": {"verify": {"flip": flip}},
            "photos-selection-align8000": {"verify": {"flip": dict(flip, agreement=0.9025)}}}
-    assert "for 90.25%, against 87.50% for the shipped model with one alignment round" in report._agreement_sentence(res)
+    assert "for 90.25%, against 87.50% for the earlier shipped model (`recipe2500`)" in report._agreement_sentence(res)
     assert report._agreement_sentence({"photos-selection": res["photos-selection"]}) == ""
     # measured since the framing net: the run (framed without it) is compared with the shipped model framed alike
     res["photos-selection"]["verify"]["flip"] = dict(flip, agreement=0.9075, detect_calibrated_agreement=0.875)
     sentence = report._agreement_sentence(res)
-    assert ("for 90.25%, against 87.50% for the shipped model with one alignment round framed the same way (the "
+    assert ("for 90.25%, against 87.50% for the earlier shipped model (`recipe2500`) framed the same way (the "
             "calibrated square") in sentence
 
 
@@ -158,7 +160,8 @@ def test_a_runs_detect_agreement_is_stated_beside_the_shipped_models():
     shipped = {"verify": {"flip": {"pairs": 400, "agreement": 0.9275}}}
     run = {"verify": {"flip": {"pairs": 400, "agreement": 0.9425}}}
     text = report._detect_agreement_sentence(run, shipped, "photos-run", "photos-shipped")
-    assert "agree with the original frames' for 94.25%, against 92.75% for the shipped model with one" in text
+    assert ("agree with the original frames' for 94.25%, against 92.75% for the earlier shipped model "
+            "(`recipe2500`)") in text
     assert "`photos-run.json`" in text and "`photos-shipped.json`" in text
     assert report._detect_agreement_sentence(run, None, "a", "b") == ""
     other = {"verify": {"flip": {"pairs": 200, "agreement": 0.9}}}         # other pictures: not comparable
@@ -180,7 +183,7 @@ def test_a_framing_run_says_which_part_of_the_agreement_rule_it_missed():
     photos = {"verify": {"flip": {"pairs": 400, "agreement": 0.955}}}
     lost = {"summary": {"flip": dict(FIG, accuracy=0.858, auc=0.943)}}
     text = report._agreement_rule_sentence(lost, shipped, photos, shipped_photos)
-    assert "at least 1.5 points above that of the shipped model with one alignment round (92.75%)" in text
+    assert "at least 1.5 points above that of the earlier shipped model (`recipe2500`) (92.75%)" in text
     assert text.endswith("not met (accuracy, AUC), so it is not shipped.")
     kept = {"summary": {"flip": dict(FIG, accuracy=0.862, auc=0.945)}}          # exactly at both limits
     assert report._agreement_rule_sentence(kept, shipped, photos, shipped_photos).endswith(": met.")
