@@ -292,7 +292,8 @@ def variance_section(var) -> list:
           "for k = 8 … 256. The parameters are the signature layer's weights and bias and θ: with the layers "
           "below fixed their gradient is exact without a backward pass, and Theorem 1's bound is a sum over "
           "coordinates, so it applies to any subset of them. Models: the Figure 4 runs' starting point "
-          f"(`{var.get('initial_model')}`, θ by the trainer's rule) and the shipped trained model.", ""]
+          f"(`{var.get('initial_model')}`, θ by the trainer's rule) and the trained model shipped when this was "
+          f"measured ({var.get('date', 'undated')}; not the model shipped now).", ""]
     L += ["| model | setting | pool | multibatch slope [95% CI] | pairs slope [95% CI] | error ratio pairs / "
           "multibatch at k = 8 → 256 |", "|---|---|---|---|---|---|"]
     for s in var["settings"]:
