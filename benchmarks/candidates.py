@@ -15,6 +15,11 @@ heldout-selection.json.
 """
 from typing import NamedTuple, Optional
 
+# how the docs name the yardstick of every candidate: the model shipped from 2026-12-02 (runs/recipe2500, one
+# alignment round, its selection measurements heldout-selection.json and photos-selection-detector.json),
+# until the distilled model replaced it
+YARDSTICK = "the earlier shipped model (`recipe2500`)"
+
 
 class Candidate(NamedTuple):
     name: str                 # the NAME of its two results files

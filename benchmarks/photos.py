@@ -38,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from benchmarks.candidates import CANDIDATES
+from benchmarks.candidates import CANDIDATES, YARDSTICK
 from benchmarks.common import write_json
 from benchmarks.pasted import paste
 from npface.data.cache import atomic_write_text
@@ -278,7 +278,7 @@ def _candidates_table(results_dir=Path("benchmarks/results")) -> list:
     if shipped is None:
         return []
     # the yardstick: the model shipped before the distilled one (runs/recipe2500), whose selection files these are
-    rows = [("the earlier shipped model (`recipe2500`)", *shipped)]
+    rows = [(YARDSTICK, *shipped)]
     for c in CANDIDATES:
         run = measured(f"photos-selection-{c.name}.json", f"heldout-selection-{c.name}.json")
         if run and run[0]["pairs"] == shipped[0]["pairs"] and run[1].get("test_pairs") == shipped[1].get("test_pairs"):
@@ -298,11 +298,11 @@ def _candidates_table(results_dir=Path("benchmarks/results")) -> list:
     where = ("RESULTS.md section 5 describes each run, with the rule fixed before it where there was one and "
              "whether it was met, and how far two seeds of one recipe differ, the yardstick for these differences.")
     if better and not costless:
-        lines += ["", "Each net that agrees more often than the earlier shipped model (`recipe2500`) has a lower "
-                  "accuracy or AUC than its own on the same pairs, if at times by little. " + where]
+        lines += ["", f"Each net that agrees more often than {YARDSTICK} has a lower accuracy or AUC than its own "
+                  "on the same pairs, if at times by little. " + where]
     elif costless:
-        lines += ["", "Nets that agree more often than the earlier shipped model (`recipe2500`), with neither a lower "
-                  "accuracy nor a lower AUC: " + "; ".join(costless) + ". " + where]
+        lines += ["", f"Nets that agree more often than {YARDSTICK}, with neither a lower accuracy nor a lower "
+                  "AUC: " + "; ".join(costless) + ". " + where]
     return lines + [""]
 
 

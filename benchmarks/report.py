@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.candidates import CANDIDATES
+from benchmarks.candidates import CANDIDATES, YARDSTICK
 from npface.data.cache import atomic_write, atomic_write_text
 
 NOT_MEASURED = "not measured"
@@ -792,12 +792,6 @@ def _screen_noise_sentence(levers, shipped_selection=None, full_seed1=None) -> s
     return text + "."
 
 
-# how the sentences name the yardstick of every run above: the model shipped from 2026-12-02 (runs/recipe2500,
-# one alignment round, its selection measurements heldout-selection.json and photos-selection-detector.json),
-# until the distilled model replaced it
-YARDSTICK = "the earlier shipped model (`recipe2500`)"
-
-
 def levers_section(res) -> list:
     """Section 5: each accuracy lever alone on the selection people (levers.json), and the shipped model on
     the selection and report people (heldout-*.json)."""
@@ -1095,7 +1089,8 @@ def deviations(res) -> list:
                    if _shipped_config(res).get("distill_warmup") else ""),
                 "an average of several trained models tends to verify better than any one of them (not measured "
                 "here by a committed command) but costs as many networks; the term trains one Table 2 network "
-                "towards it; chosen on the selection people by the rule fixed before it (section 5)", _shipped_run_effect(res))]
+                "towards it; chosen on the selection people by the rule fixed before it (section 5)",
+                _shipped_run_effect(res))]
               if _shipped_config(res).get("distill_from") else []),
             ("loss scale", "eq. 2 per pair, not-same pairs weighted down so that false negatives and false "
              "positives weigh the same; the normalisation is not given",
@@ -1471,41 +1466,33 @@ def _alignment_training(cfg) -> str:
             + (f", {weight:g} × the landmark loss keeping it on the landmarks" if weight else ""))
 
 
-SHIPPED_FILE = "npface/pretrained/npface-lfw.npz"
-
-
 def _teachers_row(teachers) -> list:
     """The model card's row naming the distillation teachers by path and file digest, [] without any. A path
-    can hold another file by now; the shipped model's path, when its file has changed, is said to have held
-    the model shipped before."""
+    can hold another file by now; the shipped model's path (as the trainer records it, from the checkout's
+    root), when its file has changed, is said to have held the model shipped before."""
+    from npface.faces import file_sha256
+    from npface.model import PRETRAINED_PATH
     if not teachers:
         return []
-    root = Path(__file__).resolve().parents[1]
-    now = root / SHIPPED_FILE
-    current = _file_sha256(now) if now.is_file() else None
+    shipped_path = PRETRAINED_PATH.relative_to(PRETRAINED_PATH.parents[2]).as_posix()   # npface/pretrained/...
+    current = file_sha256(PRETRAINED_PATH) if PRETRAINED_PATH.is_file() else None
 
     def one(t):
-        before = " (then: the model shipped before this one)" if (t["path"] == SHIPPED_FILE
+        before = " (then: the model shipped before this one)" if (t["path"] == shipped_path
                                                                  and t["sha256"] != current) else ""
         return f"`{t['path']}`{before}, SHA-256 {t['sha256'][:16]}…"
     return [f"| distilled from (`--distill-from`, [the term](docs/ops/pair_distill.md)) | "
             + "; ".join(one(t) for t in teachers) + " |"]
 
 
-def _file_sha256(path) -> str:
-    import hashlib
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _shipped_file_teachers(shipped):
     """The distillation teachers recorded in the shipped model file's provenance, when the file is the model
     shipped.json describes (None otherwise, or without teachers)."""
     from benchmarks.common import params_digest
-    from npface.model import load
-    path = Path(__file__).resolve().parents[1] / SHIPPED_FILE
-    if "distill_teachers" in shipped or not path.is_file():
+    from npface.model import PRETRAINED_PATH, load
+    if "distill_teachers" in shipped or not PRETRAINED_PATH.is_file():
         return None
-    model = load(path)
+    model = load()
     return model.provenance.get("distill_teachers") if params_digest(model) == shipped["model_sha256"] else None
 
 

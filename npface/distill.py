@@ -27,12 +27,11 @@ face's place however the crop was moved.
 The embeddings are computed once, when training starts (and again on
 resume: the same models give the same rows), for every image of the data.
 """
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
-from npface.faces import embed_faces
+from npface.faces import embed_faces, file_sha256
 
 
 def teacher_embeddings(model_paths, images, threads=1, log=print) -> np.ndarray:
@@ -57,4 +56,4 @@ def teacher_embeddings(model_paths, images, threads=1, log=print) -> np.ndarray:
 def teacher_record(model_paths) -> list:
     """[{"path", "sha256"}] of the teacher files, for the student's provenance: a path may later hold
     another model (the shipped file is replaced when a new model ships), the digest names the one used."""
-    return [{"path": str(p), "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()} for p in model_paths]
+    return [{"path": str(p), "sha256": file_sha256(p)} for p in model_paths]

@@ -246,6 +246,7 @@ class SyntheticSource:
         self.faces = SyntheticFaces(seed=cfg.seed, n_identities=cfg.synthetic_identities)
         self.cfg = cfg
         self.train_people = None                   # integer identities: nothing for npface.eval to check
+        self.teachers = None                       # no distillation on synthetic faces (TrainConfig.check)
         self.description = f"synthetic faces, {cfg.synthetic_identities} training identities (seed {cfg.seed})"
 
     def batch_with_targets(self, rng):
@@ -779,7 +780,7 @@ def _with_provenance(model, cfg, source, vset, step, val):
                              "validation_metrics": val, "config": cfg.to_json(), "world_size": cfg.world_size})
     if source.train_people is not None:
         model.provenance["train_people"] = source.train_people
-    if getattr(source, "teachers", None):
+    if source.teachers:
         model.provenance["distill_teachers"] = source.teachers
     return model
 
