@@ -564,10 +564,12 @@ def tables_section(fl, inf, acc=None) -> list:
               f"whole pipeline on one 112×112 image, one thread, median of {inf['calls']} calls: "
               f"**{inf['batch1_ms']:.2f} ms** ({inf['batch1_gflops']:.1f} GFLOP/s, "
               f"{100 * inf['batch1_ratio']:.0f}% of this core's float32 GEMM peak of "
-              f"{inf['gemm_peak_1thread']:.0f} GFLOP/s measured in the same run); batch 32 on one thread: "
+              f"{inf['gemm_peak_1thread']:.0f} GFLOP/s measured in the same run{_batch1_effective(inf, within_parentheses=True)}); batch 32 "
+              f"on one thread: "
               f"{inf['batch32_images_per_s']:.0f} images/s. The paper: 30 ms on a 1 GHz ARM Cortex-A9. The two "
               "cores are not comparable (a modern x86-64 core with AVX-512 against a 2012 embedded core); the "
-              "comparable figures are the network's size and the share of the core's peak.", ""]
+              "comparable figures are the network's size and the share of the core's peak."
+              + _winograd_batch1_sentence(inf), ""]
         L += stage_blocks_table(inf)
         ours_acc = "n/a"
         if acc:
@@ -597,7 +599,9 @@ def stage_blocks_table(inf) -> list:
          "between calls that run the plan up to it and up to the stage before), and"
          + (f" ONNX Runtime {inf['onnxruntime']['version']} on the exported model, timed by its own profiler "
             "(each node's median kernel time) in the same run" if ort else " no ONNX Runtime profile in this file")
-         + ". The share of the peak counts the block's multiply-adds.", "",
+         + ". The share of the peak counts the block's multiply-adds"
+         + (" (those of the direct convolution, so for `nin4` and `nin5`, run by Winograd's method with fewer, "
+            "it is an effective rate and can pass 100%)" if inf.get("winograd_batch1") else "") + ".", "",
          "| block | npface ms | share of the 1-thread peak | ONNX Runtime ms | npface / ONNX Runtime |",
          "|---|---|---|---|---|"]
     for name, ms, macs, ort_ms in block_times(rows, ort or {}):
@@ -1350,7 +1354,8 @@ def benchmarks_region(res) -> list:
             f"| each signature-net convolution (with its ReLU), batch 1 forward | {min(ms):.2f}–{max(ms):.2f} ms | "
             f"{min(ratio):.1f}–{max(ratio):.1f}% of 1-thread | `layers.json` |",
             f"| the whole network end to end (`benchmarks.inference`), batch 1, 1 thread | {inf['batch1_ms']:.2f} ms | "
-            f"{100 * inf['batch1_ratio']:.0f}% of 1-thread | `inference.json` ({inf.get('date', 'undated')}) |",
+            f"{100 * inf['batch1_ratio']:.0f}% of 1-thread{_batch1_effective(inf)} | `inference.json` "
+            f"({inf.get('date', 'undated')}) |",
             f"| all layers, batch {lay['batch']} forward + backward, {t} threads | {lay['total_fwdbwd_s']:.2f} s | "
             f"{100 * lay['total_fwdbwd_ratio']:.1f}% of {t}-thread | `layers.json` |",
             f"| a full k = 256 training step (`benchmarks.train_step`), {step['threads']} threads | "
@@ -1373,6 +1378,31 @@ def _layout_rows(layout) -> list:
             f"({layout.get('date', 'undated')}) |"]
 
 
+def _winograd_batch1_sentence(inf) -> str:
+    """What Winograd's method saves at batch 1: the plan's call timed both ways in the same rounds
+    (inference.json's batch1_plan_call_ms and batch1_plan_call_im2col_ms; older files lack them)."""
+    if "batch1_plan_call_im2col_ms" not in inf:
+        return ""
+    a, b = inf["batch1_plan_call_ms"], inf["batch1_plan_call_im2col_ms"]
+    return (f" The plan's batch-1 call alone, timed both ways in alternation: {a:.3f} ms with `nin4.conv` and "
+            f"`nin5.conv` by Winograd's method (its check of the weights included), {b:.3f} ms with im2col for "
+            f"them ({100 * (1 - a / b):.1f}% less time; [the fast-path page](fast-path.md#winograds-method-in-the-plan)).")
+
+
+# after a share of the peak whose run used Winograd's method: the share counts the direct convolution's
+# multiply-adds (inference.json's winograd_bytes: batches of 2 or more used it; winograd_batch1: batch 1 did)
+_EFFECTIVE_TEXT = "effective: `nin4.conv` and `nin5.conv` run by Winograd's method, with fewer multiply-adds than counted"
+_EFFECTIVE = f" ({_EFFECTIVE_TEXT})"
+
+
+def _batch1_effective(inf, within_parentheses=False) -> str:
+    """The effective-rate note when the file says its batch-1 calls ran Winograd's method (older files lack
+    the key): in parentheses, or after a semicolon for a share already inside them."""
+    if not inf.get("winograd_batch1"):
+        return ""
+    return f"; {_EFFECTIVE_TEXT}" if within_parentheses else _EFFECTIVE
+
+
 def _engine_rows(inf, dist, prefetch=None) -> list:
     """Benchmarks rows for the compiled plan against the per-op path and ONNX Runtime (inference.json, same
     run), for MPI ranks (distributed.json) and for the trainer's background batches (prefetch.json); rows
@@ -1383,8 +1413,7 @@ def _engine_rows(inf, dist, prefetch=None) -> list:
                     f"{100 * inf['batch1_per_op_ratio']:.0f}% of 1-thread | `inference.json` |")
     if "batch256_images_per_s" in inf:
         t = inf["batch256_threads"]
-        winograd = (" (effective: `nin4.conv` and `nin5.conv` run by Winograd's method, with fewer multiply-adds "
-                    "than counted)") if "winograd_bytes" in inf else ""
+        winograd = _EFFECTIVE if "winograd_bytes" in inf else ""
         rows.append(f"| inference, batch 256, {t} threads | {inf['batch256_images_per_s']:.0f} images/s | "
                     f"{100 * inf['batch256_ratio']:.0f}% of {t}-thread{winograd} | `inference.json` |")
     ort = inf.get("onnxruntime")

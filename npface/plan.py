@@ -13,8 +13,8 @@ What a plan holds:
 - the weight and bias lists the kernels read: views of ``model.params``, so
   in-place updates (the optimiser's) are seen; rebuilt when an entry of
   ``params`` is replaced by another array;
-- for inference in chunks of two samples or more, Winograd's method
-  (``kernels.winograd``) for the chunked 3x3 stride-1 convolutions: their
+- for inference, Winograd's method (``kernels.winograd``) for the chunked
+  3x3 stride-1 convolutions: their
   transformed weights, with a copy of the weights they were made from, remade
   when a call finds the layer's weights differ from that copy;
 - workspaces, one per (batch size, dtype, threads, train): every activation,
@@ -173,9 +173,8 @@ def build_tables(config):
     chunk_base = int(sig[split][kplan.IN]) if split < len(sig) else state["act"]
     chunk = sig[split:].copy()
     chunk[:, [kplan.IN, kplan.OUT]] -= chunk_base
-    # inference in chunks of 2 or more samples runs the chunked 3x3 stride-1 convolutions by Winograd's method
-    # (Plan.forward says why not for fewer, and not for training); its scratch lives in the chunk's im2col
-    # buffer, which is sized for it too
+    # inference runs the chunked 3x3 stride-1 convolutions by Winograd's method (Plan.forward says why not
+    # for training); its scratch lives in the chunk's im2col buffer, which is sized for it too
     chunk_winograd = chunk.copy()
     for row in chunk_winograd:
         if row[kplan.KIND] == kplan.CONV and (row[kplan.K_], row[kplan.STRIDE], row[kplan.PAD]) == (3, 1, 1):
@@ -359,12 +358,14 @@ class Plan:
         return (["preprocess+resize"] + [layer.name for layer in c.alignment] + ["warp"]
                 + [layer.name for layer in c.signature])
 
-    def forward(self, images, train=False, stages=None):
+    def forward(self, images, train=False, stages=None, winograd=True):
         """images (N, S, S, 3), already checked by ``FaceModel`` -> (signatures (N, D) view, workspace).
 
         uint8 pixels, and float pixels (checked to be in [0, 1]) in the model's dtype, are normalised
         inside the compiled call (so it is compiled for two pixel types per dtype).
         ``stages``: run only the first that many of ``stage_names()`` (for profiling; default all).
+        ``winograd``: False runs an inference call's 3x3 stride-1 convolutions by im2col, as training does
+        (for side-by-side timing and tests; training ignores it).
         """
         dtype = self.model.dtype
         if images.dtype != np.uint8:                     # float pixels: in the model's dtype, as preprocess does
@@ -376,16 +377,18 @@ class Plan:
         t = self.tables
         ws = self.workspace(len(images), train)
         stages = len(self.stage_names()) if stages is None else stages
-        # Winograd's method for the chunked 3x3 stride-1 convolutions: for inference in chunks of 2 or more.
-        # Each call that uses it first compares the layers' weights with those its transformed weights were
-        # made from (_winograd_lists); at one sample per chunk that comparison (and the transformed weights'
-        # extra memory traffic) cost about what the method saves, so batch 1 keeps im2col. Training keeps it
-        # too: the backward is im2col's either way, and the forward's share of a step was small next to
-        # the change its rounding made to a training run (docs/fast-path.md).
-        if not train and ws.nb > 1:
+        # Winograd's method for the chunked 3x3 stride-1 convolutions: for inference, at every batch size.
+        # Each call first compares the layers' weights with those its transformed weights were made from
+        # (_winograd_lists); at batch 1 that comparison costs about as much as the method saves again, and
+        # the method still came out ahead (docs/fast-path.md). Training keeps im2col: the backward is
+        # im2col's either way, and the forward's share of a step was small next to the change its rounding
+        # made to a training run (docs/fast-path.md).
+        if train:
+            chunk_prog = t.sig[t.layout[kplan.L_SPLIT]:]
+        elif winograd:
             chunk_prog, weights = t.chunk_winograd, self._winograd_lists(weights)
         else:
-            chunk_prog = t.sig[t.layout[kplan.L_SPLIT]:] if train else t.chunk
+            chunk_prog = t.chunk
         _GROUPS.run(ws.G, kplan.group_forward, images, scale, t.layout, t.align, t.sig, chunk_prog, weights,
                     biases, *taps, train,
                     ws.G, ws.acts, ws.argmax, ws.chunk_acts, ws.chunk_argmax, ws.cols, ws.prod, ws.rows, ws.theta,

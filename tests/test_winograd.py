@@ -123,12 +123,27 @@ def test_inference_in_float64_equals_the_per_op_path():
     images = images_for(TABLE2, 3)
     want, _ = model.forward(images, per_op=True)
     with limit(1):
-        got, _ = model.forward(images[:1])                     # one sample per chunk: im2col
         assert model.plan.winograd_nbytes == 0
+        got, _ = model.forward(images[:1])                     # one sample per chunk
+        assert model.plan.winograd_nbytes > 0                  # Winograd's method ran at batch 1 too
         np.testing.assert_allclose(got, want[:1], rtol=1e-9, atol=1e-12)
-        got, _ = model.forward(images)                         # the plan, in the model's float64
-        assert model.plan.winograd_nbytes > 0                  # a chunk of 3: Winograd's method ran
+        got, _ = model.forward(images)                         # a chunk of 3, in the model's float64
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_training_and_the_im2col_flag_run_the_direct_convolution():
+    """A training forward, and an inference call with ``winograd=False``, run the direct convolution: they
+    make no transformed weights, and their signatures equal the per-op path's in float64 as closely as the
+    direct sum allows (closer than Winograd's rounding, which the test above allows for)."""
+    model = perturbed(TABLE2, np.float64)
+    images = images_for(TABLE2, 2)
+    want, _ = model.forward(images, per_op=True)
+    with limit(1):
+        trained, _ = model.forward(images, train=True)
+        direct = model.plan.forward(images, winograd=False)[0].copy()
+    assert model.plan.winograd_nbytes == 0
+    np.testing.assert_allclose(trained, want, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(direct, want, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("change", ["all", "one element"])
