@@ -27,6 +27,11 @@ class Candidate(NamedTuple):
     what: Optional[str]       # how its RESULTS.md paragraph opens (None: written elsewhere in section 5)
     made_by: Optional[str] = None     # the command that made it, when it was made from runs, not trained
     withdrawn: Optional[str] = None   # why it was taken back, when it was shipped and then withdrawn
+    # the candidate it was measured against, the model shipped when its rule was fixed (None: recipe2500,
+    # YARDSTICK), and that rule (benchmarks.report): "agreement", more --frame detect agreement at a small
+    # cost at most (while #16's agreement target was open), or "accuracy", more accuracy at no cost
+    yardstick: Optional[str] = None
+    rule: str = "agreement"
 
 
 # in the order they were measured

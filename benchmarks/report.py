@@ -910,25 +910,35 @@ def _ship_rule_sentence(run, shipped_selection) -> str:
             f"({_pct(a['accuracy'])}, AUC {a['auc']:.3f}): " + ("met." if met else "not met, so it is not shipped."))
 
 
+def _yardstick_of(res, c, recipe_selection):
+    """(label, heldout-selection file, photos-selection file, their names) of what candidate c was measured
+    against: the run c.yardstick, or recipe2500 (YARDSTICK: heldout-selection.json, photos-selection-detector.json)."""
+    if c.yardstick:
+        return (f"the then-shipped model (`{c.yardstick}`)", res.get(f"heldout-selection-{c.yardstick}"),
+                res.get(f"photos-selection-{c.yardstick}"), f"photos-selection-{c.yardstick}")
+    return YARDSTICK, recipe_selection, res.get("photos-selection-detector"), "photos-selection-detector"
+
+
 def _framing_run_sentences(res, name, shipped_selection) -> str:
-    """The closing sentences of a run trained for robustness to the framing (heldout-selection-NAME.json,
-    photos-selection-NAME.json): how far it lands from the shipped run, its detect agreement beside the shipped
-    model's, and whether it met the agreement rule."""
-    run, photos, shipped_photos = (res.get(f"heldout-selection-{name}"), res.get(f"photos-selection-{name}"),
-                                   res.get("photos-selection-detector"))
+    """The closing sentences of a candidate (heldout-selection-NAME.json, photos-selection-NAME.json): how far it
+    lands from its yardstick, its detect agreement beside the yardstick's, and whether it met its rule."""
+    c = next(c for c in CANDIDATES if c.name == name)
+    label, yard_selection, yard_photos, yard_photos_name = _yardstick_of(res, c, shipped_selection)
+    run, photos = res.get(f"heldout-selection-{name}"), res.get(f"photos-selection-{name}")
     shipped = res.get("shipped") or {}
     digest = (run or {}).get("model_sha256")
     now = bool(digest and digest == shipped.get("model_sha256"))
     on_report = any(m.get("model_sha256") == digest for m in (res.get("heldout-report") or {}).get("measurements") or [])
-    withdrawn = next((c.withdrawn for c in CANDIDATES if c.name == name), None)
-    return (_spread_sentence(run, shipped_selection, _AGAINST_SPREAD)
-            + _detect_agreement_sentence(photos, shipped_photos, f"photos-selection-{name}",
-                                         "photos-selection-detector")
-            + _agreement_rule_sentence(run, shipped_selection, photos, shipped_photos)
+    rule = _accuracy_rule_sentence if c.rule == "accuracy" else _agreement_rule_sentence
+    against = f"`{c.yardstick}`" if c.yardstick else "the `recipe2500` run"
+    return (_spread_sentence(run, yard_selection, _AGAINST_SPREAD, against)
+            + _detect_agreement_sentence(photos, yard_photos, f"photos-selection-{name}", yard_photos_name,
+                                         label=label)
+            + rule(run, yard_selection, photos, yard_photos, label)
             + (" It is the model shipped now (`shipped.json`), measured once on the report people (the table "
                "above)." if now else
                f" It was shipped, measured once on the report people (the table above), then withdrawn: "
-               f"{withdrawn}." if on_report and withdrawn else ""))
+               f"{c.withdrawn}." if on_report and c.withdrawn else ""))
 
 
 # The rule fixed before the b128x2-context run, for a model that trades nothing measurable for framing
@@ -937,9 +947,9 @@ def _framing_run_sentences(res, name, shipped_selection) -> str:
 AGREEMENT_GAIN, ACCURACY_SLACK, AUC_SLACK = 0.015, 0.010, 0.005
 
 
-def _agreement_rule_sentence(run, shipped_selection, photos_run, photos_shipped) -> str:
+def _agreement_rule_sentence(run, shipped_selection, photos_run, photos_shipped, label=YARDSTICK) -> str:
     """Whether a run met the agreement rule (AGREEMENT_GAIN, ACCURACY_SLACK, AUC_SLACK) on the selection
-    people ('' without all four measurements)."""
+    people against ``label``'s measurements ('' without all four)."""
     both, pictures = _summaries(run, shipped_selection), _same_pictures(photos_shipped, photos_run)
     if both is None or pictures is None:
         return ""
@@ -949,11 +959,36 @@ def _agreement_rule_sentence(run, shipped_selection, photos_run, photos_shipped)
               ("AUC", b["auc"] >= a["auc"] - AUC_SLACK - 1e-12)]
     failed = [name for name, ok in checks if not ok]
     return (f" The rule fixed before the run asked, with flip, for a detect agreement at least "
-            f"{100 * AGREEMENT_GAIN:.1f} points above that of {YARDSTICK} ({_agreement(a_ph['agreement'])}), an "
+            f"{100 * AGREEMENT_GAIN:.1f} points above that of {label} ({_agreement(a_ph['agreement'])}), an "
             f"accuracy at "
             f"most {100 * ACCURACY_SLACK:.1f} {'point' if ACCURACY_SLACK == 0.01 else 'points'} below its "
             f"{_pct(a['accuracy'])} and an AUC at most {AUC_SLACK:.3f} below its {a['auc']:.3f}: "
             + ("met." if not failed else f"not met ({', '.join(failed)}), so it is not shipped."))
+
+
+# The rule fixed before the distill4-b128x2-context-5000 run, once #16's agreement target was met and accuracy
+# (#15) was what remained open: on the selection people, with flip, accuracy at least ACCURACY_GAIN above the
+# then-shipped model's, an AUC no lower than its own, and a detect agreement of at least AGREEMENT_FLOOR
+# (#16's target) on the same pictures.
+ACCURACY_GAIN, AGREEMENT_FLOOR = 0.010, 0.95
+
+
+def _accuracy_rule_sentence(run, yard_selection, photos_run, photos_yard, label) -> str:
+    """Whether a run met the accuracy rule (ACCURACY_GAIN, AUC no lower, AGREEMENT_FLOOR) against ``label``'s
+    measurements on the selection people ('' without all four)."""
+    both, pictures = _summaries(run, yard_selection), _same_pictures(photos_yard, photos_run)
+    if both is None or pictures is None:
+        return ""
+    a, b = both[0]["flip"], both[1]["flip"]
+    checks = [("accuracy", b["accuracy"] >= a["accuracy"] + ACCURACY_GAIN - 1e-12),
+              ("AUC", b["auc"] >= a["auc"] - 1e-12),
+              ("detect agreement", pictures[1]["agreement"] >= AGREEMENT_FLOOR - 1e-12)]
+    failed = [name for name, ok in checks if not ok]
+    return (f" The rule fixed before the run asked, with flip, for an accuracy at least {100 * ACCURACY_GAIN:.1f} "
+            f"{'point' if ACCURACY_GAIN == 0.01 else 'points'} above the {_pct(a['accuracy'])} of {label}, an AUC "
+            f"no lower than its {a['auc']:.3f}, and a detect agreement of at least {_agreement(AGREEMENT_FLOOR)} "
+            f"(the target of the photos issue): " + ("met." if not failed else f"not met ({', '.join(failed)}), so "
+                                                     "it is not shipped."))
 
 
 def _init_sentence(run, acc=None) -> str:
@@ -1000,7 +1035,7 @@ def _same_pictures(shipped, run):
 
 
 def _detect_agreement_sentence(run, shipped, run_name, shipped_name, key="agreement",
-                               framed=" framed the same way", tail="") -> str:
+                               framed=" framed the same way", tail="", label=YARDSTICK) -> str:
     """A run's --frame detect agreement with flip on pasted pictures of the selection people, beside the
     shipped model's figure ``key`` on the same pictures ('' unless both were measured on as many pairs)."""
     a, b = _same_pictures(shipped, run) or ({}, None)
@@ -1008,7 +1043,7 @@ def _detect_agreement_sentence(run, shipped, run_name, shipped_name, key="agreem
         return ""
     return (f" On pasted pictures of the same people (`benchmarks.photos`, {b['pairs']} pairs, with flip), its "
             f"`--frame detect` decisions agree with the original frames' for {_agreement(b['agreement'])}, against "
-            f"{_agreement(a[key])} for {YARDSTICK}{framed} (`{run_name}.json`, `{shipped_name}.json`){tail}.")
+            f"{_agreement(a[key])} for {label}{framed} (`{run_name}.json`, `{shipped_name}.json`){tail}.")
 
 
 def _run_path(model) -> str:
@@ -1175,17 +1210,21 @@ def _batch_shape(res) -> str:
 def _shipped_run_effect(res) -> str:
     """The shipped run against the model shipped before it: on the selection people (the rule's measurements,
     with flip) and on the report people (each measured once, one view), from the results files."""
-    shipped, before = res.get("shipped") or {}, res.get("heldout-selection")
-    name = next((c.name for c in CANDIDATES
-                 if (res.get(f"heldout-selection-{c.name}") or {}).get("model_sha256") == shipped.get("model_sha256")),
-                None)
-    if not (name and before):
+    shipped = res.get("shipped") or {}
+    c = next((c for c in CANDIDATES
+              if (res.get(f"heldout-selection-{c.name}") or {}).get("model_sha256") == shipped.get("model_sha256")),
+             None)
+    if c is None:
+        return NOT_MEASURED
+    name = c.name
+    _, before, before_photos, _ = _yardstick_of(res, c, res.get("heldout-selection"))
+    if not before:
         return NOT_MEASURED
     a, b = before["summary"]["flip"], res[f"heldout-selection-{name}"]["summary"]["flip"]
     text = (f"this run's changes together (section 5, `{name}`), against the model shipped before it, selection "
             f"people with flip: accuracy {_pct(a['accuracy'])} → {_pct(b['accuracy'])}, AUC {a['auc']:.3f} → "
             f"{b['auc']:.3f}")
-    pictures = _same_pictures(res.get("photos-selection-detector"), res.get(f"photos-selection-{name}"))
+    pictures = _same_pictures(before_photos, res.get(f"photos-selection-{name}"))
     if pictures:
         text += (f", `--frame detect` agreement {_agreement(pictures[0]['agreement'])} → "
                  f"{_agreement(pictures[1]['agreement'])}")

@@ -297,3 +297,52 @@ def test_a_distilled_shipped_model_states_its_term_batch_and_context_as_deviatio
     plain = {r[0]: r for r in report.deviations(dict(res, shipped={"model_sha256": "before", "config": {}}))}
     assert "distillation" not in plain and "128 people" not in plain["batch"][2]
     assert "--jitter-context" not in plain["augmentation"][2]
+
+
+def _selection(accuracy, auc, test_pairs=600):
+    """A heldout-selection file's summary with these figures with flip."""
+    return {"summary": {"plain": dict(FIG, test_pairs=test_pairs), "flip": dict(FIG, accuracy=accuracy, auc=auc)}}
+
+
+def _photos(agreement, pairs=400):
+    return {"verify": {"flip": {"agreement": agreement, "pairs": pairs}}}
+
+
+def test_the_accuracy_rule_asks_for_a_point_more_no_lower_auc_and_the_agreement_target():
+    yard, label = _selection(0.8633, 0.9568), "the then-shipped model (`x`)"
+    met = report._accuracy_rule_sentence(_selection(0.8733, 0.9568), yard, _photos(0.95), _photos(0.9575), label)
+    assert met.endswith(": met.") and "at least 1.0 point above the 86.3% of the then-shipped model (`x`)" in met
+    assert "at least 95.00%" in met
+    for run, photos, failed in ((_selection(0.8717, 0.97), _photos(0.99), "accuracy"),
+                                (_selection(0.90, 0.9567), _photos(0.99), "AUC"),
+                                (_selection(0.90, 0.97), _photos(0.9475), "detect agreement")):
+        assert report._accuracy_rule_sentence(run, yard, photos, _photos(0.9575), label).endswith(
+            f"not met ({failed}), so it is not shipped.")
+    # other pairs or other pictures: no paired comparison, no sentence
+    assert report._accuracy_rule_sentence(_selection(0.9, 0.97, 500), yard, _photos(0.99), _photos(0.9575), label) == ""
+    assert report._accuracy_rule_sentence(_selection(0.9, 0.97), yard, _photos(0.99, 300), _photos(0.9575), label) == ""
+
+
+def test_the_agreement_rule_asks_for_more_agreement_at_a_small_cost_at_most():
+    yard = _selection(0.872, 0.950)
+    assert report._agreement_rule_sentence(_selection(0.863, 0.9568), yard, _photos(0.9575), _photos(0.9275)) \
+        .endswith(": met.")
+    assert report._agreement_rule_sentence(_selection(0.872, 0.950), yard, _photos(0.94), _photos(0.9275)) \
+        .endswith("not met (detect agreement), so it is not shipped.")
+    assert report._agreement_rule_sentence(_selection(0.861, 0.944), yard, _photos(0.96), _photos(0.9275)) \
+        .endswith("not met (accuracy, AUC), so it is not shipped.")
+
+
+def test_a_candidate_is_measured_against_its_own_yardstick(monkeypatch):
+    """A candidate naming a yardstick run is compared with that run's files, under its own rule."""
+    from benchmarks.candidates import Candidate
+    c = Candidate("next", "the next run", "The next run", yardstick="earlier", rule="accuracy")
+    monkeypatch.setattr(report, "CANDIDATES", (c,))
+    res = {f"heldout-selection-{c.yardstick}": _selection(0.8633, 0.9568),
+           f"photos-selection-{c.yardstick}": _photos(0.9575),
+           f"heldout-selection-{c.name}": _selection(0.88, 0.96), f"photos-selection-{c.name}": _photos(0.96),
+           "heldout-selection": _selection(0.5, 0.5), "photos-selection-detector": _photos(0.5)}
+    text = report._framing_run_sentences(res, c.name, res["heldout-selection"])
+    assert f"Against `{c.yardstick}` on the same pairs:" in text and "+1.7 with flip" in text
+    assert f"against 95.75% for the then-shipped model (`{c.yardstick}`)" in text
+    assert "an accuracy at least 1.0 point above the 86.3%" in text and text.endswith(": met.")
