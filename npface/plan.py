@@ -264,6 +264,11 @@ class Plan:
     def __init__(self, model):
         self.model = model
         self.tables = build_tables(model.config)
+        # the stage (an index into stage_names()) of the first layer run by Winograd's method: a call that
+        # stops before it (forward's ``stages``) needs no transformed weights, and makes no check of them
+        names = self.stage_names()
+        self._first_winograd_stage = min((names.index(self.tables.param_order[p])
+                                          for p, _ in self.tables.winograd_layers), default=len(names))
         self._params_seen = None
         self._lists = None
         self._winograd = {}           # p -> (the weights U was made from (a copy), U): see _winograd_lists
@@ -379,13 +384,15 @@ class Plan:
         stages = len(self.stage_names()) if stages is None else stages
         # Winograd's method for the chunked 3x3 stride-1 convolutions: for inference, at every batch size.
         # Each call first compares the layers' weights with those its transformed weights were made from
-        # (_winograd_lists); at batch 1 that comparison costs about as much as the method saves again, and
-        # the method still came out ahead (docs/fast-path.md). Training keeps im2col: the backward is
+        # (_winograd_lists); at batch 1 that comparison takes back part of what the method saves, and the
+        # method still came out ahead (docs/fast-path.md). Training keeps im2col: the backward is
         # im2col's either way, and the forward's share of a step was small next to the change its rounding
         # made to a training run (docs/fast-path.md).
+        # (a profiling call that stops before the first such layer skips the check, which so counts as that
+        # layer's time in benchmarks.inference's stage differences)
         if train:
             chunk_prog = t.sig[t.layout[kplan.L_SPLIT]:]
-        elif winograd:
+        elif winograd and stages > self._first_winograd_stage:
             chunk_prog, weights = t.chunk_winograd, self._winograd_lists(weights)
         else:
             chunk_prog = t.chunk

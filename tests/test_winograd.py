@@ -146,6 +146,19 @@ def test_training_and_the_im2col_flag_run_the_direct_convolution():
     np.testing.assert_allclose(direct, want, rtol=1e-12, atol=1e-14)
 
 
+def test_a_call_that_stops_before_the_winograd_layers_makes_no_transformed_weights():
+    """forward(stages=k) runs the first k stages: only a call that reaches nin4.conv compares and transforms
+    its weights (so that a profile by stages counts that work as nin4.conv's)."""
+    model = FaceModel(TABLE2, seed=0)
+    images = images_for(TABLE2, 1)
+    first = model.plan.stage_names().index("nin4.conv")
+    with limit(1):
+        model.plan.forward(images, stages=first)
+        assert model.plan.winograd_nbytes == 0
+        model.plan.forward(images, stages=first + 1)
+        assert model.plan.winograd_nbytes > 0
+
+
 @pytest.mark.parametrize("change", ["all", "one element"])
 def test_inference_sees_weights_changed_in_place(change):
     """The transformed weights are remade when the layer's weights change in place, even in one element."""
