@@ -105,4 +105,12 @@ CANDIDATES = (
               'The two levers that raised the detect agreement at a cost in accuracy (`batch-128x2`, '
               '`context-jitter`), with the distillation term of the run above (same teachers, weight and '
               'warm-up), meant to pay that cost back'),
+    Candidate('distill4-b128x2-context-5000',
+              'the run above trained twice as long, with itself as a fourth teacher',
+              'The run above (`distill-b128x2-context-w500`, then the shipped model) trained twice as long '
+              '(`--steps 5000`, the learning-rate drop still at 85% of the run), with that model as a fourth '
+              'teacher beside its three (`recipe2500`, its file taken back from the commit that replaced it). The '
+              'aim: a student closer to its teachers, since the distillation term acts against overfitting, so '
+              'that more steps might pay where they did not alone (`long5000`)',
+              yardstick='distill-b128x2-context-w500', rule='accuracy'),
 )
