@@ -601,7 +601,9 @@ def stage_blocks_table(inf) -> list:
             "(each node's median kernel time) in the same run" if ort else " no ONNX Runtime profile in this file")
          + ". The share of the peak counts the block's multiply-adds"
          + (" (those of the direct convolution, so for `nin4` and `nin5`, run by Winograd's method with fewer, "
-            "it is an effective rate and can pass 100%)" if inf.get("winograd_batch1") else "") + ".", "",
+            "it is an effective rate and can pass 100%; `nin4`'s time holds the comparison of both layers' "
+            "weights with the copy their transformed weights were made from, which every call makes before the "
+            "first of them)" if inf.get("winograd_batch1") else "") + ".", "",
          "| block | npface ms | share of the 1-thread peak | ONNX Runtime ms | npface / ONNX Runtime |",
          "|---|---|---|---|---|"]
     for name, ms, macs, ort_ms in block_times(rows, ort or {}):
