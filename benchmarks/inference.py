@@ -221,7 +221,9 @@ def main(argv=None):
                                       "per_op": lambda: model.forward(one, per_op=True)},
                                      rounds=calls, warmup=20, occasional={"peak": gemm}, every=10)
         latency, latency_per_op, back_to_back = batch1["plan"], batch1["per_op"], batch1["plan_again"]
-        winograd_batch1 = model.plan.winograd_nbytes > 0      # the batch-1 calls ran nin4/nin5 by Winograd's method
+        # every inference call, batch 1 included, runs the plan's Winograd layers (nin4/nin5) by the method
+        # (Plan.forward; tests/test_winograd.py checks batch 1 makes their transformed weights)
+        winograd_batch1 = bool(model.plan.tables.winograd_layers)
         # the plan's own call with Winograd's method beside the same call with im2col for those two layers,
         # alternating (Plan.forward's winograd flag): what the method saves at batch 1, its weight check included
         np.testing.assert_allclose(model.plan.forward(one)[0], model.plan.forward(one, winograd=False)[0],

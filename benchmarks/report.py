@@ -873,7 +873,7 @@ def levers_section(res) -> list:
              + _detect_agreement_sentence(res.get("photos-selection-b128x2"), res.get("photos-selection-detector"),
                                           "photos-selection-b128x2", "photos-selection-detector")
              + _ship_rule_sentence(res.get("heldout-selection-b128x2"), sel)),
-            *((f"heldout-selection-{c.name}", c.what, _framing_run_sentences(res, c.name, sel))
+            *((f"heldout-selection-{c.name}", c.what, _framing_run_sentences(res, c, sel))
               for c in CANDIDATES if c.what),
             ("heldout-selection-seed1", "The `recipe2500` recipe run again with another seed (`--seed 1`: another data "
                                         "order and augmentation, the same starting model)",
@@ -921,10 +921,10 @@ def _yardstick_of(res, c, recipe_selection):
     return YARDSTICK, recipe_selection, res.get("photos-selection-detector"), "photos-selection-detector"
 
 
-def _framing_run_sentences(res, name, shipped_selection) -> str:
-    """The closing sentences of a candidate (heldout-selection-NAME.json, photos-selection-NAME.json): how far it
+def _framing_run_sentences(res, c, shipped_selection) -> str:
+    """The closing sentences of candidate c (heldout-selection-NAME.json, photos-selection-NAME.json): how far it
     lands from its yardstick, its detect agreement beside the yardstick's, and whether it met its rule."""
-    c = next(c for c in CANDIDATES if c.name == name)
+    name = c.name
     label, yard_selection, yard_photos, yard_photos_name = _yardstick_of(res, c, shipped_selection)
     run, photos = res.get(f"heldout-selection-{name}"), res.get(f"photos-selection-{name}")
     shipped = res.get("shipped") or {}
@@ -959,13 +959,17 @@ def _agreement_rule_sentence(run, shipped_selection, photos_run, photos_shipped,
     checks = [("detect agreement", b_ph["agreement"] >= a_ph["agreement"] + AGREEMENT_GAIN - 1e-12),
               ("accuracy", b["accuracy"] >= a["accuracy"] - ACCURACY_SLACK - 1e-12),
               ("AUC", b["auc"] >= a["auc"] - AUC_SLACK - 1e-12)]
-    failed = [name for name, ok in checks if not ok]
     return (f" The rule fixed before the run asked, with flip, for a detect agreement at least "
             f"{100 * AGREEMENT_GAIN:.1f} points above that of {label} ({_agreement(a_ph['agreement'])}), an "
             f"accuracy at "
             f"most {100 * ACCURACY_SLACK:.1f} {'point' if ACCURACY_SLACK == 0.01 else 'points'} below its "
-            f"{_pct(a['accuracy'])} and an AUC at most {AUC_SLACK:.3f} below its {a['auc']:.3f}: "
-            + ("met." if not failed else f"not met ({', '.join(failed)}), so it is not shipped."))
+            f"{_pct(a['accuracy'])} and an AUC at most {AUC_SLACK:.3f} below its {a['auc']:.3f}: " + _verdict(checks))
+
+
+def _verdict(checks) -> str:
+    """How a rule's sentence ends: 'met.', or which of its (name, passed) checks failed."""
+    failed = [name for name, ok in checks if not ok]
+    return "met." if not failed else f"not met ({', '.join(failed)}), so it is not shipped."
 
 
 # The rule fixed before the distill4-b128x2-context-5000 run, once #16's agreement target was met and accuracy
@@ -985,12 +989,10 @@ def _accuracy_rule_sentence(run, yard_selection, photos_run, photos_yard, label)
     checks = [("accuracy", b["accuracy"] >= a["accuracy"] + ACCURACY_GAIN - 1e-12),
               ("AUC", b["auc"] >= a["auc"] - 1e-12),
               ("detect agreement", pictures[1]["agreement"] >= AGREEMENT_FLOOR - 1e-12)]
-    failed = [name for name, ok in checks if not ok]
     return (f" The rule fixed before the run asked, with flip, for an accuracy at least {100 * ACCURACY_GAIN:.1f} "
             f"{'point' if ACCURACY_GAIN == 0.01 else 'points'} above the {_pct(a['accuracy'])} of {label}, an AUC "
             f"no lower than its {a['auc']:.3f}, and a detect agreement of at least {_agreement(AGREEMENT_FLOOR)} "
-            f"(the target of the photos issue): " + ("met." if not failed else f"not met ({', '.join(failed)}), so "
-                                                     "it is not shipped."))
+            f"(the target of the photos issue): " + _verdict(checks))
 
 
 def _init_sentence(run, acc=None) -> str:

@@ -14,9 +14,9 @@ What a plan holds:
   in-place updates (the optimiser's) are seen; rebuilt when an entry of
   ``params`` is replaced by another array;
 - for inference, Winograd's method (``kernels.winograd``) for the chunked
-  3x3 stride-1 convolutions: their
-  transformed weights, with a copy of the weights they were made from, remade
-  when a call finds the layer's weights differ from that copy;
+  3x3 stride-1 convolutions: their transformed weights, with a copy of the
+  weights they were made from, remade when a call finds the layer's weights
+  differ from that copy;
 - workspaces, one per (batch size, dtype, threads, train): every activation,
   scratch buffer and gradient buffer, allocated on first use and reused by
   every later call of that shape (``MAX_WORKSPACES`` are kept, the least

@@ -233,13 +233,15 @@ def test_more_alignment_rounds_are_a_stated_deviation_and_a_withdrawn_run_says_w
     assert "report people, one view: accuracy 85.0% with one round, 83.7% with 2" in rows["alignment rounds"][4]
     assert "alignment rounds" not in {r[0] for r in report.deviations(dict(res, shipped={"model_sha256": "one"}))}
     # shipped now, or shipped, measured on the report people and taken back
-    text = report._framing_run_sentences(dict(res, shipped=shipped_two), "rounds2", sel_one)
+    from benchmarks.candidates import CANDIDATES
+    rounds2 = next(c for c in CANDIDATES if c.name == "rounds2")
+    text = report._framing_run_sentences(dict(res, shipped=shipped_two), rounds2, sel_one)
     assert text.endswith("It is the model shipped now (`shipped.json`), measured once on the report people (the "
                          "table above).")
-    text = report._framing_run_sentences(dict(res, shipped={"model_sha256": "one"}), "rounds2", sel_one)
+    text = report._framing_run_sentences(dict(res, shipped={"model_sha256": "one"}), rounds2, sel_one)
     assert "then withdrawn: with two rounds the network amplifies float32 rounding" in text
     assert "then withdrawn" not in report._framing_run_sentences(
-        dict(res, shipped={"model_sha256": "one"}, **{"heldout-report": {"measurements": measured[:1]}}), "rounds2",
+        dict(res, shipped={"model_sha256": "one"}, **{"heldout-report": {"measurements": measured[:1]}}), rounds2,
         sel_one)
 
 
@@ -333,16 +335,15 @@ def test_the_agreement_rule_asks_for_more_agreement_at_a_small_cost_at_most():
         .endswith("not met (accuracy, AUC), so it is not shipped.")
 
 
-def test_a_candidate_is_measured_against_its_own_yardstick(monkeypatch):
+def test_a_candidate_is_measured_against_its_own_yardstick():
     """A candidate naming a yardstick run is compared with that run's files, under its own rule."""
     from benchmarks.candidates import Candidate
     c = Candidate("next", "the next run", "The next run", yardstick="earlier", rule="accuracy")
-    monkeypatch.setattr(report, "CANDIDATES", (c,))
     res = {f"heldout-selection-{c.yardstick}": _selection(0.8633, 0.9568),
            f"photos-selection-{c.yardstick}": _photos(0.9575),
            f"heldout-selection-{c.name}": _selection(0.88, 0.96), f"photos-selection-{c.name}": _photos(0.96),
            "heldout-selection": _selection(0.5, 0.5), "photos-selection-detector": _photos(0.5)}
-    text = report._framing_run_sentences(res, c.name, res["heldout-selection"])
+    text = report._framing_run_sentences(res, c, res["heldout-selection"])
     assert f"Against `{c.yardstick}` on the same pairs:" in text and "+1.7 with flip" in text
     assert f"against 95.75% for the then-shipped model (`{c.yardstick}`)" in text
     assert "an accuracy at least 1.0 point above the 86.3%" in text and text.endswith(": met.")
