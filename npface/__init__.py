@@ -15,13 +15,14 @@ Layers, each depending only on the ones before it::
 __version__ = "0.1.0"
 
 
-def load(path=None):
+def load(path=None, writable=False):
     """Load a saved model (``.npz``); with no path, the pretrained model shipped with npface.
 
-    See ``npface.model.load`` for the checks made on the file.
+    Its parameters are read-only unless ``writable`` (``model.copy()`` gives a writable copy). See
+    ``npface.model.load`` for the checks made on the file.
     """
     from npface.model import load as _load
-    return _load(path)
+    return _load(path, writable)
 
 
 def export_onnx(model, path, opset=None):

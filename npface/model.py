@@ -36,7 +36,7 @@ from npface.data.cache import atomic_write_npz, read_npz
 from npface.ops import pose_to_theta  # noqa: F401  (the model's similarity transform; re-exported)
 from npface.architecture import (ALIGN_INPUT_SIZE, ALIGNMENT_NET, INPUT_SIZE, SIGNATURE_NET, Conv, Layer, Linear,
                                  MaxPool, trace)
-from npface.plan import Plan, PlanCache
+from npface.plan import Plan, PlanCache, kernel_view
 from npface.threads import check_threads, limit
 
 _PLAN_LOCK = threading.Lock()      # guards the lazy creation of a model's plan
@@ -229,7 +229,9 @@ def align_pose(model, x, keep=False):
     alignment layers -> (pose (N, 4), caches if keep)."""
     A = model.config.align_input_size
     small = ops.resize_area(x, A, A)                                         # (N, 3, A, A)
-    return forward_layers(model.config.alignment, small, model.params, keep)
+    # (a FramingNet's parameters are its own writable copies; a loaded FaceModel's are read-only)
+    params = model.kernel_params() if isinstance(model, FaceModel) else model.params
+    return forward_layers(model.config.alignment, small, params, keep)
 
 
 def further_rounds(model, x, theta, aligned, warp_cache):
@@ -329,6 +331,7 @@ class FaceModel:
         self.threads = 1                    # inference threads: one, like the paper's single ARM core
         self.frozen = ()                    # name prefixes of parameters that get no gradient (e.g. "align.")
         self._plan = None
+        self._kernel_params = None          # (params' entries, their kernel views): see kernel_params
 
     # ---------------------------------------------------------- properties
     @property
@@ -339,6 +342,21 @@ class FaceModel:
     @property
     def dtype(self):
         return self.params["threshold"].dtype
+
+    def kernel_params(self):
+        """``params`` as the per-op path hands them to the kernels: each read-only array as a view of its
+        memory that Numba types as writable (``npface.plan.kernel_view``), so that the kernels are not
+        compiled again for read-only arrays. Made again only when an entry of ``params`` is replaced."""
+        entries = tuple(self.params.items())
+        if self._kernel_params is None or len(entries) != len(self._kernel_params[0]) or any(
+                k != k0 or v is not v0 for (k, v), (k0, v0) in zip(entries, self._kernel_params[0])):
+            self._kernel_params = (entries, {k: kernel_view(v) for k, v in entries})
+        return self._kernel_params[1]
+
+    def copy(self):
+        """A copy of the model with writable copies of every parameter (e.g. to fine-tune a loaded model)."""
+        return FaceModel(self.config, params={k: np.array(v) for k, v in self.params.items()},
+                         provenance=self.provenance)
 
     def astype(self, dtype):
         """A copy of the model with every parameter in ``dtype`` (float64 for gradient checks)."""
@@ -407,14 +425,15 @@ class FaceModel:
         small = ops.resize_area(x, A, A)                                          # (N, 3, A, A)
         if timings is not None:
             timings["preprocess+resize"] = timings.get("preprocess+resize", 0.0) + clock() - t
-        pose, align_caches = forward_layers(self.config.alignment, small, self.params, train, timings)  # (N, 4)
+        params = self.kernel_params()
+        pose, align_caches = forward_layers(self.config.alignment, small, params, train, timings)     # (N, 4)
         t = clock()
         theta = pose_to_theta(pose)                                               # (N, 2, 3)
         aligned, warp_cache = ops.warp_forward(x, theta, S, S)                    # (N, 3, S, S)
         theta, aligned, warp_cache = further_rounds(self, x, theta, aligned, warp_cache)   # align_rounds > 1
         if timings is not None:
             timings["warp"] = timings.get("warp", 0.0) + clock() - t
-        sig, sig_caches = forward_layers(self.config.signature, aligned, self.params, train, timings)  # (N, D)
+        sig, sig_caches = forward_layers(self.config.signature, aligned, params, train, timings)     # (N, D)
         return sig, (ForwardCache(align_caches, warp_cache, sig_caches, theta) if train else None)
 
     def trained_parameters(self) -> list:
@@ -568,12 +587,18 @@ def save_model(model, path):
     atomic_write_npz(path, arrays)
 
 
-def load(path=None):
+def load(path=None, writable=False):
     """Read a model saved by ``FaceModel.save``; with no path, the pretrained model shipped with npface.
 
     Every array is checked against the architecture in the file's metadata:
     its name, shape, dtype (float32) and finiteness. Any problem raises
     ValueError naming the file and the offending entry.
+
+    The parameters are read-only unless ``writable``: each is a view of an immutable ``bytes``
+    object, which NumPy will not let anyone write through. So what the compiled plan derives from
+    them once (the transformed weights of Winograd's method) stays valid without comparing the
+    weights on every call. To train or change a loaded model, load it with ``writable=True`` or
+    take ``model.copy()``.
     """
     if path is None:
         path = PRETRAINED_PATH
@@ -592,7 +617,17 @@ def load(path=None):
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: bad architecture configuration in the metadata: {e}") from None
     params = checked_parameters(path, arrays, parameter_shapes(config))
+    if not writable:
+        params = {name: read_only(a) for name, a in params.items()}
     return FaceModel(config, params=params, provenance=metadata.get("provenance") or {})
+
+
+def read_only(a):
+    """An immutable copy of the array ``a``: a view of a ``bytes`` object (``npface.plan.read_only_memory``
+    finds it)."""
+    a = np.asarray(a)
+    return np.frombuffer(a.tobytes(order="C"), dtype=a.dtype).reshape(a.shape)      # 0-d stays 0-d
+
 
 
 def read_npface_file(path, what):

@@ -14,9 +14,11 @@ What a plan holds:
   in-place updates (the optimiser's) are seen; rebuilt when an entry of
   ``params`` is replaced by another array;
 - for inference, Winograd's method (``kernels.winograd``) for the chunked
-  3x3 stride-1 convolutions: their transformed weights, with a copy of the
-  weights they were made from, remade when a call finds the layer's weights
-  differ from that copy;
+  3x3 stride-1 convolutions: their transformed weights. Made from read-only
+  weights (a loaded model's, ``npface.model.load``), they are kept as long as
+  the layer's weights are that same memory; made from writable ones, with a
+  copy of those weights, and remade when a call finds the layer's weights
+  differ from the copy;
 - workspaces, one per (batch size, dtype, threads, train): every activation,
   scratch buffer and gradient buffer, allocated on first use and reused by
   every later call of that shape (``MAX_WORKSPACES`` are kept, the least
@@ -26,6 +28,7 @@ A training forward keeps each sample's activations in its workspace: the
 cache it returns names that workspace, and is valid until the next training
 forward of the same shape (``backward`` checks and says so otherwise).
 """
+import ctypes
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -250,6 +253,34 @@ class Workspace:
         return self.tail[self.N * last[kplan.OUT]:self.N * (last[kplan.OUT] + last[kplan.F_])].reshape(self.N, -1)
 
 
+def kernel_view(a):
+    """``a`` itself, or, if it is a C-contiguous read-only array, a view of the same memory that Numba types
+    as writable.
+
+    Numba compiles every kernel again for read-only arrays, and a loaded model's parameters are read-only
+    (``npface.model.load``). The kernels only read parameters, so they are handed this view instead: no
+    second compile, and nothing is written through it. The view keeps ``a`` alive.
+    """
+    if a.flags.writeable or a.size == 0 or not a.flags.c_contiguous:
+        return a
+    buffer = (ctypes.c_byte * a.nbytes).from_address(a.ctypes.data)
+    buffer.owner = a                                    # a outlives every view of its memory
+    return np.frombuffer(buffer, a.dtype).reshape(a.shape)
+
+
+def read_only_memory(a):
+    """For an array ``a`` that nothing can write to, a key naming its memory: (the ``bytes`` object at
+    the root of its chain of views, a's address, shape, strides, dtype). None for any other array (one
+    merely flagged not writeable may own its memory and be flagged back: not this kind).
+    Keys are compared with the bytes object by identity (``is``), never by value."""
+    root = a
+    while isinstance(root, np.ndarray):
+        root = root.base
+    if not isinstance(root, bytes):
+        return None
+    return (root, a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str)
+
+
 @dataclass
 class PlanCache:
     """What ``Plan.forward(train=True)`` hands to ``Plan.backward``: its workspace, at one generation."""
@@ -271,6 +302,7 @@ class Plan:
                                           for p, _ in self.tables.winograd_layers), default=len(names))
         self._params_seen = None
         self._lists = None
+        self._memory_keys = []
         self._winograd = {}           # p -> (the weights U was made from (a copy), U): see _winograd_lists
         self._taps = {}
         self._workspaces = OrderedDict()
@@ -293,15 +325,16 @@ class Plan:
                 and all(a is b for a, b in zip(seen, self._params_seen)):
             return self._lists
         dtype = self.model.dtype
-        weights, biases, copied = [], [], False
+        weights, biases, keys, copied = [], [], [], False
         for name in self.tables.param_order:
             w, b = params[name + ".weight"], params[name + ".bias"]
             if w.dtype != dtype or b.dtype != dtype:
                 raise ValueError(f"parameter {name} is {w.dtype}/{b.dtype} but the model is {dtype}")
             w2 = w.reshape(w.shape[0], -1)
             copied |= not (w2.flags.c_contiguous and b.flags.c_contiguous and np.shares_memory(w2, w))
-            weights.append(np.ascontiguousarray(w2))
-            biases.append(np.ascontiguousarray(b))
+            weights.append(kernel_view(np.ascontiguousarray(w2)))
+            biases.append(kernel_view(np.ascontiguousarray(b)))
+            keys.append(read_only_memory(w))
         # (with a slot for each WINOGRAD row's transformed weights: a placeholder until _winograd_lists)
         padded = max(8, 1 << (len(weights) + len(self.tables.winograd_layers) - 1).bit_length())
         weights += [np.zeros((1, 1), dtype)] * (padded - len(weights))
@@ -309,33 +342,42 @@ class Plan:
         # contiguous views follow in-place updates; copies of odd layouts do not, so those are rebuilt every call
         self._params_seen = None if copied else seen
         self._lists = (tuple(weights), tuple(biases))
+        self._memory_keys = keys              # per layer: read_only_memory(its weight parameter), or None
         return self._lists
 
     def _winograd_lists(self, weights):
         """The weight tuple with each ``WINOGRAD`` row's slot (its aux) holding the layer's transformed
         weights (``kernels.winograd.winograd_weights``, (16, F*C)).
 
-        A transform is remade whenever the weights it was made from differ, in any element, from the
-        layer's weights now (compared in full, about as long as reading them once): so in-place updates
-        (the optimiser's) are seen here too, at the cost of one comparison per such layer per call.
+        Read-only weights (``read_only_memory``) cannot change, so their transform is kept for as long
+        as the layer's weights are the same memory, with no look at their values. Writable weights can
+        (the optimiser updates them in place), so their transform is kept with a copy of the weights it
+        was made from and remade whenever the layer's weights differ from that copy in any element:
+        one comparison per such layer per call, about as long as reading the weights once.
         """
         lists = list(weights)
         for p, slot in self.tables.winograd_layers:
             w2 = weights[p]
+            key = self._memory_keys[p]
             seen = self._winograd.get(p)
-            if seen is None or seen[0].shape != w2.shape or seen[0].dtype != w2.dtype \
-                    or kwinograd.count_differences(seen[0].reshape(-1), w2.reshape(-1)):
+            if key is not None:               # the same bytes object (identity), at the same place
+                fresh = seen is None or not isinstance(seen[0], tuple) or seen[0][0] is not key[0] \
+                    or seen[0][1:] != key[1:]
+            else:
+                fresh = seen is None or not isinstance(seen[0], np.ndarray) or seen[0].shape != w2.shape \
+                    or seen[0].dtype != w2.dtype or kwinograd.count_differences(seen[0].reshape(-1), w2.reshape(-1))
+            if fresh:
                 U = np.empty((16, w2.size // 9), w2.dtype)
                 kwinograd.winograd_weights(w2, kwinograd.WINOGRAD_WEIGHTS.astype(w2.dtype), U)
-                seen = self._winograd[p] = (w2.copy(), U)
+                seen = self._winograd[p] = (key if key is not None else w2.copy(), U)
             lists[slot] = seen[1]
         return tuple(lists)
 
     @property
     def winograd_nbytes(self):
-        """Bytes held for the Winograd layers beside the workspaces: each one's transformed weights and the
-        copy of the weights they were made from."""
-        return sum(a.nbytes for pair in self._winograd.values() for a in pair)
+        """Bytes held for the Winograd layers beside the workspaces: each one's transformed weights and, for
+        writable weights, the copy of the weights they were made from."""
+        return sum(a.nbytes for pair in self._winograd.values() for a in pair if isinstance(a, np.ndarray))
 
     def _resize_taps(self, dtype):
         """(start_h, weights_h, start_w, weights_w): the banded area-resize taps S -> A along each axis."""

@@ -629,7 +629,7 @@ def _duration(seconds):
 def _initial_model(cfg, source):
     """A fresh Table 2 model, or the --init model; theta set from the first batch when not given."""
     if cfg.init:
-        model = load(cfg.init)
+        model = load(cfg.init, writable=True)
         model.provenance = {"init": str(cfg.init), "init_provenance": model.provenance}
     else:
         model = FaceModel(TABLE2, seed=cfg.seed)

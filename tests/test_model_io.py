@@ -42,6 +42,49 @@ def test_round_trip(tmp_path):
     assert meta["format_version"] == 1 and meta["threshold"] == 2.5 and "normalisation" in meta["input"]
 
 
+def test_a_loaded_model_is_read_only_and_its_copies_are_writable(tmp_path):
+    model, path = saved(tmp_path)
+    back = npface.load(path)
+    for name, a in back.params.items():
+        assert not a.flags.writeable, name
+        with pytest.raises(ValueError, match="read-only"):
+            a[...] = 0
+        with pytest.raises(ValueError):                       # and it cannot be made writable again
+            a.flags.writeable = True
+    assert back.params["threshold"].shape == () and back.threshold == 2.5       # 0-d stays 0-d
+    images = np.random.default_rng(0).integers(0, 256, (2, 12, 12, 3), dtype=np.uint8)
+    for writable in (npface.load(path, writable=True), back.copy()):
+        assert all(a.flags.writeable for a in writable.params.values())
+        assert not any(np.shares_memory(a, back.params[k]) for k, a in writable.params.items())
+        writable.params["threshold"] += 1.0                    # in place, as the optimiser updates
+        np.testing.assert_array_equal(writable.embed(images), back.embed(images))
+    assert back.threshold == 2.5
+
+
+def test_the_per_op_path_hands_read_only_parameters_to_the_kernels_without_a_second_compile(tmp_path):
+    """The kernels get views of a loaded model's read-only parameters that Numba types as writable
+    (``FaceModel.kernel_params``): the per-op path compiles no kernel for read-only arrays."""
+    from numba import types
+
+    from kernels import conv as kconv
+    from npface.plan import kernel_view
+    model, path = saved(tmp_path)
+    back = npface.load(path)
+    images = np.random.default_rng(0).integers(0, 256, (2, 12, 12, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(back.forward(images, per_op=True)[0], model.forward(images, per_op=True)[0])
+    assert all(t.mutable for sig in kconv.conv2d_forward.signatures for t in sig if isinstance(t, types.Array))
+    views = back.kernel_params()
+    assert back.kernel_params() is views                        # made once while the entries stay the same
+    for k, v in views.items():
+        assert v.flags.writeable and np.shares_memory(v, back.params[k]) and v.shape == back.params[k].shape
+    w = back.params["threshold"]
+    view = kernel_view(w)
+    del back, views, w                                          # the view keeps the memory alive
+    assert float(view) == 2.5
+    a = np.ones(3, np.float32)
+    assert kernel_view(a) is a                                  # a writable array is passed as it is
+
+
 def test_save_is_atomic(tmp_path, monkeypatch):
     model, path = saved(tmp_path)
     before = path.read_bytes()

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from kernels import plan as kplan
 from kernels import winograd as wg
 from kernels.conv import conv2d_forward_reference
-from npface.model import TABLE2, FaceModel
+from npface.model import TABLE2, FaceModel, read_only
 from npface.plan import Workspace
 from npface.threads import limit
 from tests.test_plan import images_for, perturbed
@@ -175,3 +175,29 @@ def test_inference_sees_weights_changed_in_place(change):
     want, _ = model.forward(images, per_op=True)
     np.testing.assert_allclose(after, want, rtol=1e-9, atol=1e-12)
     assert np.abs(after - before).max() > 1e-6
+
+
+def test_read_only_weights_are_transformed_once_and_never_compared(monkeypatch):
+    """A loaded model's weights are read-only (npface.model.load): the plan keeps their transform without
+    comparing them on later calls; a parameter replaced by another array is transformed again; writable
+    weights are compared on every call."""
+    compared = []
+    count = wg.count_differences
+    monkeypatch.setattr(wg, "count_differences", lambda a, b: compared.append(1) or count(a, b))
+    writable = perturbed(TABLE2, np.float64)
+    model = FaceModel(TABLE2, params={k: read_only(v) for k, v in writable.params.items()})
+    images = images_for(TABLE2, 2)
+    with limit(1):
+        for _ in range(3):
+            got = model.forward(images)[0].copy()
+        assert compared == [] and model.plan.winograd_nbytes == 16 * 128 * 128 * 8 * 2   # U alone, no copies
+        np.testing.assert_allclose(got, writable.forward(images, per_op=True)[0], rtol=1e-9, atol=1e-12)
+        changed = writable.params["nin5.conv.weight"] * 1.5
+        model.params["nin5.conv.weight"] = read_only(changed)
+        writable.params["nin5.conv.weight"][...] = changed
+        got = model.forward(images)[0].copy()
+        assert compared == []
+        np.testing.assert_allclose(got, writable.forward(images, per_op=True)[0], rtol=1e-9, atol=1e-12)
+        writable.forward(images)
+        writable.forward(images)
+    assert len(compared) == len(model.plan.tables.winograd_layers)     # the writable model's second call
