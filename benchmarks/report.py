@@ -601,9 +601,8 @@ def stage_blocks_table(inf) -> list:
             "(each node's median kernel time) in the same run" if ort else " no ONNX Runtime profile in this file")
          + ". The share of the peak counts the block's multiply-adds"
          + (" (those of the direct convolution, so for `nin4` and `nin5`, run by Winograd's method with fewer, "
-            "it is an effective rate and can pass 100%; `nin4`'s time holds the comparison of both layers' "
-            "weights with the copy their transformed weights were made from, which every call makes before the "
-            "first of them)" if inf.get("winograd_batch1") else "") + ".", "",
+            "it is an effective rate and can pass 100%" + _weight_check_clause(inf) + ")"
+            if inf.get("winograd_batch1") else "") + ".", "",
          "| block | npface ms | share of the 1-thread peak | ONNX Runtime ms | npface / ONNX Runtime |",
          "|---|---|---|---|---|"]
     for name, ms, macs, ort_ms in block_times(rows, ort or {}):
@@ -1421,15 +1420,32 @@ def _layout_rows(layout) -> list:
             f"({layout.get('date', 'undated')}) |"]
 
 
+def _weight_check_clause(inf) -> str:
+    """For the stage table: where the comparison of the Winograd layers' weights went, when the run made one
+    (inference.json's winograd_weights_compared; files written before it existed made it on every call)."""
+    if inf.get("winograd_weights_compared", True):
+        return ("; `nin4`'s time holds the comparison of both layers' weights with the copy their transformed "
+                "weights were made from, which every call makes before the first of them")
+    return ("; the model's weights are read-only, as `npface.load()` gives them, so no call compares them with "
+            "those the transformed weights were made from")
+
+
 def _winograd_batch1_sentence(inf) -> str:
     """What Winograd's method saves at batch 1: the plan's call timed both ways in the same rounds
     (inference.json's batch1_plan_call_ms and batch1_plan_call_im2col_ms; older files lack them)."""
     if "batch1_plan_call_im2col_ms" not in inf:
         return ""
     a, b = inf["batch1_plan_call_ms"], inf["batch1_plan_call_im2col_ms"]
-    return (f" The plan's batch-1 call alone, timed both ways in alternation: {a:.3f} ms with `nin4.conv` and "
-            f"`nin5.conv` by Winograd's method (its check of the weights included), {b:.3f} ms with im2col for "
+    check = " (its check of the weights included)" if inf.get("winograd_weights_compared", True) else ""
+    text = (f" The plan's batch-1 call alone, timed both ways in alternation: {a:.3f} ms with `nin4.conv` and "
+            f"`nin5.conv` by Winograd's method{check}, {b:.3f} ms with im2col for "
             f"them ({100 * (1 - a / b):.1f}% less time; [the fast-path page](fast-path.md#winograds-method-in-the-plan)).")
+    if "batch1_plan_call_writable_ms" in inf:
+        w = inf["batch1_plan_call_writable_ms"]
+        text += (f" In the same rounds, a writable copy of the model (`model.copy()`), whose calls compare those "
+                 f"two layers' weights with the ones their transform was made from, took {w:.3f} ms "
+                 f"({100 * (w / a - 1):.1f}% more than the read-only model `npface.load()` gives).")
+    return text
 
 
 # after a share of the peak whose run used Winograd's method: the share counts the direct convolution's
