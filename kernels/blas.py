@@ -44,6 +44,7 @@ from numba import carray, cfunc, types
 from numba.extending import overload
 
 from kernels.jit import kernel
+from kernels.tile import fits as tiles_fit, tiles_address
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112       # CBLAS's enum values (cblas.h)
 
@@ -58,6 +59,10 @@ def _gemm_signature(scalar):
 _SGEMM_SIG, _DGEMM_SIG = _gemm_signature(types.float32), _gemm_signature(types.float64)
 _sgemm = types.ExternalFunction("npface_sgemm", _SGEMM_SIG)
 _dgemm = types.ExternalFunction("npface_dgemm", _DGEMM_SIG)
+# kernels.tile's product, compiled once and called through its address like the BLAS (not inlined into
+# every kernel that multiplies): (M, N, K, a, lda, b, ldb, out, ldo, bias, has_bias, relu)
+_tiles = types.ExternalFunction("npface_tiles", types.void(_I64, _I64, _I64, _PTR, _I64, _PTR, _I64, _PTR, _I64,
+                                                           _PTR, _I64, _I64))
 
 
 def _numba_gemm(dtype):
@@ -117,6 +122,7 @@ def _register():
         addresses, source = found, "NumPy's BLAS (cblas_?gemm64_)"
     llvm.add_symbol("npface_sgemm", addresses[0])
     llvm.add_symbol("npface_dgemm", addresses[1])
+    llvm.add_symbol("npface_tiles", tiles_address())
     return source
 
 
@@ -178,3 +184,39 @@ def matmul(a, b, out):
                out.ctypes, ldc)
     else:
         _dgemm(ROW_MAJOR, ta, tb, M, N, K, 1.0, a.ctypes, lda, b.ctypes, ldb, 0.0, out.ctypes, ldc)
+
+
+@kernel
+def add_bias(out, b, relu):
+    """out (F, P) += b (F,) broadcast along P; then max(., 0) if relu (the fused ReLU)."""
+    F, P = out.shape
+    for f in range(F):
+        bf = b[f]
+        if relu:
+            for k in range(P):
+                v = out[f, k] + bf
+                out[f, k] = 0.0 if v <= 0.0 else v                   # NaN stays NaN (NaN <= 0 is false)
+        else:
+            for k in range(P):
+                out[f, k] += bf
+
+
+@kernel
+def matmul_bias(a, b, bias, relu, tiled, out):
+    """out (F, P) = a (F, R) @ b (R, P) + bias (F,) broadcast along P, then ReLU if relu: a layer's forward.
+
+    With ``tiled``, a float32 product of row-major operands that suits them (``kernels.tile.fits``) runs
+    on the tiles of ``kernels.tile``, which add the bias and clip in their one store; any other goes to
+    ``matmul`` (the BLAS), then ``add_bias``. The compiled plan asks for the tiles in inference only:
+    training keeps the BLAS, whose rounding the README's default training run was measured with.
+    """
+    ta, lda = _operand(a)
+    tb, ldb = _operand(b)
+    tc, ldc = _operand(out)
+    F, R = a.shape
+    P = out.shape[1]
+    if tiled and a.itemsize == 4 and ta == NO_TRANS and tb == NO_TRANS and tc == NO_TRANS and tiles_fit(P, R):
+        _tiles(F, P, R, a.ctypes, lda, b.ctypes, ldb, out.ctypes, ldc, bias.ctypes, 1, 1 if relu else 0)
+    else:
+        matmul(a, b, out)
+        add_bias(out, bias, relu)

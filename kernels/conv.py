@@ -43,7 +43,7 @@ BLAS must run single-threaded inside these loops (``npface.threads``).
 import numpy as np
 from numba import prange
 
-from kernels.blas import matmul
+from kernels.blas import matmul, matmul_bias
 from kernels.jit import kernel, parallel_kernel
 
 
@@ -211,21 +211,6 @@ def col2im_add(dcols, K, stride, pad, dx_n, col0, scratch):
 
 
 @kernel
-def _add_bias(out_n, b, relu):
-    """out_n (F, P) += b (F,) broadcast along P; then max(., 0) if relu (the fused ReLU)."""
-    F, P = out_n.shape
-    for f in range(F):
-        bf = b[f]
-        if relu:
-            for k in range(P):
-                v = out_n[f, k] + bf
-                out_n[f, k] = 0.0 if v <= 0.0 else v                 # NaN stays NaN (NaN <= 0 is false)
-        else:
-            for k in range(P):
-                out_n[f, k] += bf
-
-
-@kernel
 def _add_param_grads(dout, inputs, dw_n, dw_acc, db_acc):
     """The backward of ``w2 @ inputs + b``: dw_acc (F, R) += dout (F, P) @ inputs.T (P, R), through the
     scratch dw_n (F, R), and db_acc (F,) += dout's row sums. inputs (R, P): im2col columns, or the input
@@ -251,15 +236,15 @@ def _sum_groups(parts, total):
 # --------------------------------------------------------------------------
 
 @kernel
-def conv2d_forward_sample(x_n, w2, b, K, stride, pad, relu, cols, scratch, out_n):
-    """One sample: out_n (F, Ho*Wo) = w2 (F, C*K*K) @ im2col(x_n (C, H, W)) + b, then ReLU if relu.
+def conv2d_forward_sample(x_n, w2, b, K, stride, pad, relu, tiled, cols, scratch, out_n):
+    """One sample: out_n (F, Ho*Wo) = w2 (F, C*K*K) @ im2col(x_n (C, H, W)) + b, then ReLU if relu
+    (the product on ``kernels.tile``'s tiles where they suit it if tiled: ``kernels.blas.matmul_bias``).
 
     ``cols`` (C*K*K, Ho*Wo) and ``scratch`` (``im2col``'s) are caller-owned scratch (the whole-network
     plans hand in workspace, the batch kernel below its own).
     """
     im2col(x_n, K, stride, pad, cols, 0, scratch)
-    matmul(w2, cols, out_n)
-    _add_bias(out_n, b, relu)
+    matmul_bias(w2, cols, b, relu, tiled, out_n)
 
 
 @kernel
@@ -281,13 +266,14 @@ def conv2d_backward_sample(dout_n, x_n, w2t, K, stride, pad, cols, dcols, scratc
 
 
 @kernel
-def conv2d_forward_chunk(rows, first, step, nb, x_off, C, H, W, w2, b, K, stride, pad, relu, cols, prod, out_off):
+def conv2d_forward_chunk(rows, first, step, nb, x_off, C, H, W, w2, b, K, stride, pad, relu, tiled, cols, prod,
+                         out_off):
     """nb samples through one convolution with one matrix product.
 
     rows (slots, L): one flat row per sample slot; the chunk's samples are the rows first, first + step, ...
     Each holds its input x (C, H, W) at x_off and receives its output (F, Ho*Wo) at out_off (+ b, then
-    ReLU if relu). cols, prod: flat scratch of at least C*K*K * nb*Ho*Wo + im2col_scratch_size(...) (the
-    columns, then ``im2col``'s own scratch) and F * nb*Ho*Wo.
+    ReLU if relu; tiled as in ``conv2d_forward_sample``). cols, prod: flat scratch of at least
+    C*K*K * nb*Ho*Wo + im2col_scratch_size(...) (the columns, then ``im2col``'s own scratch) and F * nb*Ho*Wo.
     """
     F, CKK = w2.shape
     Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
@@ -298,19 +284,16 @@ def conv2d_forward_chunk(rows, first, step, nb, x_off, C, H, W, w2, b, K, stride
         n = first + i * step
         im2col(rows[n, x_off:x_off + C * H * W].reshape((C, H, W)), K, stride, pad, c, i * P, scratch)
     if nb == 1:                                                  # one sample: its product is its output
-        out_n = rows[first, out_off:out_off + F * P].reshape((F, P))
-        matmul(w2, c, out_n)
-        _add_bias(out_n, b, relu)
+        matmul_bias(w2, c, b, relu, tiled, rows[first, out_off:out_off + F * P].reshape((F, P)))
         return
     pr = prod[:F * nb * P].reshape((F, nb * P))
-    matmul(w2, c, pr)
+    matmul_bias(w2, c, b, relu, tiled, pr)
     for i in range(nb):
         n = first + i * step
         out_n = rows[n, out_off:out_off + F * P].reshape((F, P))
         for f in range(F):
             for k in range(P):
                 out_n[f, k] = pr[f, i * P + k]
-        _add_bias(out_n, b, relu)
 
 
 @kernel
@@ -356,7 +339,7 @@ def conv2d_forward(x, w2, b, K, stride, pad, G, relu, out):
         cols = np.empty((CKK, P), x.dtype)                       # (C*K*K, Ho*Wo)
         scratch = np.empty(im2col_scratch_size(x.shape[2], x.shape[3], K, stride, pad), x.dtype)
         for n in range(g, N, G):
-            conv2d_forward_sample(x[n], w2, b, K, stride, pad, relu, cols, scratch, out[n].reshape(F, P))
+            conv2d_forward_sample(x[n], w2, b, K, stride, pad, relu, False, cols, scratch, out[n].reshape(F, P))
 
 
 @parallel_kernel
@@ -389,10 +372,10 @@ def conv2d_backward(dout, x, w2, K, stride, pad, G, dx, dw2, db):
 # --------------------------------------------------------------------------
 
 @kernel
-def conv1x1_forward_sample(x_n, w2, b, relu, out_n):
-    """One sample: out_n (F, H*W) = w2 (F, C) @ x_n (C, H*W) + b, then ReLU if relu."""
-    matmul(w2, x_n, out_n)
-    _add_bias(out_n, b, relu)
+def conv1x1_forward_sample(x_n, w2, b, relu, tiled, out_n):
+    """One sample: out_n (F, H*W) = w2 (F, C) @ x_n (C, H*W) + b, then ReLU if relu (tiled as in
+    ``conv2d_forward_sample``)."""
+    matmul_bias(w2, x_n, b, relu, tiled, out_n)
 
 
 @kernel
@@ -412,7 +395,7 @@ def conv1x1_forward(x, w2, b, G, relu, out):
     P = x.shape[2] * x.shape[3]
     for g in prange(G):
         for n in range(g, N, G):
-            conv1x1_forward_sample(x[n].reshape(C, P), w2, b, relu, out[n].reshape(F, P))
+            conv1x1_forward_sample(x[n].reshape(C, P), w2, b, relu, False, out[n].reshape(F, P))
 
 
 @parallel_kernel

@@ -84,18 +84,19 @@ L_S, L_A, L_SMALL, L_POSE, L_ALIGNED, L_FEATURES, L_D, L_SPLIT, L_B, L_CHUNK_BAS
 # --------------------------------------------------------------------------
 
 @kernel
-def layer_forward(row, weights, biases, act, am, cols):
-    """Run the layer of table row ``row`` on one sample's activation row ``act`` (and argmax row ``am``)."""
+def layer_forward(row, weights, biases, act, am, cols, tiled):
+    """Run the layer of table row ``row`` on one sample's activation row ``act`` (and argmax row ``am``);
+    its product on ``kernels.tile``'s tiles where they suit it if tiled (inference: ``group_forward``)."""
     kind, C, H, W, F, Ho, Wo = row[KIND], row[C_], row[H_], row[W_], row[F_], row[HO], row[WO]
     K, stride, pad, relu, p = row[K_], row[STRIDE], row[PAD], row[RELU] != 0, row[P_]
     x = act[row[IN]:row[IN] + C * H * W]
     out = act[row[OUT]:row[OUT] + F * Ho * Wo]
     if kind == CONV:
         CKK, P = C * K * K, Ho * Wo
-        conv2d_forward_sample(x.reshape((C, H, W)), weights[p], biases[p], K, stride, pad, relu,
+        conv2d_forward_sample(x.reshape((C, H, W)), weights[p], biases[p], K, stride, pad, relu, tiled,
                               cols[:CKK * P].reshape((CKK, P)), cols[CKK * P:], out.reshape((F, P)))
     elif kind == CONV1X1:
-        conv1x1_forward_sample(x.reshape((C, H * W)), weights[p], biases[p], relu, out.reshape((F, Ho * Wo)))
+        conv1x1_forward_sample(x.reshape((C, H * W)), weights[p], biases[p], relu, tiled, out.reshape((F, Ho * Wo)))
     elif kind == POOL:
         maxpool2d_forward_sample(x.reshape((C, H, W)), K, stride, out.reshape((F, Ho, Wo)),
                                  am[row[AUX]:row[AUX] + F * Ho * Wo].reshape((F, Ho, Wo)))
@@ -149,7 +150,7 @@ def layer_backward(row, weights, act, am, dout, dx, cols, dcols, dw_n, grad, wan
 
 @kernel
 def sample_forward(img, scale, layout, align_prog, sig_prog, weights, biases, start_h, weights_h, start_w,
-                   weights_w, act, am, cols, rows, t, stages):
+                   weights_w, act, am, cols, rows, t, stages, tiled):
     """img (S, S, 3) -> act (every stage's output up to the end of sig_prog), t (2, 3) its theta.
 
     sig_prog: the signature net's layers this sample runs on its own (those before the split).
@@ -169,7 +170,7 @@ def sample_forward(img, scale, layout, align_prog, sig_prog, weights, biases, st
         resize_plane(x[c], start_h, weights_h, start_w, weights_w, rows[:A * S].reshape((A, S)), small[c])
     na = align_prog.shape[0]
     for i in range(min(na, stages - 1)):
-        layer_forward(align_prog[i], weights, biases, act, am, cols)
+        layer_forward(align_prog[i], weights, biases, act, am, cols, tiled)
     if stages < na + 2:
         return
     pose = act[layout[L_POSE]:layout[L_POSE] + 4]
@@ -181,16 +182,16 @@ def sample_forward(img, scale, layout, align_prog, sig_prog, weights, biases, st
         for c in range(3):
             resize_plane(aligned[c], start_h, weights_h, start_w, weights_w, rows[:A * S].reshape((A, S)), small[c])
         for i in range(na):
-            layer_forward(align_prog[i], weights, biases, act, am, cols)
+            layer_forward(align_prog[i], weights, biases, act, am, cols, tiled)
         pose_to_theta_sample(pose, again)
         compose_theta_sample(t, again, t)
         warp_forward_sample(x, t, aligned)
     for i in range(min(sig_prog.shape[0], stages - na - 2)):
-        layer_forward(sig_prog[i], weights, biases, act, am, cols)
+        layer_forward(sig_prog[i], weights, biases, act, am, cols, tiled)
 
 
 @kernel
-def chunk_forward(prog, weights, biases, acts, argmax, first, step, nb, cols, prod):
+def chunk_forward(prog, weights, biases, acts, argmax, first, step, nb, cols, prod, tiled):
     """The layers of ``prog`` for the nb samples in slots first, first + step, ...: a convolution as one
     product over the chunk (``conv2d_forward_chunk``), or as 16 by Winograd's method (``WINOGRAD`` rows:
     weights[aux] holds the layer's transformed weights, and cols is its scratch), any other layer
@@ -202,11 +203,11 @@ def chunk_forward(prog, weights, biases, acts, argmax, first, step, nb, cols, pr
                                    biases[row[P_]], row[RELU] != 0, cols, row[OUT])
         elif row[KIND] == CONV:
             conv2d_forward_chunk(acts, first, step, nb, row[IN], row[C_], row[H_], row[W_], weights[row[P_]],
-                                 biases[row[P_]], row[K_], row[STRIDE], row[PAD], row[RELU] != 0, cols, prod,
-                                 row[OUT])
+                                 biases[row[P_]], row[K_], row[STRIDE], row[PAD], row[RELU] != 0, tiled, cols,
+                                 prod, row[OUT])
         else:
             for i in range(nb):
-                layer_forward(row, weights, biases, acts[first + i * step], argmax[first + i * step], cols)
+                layer_forward(row, weights, biases, acts[first + i * step], argmax[first + i * step], cols, tiled)
 
 
 @kernel
@@ -308,7 +309,7 @@ def tail_backward(tail_prog, weights, tail, dtail, N, dw_n, grad):
 @kernel
 def group_forward(g, images, scale, layout, align_prog, sig_prog, chunk_prog, weights, biases, start_h, weights_h,
                   start_w, weights_w, per_sample, G, acts, argmax, chunk_acts, chunk_argmax, cols, prod, rows, theta,
-                  tail, stages):
+                  tail, stages, tiled):
     """Group g's samples (g, g + G, ...) of images (N, S, S, 3) through the convolutional part, chunk by
     chunk: theta[n] (2, 3) and each sample's features (D,) into row n of the tail buffer.
 
@@ -320,6 +321,8 @@ def group_forward(g, images, scale, layout, align_prog, sig_prog, chunk_prog, we
     ``WINOGRAD`` rows (as ``chunk_forward``). cols, prod, rows: one per group.
     ``stages`` as in ``sample_forward``, the chunked layers counted after the signature net's early
     layers (the tail's layers come after them: ``tail_forward``).
+    ``tiled``: run the products that suit them on ``kernels.tile``'s tiles (inference only: training keeps
+    the BLAS, whose rounding the README's default training run was measured with).
     """
     N = images.shape[0]
     D, split, B = layout[L_D], layout[L_SPLIT], layout[L_B]
@@ -338,13 +341,13 @@ def group_forward(g, images, scale, layout, align_prog, sig_prog, chunk_prog, we
             slot = n if per_sample else g
             sample_forward(images[n], scale, layout, align_prog, sig_prog[:split], weights, biases, start_h,
                            weights_h, start_w, weights_w, acts[slot], argmax[slot], cols[g], rows[g], theta[n],
-                           stages)
+                           stages, tiled)
             if not per_sample and n_sig > split:
                 x0 = layout[L_CHUNK_BASE]
                 chunk_acts[c, :n_in] = acts[slot, x0:x0 + n_in]
         if n_sig > split:
             chunk_forward(chunk_prog[:n_sig - split], weights, biases, chunk_acts, chunk_argmax, first, step, nb,
-                          cols[g], prod[g])
+                          cols[g], prod[g], tiled)
         if n_sig == sig_prog.shape[0]:
             for i in range(nb):
                 n, c = n0 + i * G, first + i * step
@@ -398,14 +401,15 @@ def reduce_groups(grad_parts, grad):
 @kernel
 def layer_forward_samples(prog, weights, biases, acts, argmax, B, cols, prod):
     """The one-row table ``prog`` for every activation row of acts (n, act_size), in order: sample by
-    sample if B == 0, else as a chunked layer, B samples at a time (``chunk_forward``)."""
+    sample if B == 0, else as a chunked layer, B samples at a time (``chunk_forward``), with the BLAS as
+    in training."""
     n = acts.shape[0]
     if B == 0:
         for k in range(n):
-            layer_forward(prog[0], weights, biases, acts[k], argmax[k], cols)
+            layer_forward(prog[0], weights, biases, acts[k], argmax[k], cols, False)
         return
     for k0 in range(0, n, B):
-        chunk_forward(prog, weights, biases, acts, argmax, k0, 1, min(B, n - k0), cols, prod)
+        chunk_forward(prog, weights, biases, acts, argmax, k0, 1, min(B, n - k0), cols, prod, False)
 
 
 @kernel

@@ -44,6 +44,7 @@ def teacher_embeddings(model_paths, images, threads=1, log=print) -> np.ndarray:
         if not Path(path).is_file():
             raise FileNotFoundError(f"--distill-from: model file not found: {path}")
         model = load(path)
+        model.tiles = False                 # npface.train's inference calls keep the BLAS (FaceModel.tiles)
         log(f"Teacher {path}: embedding {len(images)} images with flip (theta {model.threshold:.4f})")
         sig = embed_faces(model, images, flip=True, threads=threads).astype(np.float64)     # (N, D)
         parts.append(sig / np.sqrt(len(model_paths) * model.threshold))

@@ -329,6 +329,9 @@ class FaceModel:
         self.params = params if params is not None else init_parameters(config, seed, threshold)
         self.provenance = dict(provenance or {})
         self.threads = 1                    # inference threads: one, like the paper's single ARM core
+        # inference's products on kernels.tile's tiles where they suit them (False: the BLAS throughout,
+        # as npface.train's own inference calls keep it, so that its runs stay bit for bit what they were)
+        self.tiles = True
         self.frozen = ()                    # name prefixes of parameters that get no gradient (e.g. "align.")
         self._plan = None
         self._kernel_params = None          # (params' entries, their kernel views): see kernel_params
@@ -414,7 +417,7 @@ class FaceModel:
             self._check_float_range(images)
             plan = self.plan
             with plan.lock:                        # one call at a time on the shared workspaces (plan.lock)
-                sig, ws = plan.forward(images, train)
+                sig, ws = plan.forward(images, train, tiled=self.tiles)
                 if not train:
                     return sig.copy(), None
                 return sig.copy(), PlanCache(ws, ws.generation, ws.theta.copy())

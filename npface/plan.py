@@ -405,7 +405,7 @@ class Plan:
         return (["preprocess+resize"] + [layer.name for layer in c.alignment] + ["warp"]
                 + [layer.name for layer in c.signature])
 
-    def forward(self, images, train=False, stages=None, winograd=True):
+    def forward(self, images, train=False, stages=None, winograd=True, tiled=True):
         """images (N, S, S, 3), already checked by ``FaceModel`` -> (signatures (N, D) view, workspace).
 
         uint8 pixels, and float pixels (checked to be in [0, 1]) in the model's dtype, are normalised
@@ -413,6 +413,8 @@ class Plan:
         ``stages``: run only the first that many of ``stage_names()`` (for profiling; default all).
         ``winograd``: False runs an inference call's 3x3 stride-1 convolutions by im2col, as training does
         (for side-by-side timing and tests; training ignores it).
+        ``tiled``: an inference call runs the products that suit them on ``kernels.tile``'s tiles; False
+        keeps the BLAS for all of them, as training always does.
         """
         dtype = self.model.dtype
         if images.dtype != np.uint8:                     # float pixels: in the model's dtype, as preprocess does
@@ -441,7 +443,7 @@ class Plan:
         _GROUPS.run(ws.G, kplan.group_forward, images, scale, t.layout, t.align, t.sig, chunk_prog, weights,
                     biases, *taps, train,
                     ws.G, ws.acts, ws.argmax, ws.chunk_acts, ws.chunk_argmax, ws.cols, ws.prod, ws.rows, ws.theta,
-                    ws.tail, stages)
+                    ws.tail, stages, tiled and not train)
         N, G = len(images), ws.G
         n_tail = min(len(t.tail), max(0, stages - 2 - len(t.align) - len(t.sig)))
         _GROUPS.run(G, lambda g: kplan.tail_forward(t.tail[:n_tail], weights, biases, ws.tail, N, g * N // G,

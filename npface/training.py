@@ -633,6 +633,7 @@ def _initial_model(cfg, source):
         model.provenance = {"init": str(cfg.init), "init_provenance": model.provenance}
     else:
         model = FaceModel(TABLE2, seed=cfg.seed)
+    model.tiles = False                     # the BLAS throughout, also for theta's first batch and validation
     # a model whose signature net npface.train has already trained keeps its theta (fine-tuning);
     # a fresh one, or one with only a pretrained alignment net, gets theta from its first batch
     signature_trained = bool(cfg.init) and "trained_steps" in model.provenance.get("init_provenance", {})
@@ -694,6 +695,7 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
     if resume:
         model = FaceModel(ModelConfig.from_json(state["model_config"]), params=params,
                           provenance=state.get("provenance"))
+        model.tiles = False
         if comm.is_root:
             _truncate_metrics(metrics_path, start)
     else:

@@ -204,7 +204,8 @@ def chunk_conv(x, w, b, stride, pad, first, step, dout=None):
     cols = np.zeros(C * K * K * nb * Ho * Wo + im2col_scratch_size(H, W, K, stride, pad) + 3, x.dtype)
     prod = np.zeros(F * nb * Ho * Wo + 3, x.dtype)
     w2 = w.reshape(F, -1)
-    conv2d_forward_chunk(rows, first, step, nb, x_off, C, H, W, w2, b, K, stride, pad, False, cols, prod, out_off)
+    conv2d_forward_chunk(rows, first, step, nb, x_off, C, H, W, w2, b, K, stride, pad, False, False, cols, prod,
+                         out_off)
     out = rows[first::step, out_off:out_off + F * Ho * Wo].reshape(nb, F, Ho, Wo).copy()
     if dout is None:
         return out
