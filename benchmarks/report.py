@@ -27,8 +27,8 @@ def load_results(results_dir) -> dict:
     every selection-people measurement of a candidate model (heldout-selection-*.json, photos-selection-*.json)."""
     out = {}
     names = ["variance", "convergence", "accuracy", "flops", "inference", "layers", "reproduce",
-             "train_step_multibatch", "train_step_pairs", "distributed", "prefetch", "layout", "shipped", "levers",
-             "heldout-selection", "heldout-report", "photos-selection"]
+             "train_step_multibatch", "train_step_pairs", "distributed", "prefetch", "layout", "tiles", "shipped",
+             "levers", "heldout-selection", "heldout-report", "photos-selection"]
     names += sorted(p.stem for family in ("heldout-selection-*.json", "photos-selection-*.json")
                     for p in Path(results_dir).glob(family))
     for name in names:
@@ -1404,7 +1404,7 @@ def benchmarks_region(res) -> list:
             f"{step['median_seconds']['step']:.2f} s, {step['images_per_s']:.0f} images/s | "
             f"{100 * step['step_ratio']:.1f}% of {step['threads']}-thread | `train_step_multibatch.json` "
             f"({step.get('date', 'undated')}) |"] + _engine_rows(inf, res.get("distributed"), res.get("prefetch"))
-            + _layout_rows(res.get("layout")) + ["",
+            + _layout_rows(res.get("layout")) + _tiles_rows(res.get("tiles")) + ["",
             f"The paper's network runs in 30 ms on one 1 GHz Cortex-A9 core; here the whole of it takes "
             f"{inf['batch1_ms']:.2f} ms on one core. Each file holds one run on a shared, noisy machine: compare "
             "ratios measured in one run, not times across runs."])
@@ -1418,6 +1418,20 @@ def _layout_rows(layout) -> list:
             f"layout) → pixel-major (HWC) (`benchmarks.layout`, same run) | {layout['channel_major_ms']:.2f} → "
             f"{layout['pixel_major_ms']:.2f} ms ({layout['pixel_over_channel']:.2f}×) | | `layout.json` "
             f"({layout.get('date', 'undated')}) |"]
+
+
+def _tiles_rows(tiles) -> list:
+    """The Benchmarks row comparing kernels.tile with the BLAS on the products the plan gives it (tiles.json)."""
+    if not tiles:
+        return []
+    taken = [r for r in tiles["products"] if r["fits"]]
+    if not taken:
+        return []
+    blas, tiled = sum(r["blas_ms"] for r in taken), sum(r["tiles_ms"] for r in taken)
+    names = ", ".join(f"`{r['layer']}`" for r in taken)
+    return [f"| the products inference gives to `kernels.tile` ({names}), batch 1, 1 thread, operands in the "
+            f"cache, + bias and ReLU: the BLAS → the tiles (`benchmarks.tiles`, same run) | {blas:.3f} → "
+            f"{tiled:.3f} ms ({tiled / blas:.2f}×) | | `tiles.json` ({tiles.get('date', 'undated')}) |"]
 
 
 def _weight_check_clause(inf) -> str:
