@@ -44,7 +44,8 @@ from numba import carray, cfunc, types
 from numba.extending import overload
 
 from kernels.jit import kernel
-from kernels.tile import fits as tiles_fit, tiles_address
+from kernels.tile import TILES_SIGNATURE, tiles_address
+from kernels.tile import fits as tiles_fit
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112       # CBLAS's enum values (cblas.h)
 
@@ -61,8 +62,7 @@ _sgemm = types.ExternalFunction("npface_sgemm", _SGEMM_SIG)
 _dgemm = types.ExternalFunction("npface_dgemm", _DGEMM_SIG)
 # kernels.tile's product, compiled once and called through its address like the BLAS (not inlined into
 # every kernel that multiplies): (M, N, K, a, lda, b, ldb, out, ldo, bias, has_bias, relu)
-_tiles = types.ExternalFunction("npface_tiles", types.void(_I64, _I64, _I64, _PTR, _I64, _PTR, _I64, _PTR, _I64,
-                                                           _PTR, _I64, _I64))
+_tiles = types.ExternalFunction("npface_tiles", TILES_SIGNATURE)
 
 
 def _numba_gemm(dtype):
@@ -215,7 +215,8 @@ def matmul_bias(a, b, bias, relu, tiled, out):
     tc, ldc = _operand(out)
     F, R = a.shape
     P = out.shape[1]
-    if tiled and a.itemsize == 4 and ta == NO_TRANS and tb == NO_TRANS and tc == NO_TRANS and tiles_fit(P, R):
+    if (tiled and a.itemsize == 4 and ta == NO_TRANS and tb == NO_TRANS and tc == NO_TRANS and tiles_fit(P, R)
+            and bias.shape[0] == F and bias.strides[0] == bias.itemsize):     # the tiles read bias as contiguous
         _tiles(F, P, R, a.ctypes, lda, b.ctypes, ldb, out.ctypes, ldc, bias.ctypes, 1, 1 if relu else 0)
     else:
         matmul(a, b, out)

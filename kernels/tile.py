@@ -18,8 +18,9 @@ the time. This kernel copies nothing:
   vectors are loaded and stored under a lane mask (lane l of vector v is live when v*W + l < the number
   of columns left), so nothing outside a, b, out or bias is touched.
 
-Each out[i, j] is the sum over k in increasing order, one fused multiply-add at a time (``llvm.fmuladd``:
-fused where the processor has the instruction), so a result depends only on the operands, never on the
+Each out[i, j] is summed over k in increasing order, in blocks of KC = 256 terms: within a block one fused
+multiply-add at a time in a register (``llvm.fmuladd``: fused where the processor has the instruction),
+then the block's sum is added into out. So a result depends only on the operands and K, never on the
 shapes around it or on timing. The loop is written directly in LLVM's vector IR (through
 ``numba.extending.intrinsic``), because Numba's loop vectoriser does not keep a 2-D block of accumulators
 in registers. ``fits`` says which products the tiles take (the others are left to the BLAS);
@@ -34,7 +35,7 @@ from numba import carray, cfunc, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from kernels.jit import kernel
+from kernels.jit import FASTMATH, kernel
 
 _FEATURES = llvm.get_host_cpu_features()
 
@@ -316,7 +317,7 @@ def tiled_matmul_reference(a, b, bias=None, relu=False):
 # One compiled copy, called through its address: ``kernels.blas`` gives the kernels that multiply this
 # entry point as an external function, so the tiles are compiled once rather than inlined into each.
 # ---------------------------------------------------------------------------------------------
-_TILES_SIG = types.void(types.int64, types.int64, types.int64, types.voidptr, types.int64, types.voidptr,
+TILES_SIGNATURE = types.void(types.int64, types.int64, types.int64, types.voidptr, types.int64, types.voidptr,
                         types.int64, types.voidptr, types.int64, types.voidptr, types.int64, types.int64)
 
 
@@ -332,4 +333,4 @@ def _tiles_entry(M, N, K, A, lda, B, ldb, C, ldc, bias, has_bias, relu):
 
 def tiles_address():
     """The address of the compiled C entry point (compiled, or loaded from the cache, on first use)."""
-    return cfunc(_TILES_SIG, cache=True, fastmath=True)(_tiles_entry).address
+    return cfunc(TILES_SIGNATURE, cache=True, fastmath=set(FASTMATH))(_tiles_entry).address

@@ -230,7 +230,7 @@ def align_pose(model, x, keep=False):
     A = model.config.align_input_size
     small = ops.resize_area(x, A, A)                                         # (N, 3, A, A)
     # (a FramingNet's parameters are its own writable copies; a loaded FaceModel's are read-only)
-    params = model.kernel_params() if isinstance(model, FaceModel) else model.params
+    params = model._kernel_params() if isinstance(model, FaceModel) else model.params
     return forward_layers(model.config.alignment, small, params, keep)
 
 
@@ -334,7 +334,7 @@ class FaceModel:
         self.tiles = True
         self.frozen = ()                    # name prefixes of parameters that get no gradient (e.g. "align.")
         self._plan = None
-        self._kernel_params = None          # (params' entries, their kernel views): see kernel_params
+        self._kernel_views = None           # (params' entries, their kernel views): see _kernel_params
 
     # ---------------------------------------------------------- properties
     @property
@@ -346,30 +346,40 @@ class FaceModel:
     def dtype(self):
         return self.params["threshold"].dtype
 
-    def kernel_params(self):
+    def _kernel_params(self):
         """``params`` as the per-op path hands them to the kernels: each read-only array as a view of its
         memory that Numba types as writable (``npface.plan.kernel_view``), so that the kernels are not
-        compiled again for read-only arrays. Made again only when an entry of ``params`` is replaced."""
+        compiled again for read-only arrays. Made again only when an entry of ``params`` is replaced.
+        Never write through these views: the memory is meant to be immutable, and the plan relies on it."""
         entries = tuple(self.params.items())
-        if self._kernel_params is None or len(entries) != len(self._kernel_params[0]) or any(
-                k != k0 or v is not v0 for (k, v), (k0, v0) in zip(entries, self._kernel_params[0])):
-            self._kernel_params = (entries, {k: kernel_view(v) for k, v in entries})
-        return self._kernel_params[1]
+        if self._kernel_views is None or len(entries) != len(self._kernel_views[0]) or any(
+                k != k0 or v is not v0 for (k, v), (k0, v0) in zip(entries, self._kernel_views[0])):
+            self._kernel_views = (entries, {k: kernel_view(v) for k, v in entries})
+        return self._kernel_views[1]
 
     def copy(self):
-        """A copy of the model with writable copies of every parameter (e.g. to fine-tune a loaded model)."""
-        return FaceModel(self.config, params={k: np.array(v) for k, v in self.params.items()},
-                         provenance=self.provenance)
+        """A copy of the model with writable copies of every parameter (e.g. to fine-tune a loaded model);
+        it keeps ``tiles``."""
+        model = FaceModel(self.config, params={k: np.array(v) for k, v in self.params.items()},
+                          provenance=self.provenance)
+        model.tiles = self.tiles
+        return model
 
     def astype(self, dtype):
-        """A copy of the model with every parameter in ``dtype`` (float64 for gradient checks)."""
-        return FaceModel(self.config, params={k: v.astype(dtype) for k, v in self.params.items()},
-                         provenance=self.provenance)
+        """A copy of the model with every parameter in ``dtype`` (float64 for gradient checks); it keeps
+        ``tiles``."""
+        model = FaceModel(self.config, params={k: v.astype(dtype) for k, v in self.params.items()},
+                          provenance=self.provenance)
+        model.tiles = self.tiles
+        return model
 
     def with_align_rounds(self, rounds):
         """The same parameters (shared, not copied) run with ``rounds`` alignment rounds
-        (``ModelConfig.align_rounds``): another network, e.g. the paper's single round of a 2-round model."""
-        return FaceModel(replace(self.config, align_rounds=rounds), params=self.params, provenance=self.provenance)
+        (``ModelConfig.align_rounds``): another network, e.g. the paper's single round of a 2-round model.
+        It keeps ``tiles``."""
+        model = FaceModel(replace(self.config, align_rounds=rounds), params=self.params, provenance=self.provenance)
+        model.tiles = self.tiles
+        return model
 
     # ---------------------------------------------------------- forward / backward
     def check_images(self, images):
@@ -428,7 +438,7 @@ class FaceModel:
         small = ops.resize_area(x, A, A)                                          # (N, 3, A, A)
         if timings is not None:
             timings["preprocess+resize"] = timings.get("preprocess+resize", 0.0) + clock() - t
-        params = self.kernel_params()
+        params = self._kernel_params()
         pose, align_caches = forward_layers(self.config.alignment, small, params, train, timings)     # (N, 4)
         t = clock()
         theta = pose_to_theta(pose)                                               # (N, 2, 3)
@@ -504,6 +514,7 @@ class FaceModel:
         # broadcast to MPI ranks) leaves it out.
         state = self.__dict__.copy()
         state["_plan"] = None
+        state["_kernel_views"] = None
         return state
 
     # ---------------------------------------------------------- inference

@@ -303,7 +303,8 @@ class Plan:
         self._params_seen = None
         self._lists = None
         self._memory_keys = []
-        self._winograd = {}           # p -> (the weights U was made from (a copy), U): see _winograd_lists
+        self._winograd = {}           # p -> (a copy of the weights U was made from, or the read-only memory's
+        #                               key: read_only_memory, U): see _winograd_lists
         self._taps = {}
         self._workspaces = OrderedDict()
         # The workspaces are shared and the kernels release the GIL: a caller holds this lock from a call
@@ -427,9 +428,9 @@ class Plan:
         ws = self.workspace(len(images), train)
         stages = len(self.stage_names()) if stages is None else stages
         # Winograd's method for the chunked 3x3 stride-1 convolutions: for inference, at every batch size.
-        # Each call first compares the layers' weights with those its transformed weights were made from
-        # (_winograd_lists); at batch 1 that comparison takes back part of what the method saves, and the
-        # method still came out ahead (docs/fast-path.md). Training keeps im2col: the backward is
+        # With writable weights, each call first compares the layers' weights with those its transformed
+        # weights were made from (_winograd_lists); read-only ones (a loaded model's) need no comparison
+        # (docs/fast-path.md). Training keeps im2col: the backward is
         # im2col's either way, and the forward's share of a step was small next to the change its rounding
         # made to a training run (docs/fast-path.md).
         # (a profiling call that stops before the first such layer skips the check, which so counts as that

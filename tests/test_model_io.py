@@ -63,7 +63,7 @@ def test_a_loaded_model_is_read_only_and_its_copies_are_writable(tmp_path):
 
 def test_the_per_op_path_hands_read_only_parameters_to_the_kernels_without_a_second_compile(tmp_path):
     """The kernels get views of a loaded model's read-only parameters that Numba types as writable
-    (``FaceModel.kernel_params``): the per-op path compiles no kernel for read-only arrays."""
+    (``FaceModel._kernel_params``): the per-op path compiles no kernel for read-only arrays."""
     from numba import types
 
     from kernels import conv as kconv
@@ -73,8 +73,8 @@ def test_the_per_op_path_hands_read_only_parameters_to_the_kernels_without_a_sec
     images = np.random.default_rng(0).integers(0, 256, (2, 12, 12, 3), dtype=np.uint8)
     np.testing.assert_array_equal(back.forward(images, per_op=True)[0], model.forward(images, per_op=True)[0])
     assert all(t.mutable for sig in kconv.conv2d_forward.signatures for t in sig if isinstance(t, types.Array))
-    views = back.kernel_params()
-    assert back.kernel_params() is views                        # made once while the entries stay the same
+    views = back._kernel_params()
+    assert back._kernel_params() is views                        # made once while the entries stay the same
     for k, v in views.items():
         assert v.flags.writeable and np.shares_memory(v, back.params[k]) and v.shape == back.params[k].shape
     w = back.params["threshold"]

@@ -8,6 +8,7 @@ from kernels import tile
 from kernels.blas import matmul_bias
 
 PANEL = tile.PANEL
+SENTINEL = np.float32(-12345.5)       # what the array around out holds (finite: a stray store shows either way)
 
 
 def padded(rng, rows, cols, pad_rows, pad_cols):
@@ -18,23 +19,27 @@ def padded(rng, rows, cols, pad_rows, pad_cols):
     return view, big
 
 
-@given(st.integers(1, 13), st.integers(0, 40), st.integers(1, 2 * PANEL + 5), st.integers(0, 3), st.integers(0, 9),
-       st.booleans(), st.booleans(), st.integers(0, 2 ** 16))
+@given(st.integers(1, 13), st.one_of(st.integers(0, 40), st.integers(tile.KC - 3, 2 * tile.KC + 5)),
+       st.integers(1, 2 * PANEL + 5), st.integers(0, 3), st.integers(0, 9), st.booleans(), st.booleans(),
+       st.integers(0, 2 ** 16))
 def test_the_tiles_equal_the_float64_product_and_touch_nothing_else(M, K, N, pad_rows, pad_cols, has_bias, relu, seed):
-    """Every edge: rows not a multiple of 4, columns not a multiple of the panel or of a vector, K = 0,
-    operands and output that are views into bigger arrays (the NaN around them must stay NaN)."""
+    """Every edge: rows not a multiple of 4, columns not a multiple of the panel or of a vector, K = 0, K
+    over one or two blocks of KC (sums added into out), operands and output that are views into bigger
+    arrays (the NaN around a and b would spread into out if read; the sentinel around out must stay)."""
     rng = np.random.default_rng(seed)
     a, _ = padded(rng, M, K, pad_rows, pad_cols)
     b, _ = padded(rng, K, N, pad_rows, pad_cols)
     out, out_big = padded(rng, M, N, pad_rows, pad_cols)
-    out_big[...] = np.nan
+    out_big[...] = SENTINEL
     bias = rng.standard_normal(M).astype(np.float32)
     a0, b0, bias0 = a.copy(), b.copy(), bias.copy()
     lda, ldb, ldo = (x.strides[0] // 4 for x in (a, b, out))
     tile.tiled_matmul(a, lda, b, ldb, out, ldo, bias if has_bias else bias[:0], has_bias, relu)
     want = tile.tiled_matmul_reference(a, b, bias if has_bias else None, relu)
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5 * (1 + np.sqrt(K)))
-    assert np.isnan(out_big).sum() == out_big.size - out.size              # nothing written outside out
+    outside = np.ones(out_big.shape, bool)
+    outside[pad_rows:pad_rows + M, :N] = False
+    assert (out_big[outside] == SENTINEL).all()                             # nothing written outside out
     np.testing.assert_array_equal(a, a0)
     np.testing.assert_array_equal(b, b0)
     np.testing.assert_array_equal(bias, bias0)
@@ -102,11 +107,14 @@ def test_inference_runs_the_tiles_and_training_and_its_own_inference_calls_do_no
     want, _ = model.astype(np.float64).forward(images, per_op=True)
     with limit(1):
         tiled = model.embed(images)
+        trained_tiles_on = model.forward(images, train=True)[0]
         model.tiles = False
         blas = model.embed(images)
         direct = model.plan.forward(images, tiled=False)[0].copy()
         trained, _ = model.forward(images, train=True)
     np.testing.assert_array_equal(blas, direct)
+    np.testing.assert_array_equal(trained_tiles_on, trained)               # training never takes the tiles
+    assert model.copy().tiles is False and model.astype(np.float64).tiles is False
     for got in (tiled, blas, trained):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     if tile.AVAILABLE:
@@ -114,3 +122,29 @@ def test_inference_runs_the_tiles_and_training_and_its_own_inference_calls_do_no
     from tests.test_training import tiny
     cfg = tiny()
     assert training._initial_model(cfg, training.SyntheticSource(cfg)).tiles is False
+
+
+def test_the_distillation_teachers_keep_the_blas(monkeypatch, tmp_path):
+    """npface.train's teachers embed with tiles off, as the trainer's own model does."""
+    from npface import distill
+    from npface.model import TABLE2, FaceModel
+    FaceModel(TABLE2, seed=0).save(tmp_path / "teacher.npz")
+    seen = []
+
+    def recording(model, images, flip, threads):
+        seen.append(model.tiles)
+        return np.ones((len(images), model.config.signature_dim), np.float32)
+    monkeypatch.setattr(distill, "embed_faces", recording)
+    distill.teacher_embeddings([str(tmp_path / "teacher.npz")], np.zeros((2, 112, 112, 3), np.uint8), log=lambda m: None)
+    assert seen == [False]
+
+
+def test_a_strided_bias_goes_the_blas_way_and_is_read_right():
+    """The tiles read bias as contiguous; a strided one (a view) is left to add_bias."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((8, 300)).astype(np.float32)
+    b = rng.standard_normal((300, 32)).astype(np.float32)
+    bias = rng.standard_normal(16).astype(np.float32)[::2]               # (8,), every other element
+    out = np.empty((8, 32), np.float32)
+    matmul_bias(a, b, bias, False, True, out)
+    np.testing.assert_allclose(out, tile.tiled_matmul_reference(a, b, bias), rtol=1e-5, atol=1e-4)
