@@ -64,7 +64,6 @@ import npface
 from npface.flops import layer_rows
 from npface.model import TABLE2, FaceModel, reference_forward
 from npface.onnx_export import INPUT, THETA
-from npface.plan import read_only_memory
 from npface.threads import limit, max_threads
 
 TARGET = 0.75   # batch-1 forward through the compiled plan at >= 75% of the 1-thread GEMM peak
@@ -234,8 +233,7 @@ def main(argv=None):
         winograd_batch1 = bool(model.plan.tables.winograd_layers)
         # the shipped model is loaded read-only (npface.model.load), so no call compares the Winograd layers'
         # weights with the copy their transform was made from (Plan._winograd_lists); recorded either way
-        weights_compared = any(read_only_memory(model.params[model.plan.tables.param_order[p] + ".weight"]) is None
-                               for p, _ in model.plan.tables.winograd_layers)
+        weights_compared = model.plan.compares_winograd_weights
         # the plan's own call with Winograd's method beside the same call with im2col for those two layers,
         # alternating (Plan.forward's winograd flag): what the method saves at batch 1
         np.testing.assert_allclose(model.plan.forward(one)[0], model.plan.forward(one, winograd=False)[0],

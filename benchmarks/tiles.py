@@ -23,9 +23,9 @@ import time
 import numpy as np
 
 from benchmarks.common import gemm_call, interleaved_medians, machine_line, write_json
-from benchmarks.layout import convolutions
 from kernels import tile
 from kernels.blas import add_bias, matmul
+from npface.architecture import Conv, alignment_shapes, signature_shapes
 from npface.threads import limit
 
 
@@ -68,10 +68,8 @@ def main(argv=None):
     gemm, gemm_flops = gemm_call()
     rows = []
     with limit(1):
-        specs = []
-        for name, (C, H, W), F, K, stride, pad in convolutions():
-            Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
-            specs.append((name, F, C * K * K, Ho * Wo))
+        specs = [(s.layer.name, s.output[0], s.input[0] * s.layer.kernel ** 2, s.output[1] * s.output[2])
+                 for s in alignment_shapes() + signature_shapes() if isinstance(s.layer, Conv)]
         cases = [(spec, product_case(*spec[1:], rng)) for spec in specs]
         print(f"Both ways match the float64 product on all {len(cases)} products. Starting benchmarks.\n")
         print(f"{'layer':<13} {'F x R x P':>16} {'fits':>5} {'tiles ms':>9} {'BLAS ms':>9} {'tiles / BLAS':>13}"

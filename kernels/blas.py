@@ -210,14 +210,15 @@ def matmul_bias(a, b, bias, relu, tiled, out):
     ``matmul`` (the BLAS), then ``add_bias``. The compiled plan asks for the tiles in inference only:
     training keeps the BLAS, whose rounding the README's default training run was measured with.
     """
-    ta, lda = _operand(a)
-    tb, ldb = _operand(b)
-    tc, ldc = _operand(out)
     F, R = a.shape
     P = out.shape[1]
-    if (tiled and a.itemsize == 4 and ta == NO_TRANS and tb == NO_TRANS and tc == NO_TRANS and tiles_fit(P, R)
-            and bias.shape[0] == F and bias.strides[0] == bias.itemsize):     # the tiles read bias as contiguous
-        _tiles(F, P, R, a.ctypes, lda, b.ctypes, ldb, out.ctypes, ldc, bias.ctypes, 1, 1 if relu else 0)
-    else:
-        matmul(a, b, out)
-        add_bias(out, bias, relu)
+    if tiled and a.itemsize == 4 and tiles_fit(P, R):
+        ta, lda = _operand(a)
+        tb, ldb = _operand(b)
+        tc, ldc = _operand(out)
+        if (ta == NO_TRANS and tb == NO_TRANS and tc == NO_TRANS
+                and bias.shape[0] == F and bias.strides[0] == bias.itemsize):    # the tiles read bias as contiguous
+            _tiles(F, P, R, a.ctypes, lda, b.ctypes, ldb, out.ctypes, ldc, bias.ctypes, 1, 1 if relu else 0)
+            return
+    matmul(a, b, out)
+    add_bias(out, bias, relu)

@@ -360,24 +360,22 @@ class FaceModel:
     def copy(self):
         """A copy of the model with writable copies of every parameter (e.g. to fine-tune a loaded model);
         it keeps ``tiles``."""
-        model = FaceModel(self.config, params={k: np.array(v) for k, v in self.params.items()},
-                          provenance=self.provenance)
-        model.tiles = self.tiles
-        return model
+        return self._derived(self.config, {k: np.array(v) for k, v in self.params.items()})
 
     def astype(self, dtype):
         """A copy of the model with every parameter in ``dtype`` (float64 for gradient checks); it keeps
         ``tiles``."""
-        model = FaceModel(self.config, params={k: v.astype(dtype) for k, v in self.params.items()},
-                          provenance=self.provenance)
-        model.tiles = self.tiles
-        return model
+        return self._derived(self.config, {k: v.astype(dtype) for k, v in self.params.items()})
 
     def with_align_rounds(self, rounds):
         """The same parameters (shared, not copied) run with ``rounds`` alignment rounds
         (``ModelConfig.align_rounds``): another network, e.g. the paper's single round of a 2-round model.
         It keeps ``tiles``."""
-        model = FaceModel(replace(self.config, align_rounds=rounds), params=self.params, provenance=self.provenance)
+        return self._derived(replace(self.config, align_rounds=rounds), self.params)
+
+    def _derived(self, config, params):
+        """A model of ``config`` with ``params``, this one's provenance and its ``tiles``."""
+        model = FaceModel(config, params=params, provenance=self.provenance)
         model.tiles = self.tiles
         return model
 
@@ -641,7 +639,6 @@ def read_only(a):
     finds it)."""
     a = np.asarray(a)
     return np.frombuffer(a.tobytes(order="C"), dtype=a.dtype).reshape(a.shape)      # 0-d stays 0-d
-
 
 
 def read_npface_file(path, what):

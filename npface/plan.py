@@ -375,6 +375,13 @@ class Plan:
         return tuple(lists)
 
     @property
+    def compares_winograd_weights(self):
+        """Whether an inference call compares a Winograd layer's weights with those its transform was made
+        from: some such layer's weights are writable (``_winograd_lists``). As of the weights last seen."""
+        self._weight_lists()
+        return any(self._memory_keys[p] is None for p, _ in self.tables.winograd_layers)
+
+    @property
     def winograd_nbytes(self):
         """Bytes held for the Winograd layers beside the workspaces: each one's transformed weights and, for
         writable weights, the copy of the weights they were made from."""

@@ -191,6 +191,7 @@ def test_read_only_weights_are_transformed_once_and_never_compared(monkeypatch):
         for _ in range(3):
             got = model.forward(images)[0].copy()
         assert compared == [] and model.plan.winograd_nbytes == 16 * 128 * 128 * 8 * 2   # U alone, no copies
+        assert not model.plan.compares_winograd_weights and writable.plan.compares_winograd_weights
         np.testing.assert_allclose(got, writable.forward(images, per_op=True)[0], rtol=1e-9, atol=1e-12)
         changed = writable.params["nin5.conv.weight"] * 1.5
         model.params["nin5.conv.weight"] = read_only(changed)
