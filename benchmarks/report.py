@@ -1421,17 +1421,18 @@ def _layout_rows(layout) -> list:
 
 
 def _tiles_rows(tiles) -> list:
-    """The Benchmarks row comparing kernels.tile with the BLAS on the products the plan gives it (tiles.json)."""
+    """The Benchmarks row comparing the convolutions the plan's inference runs on kernels.tile with im2col and
+    the BLAS (tiles.json)."""
     if not tiles:
         return []
-    taken = [r for r in tiles["products"] if r["fits"]]
+    taken = [r for r in tiles["layers"] if r["way"] in ("planes", "im2col")]
     if not taken:
         return []
     blas, tiled = sum(r["blas_ms"] for r in taken), sum(r["tiles_ms"] for r in taken)
     names = ", ".join(f"`{r['layer']}`" for r in taken)
-    return [f"| the products inference gives to `kernels.tile` ({names}), batch 1, 1 thread, operands in the "
-            f"cache, + bias and ReLU: the BLAS → the tiles (`benchmarks.tiles`, same run) | {blas:.3f} → "
-            f"{tiled:.3f} ms ({tiled / blas:.2f}×) | | `tiles.json` ({tiles.get('date', 'undated')}) |"]
+    return [f"| the convolutions inference runs on `kernels.tile` ({names}), one sample, 1 thread, operands in "
+            f"the cache, + bias and ReLU: im2col + the BLAS → the tiles (`benchmarks.tiles`, same run) | "
+            f"{blas:.3f} → {tiled:.3f} ms ({tiled / blas:.2f}×) | | `tiles.json` ({tiles.get('date', 'undated')}) |"]
 
 
 def _weight_check_clause(inf) -> str:

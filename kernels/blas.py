@@ -45,7 +45,6 @@ from numba.extending import overload
 
 from kernels.jit import kernel
 from kernels.tile import TILES_SIGNATURE, tiles_address
-from kernels.tile import fits as tiles_fit
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112       # CBLAS's enum values (cblas.h)
 
@@ -61,7 +60,7 @@ _SGEMM_SIG, _DGEMM_SIG = _gemm_signature(types.float32), _gemm_signature(types.f
 _sgemm = types.ExternalFunction("npface_sgemm", _SGEMM_SIG)
 _dgemm = types.ExternalFunction("npface_dgemm", _DGEMM_SIG)
 # kernels.tile's product, compiled once and called through its address like the BLAS (not inlined into
-# every kernel that multiplies): (M, N, K, a, lda, b, ldb, out, ldo, bias, has_bias, relu)
+# every kernel that multiplies): (M, N, K, a, lda, b, len(b), rows_b, out, ldo, bias, has_bias, relu)
 _tiles = types.ExternalFunction("npface_tiles", TILES_SIGNATURE)
 
 
@@ -202,23 +201,28 @@ def add_bias(out, b, relu):
 
 
 @kernel
-def matmul_bias(a, b, bias, relu, tiled, out):
-    """out (F, P) = a (F, R) @ b (R, P) + bias (F,) broadcast along P, then ReLU if relu: a layer's forward.
-
-    With ``tiled``, a float32 product of row-major operands that suits them (``kernels.tile.fits``) runs
-    on the tiles of ``kernels.tile``, which add the bias and clip in their one store; any other goes to
-    ``matmul`` (the BLAS), then ``add_bias``. The compiled plan asks for the tiles in inference only:
-    training keeps the BLAS, whose rounding the README's default training run was measured with.
-    """
-    F, R = a.shape
-    P = out.shape[1]
-    if tiled and a.itemsize == 4 and tiles_fit(P, R):
-        ta, lda = _operand(a)
-        tb, ldb = _operand(b)
-        tc, ldc = _operand(out)
-        if (ta == NO_TRANS and tb == NO_TRANS and tc == NO_TRANS
-                and bias.shape[0] == F and bias.strides[0] == bias.itemsize):    # the tiles read bias as contiguous
-            _tiles(F, P, R, a.ctypes, lda, b.ctypes, ldb, out.ctypes, ldc, bias.ctypes, 1, 1 if relu else 0)
-            return
+def matmul_bias(a, b, bias, relu, out):
+    """out (F, P) = a (F, R) @ b (R, P) + bias (F,) broadcast along P, then ReLU if relu: a layer's forward
+    by the BLAS (``matmul``), then ``add_bias``."""
     matmul(a, b, out)
     add_bias(out, bias, relu)
+
+
+@kernel
+def tiles_bias(a, b, rows_b, bias, relu, out):
+    """out (F, N) = a (F, R) @ B + bias (F,) broadcast along N, then ReLU if relu, on ``kernels.tile``'s
+    tiles, where B (R, N) has rows B[k, n] = b[rows_b[k] + n] (b flat, rows_b (R,) int64; every
+    rows_b[k] + N <= b's length, the caller's to ensure). Returns False, having done nothing, unless
+    the operands are float32 and lie as the tiles read them: a and out with adjacent columns, bias
+    contiguous of length F (the caller then multiplies another way)."""
+    F, R = a.shape
+    N = out.shape[1]
+    ta, lda = _operand(a)
+    tc, ldc = _operand(out)
+    if not (a.itemsize == 4 and ta == NO_TRANS and tc == NO_TRANS and bias.shape[0] == F
+            and bias.strides[0] == bias.itemsize and b.strides[0] == b.itemsize and rows_b.shape[0] == R
+            and rows_b.strides[0] == 8):
+        return False
+    _tiles(F, N, R, a.ctypes, lda, b.ctypes, b.shape[0], rows_b.ctypes, out.ctypes, ldc, bias.ctypes, 1,
+           1 if relu else 0)
+    return True

@@ -34,6 +34,22 @@ i's columns in block i, so that each layer makes one product per chunk:
 The 1x1 convolution of a network-in-network block (K = 1, stride 1, no pad)
 needs no ``im2col`` at all: ``x_n`` viewed as (C, H*W) already is ``cols``.
 
+Inference on the tiles (``conv2d_forward_tiled``; the compiled plan's inference calls, one sample at a
+time). ``kernels.tile`` reads the product's right operand by rows from a flat array, B[k, n] =
+b[rows[k] + n], so the im2col matrix need not be built: split the padded input into its stride^2
+polyphase planes (as ``_im2col_phases`` does), phase (a, b)[r, c] = xpad[r*stride + a, c*stride + b],
+each Hh x Wh. Tap (p, q) of output (i, j) is then phase (p % stride, q % stride)[i + p // stride,
+j + q // stride], so for a fixed (c, p, q) the outputs (i, j), counted i*Wh + j over a "wide" grid of
+Ho rows of Wh columns, are consecutive elements of one plane from the tap's start::
+
+    rows[(c*K + p)*K + q] = (c*stride^2 + (p % stride)*stride + q % stride)*Hh*Wh + (p // stride)*Wh + q // stride
+    wide (F, Ho*Wh) = w2 @ B,  out_n[f, i*Wo + j] = wide[f, i*Wh + j] for j < Wo
+
+The wide grid's Wh - Wo extra columns of each row are computed and dropped (they read the next row's
+start, or the (K-1)//stride zeros kept after the planes). Where those columns cost too many vectors
+(``kernels.tile.direct_fits``: conv6, 4 x 5 for 4 x 4), the tiles take the im2col matrix instead,
+rows[k] = k * Ho*Wo, or (``kernels.tile.fits``) leave the layer to im2col and the BLAS.
+
 Parallelism: samples are dealt to G groups (the caller passes G, normally
 min(N, threads)), group g taking samples g, g+G, g+2G, ...; a ``prange`` over groups writes disjoint samples of
 ``out`` and ``dx`` and a private weight-gradient partial, and the partials are
@@ -43,8 +59,9 @@ BLAS must run single-threaded inside these loops (``npface.threads``).
 import numpy as np
 from numba import prange
 
-from kernels.blas import matmul, matmul_bias
+from kernels.blas import matmul, matmul_bias, tiles_bias
 from kernels.jit import kernel, parallel_kernel
+from kernels.tile import direct_fits, fits, matrix_rows
 
 
 # --------------------------------------------------------------------------
@@ -236,15 +253,77 @@ def _sum_groups(parts, total):
 # --------------------------------------------------------------------------
 
 @kernel
-def conv2d_forward_sample(x_n, w2, b, K, stride, pad, relu, tiled, cols, scratch, out_n):
-    """One sample: out_n (F, Ho*Wo) = w2 (F, C*K*K) @ im2col(x_n (C, H, W)) + b, then ReLU if relu
-    (the product on ``kernels.tile``'s tiles where they suit it if tiled: ``kernels.blas.matmul_bias``).
+def conv2d_forward_sample(x_n, w2, b, K, stride, pad, relu, cols, scratch, out_n):
+    """One sample: out_n (F, Ho*Wo) = w2 (F, C*K*K) @ im2col(x_n (C, H, W)) + b, then ReLU if relu.
 
     ``cols`` (C*K*K, Ho*Wo) and ``scratch`` (``im2col``'s) are caller-owned scratch (the whole-network
     plans hand in workspace, the batch kernel below its own).
     """
     im2col(x_n, K, stride, pad, cols, 0, scratch)
-    matmul_bias(w2, cols, b, relu, tiled, out_n)
+    matmul_bias(w2, cols, b, relu, out_n)
+
+
+@kernel
+def tiled_work_size(C, H, W, F, K, stride, pad):
+    """Floats of ``work`` that ``conv2d_forward_tiled`` needs: the larger of its two ways' (the planes,
+    the (K-1)//stride zeros after them, the row offsets as int64 and the wide output; or the im2col
+    matrix, im2col's scratch and the row offsets)."""
+    s = stride
+    Ho, Wo = (H + 2 * pad - K) // s + 1, (W + 2 * pad - K) // s + 1
+    Hh, Wh = (H + 2 * pad + s - 1) // s, (W + 2 * pad + s - 1) // s
+    CKK = C * K * K
+    direct = C * s * s * Hh * Wh + (K - 1) // s + 2 * CKK + F * Ho * Wh
+    compact = CKK * Ho * Wo + im2col_scratch_size(H, W, K, s, pad) + 2 * CKK
+    return max(direct, compact)
+
+
+@kernel
+def conv2d_forward_tiled(x_n, w2, b, K, stride, pad, relu, work, out_n):
+    """``conv2d_forward_sample`` on ``kernels.tile``'s tiles where they suit the layer (float32 only), from
+    the input's polyphase planes (the module's docstring) or, for the narrowest outputs, from im2col's
+    matrix. Returns False, having written nothing to out_n, where neither suits it (the caller then runs
+    ``conv2d_forward_sample``). ``work``: flat float32 scratch of at least ``tiled_work_size`` elements.
+    """
+    C, H, W = x_n.shape
+    F, CKK = w2.shape
+    s = stride
+    Ho, Wo = (H + 2 * pad - K) // s + 1, (W + 2 * pad - K) // s + 1
+    Hh, Wh = (H + 2 * pad + s - 1) // s, (W + 2 * pad + s - 1) // s
+    if x_n.itemsize != 4:
+        return False
+    if direct_fits(Ho, Wo, Wh):
+        plane, reach = Hh * Wh, (K - 1) // s
+        n_planes = C * s * s * plane
+        planes = work[:n_planes + reach]
+        planes[:] = 0.0                                      # the borders, and the zeros after the last plane
+        for c in range(C):
+            _fill_phases(x_n[c], s, pad, planes[c * s * s * plane:(c + 1) * s * s * plane], Hh, Wh)
+        rows = work[n_planes + reach:n_planes + reach + 2 * CKK].view(np.int64)
+        for c in range(C):
+            for p in range(K):
+                for q in range(K):
+                    rows[(c * K + p) * K + q] = ((c * s + p % s) * s + q % s) * plane + (p // s) * Wh + q // s
+        N = Ho * Wh
+        start = n_planes + reach + 2 * CKK
+        wide = work[start:start + F * N].reshape((F, N))
+        if not tiles_bias(w2, planes, rows, b, relu, wide):
+            return False
+        for f in range(F):
+            for i in range(Ho):
+                src = wide[f, i * Wh:i * Wh + Wo]
+                dst = out_n[f, i * Wo:(i + 1) * Wo]
+                for j in range(Wo):
+                    dst[j] = src[j]
+        return True
+    P = Ho * Wo
+    if not fits(P, CKK):
+        return False
+    n_scratch = im2col_scratch_size(H, W, K, s, pad)
+    cols = work[:CKK * P]
+    im2col(x_n, K, s, pad, cols.reshape((CKK, P)), 0, work[CKK * P:CKK * P + n_scratch])
+    rows = work[CKK * P + n_scratch:CKK * P + n_scratch + 2 * CKK].view(np.int64)
+    matrix_rows(CKK, P, rows)
+    return tiles_bias(w2, cols, rows, b, relu, out_n)
 
 
 @kernel
@@ -272,22 +351,27 @@ def conv2d_forward_chunk(rows, first, step, nb, x_off, C, H, W, w2, b, K, stride
 
     rows (slots, L): one flat row per sample slot; the chunk's samples are the rows first, first + step, ...
     Each holds its input x (C, H, W) at x_off and receives its output (F, Ho*Wo) at out_off (+ b, then
-    ReLU if relu; tiled as in ``conv2d_forward_sample``). cols, prod: flat scratch of at least
-    C*K*K * nb*Ho*Wo + im2col_scratch_size(...) (the columns, then ``im2col``'s own scratch) and F * nb*Ho*Wo.
+    ReLU if relu). cols, prod: flat scratch of at least C*K*K * nb*Ho*Wo + im2col_scratch_size(...) (the
+    columns, then ``im2col``'s own scratch) and F * nb*Ho*Wo. With ``tiled``, a chunk of one sample runs on
+    the tiles where they suit the layer (``conv2d_forward_tiled``; cols then at least ``tiled_work_size``).
     """
     F, CKK = w2.shape
     Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
     P = Ho * Wo
+    if tiled and nb == 1 and conv2d_forward_tiled(rows[first, x_off:x_off + C * H * W].reshape((C, H, W)), w2, b, K,
+                                                  stride, pad, relu, cols,
+                                                  rows[first, out_off:out_off + F * P].reshape((F, P))):
+        return
     c = cols[:CKK * nb * P].reshape((CKK, nb * P))               # [im2col(x_0) | im2col(x_1) | ...]
     scratch = cols[CKK * nb * P:]
     for i in range(nb):
         n = first + i * step
         im2col(rows[n, x_off:x_off + C * H * W].reshape((C, H, W)), K, stride, pad, c, i * P, scratch)
     if nb == 1:                                                  # one sample: its product is its output
-        matmul_bias(w2, c, b, relu, tiled, rows[first, out_off:out_off + F * P].reshape((F, P)))
+        matmul_bias(w2, c, b, relu, rows[first, out_off:out_off + F * P].reshape((F, P)))
         return
     pr = prod[:F * nb * P].reshape((F, nb * P))
-    matmul_bias(w2, c, b, relu, tiled, pr)
+    matmul_bias(w2, c, b, relu, pr)
     for i in range(nb):
         n = first + i * step
         out_n = rows[n, out_off:out_off + F * P].reshape((F, P))
@@ -339,7 +423,7 @@ def conv2d_forward(x, w2, b, K, stride, pad, G, relu, out):
         cols = np.empty((CKK, P), x.dtype)                       # (C*K*K, Ho*Wo)
         scratch = np.empty(im2col_scratch_size(x.shape[2], x.shape[3], K, stride, pad), x.dtype)
         for n in range(g, N, G):
-            conv2d_forward_sample(x[n], w2, b, K, stride, pad, relu, False, cols, scratch, out[n].reshape(F, P))
+            conv2d_forward_sample(x[n], w2, b, K, stride, pad, relu, cols, scratch, out[n].reshape(F, P))
 
 
 @parallel_kernel
@@ -372,10 +456,9 @@ def conv2d_backward(dout, x, w2, K, stride, pad, G, dx, dw2, db):
 # --------------------------------------------------------------------------
 
 @kernel
-def conv1x1_forward_sample(x_n, w2, b, relu, tiled, out_n):
-    """One sample: out_n (F, H*W) = w2 (F, C) @ x_n (C, H*W) + b, then ReLU if relu (tiled as in
-    ``conv2d_forward_sample``)."""
-    matmul_bias(w2, x_n, b, relu, tiled, out_n)
+def conv1x1_forward_sample(x_n, w2, b, relu, out_n):
+    """One sample: out_n (F, H*W) = w2 (F, C) @ x_n (C, H*W) + b, then ReLU if relu."""
+    matmul_bias(w2, x_n, b, relu, out_n)
 
 
 @kernel
@@ -395,7 +478,7 @@ def conv1x1_forward(x, w2, b, G, relu, out):
     P = x.shape[2] * x.shape[3]
     for g in prange(G):
         for n in range(g, N, G):
-            conv1x1_forward_sample(x[n].reshape(C, P), w2, b, relu, False, out[n].reshape(F, P))
+            conv1x1_forward_sample(x[n].reshape(C, P), w2, b, relu, out[n].reshape(F, P))
 
 
 @parallel_kernel

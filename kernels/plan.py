@@ -53,7 +53,8 @@ A Linear's input is C = D features, H = W = 1; its output F.
 
 from kernels.activation import relu_backward_serial
 from kernels.conv import (conv1x1_backward_sample, conv1x1_forward_sample, conv2d_backward_chunk,
-                          conv2d_backward_sample, conv2d_forward_chunk, conv2d_forward_sample)
+                          conv2d_backward_sample, conv2d_forward_chunk, conv2d_forward_sample,
+                          conv2d_forward_tiled)
 from kernels.jit import kernel
 from kernels.linear import linear_backward, linear_forward
 from kernels.pool import maxpool2d_backward_sample, maxpool2d_forward_sample
@@ -86,17 +87,20 @@ L_S, L_A, L_SMALL, L_POSE, L_ALIGNED, L_FEATURES, L_D, L_SPLIT, L_B, L_CHUNK_BAS
 @kernel
 def layer_forward(row, weights, biases, act, am, cols, tiled):
     """Run the layer of table row ``row`` on one sample's activation row ``act`` (and argmax row ``am``);
-    its product on ``kernels.tile``'s tiles where they suit it if tiled (inference: ``group_forward``)."""
+    a convolution on ``kernels.tile``'s tiles where they suit it if tiled (inference: ``group_forward``;
+    ``conv2d_forward_tiled``, its scratch ``cols``, which the plan sizes for it)."""
     kind, C, H, W, F, Ho, Wo = row[KIND], row[C_], row[H_], row[W_], row[F_], row[HO], row[WO]
     K, stride, pad, relu, p = row[K_], row[STRIDE], row[PAD], row[RELU] != 0, row[P_]
     x = act[row[IN]:row[IN] + C * H * W]
     out = act[row[OUT]:row[OUT] + F * Ho * Wo]
     if kind == CONV:
         CKK, P = C * K * K, Ho * Wo
-        conv2d_forward_sample(x.reshape((C, H, W)), weights[p], biases[p], K, stride, pad, relu, tiled,
-                              cols[:CKK * P].reshape((CKK, P)), cols[CKK * P:], out.reshape((F, P)))
+        if not (tiled and conv2d_forward_tiled(x.reshape((C, H, W)), weights[p], biases[p], K, stride, pad, relu,
+                                               cols, out.reshape((F, P)))):
+            conv2d_forward_sample(x.reshape((C, H, W)), weights[p], biases[p], K, stride, pad, relu,
+                                  cols[:CKK * P].reshape((CKK, P)), cols[CKK * P:], out.reshape((F, P)))
     elif kind == CONV1X1:
-        conv1x1_forward_sample(x.reshape((C, H * W)), weights[p], biases[p], relu, tiled, out.reshape((F, Ho * Wo)))
+        conv1x1_forward_sample(x.reshape((C, H * W)), weights[p], biases[p], relu, out.reshape((F, Ho * Wo)))
     elif kind == POOL:
         maxpool2d_forward_sample(x.reshape((C, H, W)), K, stride, out.reshape((F, Ho, Wo)),
                                  am[row[AUX]:row[AUX] + F * Ho * Wo].reshape((F, Ho, Wo)))
@@ -321,7 +325,7 @@ def group_forward(g, images, scale, layout, align_prog, sig_prog, chunk_prog, we
     ``WINOGRAD`` rows (as ``chunk_forward``). cols, prod, rows: one per group.
     ``stages`` as in ``sample_forward``, the chunked layers counted after the signature net's early
     layers (the tail's layers come after them: ``tail_forward``).
-    ``tiled``: run the products that suit them on ``kernels.tile``'s tiles (inference only: training keeps
+    ``tiled``: run the convolutions that suit them on ``kernels.tile``'s tiles (inference only: training keeps
     the BLAS, whose rounding the README's default training run was measured with).
     """
     N = images.shape[0]

@@ -329,7 +329,7 @@ class FaceModel:
         self.params = params if params is not None else init_parameters(config, seed, threshold)
         self.provenance = dict(provenance or {})
         self.threads = 1                    # inference threads: one, like the paper's single ARM core
-        # inference's products on kernels.tile's tiles where they suit them (False: the BLAS throughout,
+        # inference's convolutions on kernels.tile's tiles where they suit them (False: the BLAS throughout,
         # as npface.train's own inference calls keep it, so that its runs stay bit for bit what they were)
         self.tiles = True
         self.frozen = ()                    # name prefixes of parameters that get no gradient (e.g. "align.")

@@ -39,7 +39,7 @@ import numpy as np
 
 from kernels import plan as kplan
 from kernels import winograd as kwinograd
-from kernels.conv import im2col_scratch_size
+from kernels.conv import im2col_scratch_size, tiled_work_size
 from kernels.resize import area_taps
 from npface.architecture import Conv, Linear, MaxPool, trace
 
@@ -89,7 +89,8 @@ class Tables:
     tail: np.ndarray          # (L_tail, ...) the signature net's affine layers, batched
     act_size: int             # floats in one sample's activation row
     argmax_size: int          # int32s in one sample's argmax row
-    cols_size: int            # the largest im2col matrix of one sample, with im2col's scratch after it
+    cols_size: int            # the largest im2col matrix of one sample, with im2col's scratch after it (or the
+                              # tiles' work, kernels.conv.tiled_work_size, if larger)
     chunk_cols_size: int      # per sample of a chunk: the largest C*K*K * Ho*Wo of a chunked convolution
                               # (or of Winograd's scratch, kernels.winograd.scratch_size, per sample)
     scratch_size: int         # the largest im2col scratch (kernels.conv.im2col_scratch_size) of any layer
@@ -143,7 +144,8 @@ def build_tables(config):
                 row[[kplan.K_, kplan.STRIDE, kplan.PAD, kplan.RELU]] = K, layer.stride, layer.pad, layer.relu
                 row[kplan.P_], row[kplan.GW], row[kplan.GB] = add_params(layer.name, (F, C * K * K), F)
                 scratch = int(im2col_scratch_size(H, W, K, layer.stride, layer.pad))
-                state["cols"] = max(state["cols"], C * K * K * Ho * Wo + scratch)      # the columns, then im2col's
+                state["cols"] = max(state["cols"], C * K * K * Ho * Wo + scratch,      # the columns, then im2col's
+                                    int(tiled_work_size(C, H, W, F, K, layer.stride, layer.pad)))  # or the tiles'
                 state["scratch"] = max(state["scratch"], scratch)
             elif isinstance(layer, MaxPool):
                 row[[kplan.KIND, kplan.K_, kplan.STRIDE]] = kplan.POOL, layer.size, layer.stride
@@ -421,8 +423,8 @@ class Plan:
         ``stages``: run only the first that many of ``stage_names()`` (for profiling; default all).
         ``winograd``: False runs an inference call's 3x3 stride-1 convolutions by im2col, as training does
         (for side-by-side timing and tests; training ignores it).
-        ``tiled``: an inference call runs the products that suit them on ``kernels.tile``'s tiles; False
-        keeps the BLAS for all of them, as training always does.
+        ``tiled``: an inference call runs the convolutions that suit them on ``kernels.tile``'s tiles
+        (``kernels.conv.conv2d_forward_tiled``); False keeps the BLAS for all of them, as training always does.
         """
         dtype = self.model.dtype
         if images.dtype != np.uint8:                     # float pixels: in the model's dtype, as preprocess does
