@@ -60,6 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import gemm_call, gemm_peak, interleaved_medians, machine_line, median_time, write_json
+from benchmarks.tiles import way as tiles_way
 import npface
 from npface.flops import layer_rows
 from npface.model import TABLE2, FaceModel, reference_forward
@@ -73,17 +74,25 @@ EFFECTIVE = " (an effective rate: nin4.conv and nin5.conv ran by Winograd's meth
 
 
 def stage_limits(model):
-    """stage name -> what bounds it: the GEMM shape (M x K x N) of a layer, or the kind of memory pass."""
+    """stage name -> what bounds it at batch 1: how a layer's product runs and its shape (M x K x N:
+    Winograd's method, the tiles from the input's planes or from im2col's matrix, or im2col and the BLAS,
+    as ``benchmarks.tiles`` names them), or the kind of memory pass."""
     from kernels import plan as kplan
     t = model.plan.tables
     limits = {"preprocess+resize": "memory passes over the 112x112x3 image", "warp": "bilinear gather, 4 reads/pixel"}
     layers = model.config.alignment + model.config.signature
     rows = list(t.align) + list(t.sig) + list(t.tail)
+    winograd = {t.param_order[row[kplan.P_]] for row in t.chunk_winograd if row[kplan.KIND] == kplan.WINOGRAD}
     for layer, row in zip(layers, rows):
         C, F, K, P = row[kplan.C_], row[kplan.F_], row[kplan.K_], row[kplan.HO] * row[kplan.WO]
         kind = row[kplan.KIND]
         if kind == kplan.CONV:
-            limits[layer.name] = f"im2col + GEMM {F}x{C * K * K}x{P}"
+            shape = f"{F}x{C * K * K}x{P}"
+            way = "Winograd" if layer.name in winograd else \
+                tiles_way(C, row[kplan.H_], row[kplan.W_], K, row[kplan.STRIDE], row[kplan.PAD]) if model.tiles else "BLAS"
+            limits[layer.name] = {"Winograd": f"Winograd's method (16 GEMMs) for {shape}",
+                                  "planes": f"tiles from the input's planes, {shape}",
+                                  "im2col": f"im2col + tiles {shape}", "BLAS": f"im2col + GEMM {shape}"}[way]
         elif kind == kplan.CONV1X1:
             limits[layer.name] = f"GEMM {F}x{C}x{P}"
         elif kind == kplan.POOL:

@@ -46,3 +46,20 @@ def test_report_row_only_with_the_results_file():
     assert "`conv6`, `nin1.conv`" in row and "nin4" not in row
     assert "0.120 → 0.090 ms (0.75×)" in row and "`tiles.json` (2026-12-05)" in row
     assert report._tiles_rows(dict(layers=layers[1:2])) == []
+
+
+def test_the_stage_table_says_how_each_convolution_runs():
+    """benchmarks.inference's "limited by" column names the way the plan runs each convolution at batch 1."""
+    from benchmarks.inference import stage_limits
+    from npface.model import TABLE2, FaceModel
+    from kernels import tile
+    model = FaceModel(TABLE2, seed=0)
+    limits = stage_limits(model)
+    assert limits["nin4.conv"].startswith("Winograd") and limits["nin5.conv"].startswith("Winograd")
+    if tile.AVAILABLE:
+        assert limits["nin1.conv"] == "tiles from the input's planes, 32x75x3136"
+        assert limits["conv6"] == "im2col + tiles 128x1152x16"
+    model.tiles = False
+    limits = stage_limits(model)
+    assert limits["nin1.conv"] == "im2col + GEMM 32x75x3136" and limits["conv6"] == "im2col + GEMM 128x1152x16"
+    assert limits["nin4.conv"].startswith("Winograd")
