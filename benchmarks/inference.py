@@ -243,8 +243,9 @@ def main(argv=None):
         # the shipped model is loaded read-only (npface.model.load), so no call compares the Winograd layers'
         # weights with the copy their transform was made from (Plan._winograd_lists); recorded either way
         weights_compared = model.plan.compares_winograd_weights
-        # the plan's own call with Winograd's method beside the same call with im2col for those two layers,
-        # alternating (Plan.forward's winograd flag): what the method saves at batch 1
+        # the plan's own call with Winograd's method beside the same call with those two layers run as the other
+        # convolutions are (at batch 1 on the tiles, from their input's planes), alternating (Plan.forward's
+        # winograd flag): what the method saves at batch 1
         np.testing.assert_allclose(model.plan.forward(one)[0], model.plan.forward(one, winograd=False)[0],
                                    rtol=1e-5, atol=1e-5)
         # and a writable copy of the model (npface.model.FaceModel.copy), whose calls compare the Winograd
@@ -252,7 +253,7 @@ def main(argv=None):
         writable = model.copy()
         np.testing.assert_array_equal(writable.plan.forward(one)[0], model.plan.forward(one)[0])
         methods = interleaved_medians({"winograd": lambda: model.plan.forward(one),
-                                       "im2col": lambda: model.plan.forward(one, winograd=False),
+                                       "direct": lambda: model.plan.forward(one, winograd=False),
                                        "writable": lambda: writable.plan.forward(one)},
                                       rounds=calls, warmup=20)
         peak1 = gemm_flops / batch1["peak"] / 1e9
@@ -282,7 +283,7 @@ def main(argv=None):
           f"({total_macs / 1e6:.1f}M multiply-adds -> {gflops:.1f} GFLOP/s = {100 * gflops / peak1:.1f}% of the "
           f"1-thread peak; target >= {100 * TARGET:.0f}%)" + (EFFECTIVE if winograd_batch1 else ""))
     print(f"Batch 1, 1 thread, the plan's call alone: median {1e3 * methods['winograd']:.3f} ms with nin4.conv "
-          f"and nin5.conv by Winograd's method, {1e3 * methods['im2col']:.3f} ms with im2col; a writable copy of "
+          f"and nin5.conv by Winograd's method, {1e3 * methods['direct']:.3f} ms as direct convolutions (on the tiles); a writable copy of "
           f"the model (its calls compare those layers' weights) {1e3 * methods['writable']:.3f} ms (side by side)")
     print(f"Batch 1, 1 thread, per-op path:   median {1e3 * latency_per_op:.3f} ms "
           f"({100 * ratio(latency_per_op, total_macs, peak1):.1f}% of the peak); plan speed-up "
@@ -335,7 +336,7 @@ def main(argv=None):
                                    winograd_batch1=bool(winograd_batch1),
                                    winograd_weights_compared=bool(weights_compared),
                                    batch1_plan_call_ms=1e3 * methods["winograd"],
-                                   batch1_plan_call_im2col_ms=1e3 * methods["im2col"],
+                                   batch1_plan_call_direct_ms=1e3 * methods["direct"],
                                    batch1_plan_call_writable_ms=1e3 * methods["writable"],
                                    onnxruntime=onnx, date=time.strftime("%Y-%m-%d")))
     return 0

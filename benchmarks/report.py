@@ -1447,14 +1447,14 @@ def _weight_check_clause(inf) -> str:
 
 def _winograd_batch1_sentence(inf) -> str:
     """What Winograd's method saves at batch 1: the plan's call timed both ways in the same rounds
-    (inference.json's batch1_plan_call_ms and batch1_plan_call_im2col_ms; older files lack them)."""
-    if "batch1_plan_call_im2col_ms" not in inf:
+    (inference.json's batch1_plan_call_ms and batch1_plan_call_direct_ms; older files lack them)."""
+    if "batch1_plan_call_direct_ms" not in inf:
         return ""
-    a, b = inf["batch1_plan_call_ms"], inf["batch1_plan_call_im2col_ms"]
+    a, b = inf["batch1_plan_call_ms"], inf["batch1_plan_call_direct_ms"]
     check = " (its check of the weights included)" if inf.get("winograd_weights_compared", True) else ""
     text = (f" The plan's batch-1 call alone, timed both ways in alternation: {a:.3f} ms with `nin4.conv` and "
-            f"`nin5.conv` by Winograd's method{check}, {b:.3f} ms with im2col for "
-            f"them ({100 * (1 - a / b):.1f}% less time; [the fast-path page](fast-path.md#winograds-method-in-the-plan)).")
+            f"`nin5.conv` by Winograd's method{check}, {b:.3f} ms with them as direct convolutions "
+            f"(on the tiles, from their input's planes) ({100 * (1 - a / b):.1f}% less time; [the fast-path page](fast-path.md#winograds-method-in-the-plan)).")
     if "batch1_plan_call_writable_ms" in inf:
         w = inf["batch1_plan_call_writable_ms"]
         text += (f" In the same rounds, a writable copy of the model (`model.copy()`), whose calls compare those "

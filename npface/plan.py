@@ -421,8 +421,9 @@ class Plan:
         uint8 pixels, and float pixels (checked to be in [0, 1]) in the model's dtype, are normalised
         inside the compiled call (so it is compiled for two pixel types per dtype).
         ``stages``: run only the first that many of ``stage_names()`` (for profiling; default all).
-        ``winograd``: False runs an inference call's 3x3 stride-1 convolutions by im2col, as training does
-        (for side-by-side timing and tests; training ignores it).
+        ``winograd``: False runs an inference call's 3x3 stride-1 convolutions as its other convolutions (the
+        tiles, where ``tiled`` and they suit them, else im2col as training does; for side-by-side timing and
+        tests; training ignores it).
         ``tiled``: an inference call runs the convolutions that suit them on ``kernels.tile``'s tiles
         (``kernels.conv.conv2d_forward_tiled``); False keeps the BLAS for all of them, as training always does.
         """

@@ -113,10 +113,10 @@ def test_which_of_table_2s_convolutions_the_tiles_take():
         C, H, W = s.input
         _, Ho, Wo = s.output
         Wh = -(-(W + 2 * layer.pad) // layer.stride)
-        taken[layer.name] = ("direct" if tile.direct_fits(Ho, Wo, Wh)
+        taken[layer.name] = ("planes" if tile.direct_fits(Ho, Wo, Wh)
                              else "im2col" if tile.fits(Ho * Wo, C * layer.kernel ** 2) else "BLAS")
     # conv6: 4 x 5 wide columns would take two vectors for the 4 x 4 outputs' one
-    assert taken == {**{name: "direct" for name in taken if name != "conv6"}, "conv6": "im2col"}
+    assert taken == {**{name: "planes" for name in taken if name != "conv6"}, "conv6": "im2col"}
     assert len(taken) == 11
     assert not tile.fits(3136, 75)             # a short sum: from an im2col matrix, the BLAS was faster
     assert not tile.fits(49, 864)              # 7 x 7 outputs leave too many lanes idle

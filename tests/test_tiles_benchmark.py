@@ -63,3 +63,11 @@ def test_the_stage_table_says_how_each_convolution_runs():
     limits = stage_limits(model)
     assert limits["nin1.conv"] == "im2col + GEMM 32x75x3136" and limits["conv6"] == "im2col + GEMM 128x1152x16"
     assert limits["nin4.conv"].startswith("Winograd")
+
+
+def test_the_winograd_sentence_names_the_other_way_at_batch_1():
+    inf = dict(batch1_plan_call_ms=1.9, batch1_plan_call_direct_ms=2.0, winograd_weights_compared=False)
+    text = report._winograd_batch1_sentence(inf)
+    assert "1.900 ms with `nin4.conv` and `nin5.conv` by Winograd's method, 2.000 ms with them as direct " \
+           "convolutions (on the tiles, from their input's planes) (5.0% less time" in text
+    assert report._winograd_batch1_sentence(dict(batch1_plan_call_ms=1.9)) == ""
