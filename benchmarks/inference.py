@@ -60,7 +60,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import gemm_call, gemm_peak, interleaved_medians, machine_line, median_time, write_json
+from benchmarks.report import DIRECT_WAY
 from benchmarks.tiles import way as tiles_way
+from kernels import tile
 import npface
 from npface.flops import layer_rows
 from npface.model import TABLE2, FaceModel, reference_forward
@@ -89,7 +91,8 @@ def stage_limits(model):
         if kind == kplan.CONV:
             shape = f"{F}x{C * K * K}x{P}"
             way = "Winograd" if layer.name in winograd else \
-                tiles_way(C, row[kplan.H_], row[kplan.W_], K, row[kplan.STRIDE], row[kplan.PAD]) if model.tiles else "BLAS"
+                tiles_way(C, row[kplan.H_], row[kplan.W_], K, row[kplan.STRIDE], row[kplan.PAD]) \
+                if model.tiles and model.dtype == np.float32 else "BLAS"
             limits[layer.name] = {"Winograd": f"Winograd's method (16 GEMMs) for {shape}",
                                   "planes": f"tiles from the input's planes, {shape}",
                                   "im2col": f"im2col + tiles {shape}", "BLAS": f"im2col + GEMM {shape}"}[way]
@@ -283,7 +286,7 @@ def main(argv=None):
           f"({total_macs / 1e6:.1f}M multiply-adds -> {gflops:.1f} GFLOP/s = {100 * gflops / peak1:.1f}% of the "
           f"1-thread peak; target >= {100 * TARGET:.0f}%)" + (EFFECTIVE if winograd_batch1 else ""))
     print(f"Batch 1, 1 thread, the plan's call alone: median {1e3 * methods['winograd']:.3f} ms with nin4.conv "
-          f"and nin5.conv by Winograd's method, {1e3 * methods['direct']:.3f} ms as direct convolutions (on the tiles); a writable copy of "
+          f"and nin5.conv by Winograd's method, {1e3 * methods['direct']:.3f} ms as direct convolutions ({DIRECT_WAY[bool(tile.AVAILABLE)]}); a writable copy of "
           f"the model (its calls compare those layers' weights) {1e3 * methods['writable']:.3f} ms (side by side)")
     print(f"Batch 1, 1 thread, per-op path:   median {1e3 * latency_per_op:.3f} ms "
           f"({100 * ratio(latency_per_op, total_macs, peak1):.1f}% of the peak); plan speed-up "
@@ -337,6 +340,7 @@ def main(argv=None):
                                    winograd_weights_compared=bool(weights_compared),
                                    batch1_plan_call_ms=1e3 * methods["winograd"],
                                    batch1_plan_call_direct_ms=1e3 * methods["direct"],
+                                   tiles_available=bool(tile.AVAILABLE),
                                    batch1_plan_call_writable_ms=1e3 * methods["writable"],
                                    onnxruntime=onnx, date=time.strftime("%Y-%m-%d")))
     return 0

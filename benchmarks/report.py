@@ -1445,6 +1445,11 @@ def _weight_check_clause(inf) -> str:
             "those the transformed weights were made from")
 
 
+# how the plan's batch-1 call runs nin4.conv and nin5.conv when Winograd's method is off (Plan.forward's winograd
+# flag), by whether the processor ran the tiles (inference.json's tiles_available: kernels.tile.AVAILABLE)
+DIRECT_WAY = {True: "on the tiles, from their input's planes", False: "by im2col and the BLAS"}
+
+
 def _winograd_batch1_sentence(inf) -> str:
     """What Winograd's method saves at batch 1: the plan's call timed both ways in the same rounds
     (inference.json's batch1_plan_call_ms and batch1_plan_call_direct_ms; older files lack them)."""
@@ -1454,7 +1459,7 @@ def _winograd_batch1_sentence(inf) -> str:
     check = " (its check of the weights included)" if inf.get("winograd_weights_compared", True) else ""
     text = (f" The plan's batch-1 call alone, timed both ways in alternation: {a:.3f} ms with `nin4.conv` and "
             f"`nin5.conv` by Winograd's method{check}, {b:.3f} ms with them as direct convolutions "
-            f"(on the tiles, from their input's planes) ({100 * (1 - a / b):.1f}% less time; [the fast-path page](fast-path.md#winograds-method-in-the-plan)).")
+            f"({DIRECT_WAY[inf.get('tiles_available', True)]}) ({100 * (1 - a / b):.1f}% less time; [the fast-path page](fast-path.md#winograds-method-in-the-plan)).")
     if "batch1_plan_call_writable_ms" in inf:
         w = inf["batch1_plan_call_writable_ms"]
         text += (f" In the same rounds, a writable copy of the model (`model.copy()`), whose calls compare those "

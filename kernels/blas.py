@@ -219,7 +219,8 @@ def tiles_bias(a, b, rows_b, bias, relu, out):
     N = out.shape[1]
     ta, lda = _operand(a)
     tc, ldc = _operand(out)
-    if not (a.itemsize == 4 and ta == NO_TRANS and tc == NO_TRANS and bias.shape[0] == F
+    if not (a.itemsize == 4 and b.itemsize == 4 and out.itemsize == 4 and bias.itemsize == 4
+            and ta == NO_TRANS and tc == NO_TRANS and bias.shape[0] == F
             and bias.strides[0] == bias.itemsize and b.strides[0] == b.itemsize and rows_b.shape[0] == R
             and rows_b.strides[0] == 8):
         return False

@@ -266,15 +266,35 @@ def conv2d_forward_sample(x_n, w2, b, K, stride, pad, relu, cols, scratch, out_n
 @kernel
 def tiled_work_size(C, H, W, F, K, stride, pad):
     """Floats of ``work`` that ``conv2d_forward_tiled`` needs: the larger of its two ways' (the planes,
-    the (K-1)//stride zeros after them, the row offsets as int64 and the wide output; or the im2col
-    matrix, im2col's scratch and the row offsets)."""
+    the (K-1)//stride zeros after them, the row offsets as int64 (with one float to align them) and the
+    wide output; or the im2col matrix, im2col's scratch and the row offsets)."""
     s = stride
     Ho, Wo = (H + 2 * pad - K) // s + 1, (W + 2 * pad - K) // s + 1
     Hh, Wh = (H + 2 * pad + s - 1) // s, (W + 2 * pad + s - 1) // s
     CKK = C * K * K
-    direct = C * s * s * Hh * Wh + (K - 1) // s + 2 * CKK + F * Ho * Wh
-    compact = CKK * Ho * Wo + im2col_scratch_size(H, W, K, s, pad) + 2 * CKK
+    direct = C * s * s * Hh * Wh + (K - 1) // s + 2 * CKK + 1 + F * Ho * Wh
+    compact = CKK * Ho * Wo + im2col_scratch_size(H, W, K, s, pad) + 2 * CKK + 1
     return max(direct, compact)
+
+
+@kernel
+def _int64_table(work, start, n):
+    """An int64 view of n elements inside the float32 array ``work``, from float ``start`` or ``start + 1``,
+    whichever is 8-byte aligned (2n + 1 floats must fit); returns (view, the float just past it)."""
+    start += (work.ctypes.data // 4 + start) % 2
+    return work[start:start + 2 * n].view(np.int64), start + 2 * n
+
+
+@kernel
+def plane_rows(C, K, stride, Hh, Wh, rows):
+    """rows (C*K*K,) int64: where row (c, p, q) of a convolution's im2col matrix starts in its input's
+    polyphase planes (channel c's stride^2 planes of Hh x Wh, one after another), counted over the wide
+    grid of Ho rows of Wh columns (the module's docstring)."""
+    s = stride
+    for c in range(C):
+        for p in range(K):
+            for q in range(K):
+                rows[(c * K + p) * K + q] = ((c * s + p % s) * s + q % s) * Hh * Wh + (p // s) * Wh + q // s
 
 
 @kernel
@@ -298,13 +318,9 @@ def conv2d_forward_tiled(x_n, w2, b, K, stride, pad, relu, work, out_n):
         planes[:] = 0.0                                      # the borders, and the zeros after the last plane
         for c in range(C):
             _fill_phases(x_n[c], s, pad, planes[c * s * s * plane:(c + 1) * s * s * plane], Hh, Wh)
-        rows = work[n_planes + reach:n_planes + reach + 2 * CKK].view(np.int64)
-        for c in range(C):
-            for p in range(K):
-                for q in range(K):
-                    rows[(c * K + p) * K + q] = ((c * s + p % s) * s + q % s) * plane + (p // s) * Wh + q // s
+        rows, start = _int64_table(work, n_planes + reach, CKK)
+        plane_rows(C, K, s, Hh, Wh, rows)
         N = Ho * Wh
-        start = n_planes + reach + 2 * CKK
         wide = work[start:start + F * N].reshape((F, N))
         if not tiles_bias(w2, planes, rows, b, relu, wide):
             return False
@@ -321,7 +337,7 @@ def conv2d_forward_tiled(x_n, w2, b, K, stride, pad, relu, work, out_n):
     n_scratch = im2col_scratch_size(H, W, K, s, pad)
     cols = work[:CKK * P]
     im2col(x_n, K, s, pad, cols.reshape((CKK, P)), 0, work[CKK * P:CKK * P + n_scratch])
-    rows = work[CKK * P + n_scratch:CKK * P + n_scratch + 2 * CKK].view(np.int64)
+    rows, _ = _int64_table(work, CKK * P + n_scratch, CKK)
     matrix_rows(CKK, P, rows)
     return tiles_bias(w2, cols, rows, b, relu, out_n)
 

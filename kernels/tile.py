@@ -270,8 +270,9 @@ def fits(N, K):
     """True when the tiles take a product of N columns summed over K from an im2col matrix
     (``kernels.conv.conv2d_forward_tiled``, where ``direct_fits`` is false: conv6):
 
-    - K >= 256: a short sum (Table 2's 1x1 layers, the 16 products of Winograd's method, nin1's
-      75-long patches) spends too much of each tile setting up and storing, and the BLAS was faster;
+    - K >= 256: on a short sum a tile spends much of its time setting up and storing, and on products
+      from an im2col matrix (before the tiles read the planes) the BLAS was faster there (nin1's 75-long
+      patches, Table 2's 1x1 layers);
     - the lanes the mask leaves idle in the last panel are at most N/8 (N = 49, the 7 x 7 layers,
       would leave 15 of 64 idle with W = 16, and the BLAS was faster there too).
     """
@@ -288,7 +289,7 @@ def direct_fits(Ho, Wo, Wh):
     ran slower.
     """
     wide, compact = -(-Ho * Wh // W), -(-Ho * Wo // W)
-    return AVAILABLE and Ho * Wo > 0 and 4 * wide <= 5 * compact
+    return AVAILABLE and Ho > 0 and Wo > 0 and 4 * wide <= 5 * compact
 
 
 @kernel

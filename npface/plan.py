@@ -144,8 +144,9 @@ def build_tables(config):
                 row[[kplan.K_, kplan.STRIDE, kplan.PAD, kplan.RELU]] = K, layer.stride, layer.pad, layer.relu
                 row[kplan.P_], row[kplan.GW], row[kplan.GB] = add_params(layer.name, (F, C * K * K), F)
                 scratch = int(im2col_scratch_size(H, W, K, layer.stride, layer.pad))
-                state["cols"] = max(state["cols"], C * K * K * Ho * Wo + scratch,      # the columns, then im2col's
-                                    int(tiled_work_size(C, H, W, F, K, layer.stride, layer.pad)))  # or the tiles'
+                state["cols"] = max(state["cols"], C * K * K * Ho * Wo + scratch)      # the columns, then im2col's
+                if row[kplan.KIND] == kplan.CONV:                                      # or the tiles' work
+                    state["cols"] = max(state["cols"], int(tiled_work_size(C, H, W, F, K, layer.stride, layer.pad)))
                 state["scratch"] = max(state["scratch"], scratch)
             elif isinstance(layer, MaxPool):
                 row[[kplan.KIND, kplan.K_, kplan.STRIDE]] = kplan.POOL, layer.size, layer.stride

@@ -122,8 +122,26 @@ def test_which_of_table_2s_convolutions_the_tiles_take():
     assert not tile.fits(49, 864)              # 7 x 7 outputs leave too many lanes idle
 
 
-conv_shapes = st.tuples(st.integers(1, 6), st.integers(1, 20), st.integers(1, 20), st.integers(1, 9),
-                        st.sampled_from([1, 2, 3, 5]), st.integers(1, 2), st.integers(0, 2))
+conv_shapes = st.tuples(st.integers(1, 40), st.integers(1, 20), st.integers(1, 20), st.integers(1, 9),
+                        st.integers(1, 5), st.integers(1, 2), st.integers(0, 2))
+
+
+def test_the_planes_rows_stay_inside_the_planes():
+    """Over the wide grid, row k of B is read from rows[k] to rows[k] + Ho*Wh - 1: never past the planes and
+    the (K-1)//stride zeros conv2d_forward_tiled keeps after them, for every layer shape up to 24 x 24."""
+    from kernels.conv import plane_rows
+    for H in range(1, 25):
+        for W in range(1, 25):
+            for K in range(1, 6):
+                for stride in (1, 2, 3):
+                    for pad in range(3):
+                        if H + 2 * pad < K or W + 2 * pad < K:
+                            continue
+                        Ho = (H + 2 * pad - K) // stride + 1
+                        Hh, Wh = -(-(H + 2 * pad) // stride), -(-(W + 2 * pad) // stride)
+                        rows = np.empty(2 * K * K, np.int64)
+                        plane_rows(2, K, stride, Hh, Wh, rows)
+                        assert rows.max() + Ho * Wh <= 2 * stride * stride * Hh * Wh + (K - 1) // stride
 
 
 @given(conv_shapes, st.booleans(), st.integers(0, 2 ** 16))
