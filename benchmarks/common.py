@@ -31,9 +31,13 @@ def median_time(fn, min_reps=5, min_seconds=0.2, warmup=1):
     return float(np.median(times))
 
 
-def interleaved_medians(fns, rounds, warmup=1, occasional=None, every=10):
+def interleaved_medians(fns, rounds, warmup=1, occasional=None, every=10, rotate=False):
     """{name: median wall time in seconds} of the callables in the dict ``fns``, timed in ``rounds`` rounds
     that each call every one of them once, in turn, after ``warmup`` untimed rounds.
+
+    ``rotate``: round r starts at the (r mod n)-th of the n callables instead of the first, so that each
+    follows each other one equally often. Without it every callable always runs after the same one, on
+    the caches that one leaves (kept where that order is the point, e.g. a call after another kind).
 
     On a shared machine whose speed drifts from one second to the next, calls timed side by side see
     the same machine, so ratios of these medians hold where separately timed medians mix the drift in.
@@ -55,7 +59,10 @@ def interleaved_medians(fns, rounds, warmup=1, occasional=None, every=10):
                 times[name].append(time.perf_counter() - t)
             for fn in fns.values():
                 fn()
-        for name, fn in fns.items():
+        order = list(fns.items())
+        if rotate:
+            order = order[r % len(order):] + order[:r % len(order)]
+        for name, fn in order:
             t = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t)

@@ -253,12 +253,14 @@ def main(argv=None):
                                    rtol=1e-5, atol=1e-5)
         # and a writable copy of the model (npface.model.FaceModel.copy), whose calls compare the Winograd
         # layers' weights with those their transform was made from, beside them: what the comparison costs
+        # (the order rotates round by round: the call after the copy's runs on the caches its own weights and
+        # workspace left, and in a fixed order that would always be the same one of the three)
         writable = model.copy()
         np.testing.assert_array_equal(writable.plan.forward(one)[0], model.plan.forward(one)[0])
         methods = interleaved_medians({"winograd": lambda: model.plan.forward(one),
                                        "direct": lambda: model.plan.forward(one, winograd=False),
                                        "writable": lambda: writable.plan.forward(one)},
-                                      rounds=calls, warmup=20)
+                                      rounds=calls, warmup=20, rotate=True)
         peak1 = gemm_flops / batch1["peak"] / 1e9
         per_layer = {}
         for _ in range(calls):

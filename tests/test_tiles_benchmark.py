@@ -78,3 +78,15 @@ def test_the_winograd_sentence_names_the_other_way_at_batch_1():
     assert report._winograd_batch1_sentence(dict(batch1_plan_call_ms=1.9)) == ""
     committed = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" / "inference.json").read_text())
     assert "batch1_plan_call_direct_ms" in committed                        # so the README carries the sentence
+
+
+@pytest.mark.parametrize("rotate", [False, True])
+def test_interleaved_medians_rotates_the_order_when_asked(rotate):
+    """With rotate, each callable follows each other one equally often; without, the order never changes."""
+    from benchmarks.common import interleaved_medians
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    medians = interleaved_medians(fns, rounds=6, warmup=0, rotate=rotate)
+    assert sorted(medians) == ["a", "b", "c"]
+    rounds = ["".join(calls[i:i + 3]) for i in range(0, 18, 3)]
+    assert rounds == (["abc", "bca", "cab"] * 2 if rotate else ["abc"] * 6)
