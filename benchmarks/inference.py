@@ -62,6 +62,7 @@ import numpy as np
 from benchmarks.common import gemm_call, gemm_peak, interleaved_medians, machine_line, median_time, write_json
 from benchmarks.report import DIRECT_WAY
 from benchmarks.tiles import way as tiles_way
+from benchmarks.tiles import winograd_layers
 from kernels import tile
 import npface
 from npface.flops import layer_rows
@@ -84,7 +85,7 @@ def stage_limits(model):
     limits = {"preprocess+resize": "memory passes over the 112x112x3 image", "warp": "bilinear gather, 4 reads/pixel"}
     layers = model.config.alignment + model.config.signature
     rows = list(t.align) + list(t.sig) + list(t.tail)
-    winograd = {t.param_order[row[kplan.P_]] for row in t.chunk_winograd if row[kplan.KIND] == kplan.WINOGRAD}
+    winograd = winograd_layers(t)
     for layer, row in zip(layers, rows):
         C, F, K, P = row[kplan.C_], row[kplan.F_], row[kplan.K_], row[kplan.HO] * row[kplan.WO]
         kind = row[kplan.KIND]

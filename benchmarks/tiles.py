@@ -27,8 +27,8 @@ import numpy as np
 
 from benchmarks.common import gemm_call, interleaved_medians, machine_line, write_json
 from kernels import tile
-from kernels.conv import conv2d_forward_reference, conv2d_forward_sample, conv2d_forward_tiled, \
-    im2col_scratch_size, tiled_work_size
+from kernels.conv import TILED_DECLINED, TILED_IM2COL, TILED_PLANES, conv2d_forward_reference, \
+    conv2d_forward_sample, conv2d_forward_tiled, im2col_scratch_size, tiled_way, tiled_work_size
 from kernels import plan as kplan
 from npface.architecture import Conv, alignment_shapes, signature_shapes
 from npface.model import TABLE2
@@ -36,18 +36,19 @@ from npface.plan import build_tables
 from npface.threads import limit
 
 
-def winograd_layers():
-    """The names of the convolutions the plan's inference runs by Winograd's method instead (nin4, nin5)."""
-    tables = build_tables(TABLE2)
-    rows = tables.chunk_winograd
-    return {tables.param_order[row[kplan.P_]] for row in rows if row[kplan.KIND] == kplan.WINOGRAD}
+def winograd_layers(tables):
+    """The names of the convolutions a plan's inference runs by Winograd's method instead (Table 2's nin4 and
+    nin5), from its tables (``npface.plan.build_tables``)."""
+    return {tables.param_order[row[kplan.P_]] for row in tables.chunk_winograd if row[kplan.KIND] == kplan.WINOGRAD}
+
+
+WAYS = {TILED_PLANES: "planes", TILED_IM2COL: "im2col", TILED_DECLINED: "BLAS"}
 
 
 def way(C, H, W, K, stride, pad):
-    """How the tiles run this convolution: "planes", "im2col", or "BLAS" (declined)."""
-    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
-    Wh = -(-(W + 2 * pad) // stride)
-    return "planes" if tile.direct_fits(Ho, Wo, Wh) else "im2col" if tile.fits(Ho * Wo, C * K * K) else "BLAS"
+    """How the tiles run this convolution (``kernels.conv.tiled_way``): "planes", "im2col", or "BLAS"
+    (declined)."""
+    return WAYS[tiled_way(C, H, W, K, stride, pad)]
 
 
 def conv_case(C, H, W, F, K, stride, pad, rng):
@@ -96,7 +97,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     gemm, gemm_flops = gemm_call()
     rows = []
-    by_winograd = winograd_layers()
+    by_winograd = winograd_layers(build_tables(TABLE2))
     with limit(1):
         specs = [(s.layer, s.input, s.output) for s in alignment_shapes() + signature_shapes()
                  if isinstance(s.layer, Conv) and s.layer.kernel > 1]

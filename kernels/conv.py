@@ -78,12 +78,20 @@ WIDE_ROW = 12
 
 
 @kernel
+def output_and_planes(H, W, K, stride, pad):
+    """(Ho, Wo, Hh, Wh): the output's size, and that of each of the padded input's stride^2 polyphase planes
+    (``_im2col_phases``, ``conv2d_forward_tiled``)."""
+    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
+    Hh, Wh = (H + 2 * pad + stride - 1) // stride, (W + 2 * pad + stride - 1) // stride
+    return Ho, Wo, Hh, Wh
+
+
+@kernel
 def im2col_scratch_size(H, W, K, stride, pad):
     """Elements of the scratch ``im2col`` (and ``col2im_add``) needs: the larger of the zero-padded plane
     (H+2pad)(W+2pad) with the gather index of the Ho*Wo output positions after it (int32, kept in the
     same buffer: at least one element each), and the stride^2 polyphase planes of ``_im2col_phases``."""
-    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
-    Hh, Wh = (H + 2 * pad + stride - 1) // stride, (W + 2 * pad + stride - 1) // stride
+    Ho, Wo, Hh, Wh = output_and_planes(H, W, K, stride, pad)
     return max((H + 2 * pad) * (W + 2 * pad) + Ho * Wo, stride * stride * Hh * Wh)
 
 
@@ -150,8 +158,7 @@ def _im2col_phases(x_n, K, stride, pad, cols, col0, scratch):
     """
     C, H, W = x_n.shape
     s = stride
-    Ho, Wo = (H + 2 * pad - K) // s + 1, (W + 2 * pad - K) // s + 1
-    Hh, Wh = (H + 2 * pad + s - 1) // s, (W + 2 * pad + s - 1) // s
+    Ho, Wo, Hh, Wh = output_and_planes(H, W, K, s, pad)
     phases = scratch[:s * s * Hh * Wh]
     phases[:] = 0.0                                              # the border stays 0 for every channel
     for c in range(C):
@@ -269,12 +276,29 @@ def tiled_work_size(C, H, W, F, K, stride, pad):
     the (K-1)//stride zeros after them, the row offsets as int64 (with one float to align them) and the
     wide output; or the im2col matrix, im2col's scratch and the row offsets)."""
     s = stride
-    Ho, Wo = (H + 2 * pad - K) // s + 1, (W + 2 * pad - K) // s + 1
-    Hh, Wh = (H + 2 * pad + s - 1) // s, (W + 2 * pad + s - 1) // s
+    Ho, Wo, Hh, Wh = output_and_planes(H, W, K, s, pad)
     CKK = C * K * K
     direct = C * s * s * Hh * Wh + (K - 1) // s + 2 * CKK + 1 + F * Ho * Wh
     compact = CKK * Ho * Wo + im2col_scratch_size(H, W, K, s, pad) + 2 * CKK + 1
     return max(direct, compact)
+
+
+# How conv2d_forward_tiled runs a layer (tiled_way): declined (im2col and the BLAS), on the tiles from the
+# input's polyphase planes, or on the tiles from im2col's matrix
+TILED_DECLINED, TILED_PLANES, TILED_IM2COL = 0, 1, 2
+
+
+@kernel
+def tiled_way(C, H, W, K, stride, pad):
+    """Which way ``conv2d_forward_tiled`` takes a float32 convolution of a (C, H, W) input: the planes where
+    ``kernels.tile.direct_fits`` allows the wide grid, else im2col's matrix where ``kernels.tile.fits``
+    allows its product, else neither (``TILED_*``)."""
+    Ho, Wo, Hh, Wh = output_and_planes(H, W, K, stride, pad)
+    if direct_fits(Ho, Wo, Wh):
+        return TILED_PLANES
+    if fits(Ho * Wo, C * K * K):
+        return TILED_IM2COL
+    return TILED_DECLINED
 
 
 @kernel
@@ -307,11 +331,11 @@ def conv2d_forward_tiled(x_n, w2, b, K, stride, pad, relu, work, out_n):
     C, H, W = x_n.shape
     F, CKK = w2.shape
     s = stride
-    Ho, Wo = (H + 2 * pad - K) // s + 1, (W + 2 * pad - K) // s + 1
-    Hh, Wh = (H + 2 * pad + s - 1) // s, (W + 2 * pad + s - 1) // s
-    if x_n.itemsize != 4:
+    Ho, Wo, Hh, Wh = output_and_planes(H, W, K, s, pad)
+    way = tiled_way(C, H, W, K, s, pad)
+    if x_n.itemsize != 4 or way == TILED_DECLINED:
         return False
-    if direct_fits(Ho, Wo, Wh):
+    if way == TILED_PLANES:
         plane, reach = Hh * Wh, (K - 1) // s
         n_planes = C * s * s * plane
         planes = work[:n_planes + reach]
@@ -331,9 +355,7 @@ def conv2d_forward_tiled(x_n, w2, b, K, stride, pad, relu, work, out_n):
                 for j in range(Wo):
                     dst[j] = src[j]
         return True
-    P = Ho * Wo
-    if not fits(P, CKK):
-        return False
+    P = Ho * Wo                                              # TILED_IM2COL
     n_scratch = im2col_scratch_size(H, W, K, s, pad)
     cols = work[:CKK * P]
     im2col(x_n, K, s, pad, cols.reshape((CKK, P)), 0, work[CKK * P:CKK * P + n_scratch])

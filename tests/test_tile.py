@@ -104,17 +104,15 @@ def test_tiles_bias_is_the_tiles_product_and_declines_what_they_cannot_read(relu
 
 @pytest.mark.skipif(not tile.AVAILABLE, reason="this processor has no AVX2/FMA: every convolution goes to the BLAS")
 def test_which_of_table_2s_convolutions_the_tiles_take():
+    from kernels.conv import TILED_DECLINED, TILED_IM2COL, TILED_PLANES, tiled_way
     from npface.architecture import Conv, alignment_shapes, signature_shapes
+    names = {TILED_PLANES: "planes", TILED_IM2COL: "im2col", TILED_DECLINED: "BLAS"}
     taken = {}
     for s in alignment_shapes() + signature_shapes():
         layer = s.layer
         if not isinstance(layer, Conv) or layer.kernel == 1:
             continue
-        C, H, W = s.input
-        _, Ho, Wo = s.output
-        Wh = -(-(W + 2 * layer.pad) // layer.stride)
-        taken[layer.name] = ("planes" if tile.direct_fits(Ho, Wo, Wh)
-                             else "im2col" if tile.fits(Ho * Wo, C * layer.kernel ** 2) else "BLAS")
+        taken[layer.name] = names[tiled_way(*s.input, layer.kernel, layer.stride, layer.pad)]
     # conv6: 4 x 5 wide columns would take two vectors for the 4 x 4 outputs' one
     assert taken == {**{name: "planes" for name in taken if name != "conv6"}, "conv6": "im2col"}
     assert len(taken) == 11
@@ -166,7 +164,8 @@ def check_tiled(shape, relu, seed):
     convolution: work prefilled with NaN (a read of anything it did not write would spread into out),
     nothing written past tiled_work_size, the inputs unchanged; where neither way suits the layer it
     returns False and leaves out as it was."""
-    from kernels.conv import conv2d_forward_reference, conv2d_forward_tiled, tiled_work_size
+    from kernels.conv import TILED_DECLINED, conv2d_forward_reference, conv2d_forward_tiled, tiled_way, \
+        tiled_work_size
     C, H, W, F, K, stride, pad = shape
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((C, H, W)).astype(np.float32)
@@ -180,8 +179,7 @@ def check_tiled(shape, relu, seed):
     work[n:] = SENTINEL
     out = np.full((F, Ho * Wo), SENTINEL, np.float32)
     done = conv2d_forward_tiled(x, w2, b, K, stride, pad, relu, work[:n], out)
-    Wh = -(-(W + 2 * pad) // stride)
-    assert done == (tile.direct_fits(Ho, Wo, Wh) or tile.fits(Ho * Wo, C * K * K))
+    assert done == (tiled_way(C, H, W, K, stride, pad) != TILED_DECLINED)
     if done:
         want = conv2d_forward_reference(x[None].astype(np.float64), w.astype(np.float64), b.astype(np.float64),
                                         stride, pad)[0].reshape(F, -1)
