@@ -13,7 +13,7 @@ prints them):
 - a training flag (single-image people, appearance augmentation, stronger
   similarity jitter, the jitter drawing on the picture around the crop, weight decay, the alignment net fine-tuned at a small
   rate with the landmark loss as a regulariser, other batch shapes, a
-  longer schedule);
+  longer schedule, a lower or higher base learning rate);
 - ``synthetic-pretrain``: a first run on synthetic faces (``--synthetic-steps``)
   from the same start, whose model the LFW run then starts from (``--init``);
 - ``average``: no run; the mean of the baseline's last kept checkpoints
@@ -90,6 +90,8 @@ LEVERS = (
           ("--distinct-photos",)),
     Lever("seed-1", "the baseline with another seed (1): how far the screen moves by chance alone",
           ("--seed", "1")),
+    Lever("lr-low", "base learning rate 0.003 (from 0.01; still x0.1 at 85% of the run)", ("--lr", "0.003")),
+    Lever("lr-high", "base learning rate 0.03 (from 0.01; still x0.1 at 85% of the run)", ("--lr", "0.03")),
     Lever("batch-32x16", "32 people x 16 images for half the steps (the same images in all)",
           ("--batch-identities", "32", "--images-per-identity", "16"),
           ("--batch-identities", "8", "--images-per-identity", "4"), steps=0.5),
