@@ -63,7 +63,7 @@ def test_each_lever_changes_only_its_own_settings(quick, tmp_path):
               "batch-32x8": {"batch_identities", "images_per_identity"},
               "batch-64x4": {"batch_identities", "images_per_identity"}, "context-jitter": {"jitter_context"},
               "batch-128x2": {"batch_identities", "images_per_identity"}, "distinct-photos": {"distinct_photos"},
-              "seed-1": {"seed"},
+              "seed-1": {"seed"}, "lr-low": {"lr"}, "lr-high": {"lr"},
               "batch-32x16": {"batch_identities", "steps"}, "long": {"steps"}}          # K stays 16 (quick: 4)
     for lever in levers.LEVERS[1:]:
         commands = levers.lever_command(lever, *args)
