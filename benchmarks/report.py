@@ -1139,7 +1139,7 @@ def deviations(res) -> list:
              "half the mean over same pairs plus half the mean over not-same pairs (`balance=True`)",
              "the paper's equal weighting of the two kinds, as a mean so the scale does not grow with k",
              "the learning rate's scale is the paper's only nominally: \"lr 0.01\" here is not the paper's step "
-             "(and momentum 0.9 multiplies the step by about 10); the base rate "
+             "(and momentum 0.9 multiplies the step by about 10); base rates 0.003 and 0.03 in place of 0.01, "
              + _lever_effects(res, ("lr-low", "lr-high"))),
             ("alignment net", "trained with the network (one network, Table 2)",
              "pretrained on LFW's 68-point landmarks (`npface.pretrain_alignment`), then frozen "
