@@ -120,4 +120,15 @@ CANDIDATES = (
               'been varied, and a heavier term pulls the student further towards the teachers\' mean distance, '
               'whose ensembles verify better than any one network on the selection people',
               yardstick='distill-b128x2-context-w500', rule='accuracy'),
+    Candidate('soup-c8-c10',
+              'the mean of the weights of the shipped model and the run above (at its θ it calls almost every '
+              'pair the same, so its decisions barely change with the framing: the agreement says nothing here)',
+              'The mean of the final weights (θ included) of the shipped model\'s run '
+              '(`distill-b128x2-context-w500`) and the run above, which share their start, seed and every '
+              'setting but the distillation weight. The mean did not keep their scale: its distances shrank '
+              'far below its θ, the mean of theirs (the threshold fitted on its pairs and θ are both in its '
+              'results file), so at θ it calls almost every pair the same',
+              made_by='python -m npface.average --out runs/soup-c8-c10.npz '
+                      'runs/distill-b128x2-context-w500/model.npz runs/distill-w3-b128x2-context/model.npz',
+              yardstick='distill-b128x2-context-w500', rule='accuracy'),
 )
