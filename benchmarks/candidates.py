@@ -131,4 +131,10 @@ CANDIDATES = (
               made_by='python -m npface.average --out runs/soup-c8-c10.npz '
                       'runs/distill-b128x2-context-w500/model.npz runs/distill-w3-b128x2-context/model.npz',
               yardstick='distill-b128x2-context-w500', rule='accuracy'),
+    Candidate('distill4-b128x2-context',
+              "the shipped recipe with the four teachers of the 5,000-step run, at the shipped length",
+              'The shipped model\'s recipe with the four teachers of `distill4-b128x2-context-5000` (the shipped '
+              'model added to its three), for the shipped 2,500 steps: that run changed the teachers and the '
+              'length at once, and this one changes the teachers alone (same weight, warm-up and seed)',
+              yardstick='distill-b128x2-context-w500', rule='accuracy'),
 )
