@@ -146,6 +146,13 @@ def _copy_rows(src, s0, ld_src, dst, d0, rows, width):
 
 
 @kernel
+def _tap_start(p, q, stride, Hh, Wh):
+    """Where tap (p, q)'s values start in one channel's stride^2 polyphase planes of Hh x Wh: phase
+    (p % stride, q % stride), row p // stride, column q // stride (``_im2col_phases``)."""
+    return ((p % stride) * stride + q % stride) * Hh * Wh + (p // stride) * Wh + q // stride
+
+
+@kernel
 def _im2col_phases(x_n, K, stride, pad, cols, col0, scratch):
     """``im2col`` for wide output rows, from polyphase planes.
 
@@ -165,8 +172,7 @@ def _im2col_phases(x_n, K, stride, pad, cols, col0, scratch):
         _fill_phases(x_n[c], s, pad, phases, Hh, Wh)
         for p in range(K):
             for q in range(K):
-                start = ((p % s) * s + q % s) * Hh * Wh + (p // s) * Wh + q // s
-                _copy_rows(phases, start, Wh, cols[(c * K + p) * K + q], col0, Ho, Wo)
+                _copy_rows(phases, _tap_start(p, q, s, Hh, Wh), Wh, cols[(c * K + p) * K + q], col0, Ho, Wo)
 
 
 @kernel
@@ -318,7 +324,7 @@ def plane_rows(C, K, stride, Hh, Wh, rows):
     for c in range(C):
         for p in range(K):
             for q in range(K):
-                rows[(c * K + p) * K + q] = ((c * s + p % s) * s + q % s) * Hh * Wh + (p // s) * Wh + q // s
+                rows[(c * K + p) * K + q] = c * s * s * Hh * Wh + _tap_start(p, q, s, Hh, Wh)
 
 
 @kernel
@@ -348,12 +354,8 @@ def conv2d_forward_tiled(x_n, w2, b, K, stride, pad, relu, work, out_n):
         wide = work[start:start + F * N].reshape((F, N))
         if not tiles_bias(w2, planes, rows, b, relu, wide):
             return False
-        for f in range(F):
-            for i in range(Ho):
-                src = wide[f, i * Wh:i * Wh + Wo]
-                dst = out_n[f, i * Wo:(i + 1) * Wo]
-                for j in range(Wo):
-                    dst[j] = src[j]
+        for f in range(F):                                   # the Wo real columns of each wide row
+            _copy_rows(wide[f], 0, Wh, out_n[f], 0, Ho, Wo)
         return True
     P = Ho * Wo                                              # TILED_IM2COL
     n_scratch = im2col_scratch_size(H, W, K, s, pad)
