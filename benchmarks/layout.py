@@ -36,7 +36,7 @@ import numpy as np
 
 from benchmarks.common import gemm_call, interleaved_medians, machine_line, write_json
 from kernels.blas import matmul
-from kernels.conv import conv2d_forward_reference, im2col, im2col_scratch_size
+from kernels.conv import conv2d_forward_reference, im2col, im2col_scratch_size, output_size
 from kernels.jit import kernel
 from npface.architecture import Conv, alignment_shapes, signature_shapes
 from npface.threads import limit
@@ -57,7 +57,7 @@ def channel_major(x, w2, K, stride, pad, cols, scratch, out):
 def pixel_major(x_hwc, w_hwc, K, stride, pad, patches, out):
     """out (P, F) = patches (P, K*K*C) @ w_hwc.T (K*K*C, F), patches built from x_hwc (H, W, C)."""
     H, W, C = x_hwc.shape
-    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
+    Ho, Wo = output_size(H, W, K, stride, pad)
     if K == 1 and stride == 1 and pad == 0:
         matmul(x_hwc.reshape((H * W, C)), w_hwc.T, out)
         return
@@ -91,7 +91,7 @@ def convolutions():
 def layer_case(shape, F, K, stride, pad, rng):
     """The two ways' callables for one layer, after checking both against the reference convolution."""
     C, H, W = shape
-    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
+    Ho, Wo = output_size(H, W, K, stride, pad)
     P = Ho * Wo
     x = rng.standard_normal((C, H, W)).astype(np.float32)
     w = (rng.standard_normal((F, C, K, K)) / np.sqrt(C * K * K)).astype(np.float32)

@@ -28,7 +28,7 @@ import numpy as np
 from benchmarks.common import gemm_call, interleaved_medians, machine_line, write_json
 from kernels import tile
 from kernels.conv import TILED_DECLINED, TILED_IM2COL, TILED_PLANES, conv2d_forward_reference, \
-    conv2d_forward_sample, conv2d_forward_tiled, im2col_scratch_size, tiled_way, tiled_work_size
+    conv2d_forward_sample, conv2d_forward_tiled, im2col_scratch_size, output_size, tiled_way, tiled_work_size
 from kernels import plan as kplan
 from npface.architecture import Conv, alignment_shapes, signature_shapes
 from npface.model import TABLE2
@@ -58,7 +58,7 @@ def conv_case(C, H, W, F, K, stride, pad, rng):
     w = (rng.standard_normal((F, C, K, K)) / np.sqrt(C * K * K)).astype(np.float32)
     w2 = w.reshape(F, -1).copy()
     bias = rng.standard_normal(F).astype(np.float32)
-    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
+    Ho, Wo = output_size(H, W, K, stride, pad)
     P = Ho * Wo
     work = np.zeros(tiled_work_size(C, H, W, F, K, stride, pad), np.float32)
     cols = np.zeros((C * K * K, P), np.float32)

@@ -78,10 +78,17 @@ WIDE_ROW = 12
 
 
 @kernel
+def output_size(H, W, K, stride, pad):
+    """(Ho, Wo): the output's size, K x K windows every ``stride`` pixels over the input zero-padded by ``pad``
+    on each side."""
+    return (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
+
+
+@kernel
 def output_and_planes(H, W, K, stride, pad):
     """(Ho, Wo, Hh, Wh): the output's size, and that of each of the padded input's stride^2 polyphase planes
     (``_im2col_phases``, ``conv2d_forward_tiled``)."""
-    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
+    Ho, Wo = output_size(H, W, K, stride, pad)
     Hh, Wh = (H + 2 * pad + stride - 1) // stride, (W + 2 * pad + stride - 1) // stride
     return Ho, Wo, Hh, Wh
 
@@ -194,7 +201,7 @@ def im2col(x_n, K, stride, pad, cols, col0, scratch):
       j*stride: no bounds tests, one loop per row.
     """
     C, H, W = x_n.shape
-    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
+    Ho, Wo = output_size(H, W, K, stride, pad)
     if Wo >= WIDE_ROW:
         _im2col_phases(x_n, K, stride, pad, cols, col0, scratch)
         return
@@ -224,7 +231,7 @@ def col2im_add(dcols, K, stride, pad, dx_n, col0, scratch):
     added to dx_n; what landed in the border came from the zero padding and is dropped.
     """
     C, H, W = dx_n.shape
-    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
+    Ho, Wo = output_size(H, W, K, stride, pad)
     Wp, P = W + 2 * pad, Ho * Wo
     plane, index = _plane_and_index(scratch, H, W, Ho, Wo, stride, pad)   # plane: one channel's padded gradient
     for c in range(C):
@@ -396,7 +403,7 @@ def conv2d_forward_chunk(rows, first, step, nb, x_off, C, H, W, w2, b, K, stride
     the tiles where they suit the layer (``conv2d_forward_tiled``; cols then at least ``tiled_work_size``).
     """
     F, CKK = w2.shape
-    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
+    Ho, Wo = output_size(H, W, K, stride, pad)
     P = Ho * Wo
     if tiled and nb == 1 and conv2d_forward_tiled(rows[first, x_off:x_off + C * H * W].reshape((C, H, W)), w2, b, K,
                                                   stride, pad, relu, cols,
@@ -432,7 +439,7 @@ def conv2d_backward_chunk(douts, rows, first, step, nb, x_off, C, H, W, w2t, K, 
     room for ``im2col``'s scratch, which comes from the end of cols).
     """
     CKK, F = w2t.shape
-    Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
+    Ho, Wo = output_size(H, W, K, stride, pad)
     P = Ho * Wo
     c = cols[:CKK * nb * P].reshape((CKK, nb * P))
     scratch = cols[CKK * nb * P:]
