@@ -137,4 +137,12 @@ CANDIDATES = (
               'model added to its three), for the shipped 2,500 steps: that run changed the teachers and the '
               'length at once, and this one changes the teachers alone (same weight, warm-up and seed)',
               yardstick='distill-b128x2-context-w500', rule='accuracy'),
+    Candidate('distill-singletons-b128x2-context',
+              'the shipped recipe with 64 single-image people in each batch',
+              'The shipped model\'s recipe with 64 of the 2,573 single-image training people in each batch '
+              '(`--singletons 64`, k = 320), same teachers, start and seed. The distillation term needs no '
+              'labels, and none of the three teachers trained on those images, so on their pairs the teachers\' '
+              'distances are what they learned to generalise rather than what they fitted; the hinge takes '
+              'them as not-same partners, as in the `singletons` screen',
+              yardstick='distill-b128x2-context-w500', rule='accuracy'),
 )
