@@ -32,6 +32,9 @@ class Candidate(NamedTuple):
     # cost at most (while #16's agreement target was open), or "accuracy", more accuracy at no cost
     yardstick: Optional[str] = None
     rule: str = "agreement"
+    # True when it is its yardstick's own command with another seed: how far it lands from the yardstick is
+    # then that recipe's spread by chance, not the effect of a change
+    reseed: bool = False
 
 
 # in the order they were measured
@@ -145,4 +148,11 @@ CANDIDATES = (
               'distances are what they learned to generalise rather than what they fitted; the hinge takes '
               'them as not-same partners, as in the `singletons` screen',
               yardstick='distill-b128x2-context-w500', rule='accuracy'),
+    Candidate('distill-b128x2-context-seed1',
+              'the shipped recipe with another seed (1)',
+              'The shipped model\'s recipe, unchanged but for the seed (`--seed 1`: data order, augmentation, the '
+              'signature net\'s initial weights), same teachers and start. Every rule since '
+              '`distill4-b128x2-context-5000` measures against the shipped model, one draw of its recipe; this run '
+              'is a second draw, so the gap between the two is how far that recipe moves by chance alone',
+              yardstick='distill-b128x2-context-w500', rule='accuracy', reseed=True),
 )

@@ -885,6 +885,8 @@ def levers_section(res) -> list:
 
 _SPREAD = "how far one recipe moves between two full-length runs, the yardstick for the differences above"
 _AGAINST_SPREAD = "to be read against the two seeds' difference below"
+_RESEED_SPREAD = ("how far the then-shipped recipe moves between two seeds, the yardstick for the candidates "
+                  "measured against it")
 
 
 def _spread_sentence(run, shipped_selection, meaning=_SPREAD, against="the `recipe2500` run") -> str:
@@ -932,7 +934,7 @@ def _framing_run_sentences(res, c, shipped_selection) -> str:
     on_report = any(m.get("model_sha256") == digest for m in (res.get("heldout-report") or {}).get("measurements") or [])
     rule = _accuracy_rule_sentence if c.rule == "accuracy" else _agreement_rule_sentence
     against = f"`{c.yardstick}`" if c.yardstick else "the `recipe2500` run"
-    return (_spread_sentence(run, yard_selection, _AGAINST_SPREAD, against)
+    return (_spread_sentence(run, yard_selection, _RESEED_SPREAD if c.reseed else _AGAINST_SPREAD, against)
             + _detect_agreement_sentence(photos, yard_photos, f"photos-selection-{name}", yard_photos_name,
                                          label=label)
             + rule(run, yard_selection, photos, yard_photos, label)

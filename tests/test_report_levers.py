@@ -347,3 +347,17 @@ def test_a_candidate_is_measured_against_its_own_yardstick():
     assert f"Against `{c.yardstick}` on the same pairs:" in text and "+1.7 with flip" in text
     assert f"against 95.75% for the then-shipped model (`{c.yardstick}`)" in text
     assert "an accuracy at least 1.0 point above the 86.3%" in text and text.endswith(": met.")
+
+
+def test_a_reseed_is_read_as_its_recipes_spread_not_as_a_change():
+    """A candidate that is its yardstick's command with another seed says its distance from the yardstick is
+    the recipe's spread; any other candidate is read against the seeds' difference."""
+    from benchmarks.candidates import Candidate
+    res = {"heldout-selection-earlier": _selection(0.8633, 0.9568), "photos-selection-earlier": _photos(0.9575),
+           "heldout-selection-again": _selection(0.868, 0.944), "photos-selection-again": _photos(0.945),
+           "heldout-selection": _selection(0.5, 0.5), "photos-selection-detector": _photos(0.5)}
+    for reseed, meaning in ((True, report._RESEED_SPREAD), (False, report._AGAINST_SPREAD)):
+        c = Candidate("again", "the recipe again", "The recipe again", yardstick="earlier", rule="accuracy",
+                      reseed=reseed)
+        text = report._framing_run_sentences(res, c, res["heldout-selection"])
+        assert f"AUC -0.013 with flip: {meaning}." in text
