@@ -70,10 +70,6 @@ def _batch_groups(N):
     return max(1, min(N, numba.get_num_threads()))
 
 
-def _conv_out_size(size, K, stride, pad):
-    return (size + 2 * pad - K) // stride + 1
-
-
 # --------------------------------------------------------------------------
 # Convolution
 # --------------------------------------------------------------------------
@@ -118,7 +114,7 @@ def conv2d_forward(x, w, b, stride=1, pad=0, relu=False):
         raise ValueError(f"{op}: w has {Cw} input channels but x has {C}: w must be (F, C={C}, K, K), got {w.shape}")
     if b.shape != (F,):
         raise ValueError(f"{op}: b must have shape (F,) = ({F},), got {b.shape}")
-    Ho, Wo = _conv_out_size(H, K, stride, pad), _conv_out_size(W, K, stride, pad)
+    Ho, Wo = conv.output_size(H, W, K, stride, pad)
     if Ho < 1 or Wo < 1:
         raise ValueError(f"{op}: a {K}x{K} kernel with pad {pad} does not fit the {H}x{W} input "
                          f"(output would be {Ho}x{Wo}); pad more or use a smaller kernel")
@@ -137,7 +133,7 @@ def conv2d_backward(dout, cache):
     x, w, stride, pad, out = cache
     N, C, H, W = x.shape
     F, _, K, _ = w.shape
-    expected = (N, F, _conv_out_size(H, K, stride, pad), _conv_out_size(W, K, stride, pad))
+    expected = (N, F, *conv.output_size(H, W, K, stride, pad))
     dout = _float_array("conv2d_backward", "dout", dout, f"(N, F, Ho, Wo) = {expected}", 4, x.dtype)
     if dout.shape != expected:
         raise ValueError(f"conv2d_backward: dout must have shape (N, F, Ho, Wo) = {expected}, got {dout.shape}")
