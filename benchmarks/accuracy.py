@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import params_digest, write_json
+from npface.cli import HelpFormatter, output_file
 from npface.data.cache import atomic_write_text
 
 
@@ -146,7 +147,7 @@ def main(argv=None):
         prog="python -m benchmarks.accuracy",
         description="The shipped model's accuracy on held-out peopleDevTrain people with LFW's fit-and-test "
                     "protocol (threshold fitted on some people's pairs, tested on other people's).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument("--lfw", required=True, metavar="DIR", help="LFW's root (holding lfw/ and the list files)")
     parser.add_argument("--model", metavar="PATH", help="model file (default: the shipped model)")
     parser.add_argument("--n-fit", type=int, default=500, help="same pairs (and as many different) to fit on")
@@ -155,7 +156,7 @@ def main(argv=None):
                         help="folder for the pairs files and eval reports (they name LFW files: keep them out "
                              "of the project)")
     parser.add_argument("--threads", type=int, default=1, help="threads for the network")
-    parser.add_argument("--json", default="benchmarks/results/accuracy.json", metavar="OUT", help="result file")
+    parser.add_argument("--json", type=output_file, default="benchmarks/results/accuracy.json", metavar="OUT", help="result file")
     args = parser.parse_args(argv)
     t = time.perf_counter()
     from npface.model import load

@@ -42,6 +42,7 @@ from typing import NamedTuple
 import numpy as np
 
 from benchmarks.common import write_json
+from npface.cli import HelpFormatter, output_file
 from npface.data.cache import atomic_write_text
 
 PAIRS_LRS = (0.01, 0.03, 0.003)          # the pairs learning-rate grid
@@ -249,7 +250,7 @@ def main(argv=None):
         description="Figure 4 over seeds: train with the multibatch estimator and with k/2 independent random pairs "
                     "(the pairs learning rate picked from a small grid), several seeds each, plus one momentum-0 "
                     "pair of runs; held-out accuracy against steps and wall time, mean and min-max band.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument("--lfw", required=True, metavar="DIR", help="LFW's root (holding lfw/ and the list files)")
     parser.add_argument("--init", default="runs/align_pretrained.npz", metavar="MODEL",
                         help="starting model with a pretrained alignment net (made by python -m "
@@ -264,7 +265,7 @@ def main(argv=None):
                         help=f"60 steps of 8 x 8 batches, 400 validation pairs, pairs rates {QUICK_PAIRS_LRS} "
                              f"(overrides --steps)")
     parser.add_argument("--threads", type=int, default=2, help="training threads")
-    parser.add_argument("--json", metavar="OUT", help="result file (default: benchmarks/results/convergence.json, "
+    parser.add_argument("--json", type=output_file, metavar="OUT", help="result file (default: benchmarks/results/convergence.json, "
                                                       "with --quick runs/reproduce-quick/results/convergence.json)")
     args = parser.parse_args(argv)
     if args.steps < 1:

@@ -36,6 +36,7 @@ import numpy as np
 
 from benchmarks.common import machine_line, median_time, write_json
 from npface import distributed
+from npface.cli import HelpFormatter, output_file
 from npface.data.synthetic import SyntheticFaces
 from npface.estimators import signature_gradients
 from npface.model import TABLE2, FaceModel
@@ -161,14 +162,14 @@ def worker(args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.distributed", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--quick", action="store_true", help="k = 4 x 4, 2 timed steps: proves the script runs")
     p.add_argument("--batch-identities", type=int, default=16, help="P")
     p.add_argument("--images-per-identity", type=int, default=16, help="K")
     p.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (compilation, caches)")
     p.add_argument("--latency", type=float, default=DEFAULT_LATENCY, help="modelled seconds per message")
-    p.add_argument("--json", metavar="PATH", help="results file (default: benchmarks/results/distributed.json, "
+    p.add_argument("--json", type=output_file, metavar="PATH", help="results file (default: benchmarks/results/distributed.json, "
                                                   "with --quick runs/distributed-quick.json)")
     p.add_argument("--worker", metavar="PATH", help=argparse.SUPPRESS)
     args = p.parse_args(argv)

@@ -42,6 +42,8 @@ from pathlib import Path
 
 from benchmarks.accuracy import evaluate, write_protocol
 from benchmarks.common import params_digest, write_json
+from npface.cli import HelpFormatter, output_file
+from npface.threads import check_threads
 
 PARTS = ("selection", "report")
 Z95 = 1.959963984540054                       # the standard normal's 97.5% quantile
@@ -98,7 +100,7 @@ def _init_record(provenance) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.heldout", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog="python -m benchmarks.heldout", formatter_class=HelpFormatter,
         description="Fit-and-test verification accuracy (95% interval), AUC, EER and learned-theta accuracy, "
                     "without and with flip, on the selection or the report people held out of training.")
     parser.add_argument("--lfw", required=True, metavar="DIR", help="LFW's root (holding lfw/ and the list files)")
@@ -115,13 +117,17 @@ def main(argv=None):
     parser.add_argument("--align-rounds", type=int, metavar="R",
                         help="measure the model run with R alignment rounds (npface.model.ModelConfig.align_rounds; "
                              "its copy is written to --work) instead of the number its file holds")
-    parser.add_argument("--json", metavar="OUT",
+    parser.add_argument("--json", type=output_file, metavar="OUT",
                         help="result file (default: benchmarks/results/heldout-<people>.json)")
     args = parser.parse_args(argv)
     if args.n_fit < 1 or args.n_test < 1:
         parser.error("--n-fit and --n-test must be at least 1")
     if args.align_rounds is not None and args.align_rounds < 1:
         parser.error("--align-rounds must be at least 1")
+    try:
+        check_threads(args.threads)
+    except ValueError as e:
+        parser.error(f"--threads: {e}")
     t = time.perf_counter()
     from npface.model import load
     work = Path(args.work or f"runs/heldout/{args.people}")

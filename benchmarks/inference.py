@@ -65,6 +65,7 @@ from benchmarks.tiles import way as tiles_way
 from benchmarks.tiles import winograd_layers
 from kernels import tile
 import npface
+from npface.cli import output_file
 from npface.flops import layer_rows
 from npface.model import TABLE2, FaceModel, reference_forward
 from npface.onnx_export import INPUT, THETA
@@ -187,17 +188,19 @@ def plan_stage_times(model, one, n_stages, rounds):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Batch-1 single-thread latency, batch-256 two-thread throughput "
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.inference", description="Batch-1 single-thread latency, batch-256 two-thread throughput "
                                      "and a per-stage breakdown of the whole network: the compiled plan beside the "
                                      "per-op reference path, measured in the same run.")
     parser.add_argument("--quick", action="store_true", help="fewer calls (noisier medians)")
-    parser.add_argument("--calls", type=int, default=300, help="timed batch-1 calls (default %(default)s, >= 200)")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--calls", type=int, default=300, help="timed batch-1 calls, at least 200 (default %(default)s; --quick: 50)")
+    parser.add_argument("--json", type=output_file, metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--no-onnx", action="store_true",
                         help="do not time ONNX Runtime on the exported model (it is timed when onnxruntime is "
                              "installed)")
     args = parser.parse_args(argv)
-    calls = 50 if args.quick else max(200, args.calls)
+    if args.calls < 200 and not args.quick:
+        parser.error(f"--calls must be at least 200 (fewer leave the median too noisy to report), got {args.calls}")
+    calls = 50 if args.quick else args.calls
 
     rng = np.random.default_rng(0)
     seeded = FaceModel(TABLE2, seed=0)

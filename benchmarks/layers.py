@@ -37,6 +37,7 @@ from kernels.warp import warp_backward_reference, warp_forward_reference
 from npface import ops
 from npface.architecture import (INPUT_SIZE, SIGNATURE_DIM, Conv, Linear, MaxPool, alignment_shapes,
                                  signature_shapes)
+from npface.cli import output_file
 from npface.threads import limit, max_threads
 
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=np.float32)
@@ -215,13 +216,13 @@ def run(bench, rng, train_batch, threads, quick):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.layers", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (noisier medians)")
     parser.add_argument("--threads", type=int, default=max_threads(),
                         help="threads for the batch-256 forward+backward (default: all, %(default)s)")
     parser.add_argument("--batch", type=int, default=256, help="training batch size (default: %(default)s)")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--json", type=output_file, metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
 
     rng = np.random.default_rng(0)

@@ -39,6 +39,7 @@ from kernels.blas import matmul
 from kernels.conv import conv2d_forward_reference, im2col, im2col_scratch_size, output_size
 from kernels.jit import kernel
 from npface.architecture import Conv, alignment_shapes, signature_shapes
+from npface.cli import output_file
 from npface.threads import limit
 
 
@@ -112,11 +113,11 @@ def layer_case(shape, F, K, stride, pad, rng):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Channel-major (NCHW) against pixel-major (HWC) activations for "
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.layout", description="Channel-major (NCHW) against pixel-major (HWC) activations for "
                                      "every convolution of Table 2 at batch 1 on one thread: the copy into a "
                                      "matrix product's operand plus the product, timed side by side.")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (noisier medians)")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--json", type=output_file, metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
     rounds = 60 if args.quick else 400
 

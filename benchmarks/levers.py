@@ -45,6 +45,7 @@ from typing import NamedTuple, Tuple
 from benchmarks.common import write_json
 from benchmarks.convergence import read_run, train_or_resume
 from benchmarks.heldout import N_PAIRS, measure
+from npface.cli import HelpFormatter, output_file
 
 BASELINE = "baseline"
 QUICK_STEPS = 3
@@ -204,7 +205,7 @@ def keep_earlier_baseline(results, earlier, ran):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.levers", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog="python -m benchmarks.levers", formatter_class=HelpFormatter,
         description="Train each accuracy lever alone from the same start and measure its held-out accuracy on "
                     "the selection people against the baseline run (benchmarks/results/levers.json).")
     parser.add_argument("--lfw", required=True, metavar="DIR", help="LFW's root (holding lfw/ and the list files)")
@@ -226,7 +227,7 @@ def main(argv=None):
                         help=f"{QUICK_STEPS} steps of 4 x 4 batches from a fresh model, {QUICK_PAIRS} pairs: "
                              "checks the tool end to end in a minute or two (overrides --steps)")
     parser.add_argument("--threads", type=int, default=2, help="training and evaluation threads")
-    parser.add_argument("--json", metavar="OUT", help="result file (default: benchmarks/results/levers.json, "
+    parser.add_argument("--json", type=output_file, metavar="OUT", help="result file (default: benchmarks/results/levers.json, "
                         "with --quick runs/levers-quick/levers.json)")
     args = parser.parse_args(argv)
     if args.list:

@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from benchmarks.common import machine_line, write_json
+from npface.cli import output_file
 
 
 def pair_faces(lfw, pairs_file, people="peopleDevTrain.txt"):
@@ -71,7 +72,7 @@ def main(argv=None):
                         help="pairs file inside --lfw (default pairsDevTrain.txt)")
     parser.add_argument("--model", metavar="PATH", help="model file (.npz); default: the shipped model")
     parser.add_argument("--quick", action="store_true", help="every 10th pair only; results to runs/ by default")
-    parser.add_argument("--json", metavar="OUT",
+    parser.add_argument("--json", type=output_file, metavar="OUT",
                         help="result file (default benchmarks/results/onnx_equality.json, or "
                              "runs/onnx_equality-quick.json with --quick)")
     args = parser.parse_args(argv)

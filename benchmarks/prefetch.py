@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import machine_line, write_json
+from npface.cli import HelpFormatter, output_file
 from npface.threads import max_threads
 from npface.training import TrainConfig, load_checkpoint, run
 
@@ -38,7 +39,7 @@ def step_seconds(out_dir, warmup):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.prefetch", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog="python -m benchmarks.prefetch", formatter_class=HelpFormatter,
         description="Median wall time of a whole training step (data included) with the next batch drawn in the "
                     "background and without.")
     parser.add_argument("--lfw", metavar="DIR", help="LFW's root (holding lfw/ and peopleDevTrain.txt); "
@@ -49,7 +50,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=max_threads(), help="training threads")
     parser.add_argument("--batch-identities", type=int, default=16, metavar="P", help="people per batch")
     parser.add_argument("--images-per-identity", type=int, default=16, metavar="K", help="images per person")
-    parser.add_argument("--json", metavar="PATH", help="also write the result as JSON")
+    parser.add_argument("--json", type=output_file, metavar="PATH", help="also write the result as JSON")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.warmup < 1 or args.repeats < 1 or not 1 <= args.threads <= max_threads():
         parser.error(f"--steps, --warmup and --repeats must be >= 1, --threads 1..{max_threads()}")

@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from npface.cli import HelpFormatter
+
 STAGES = ("tables", "variance", "accuracy", "convergence", "report")
 
 
@@ -58,7 +60,7 @@ def main(argv=None):
         prog="python -m benchmarks.reproduce",
         description="Measure the paper's claims on npface (Theorem 1's variance, Figure 4's convergence, Tables 1 "
                     "and 2, LFW accuracy) and write docs/RESULTS.md with its plots.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument("--lfw", required=True, metavar="DIR",
                         help="LFW's root (holding lfw/, peopleDevTrain.txt and landmarks68.tsv)")
     parser.add_argument("--quick", action="store_true",

@@ -38,6 +38,7 @@ from pathlib import Path
 from benchmarks.common import machine_line, params_digest, write_json
 from benchmarks.convergence import read_run
 from benchmarks.heldout import N_PAIRS, measure
+from npface.cli import HelpFormatter
 from npface.data.cache import atomic_write_text
 
 SHIPPED_MODEL = Path("npface/pretrained/npface-lfw.npz")
@@ -212,7 +213,7 @@ def measure_once(lfw, model, what, run, staged, config, to, results, n_pairs, th
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.ship", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog="python -m benchmarks.ship", formatter_class=HelpFormatter,
         description="Measure a finished training run once on the report people and ship it as the default "
                     "npface.load() model, with its provenance, history and model-card record; or ship the "
                     "shipped model again with another number of alignment rounds.")

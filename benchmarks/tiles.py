@@ -31,6 +31,7 @@ from kernels.conv import TILED_DECLINED, TILED_IM2COL, TILED_PLANES, conv2d_forw
     conv2d_forward_sample, conv2d_forward_tiled, im2col_scratch_size, output_size, tiled_way, tiled_work_size
 from kernels import plan as kplan
 from npface.architecture import Conv, alignment_shapes, signature_shapes
+from npface.cli import output_file
 from npface.model import TABLE2
 from npface.plan import build_tables
 from npface.threads import limit
@@ -83,11 +84,11 @@ def conv_case(C, H, W, F, K, stride, pad, rng):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Table 2's convolutions (one sample, + bias and ReLU) on "
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.tiles", description="Table 2's convolutions (one sample, + bias and ReLU) on "
                                      "kernels.tile's tiles against im2col + NumPy's BLAS, one thread, side by side "
                                      "(operands in the cache).")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (noisier medians)")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--json", type=output_file, metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
     rounds = 60 if args.quick else 400
 

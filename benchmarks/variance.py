@@ -100,6 +100,7 @@ import numpy as np
 
 from benchmarks.common import write_json
 from npface import ops
+from npface.cli import HelpFormatter, output_file
 from npface.estimators import signature_gradients
 from npface.threads import limit
 
@@ -398,9 +399,9 @@ def main(argv=None):
         prog="python -m benchmarks.variance",
         description="Theorem 1 measured: E||g - grad L||^2 of the Multibatch and k/2-random-pairs gradient "
                     "estimates for k = 8..256, at a starting model and a trained one, in the theorem's setting "
-                    "and with training's P x K batches; fitted log-log slopes with 95%% bootstrap intervals and "
+                    "and with training's P x K batches; fitted log-log slopes with 95% bootstrap intervals and "
                     "the two terms of the theorem's bound.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument("--lfw", required=True, metavar="DIR", help="LFW's root (holding lfw/ and the list files)")
     parser.add_argument("--people", default="peopleDevTrain.txt", metavar="FILE",
                         help="list of the people to draw from (its held-out 10%% is left out, as in training)")
@@ -416,7 +417,7 @@ def main(argv=None):
                         help="average E_i||Abar_i||^2 over this many random rows i (default: every row, exact)")
     parser.add_argument("--max-images", type=int, default=None, help="use a random subset of the pool")
     parser.add_argument("--threads", type=int, default=2, help="threads for the network (features of the pool)")
-    parser.add_argument("--json", default="benchmarks/results/variance.json", metavar="OUT", help="result file")
+    parser.add_argument("--json", type=output_file, default="benchmarks/results/variance.json", metavar="OUT", help="result file")
     args = parser.parse_args(argv)
     if args.quick:
         args.draws, args.rows, args.max_images = 200, 64, args.max_images or 1500

@@ -22,6 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from npface.cli import output_file
 from npface.faces import USER_ERRORS, print_error, write_output
 from npface.gallery import CHUNK, DEFAULT_METHOD, METHODS, close_pairs, cluster
 
@@ -36,7 +37,7 @@ def build_parser():
                     "joined, and the graph of those pairs is clustered. Writes a CSV path,face,cluster. Exit status "
                     "0 done, 1 unreadable or malformed signatures file, 2 bad arguments.")
     parser.add_argument("signatures", metavar="SIGNATURES.npz", help="a signatures file written by npface.embed")
-    parser.add_argument("--out", metavar="OUT.csv",
+    parser.add_argument("--out", type=output_file, metavar="OUT.csv",
                         help="the CSV to write (replaced atomically); default: SIGNATURES.clusters.csv beside the input")
     parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
                         help="'majority' = average linkage on theta's votes: two groups of faces merge while more "

@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from npface import __version__
+from npface.cli import output_file
 from npface.data.cache import read_npz
 from npface.faces import CommandError, check_common_args, find_images, open_model, write_output
 from npface.photos import NO_FACE_STATUS, NoFace, embed_pictures, run_command
@@ -78,7 +79,7 @@ def build_parser():
     parser.add_argument("inputs", nargs="+", metavar="DIR_OR_FILE",
                         help="image files, or folders searched recursively for image files "
                              "(.jpg .jpeg .png .bmp .gif .tif .tiff .webp .ppm .pgm)")
-    parser.add_argument("--out", required=True, metavar="OUT.npz",
+    parser.add_argument("--out", type=output_file, required=True, metavar="OUT.npz",
                         help="the output file (replaced atomically); the CSV goes beside it with the suffix .csv")
     add_model_options(parser)
     parser.add_argument("--batch-size", type=int, default=64, metavar="B", help="images per forward pass (default 64)")
@@ -182,9 +183,7 @@ def warn_list(entries, what):
 
 def embed(args):
     """Run the command of parsed ``args``; return (n saved, skipped list, run)."""
-    out = Path(args.out)
-    if out.is_dir():
-        raise CommandError(f"--out is a folder, expected a file name: {out}")
+    out = Path(args.out)                          # checked as the flags were read (npface.cli.output_file)
     root, files, relative = find_images(args.inputs)
     if not files:
         raise CommandError(f"no image files found in {', '.join(args.inputs)}")

@@ -44,6 +44,7 @@ import numpy as np
 
 from npface import __version__, metrics
 from npface import verification as ver
+from npface.cli import output_file
 from npface.faces import (FLIP_HELP, USER_ERRORS, VIEWS, VIEWS_HELP, CommandError, check_common_args,
                           compute_signatures, open_model, print_error, write_output)
 from npface.threads import max_threads
@@ -299,7 +300,7 @@ def build_parser():
     parser.add_argument("--folds", type=int, metavar="K",
                         help=f"for a View 1 file (one block of pairs): the number of folds to assign "
                              f"(default {DEFAULT_FOLDS}); not allowed with --fit-pairs or a file with folds")
-    parser.add_argument("--json", metavar="OUT",
+    parser.add_argument("--json", type=output_file, metavar="OUT",
                         help="write the full report as JSON: protocol, n_pairs, accuracy, accuracy_std, auc, eer, "
                              "tar_at_far, threshold, learned_threshold_accuracy, per-fold figures, the model's path, "
                              "hash and provenance, flip, views, timing")

@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 
+from npface.cli import output_file
 from npface.faces import USER_ERRORS, print_error
 from npface.extras import MissingExtra
 from npface.onnx_export import DEFAULT_OPSET, MIN_OPSET
@@ -37,7 +38,7 @@ def build_parser():
                     "1 when ONNX Runtime disagrees with npface, 2 for bad arguments or input.")
     parser.add_argument("--model", metavar="PATH",
                         help="model file (.npz) saved by npface; default: the pretrained model shipped with npface")
-    parser.add_argument("--out", required=True, metavar="OUT.onnx", help="the ONNX file to write (replaced atomically)")
+    parser.add_argument("--out", type=output_file, required=True, metavar="OUT.onnx", help="the ONNX file to write (replaced atomically)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="V",
                         help=f"ONNX opset version, at least {MIN_OPSET} (AffineGrid and GridSample's 'linear' "
                              f"mode need it; default {DEFAULT_OPSET})")
@@ -53,9 +54,7 @@ def export(args):
 
     import npface
     from npface.onnx_export import check_opset
-    out = Path(args.out)
-    if out.is_dir():
-        raise ValueError(f"--out is a folder, expected a file name: {out}")
+    out = Path(args.out)                      # checked as the flags were read (npface.cli.output_file)
     opset = check_opset(args.opset)
     model = npface.load(args.model)
     npface.export_onnx(model, out, opset)

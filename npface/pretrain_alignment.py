@@ -119,6 +119,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from npface.cli import output_file
 from npface.data.cache import atomic_write_text
 from npface.model import TABLE2, FaceModel, align_forward, backward_layers, dtheta_to_dpose, pose_to_theta
 from npface.optim import SGD, StepSchedule
@@ -565,9 +566,9 @@ def main(argv=None):
                         help="Numba threads for training (default 2)")
     parser.add_argument("--log-every", type=_arg(int, lambda v: v >= 1, "an integer >= 1"), default=100,
                         help="print a progress line (loss, held-out error) every N steps (default 100)")
-    parser.add_argument("--out", metavar="PATH", default=DEFAULT_OUT,
+    parser.add_argument("--out", type=output_file, metavar="PATH", default=DEFAULT_OUT,
                         help=f"where to write the model (.npz; default {DEFAULT_OUT})")
-    parser.add_argument("--json", metavar="PATH", default=None,
+    parser.add_argument("--json", type=output_file, metavar="PATH", default=None,
                         help="also write the metrics (errors, settings, history) as JSON to PATH")
     args = parser.parse_args(argv)
     prog = parser.prog

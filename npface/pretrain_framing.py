@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from npface.cli import output_file
 from npface.data.cache import atomic_write_text
 from npface.data.folders import CropBox
 from npface.framing_net import FramingNet
@@ -163,9 +164,9 @@ def main(argv=None):
                         help="seeds the initial parameters and every step's batch and jitter (default 0)")
     parser.add_argument("--threads", type=_arg(int, lambda v: v >= 1, "an integer >= 1"), default=2,
                         help="Numba threads (default 2)")
-    parser.add_argument("--out", metavar="PATH", default=DEFAULT_OUT,
+    parser.add_argument("--out", type=output_file, metavar="PATH", default=DEFAULT_OUT,
                         help=f"where to write the framing net (.npz; default {DEFAULT_OUT})")
-    parser.add_argument("--json", metavar="PATH", default=None,
+    parser.add_argument("--json", type=output_file, metavar="PATH", default=None,
                         help="also write the metrics (held-out error, settings, history) as JSON to PATH")
     args = parser.parse_args(argv)
     prog = parser.prog

@@ -14,6 +14,7 @@ import time
 import traceback
 
 from npface import distributed
+from npface.cli import HelpFormatter
 from npface.estimators import ESTIMATORS
 from npface.training import TrainConfig, TrainingDiverged, run
 
@@ -31,7 +32,7 @@ def _fractions(text):
 def parser():
     d = TrainConfig()
     p = argparse.ArgumentParser(
-        prog="python -m npface.train", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog="python -m npface.train", formatter_class=HelpFormatter,
         description="Train the Table 2 face network on synthetic faces (default) or folders of identities "
                     "(LFW) with the paper's pairwise hinge loss and a learned threshold.",
         epilog=f"exit status: 0 finished; 2 bad arguments or data; {EXIT_DIVERGED} the training diverged (the loss "

@@ -259,8 +259,7 @@ def test_export_cli_help_and_errors(tmp_path, capsys):
     for flag in ("--model", "--out", "--opset", "--no-check"):
         assert flag in help_text
     cases = [(["--out", tmp_path / "m.onnx", "--opset", "19"], "opset must be an integer from 20"),
-             (["--out", tmp_path / "m.onnx", "--model", tmp_path / "none.npz"], "model file not found"),
-             (["--out", tmp_path], "--out is a folder")]
+             (["--out", tmp_path / "m.onnx", "--model", tmp_path / "none.npz"], "model file not found")]
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"junk")
     cases.append((["--out", tmp_path / "m.onnx", "--model", bad], "not a readable npface model file"))
@@ -272,6 +271,11 @@ def test_export_cli_help_and_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         npexport.main([])                                                # --out is required
     assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        npexport.main(["--out", str(tmp_path)])                          # a folder: refused as the flags are read
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"python -m npface.export: error: argument --out: cannot write {tmp_path}: it is a folder")
 
 
 def test_verify_and_embed_with_onnx_agree_with_npface(exported, images, tmp_path, capsys):  # noqa: F811

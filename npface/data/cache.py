@@ -68,6 +68,32 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def check_writable(path) -> Path:
+    """``path`` if ``atomic_write`` can write it, else ValueError "cannot write <path>: <reason>", one line.
+
+    Checked before a command spends minutes or hours on what it will write: ``path`` must not be a
+    folder, its nearest existing ancestor must be one (``atomic_write`` creates the folders below
+    it), and a file must be creatable there, which is tried for real (a temporary file, removed at
+    once) rather than predicted from permission bits (a read-only file system, or /proc for root).
+    Nothing is left behind: missing folders are not created here.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"cannot write {path}: it is a folder")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"cannot write {path}: {ancestor} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".npface-write-check-", dir=ancestor)
+    except OSError as e:
+        raise ValueError(f"cannot write {path}: cannot create files in {ancestor} ({e.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
+    return path
+
+
 def atomic_write_npz(path: Path, arrays: dict) -> Path:
     """Write ``arrays`` ({name: array}) to ``path`` as an .npz, atomically (a name given to np.savez would
     get '.npz' appended, so it writes through an open file)."""

@@ -1,0 +1,96 @@
+"""What every command-line entry point shares: --help that reads well, and output files checked before the
+work that fills them (npface.cli, npface.data.cache.check_writable)."""
+import importlib
+import os
+
+import pytest
+
+from npface.cli import output_file
+from npface.data.cache import check_writable
+
+ENTRY_POINTS = [
+    "npface.average", "npface.cluster", "npface.demo", "npface.embed", "npface.eval", "npface.export",
+    "npface.flops", "npface.pictures", "npface.pretrain_alignment", "npface.pretrain_framing", "npface.search",
+    "npface.tour", "npface.train", "npface.verify",
+    "benchmarks.accuracy", "benchmarks.cluster_search", "benchmarks.convergence", "benchmarks.distributed",
+    "benchmarks.framing", "benchmarks.heldout", "benchmarks.inference", "benchmarks.layers", "benchmarks.layout",
+    "benchmarks.levers", "benchmarks.onnx_equality", "benchmarks.photos", "benchmarks.prefetch",
+    "benchmarks.report", "benchmarks.reproduce", "benchmarks.ship", "benchmarks.tiles", "benchmarks.train_step",
+    "benchmarks.variance",
+]
+
+
+@pytest.mark.parametrize("module", ENTRY_POINTS)
+def test_help_names_the_command_and_prints_no_empty_defaults(module, capsys):
+    with pytest.raises(SystemExit) as exc:
+        importlib.import_module(module).main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: python -m {module} "), text.splitlines()[0]
+    assert "(default: None)" not in text and "%%" not in text and "(default: False)" not in text
+
+
+def test_check_writable_tries_for_real_and_leaves_nothing_behind(tmp_path):
+    assert check_writable(tmp_path / "new" / "deeper" / "out.json") == tmp_path / "new" / "deeper" / "out.json"
+    assert os.listdir(tmp_path) == []                                  # no folder made, no probe left
+    with pytest.raises(ValueError, match=f"^cannot write {tmp_path}: it is a folder$"):
+        check_writable(tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match=f"^cannot write {tmp_path}/file/out.json: {tmp_path}/file is not a folder$"):
+        check_writable(tmp_path / "file" / "out.json")
+    assert sorted(os.listdir(tmp_path)) == ["file"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_check_writable_refuses_a_folder_no_file_can_be_made_in():
+    with pytest.raises(ValueError, match="^cannot write /proc/npface/x.json: cannot create files in /proc"):
+        check_writable("/proc/npface/x.json")                          # refused even to root
+
+
+def test_output_file_is_an_argparse_type(tmp_path):
+    import argparse
+    assert output_file(str(tmp_path / "a.json")) == str(tmp_path / "a.json")
+    assert output_file("-") == "-"
+    with pytest.raises(argparse.ArgumentTypeError, match="it is a folder"):
+        output_file(str(tmp_path))
+
+
+@pytest.mark.parametrize("module, argv", [
+    ("npface.pretrain_alignment", ["--lfw", "L", "--out", "{dir}"]),
+    ("npface.pretrain_framing", ["--lfw", "L", "--json", "{dir}"]),
+    ("npface.flops", ["--json", "{dir}"]),
+    ("npface.embed", ["--out", "{dir}", "x.jpg"]),
+    ("benchmarks.heldout", ["--lfw", "L", "--people", "selection", "--json", "{dir}"]),
+    ("benchmarks.train_step", ["--json", "{dir}"]),
+    ("benchmarks.inference", ["--json", "{dir}"]),
+])
+def test_an_unwritable_output_stops_the_command_before_it_starts(module, argv, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        importlib.import_module(module).main([a.format(dir=tmp_path) for a in argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"python -m {module}: error: argument --") and err.endswith(f"{tmp_path}: it is a folder")
+
+
+def test_benchmark_flags_checked_with_their_own_command_name(capsys):
+    from benchmarks import heldout, photos
+    with pytest.raises(SystemExit):
+        heldout.main(["--lfw", "L", "--people", "selection", "--threads", "0"])
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        "python -m benchmarks.heldout: error: --threads: threads must be an integer")
+    with pytest.raises(SystemExit):
+        photos.main(["--lfw", "L", "--pairs", "3", "--model", "m.npz", "--json", "out.json"])
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "python -m benchmarks.photos: error: --pairs must be an even number, at least 2 (half same, half not), got 3")
+
+
+def test_photos_reports_a_missing_lfw_folder_in_one_line(tmp_path, capsys):
+    from benchmarks import photos
+    from tests.test_model import TINY
+    from npface.model import FaceModel
+    FaceModel(TINY).save(tmp_path / "m.npz")
+    assert photos.main(["--lfw", str(tmp_path / "none"), "--model", str(tmp_path / "m.npz"),
+                        "--json", str(tmp_path / "p.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("python -m benchmarks.photos: error:") and "not found" in err[-1]
+    assert not (tmp_path / "p.json").exists()
