@@ -55,7 +55,7 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from npface import ops, verification
-from npface.data.cache import atomic_write_npz, atomic_write_text
+from npface.data.cache import atomic_write_npz, atomic_write_text, check_writable
 from npface.distributed import SINGLE
 from npface.estimators import ESTIMATORS, PAIR_BATCH_ESTIMATORS, signature_gradients
 from npface.model import TABLE2, FaceModel, ModelConfig, load
@@ -68,6 +68,11 @@ CHECKPOINT_FORMAT = 1
 # --------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------
+
+def _real(v) -> bool:
+    """Whether v is a finite real number (an int or a float, not a bool)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
 
 @dataclass
 class TrainConfig:
@@ -180,9 +185,29 @@ class TrainConfig:
             raise ValueError("--distill-warmup needs --distill-from")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
+        if not (_real(self.lr) and self.lr > 0):
+            raise ValueError(f"--lr must be a finite number > 0, got {self.lr!r}")
+        if not (_real(self.momentum) and 0 <= self.momentum < 1):
+            raise ValueError(f"--momentum must be a number in [0, 1), got {self.momentum!r}")
+        for flag, v in (("--weight-decay", self.weight_decay), ("--align-lr-scale", self.align_lr_scale)):
+            if not (_real(v) and v >= 0):
+                raise ValueError(f"{flag} must be a finite number >= 0, got {v!r}")
+        if self.threshold_init is not None and not (_real(self.threshold_init) and self.threshold_init > 0):
+            raise ValueError(f"--threshold-init must be a finite number > 0 (a squared distance), "
+                             f"got {self.threshold_init!r}")
         check_threads(self.threads)
         SGD({}, self.lr, self.momentum, self.weight_decay, {"align.": self.align_lr_scale})  # validates these
         StepSchedule(self.lr, self.steps, self.lr_drops, self.lr_factor)      # validates the schedule
+        return self
+
+    def check_files(self):
+        """Raise ValueError (naming the flag) if a model file the run will read is not there: checked before
+        the data are read, which takes minutes, rather than when the file is opened."""
+        for flag, paths in (("--init", [self.init] if self.init else []), ("--distill-from", self.distill_from)):
+            for path in paths:
+                if not Path(path).is_file():
+                    what = "is a folder, not a model file" if Path(path).is_dir() else "model file not found"
+                    raise ValueError(f"{flag}: {what}: {path}")
         return self
 
     def jitter_ranges(self):
@@ -358,8 +383,12 @@ class FolderSource:
 
     def validation(self):
         from npface.data.sampler import validation_pairs
-        pairs, same = validation_pairs(self.ds.labels, self.cfg.val_pairs // 2, seed=0, indices=self.val_idx,
-                                       n_groups=VAL_FOLDS)
+        try:
+            pairs, same = validation_pairs(self.ds.labels, self.cfg.val_pairs // 2, seed=0, indices=self.val_idx,
+                                           n_groups=VAL_FOLDS)
+        except ValueError as e:
+            raise ValueError(f"--val-fraction {self.cfg.val_fraction} holds out too few people for the validation "
+                             f"pairs ({e})") from None
         rows = np.unique(pairs)
         local = np.searchsorted(rows, pairs)
         labels = self.ds.labels[pairs]                                         # (Q, 2) people of each pair
@@ -678,19 +707,24 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
         log(f"Resuming {out_dir} at step {start} of {cfg.steps}"
             + (f" on {comm.size} ranks (it ran on {ranks_before})" if ranks_before != comm.size else ""))
     else:
-        cfg = dataclasses.replace(cfg, world_size=comm.size).check()
+        cfg = dataclasses.replace(cfg, world_size=comm.size).check().check_files()
         if comm.is_root and checkpoint.exists():
             raise FileExistsError(f"{out_dir} already holds a run (checkpoint.npz); use --resume {out_dir} "
                                   f"to continue it, or choose another --out")
+        if comm.is_root:
+            try:
+                check_writable(out_dir / "config.json")
+            except ValueError as e:
+                raise ValueError(f"--out {out_dir}: {e}") from None
         start, best = 0, None
-    if comm.is_root:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out_dir / "config.json", json.dumps(cfg.to_json(), indent=1) + "\n")
 
     source = make_source(cfg, progress=progress)
     log(f"Data: {source.description}")
     vset = source.validation()
     log(f"Validation: {vset.description}")
+    if comm.is_root:                               # made once the data are read: a failed start leaves no folder
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / "config.json", json.dumps(cfg.to_json(), indent=1) + "\n")
 
     if resume:
         model = FaceModel(ModelConfig.from_json(state["model_config"]), params=params,

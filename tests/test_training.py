@@ -280,13 +280,36 @@ def test_nan_signatures_stop_training_although_their_hinge_loss_is_zero(tmp_path
     (["--images-per-identity", "1"], "--images-per-identity must be at least 2"),
     (["--steps", "0"], "--steps must be a positive integer"),
     (["--lfw", "/no/such/folder"], "--lfw: folder not found"),
-    (["--lr", "-1"], "learning rate must be > 0"),
+    (["--lr", "-1"], "--lr must be a finite number > 0, got -1.0"),
+    (["--lr", "inf"], "--lr must be a finite number > 0, got inf"),
+    (["--momentum", "1"], "--momentum must be a number in [0, 1), got 1.0"),
+    (["--weight-decay", "nan"], "--weight-decay must be a finite number >= 0, got nan"),
+    (["--threshold-init", "-1"], "--threshold-init must be a finite number > 0 (a squared distance), got -1.0"),
+    (["--threshold-init", "nan"], "--threshold-init must be a finite number > 0"),
     (["--threads", "0"], "threads must be an integer"),
+    (["--init", "/no/such/model.npz"], "--init: model file not found: /no/such/model.npz"),
+    (["--init", "."], "--init: is a folder, not a model file: ."),
+    (["--lfw", ".", "--distill-from", "/no/such/teacher.npz"], "--distill-from: model file not found"),
 ])
 def test_cli_errors_are_one_line(tmp_path, capsys, argv, match):
     assert train_main(argv + ["--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("npface.train: error:") and match in err and "\n" not in err
+    assert not (tmp_path / "x").exists()                             # a failed start leaves no folder behind
+
+
+def test_an_unwritable_out_fails_before_the_data_and_a_data_error_leaves_no_folder(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert train_main(["--out", str(tmp_path / "file" / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"npface.train: error: --out {tmp_path / 'file' / 'run'}: cannot write "
+                   f"{tmp_path / 'file' / 'run' / 'config.json'}: {tmp_path / 'file'} is not a folder")
+    (tmp_path / "lfw" / "alice").mkdir(parents=True)                   # one person: no validation pairs
+    from PIL import Image
+    Image.new("RGB", (250, 250)).save(tmp_path / "lfw" / "alice" / "a.jpg")
+    with pytest.raises(ValueError):
+        run(tiny(data="folder", lfw=str(tmp_path)), tmp_path / "out", log=quiet, progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_refuses_to_overwrite_a_run_and_resume_needs_a_checkpoint(tmp_path, capsys):
