@@ -364,8 +364,14 @@ class FaceModel:
 
     def astype(self, dtype):
         """A copy of the model with every parameter in ``dtype`` (float64 for gradient checks); it keeps
-        ``tiles``."""
-        return self._derived(self.config, {k: v.astype(dtype) for k, v in self.params.items()})
+        ``tiles``. The kernels run float32 and float64 only."""
+        try:
+            kind = np.dtype(dtype).type if dtype is not None else None      # np.dtype(None) would be float64
+        except TypeError:
+            kind = None
+        if kind not in (np.float32, np.float64):
+            raise ValueError(f"astype: dtype must be float32 or float64, got {dtype!r}")
+        return self._derived(self.config, {k: v.astype(kind) for k, v in self.params.items()})
 
     def with_align_rounds(self, rounds):
         """The same parameters (shared, not copied) run with ``rounds`` alignment rounds
@@ -387,8 +393,10 @@ class FaceModel:
             raise ValueError(f"images must be a numpy array of shape (N, {S}, {S}, 3), got {type(images).__name__}")
         if images.ndim == 3 and images.shape == (S, S, 3):
             raise ValueError(f"images must be a batch (N, {S}, {S}, 3); for one image use images[None]")
-        if images.ndim != 4 or images.shape[1:] != (S, S, 3) or images.shape[0] == 0:
+        if images.ndim != 4 or images.shape[1:] != (S, S, 3):
             raise ValueError(f"images must have shape (N, {S}, {S}, 3) (RGB, channels last), got {images.shape}")
+        if images.shape[0] == 0:
+            raise ValueError(f"images is an empty batch (0, {S}, {S}, 3): give at least one image")
         if images.dtype != np.uint8 and images.dtype.kind != "f":
             raise ValueError(f"images must be uint8 (0..255) or float (0..1), got dtype {images.dtype}")
 
@@ -409,8 +417,13 @@ class FaceModel:
         """Float pixels must be finite and in [0, 1] (uint8 pixels are 0..255 by their type)."""
         if images.dtype != np.uint8 and (not np.all(np.isfinite(images)) or images.min() < 0.0
                                          or images.max() > 1.0):
-            raise ValueError("float images must be finite and in [0, 1] (uint8 images are 0..255); got values in "
-                             f"[{np.nanmin(images):.3g}, {np.nanmax(images):.3g}]")
+            finite = images[np.isfinite(images)]
+            if finite.size == 0:
+                got = "only NaN or infinite pixels"
+            else:
+                got = (("NaN or infinite pixels, and finite ones " if finite.size < images.size else "values ")
+                       + f"in [{finite.min():.3g}, {finite.max():.3g}]")
+            raise ValueError(f"float images must be finite and in [0, 1] (uint8 images are 0..255); got {got}")
 
     def forward(self, images, train=False, timings=None, per_op=False):
         """Signatures (N, D) of a batch of images; with train=True also the cache for ``backward``.
@@ -558,8 +571,14 @@ class FaceModel:
         return threads
 
     def distance(self, a, b):
-        """Squared Euclidean distance between signatures a and b ((D,) or (N, D), broadcast)."""
+        """Squared Euclidean distance between signatures a and b ((D,) or (N, D), broadcast: e.g.
+        ``distance(s[:, None], s[None])`` is the (N, N) matrix of all pairs)."""
         a, b = self._signatures(a, "a"), self._signatures(b, "b")
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(f"a and b do not broadcast: signatures of shapes {a.shape} and {b.shape} (the same "
+                             f"number, or one against many)") from None
         return ((a - b) ** 2).sum(axis=-1)
 
     def same(self, a, b):
@@ -572,6 +591,8 @@ class FaceModel:
         if s.dtype.kind != "f" or s.shape[-1:] != (D,):
             raise ValueError(f"{name} must be signatures of shape (D,) or (N, D) with D = {D}, got "
                              f"{s.dtype} {s.shape}; use model.embed(images) to get them")
+        if not np.isfinite(s).all():
+            raise ValueError(f"{name} holds NaN or infinite values: not signatures model.embed returns")
         return s.astype(np.float64)
 
     # ---------------------------------------------------------- files
@@ -645,6 +666,8 @@ def read_npface_file(path, what):
     """({name: array}, metadata dict) of an npface .npz file (arrays plus ``metadata.json``), read without
     pickle. ``what`` names the kind of file ("model", "framing net") in the one-line errors: FileNotFoundError
     for a missing file, ValueError for one that is not such a file."""
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not an npface {what} file")
     if not path.is_file():
         raise FileNotFoundError(f"{what} file not found: {path}")
     arrays = read_npz(path, f"not a readable npface {what} file (.npz)")

@@ -111,7 +111,9 @@ def test_embed_is_batch_independent_and_accepts_uint8_or_float():
     (np.zeros((12, 12, 3), np.uint8), r"must be a batch \(N, 12, 12, 3\); for one image use images\[None\]"),
     (np.zeros((2, 3, 12, 12), np.uint8), r"must have shape \(N, 12, 12, 3\) \(RGB, channels last\), got \(2, 3, 12, 12\)"),
     (np.zeros((2, 12, 12, 3), np.int32), r"uint8 \(0..255\) or float \(0..1\), got dtype int32"),
-    (np.full((2, 12, 12, 3), 255.0, np.float32), r"float images must be finite and in \[0, 1\]"),
+    (np.full((2, 12, 12, 3), 255.0, np.float32), r"float images must be finite and in \[0, 1\].*got values in \[255, 255\]"),
+    (np.full((2, 12, 12, 3), np.nan, np.float32), r"got only NaN or infinite pixels"),
+    (np.zeros((0, 12, 12, 3), np.uint8), r"images is an empty batch \(0, 12, 12, 3\)"),
     ([[0]], r"must be a numpy array"),
 ])
 def test_bad_images(images, match):
@@ -123,8 +125,19 @@ def test_bad_signatures_and_threads():
     model = FaceModel(TINY)
     with pytest.raises(ValueError, match=r"signatures of shape \(D,\) or \(N, D\) with D = 5"):
         model.distance(np.zeros(4), np.zeros(5))
+    with pytest.raises(ValueError, match=r"a and b do not broadcast: signatures of shapes \(2, 5\) and \(3, 5\)"):
+        model.distance(np.zeros((2, 5)), np.zeros((3, 5)))
+    assert model.distance(np.zeros((2, 5)), np.ones((1, 5))).tolist() == [5.0, 5.0]
+    with pytest.raises(ValueError, match="b holds NaN or infinite values"):
+        model.same(np.zeros(5), np.full(5, np.nan))
     with pytest.raises(ValueError, match="threads must be an integer"):
         model.embed(np.zeros((1, 12, 12, 3), np.uint8), threads=0)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.float16, "complex64", "nonsense", None])
+def test_astype_takes_the_kernels_float_types_only(dtype):
+    with pytest.raises(ValueError, match="astype: dtype must be float32 or float64"):
+        FaceModel(TINY).astype(dtype)
 
 
 def test_config_round_trips_through_json_and_checks_shapes():

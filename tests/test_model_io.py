@@ -112,6 +112,14 @@ def test_not_an_npz(tmp_path):
     path.write_text("hello")
     with pytest.raises(ValueError, match="not a readable npface model file"):
         load(path)
+    np.save(tmp_path / "array.npy", np.zeros(3))                     # np.load would read it, as no archive
+    with pytest.raises(ValueError, match=r"not a readable npface model file \(.npz\): not a .npz \(zip\) archive"):
+        load(tmp_path / "array.npy")
+
+
+def test_a_folder_is_named_as_one(tmp_path):
+    with pytest.raises(ValueError, match="is a folder, not an npface model file"):
+        load(tmp_path)
 
 
 def test_missing_file_and_missing_pretrained(tmp_path):

@@ -117,6 +117,9 @@ def read_npz(path: Path, complaint: str) -> dict:
 
     import numpy as np
     try:
+        with open(path, "rb") as fh:
+            if fh.read(2) != b"PK":                  # what np.load cannot read as an archive it tries as pickle
+                raise ValueError("not a .npz (zip) archive")
         with np.load(path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
