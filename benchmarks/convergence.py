@@ -1,6 +1,6 @@
 """Figure 4, measured over seeds: held-out accuracy against steps and wall time for Multibatch and random pairs.
 
-    python -m benchmarks.convergence --lfw ../shared/lfw            # 11 runs x 1000 steps, about 5 hours here
+    python -m benchmarks.convergence --lfw ../shared/lfw            # 10 runs x 1000 steps, about 5 hours here
     python -m benchmarks.convergence --lfw ../shared/lfw --quick    # 7 runs x 60 small steps, some minutes
 
 Every run trains the same model (the pretrained alignment net of

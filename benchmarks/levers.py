@@ -4,9 +4,10 @@
     python -m benchmarks.levers --lfw ../shared/lfw --steps 1000 --only baseline --only singletons
     python -m benchmarks.levers --lfw ../shared/lfw --quick                  # 3 tiny steps each, to try the tool
 
-The baseline is the shipped model's recipe (``npface.train --init
-runs/align_pretrained.npz --align-lr-scale 0 --lr-drops 0.85``, 16 x 16
-batches, seed 0) for ``--steps`` steps. Every other lever is that same
+The baseline is the ``recipe2500`` recipe, the model shipped from 2026-12-02
+to 2026-12-05 (``npface.train --init runs/align_pretrained.npz
+--align-lr-scale 0 --lr-drops 0.85``, 16 x 16 batches, seed 0), for
+``--steps`` steps. Every other lever is that same
 command with one change (``LEVERS``; ``python -m benchmarks.levers --list``
 prints them):
 

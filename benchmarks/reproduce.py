@@ -10,7 +10,7 @@ Stages, in order (``--stages`` picks some):
                  first, while the machine is quiet
     variance     Theorem 1 (python -m benchmarks.variance)
     accuracy     the shipped model, fit-and-test on held-out people (python -m benchmarks.accuracy)
-    convergence  Figure 4 over seeds (python -m benchmarks.convergence): the long one (11 training runs);
+    convergence  Figure 4 over seeds (python -m benchmarks.convergence): the long one (10 training runs);
                  finished runs are reused and interrupted ones resume, so a stopped reproduction can be
                  started again
     report       docs/RESULTS.md and its plots (python -m benchmarks.report)

@@ -1,12 +1,13 @@
 """Signatures of many face images: ``python -m npface.embed DIR_OR_FILES... --out signatures.npz``.
 
     python -m npface.embed photos/ --out photos.npz --model m.npz
-    python -m npface.embed a.jpg b.jpg c.png --out three.npz --model m.npz --flip
+    python -m npface.embed a.jpg b.jpg c.png --out three.npz --model m.npz --no-flip
 
 Folders are searched recursively for image files (by extension, any case;
 hidden files and folders are skipped); files named explicitly are always
 tried. Each image is cropped as in training (``npface.faces.read_face``,
-framing rule ``--frame``) and embedded once.
+framing rule ``--frame``) and embedded with its mirror image, the two
+signatures averaged (``--no-flip``: the image alone).
 
 With ``--frame detect`` every face the detector finds is a row (main face
 first within a picture, ``npface.detect``); with ``--frame auto`` (the default) each picture

@@ -3,8 +3,8 @@
 The per-op kernels parallelise over samples with Numba's ``prange``, and the
 compiled plan (``npface.plan``) runs as many groups of samples on Python
 threads (its kernels release the GIL); both take the count from Numba's
-thread setting and call BLAS (``np.dot``) inside, one product per sample or
-chunk of samples. BLAS must therefore
+thread setting and call BLAS (``kernels.blas.matmul``) inside, one product per
+sample or chunk of samples. BLAS must therefore
 run single-threaded, or two levels of threads would fight over the cores.
 Inference uses one thread in all, mirroring the single ARM core the paper
 targets (30 ms for 41M FLOPs); training opens the Numba threads up.
