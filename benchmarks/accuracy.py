@@ -156,7 +156,8 @@ def main(argv=None):
                         help="folder for the pairs files and eval reports (they name LFW files: keep them out "
                              "of the project)")
     parser.add_argument("--threads", type=int, default=1, help="threads for the network")
-    parser.add_argument("--json", type=output_file, default="benchmarks/results/accuracy.json", metavar="OUT", help="result file")
+    parser.add_argument("--json", type=output_file, default="benchmarks/results/accuracy.json", metavar="OUT",
+                        help="result file")
     args = parser.parse_args(argv)
     t = time.perf_counter()
     from npface.model import load

@@ -42,7 +42,7 @@ from typing import NamedTuple
 import numpy as np
 
 from benchmarks.common import write_json
-from npface.cli import HelpFormatter, output_file
+from npface.cli import HelpFormatter, check_output, output_file
 from npface.data.cache import atomic_write_text
 
 PAIRS_LRS = (0.01, 0.03, 0.003)          # the pairs learning-rate grid
@@ -265,8 +265,9 @@ def main(argv=None):
                         help=f"60 steps of 8 x 8 batches, 400 validation pairs, pairs rates {QUICK_PAIRS_LRS} "
                              f"(overrides --steps)")
     parser.add_argument("--threads", type=int, default=2, help="training threads")
-    parser.add_argument("--json", type=output_file, metavar="OUT", help="result file (default: benchmarks/results/convergence.json, "
-                                                      "with --quick runs/reproduce-quick/results/convergence.json)")
+    parser.add_argument("--json", type=output_file, metavar="OUT",
+                        help="result file (default: benchmarks/results/convergence.json, "
+                             "with --quick runs/reproduce-quick/results/convergence.json)")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
@@ -277,6 +278,7 @@ def main(argv=None):
     args.runs = args.runs or str(root / "convergence")
     args.json = args.json or ("runs/reproduce-quick/results/convergence.json" if args.quick
                               else "benchmarks/results/convergence.json")
+    check_output(parser, "--json", args.json)
     return run(args)
 
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from benchmarks.common import machine_line, median_time, write_json
 from npface import distributed
-from npface.cli import HelpFormatter, output_file
+from npface.cli import HelpFormatter, check_output, output_file
 from npface.data.synthetic import SyntheticFaces
 from npface.estimators import signature_gradients
 from npface.model import TABLE2, FaceModel
@@ -169,14 +169,17 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (compilation, caches)")
     p.add_argument("--latency", type=float, default=DEFAULT_LATENCY, help="modelled seconds per message")
-    p.add_argument("--json", type=output_file, metavar="PATH", help="results file (default: benchmarks/results/distributed.json, "
-                                                  "with --quick runs/distributed-quick.json)")
+    p.add_argument("--json", type=output_file, metavar="PATH",
+                   help="results file (default: benchmarks/results/distributed.json, "
+                        "with --quick runs/distributed-quick.json)")
     p.add_argument("--worker", metavar="PATH", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.batch_identities, args.images_per_identity, args.steps = 4, 4, 2
     if args.worker:
         return worker(args)
+    out = args.json or ("runs/distributed-quick.json" if args.quick else "benchmarks/results/distributed.json")
+    check_output(p, "--json", out)
     P, K = args.batch_identities, args.images_per_identity
     k = P * K
     print(machine_line())
@@ -212,7 +215,6 @@ def main(argv=None):
               f"{cross:>42}")
     print("(a crossover k equal to R: one image per rank already takes longer to compute than the collectives)")
 
-    out = args.json or ("runs/distributed-quick.json" if args.quick else "benchmarks/results/distributed.json")
     write_json(out, {
         "machine": machine_line(), "quick": args.quick, "batch": {"P": P, "K": K, "k": k}, "steps": args.steps,
         "measured": {"one_process": {**one, "serial_seconds": serial, "images_per_s": rate1},

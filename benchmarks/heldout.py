@@ -42,7 +42,7 @@ from pathlib import Path
 
 from benchmarks.accuracy import evaluate, write_protocol
 from benchmarks.common import params_digest, write_json
-from npface.cli import HelpFormatter, output_file
+from npface.cli import HelpFormatter, check_output, output_file
 from npface.threads import check_threads
 
 PARTS = ("selection", "report")
@@ -128,6 +128,8 @@ def main(argv=None):
         check_threads(args.threads)
     except ValueError as e:
         parser.error(f"--threads: {e}")
+    out_json = args.json or f"benchmarks/results/heldout-{args.people}.json"
+    check_output(parser, "--json", out_json)
     t = time.perf_counter()
     from npface.model import load
     work = Path(args.work or f"runs/heldout/{args.people}")
@@ -151,13 +153,12 @@ def main(argv=None):
                 "model_trained_steps": provenance.get("trained_steps"),
                 "model_config": provenance.get("config"), "model_init": _init_record(provenance),
                 "seconds": time.perf_counter() - t, "date": time.strftime("%Y-%m-%d")})
-    path = args.json or f"benchmarks/results/heldout-{args.people}.json"
-    write_json(path, out)
+    write_json(out_json, out)
     for key, s in out["summary"].items():
         print(f"{args.people} people, {key}: accuracy {s['accuracy']:.4f} (95% {s['accuracy_95'][0]:.4f}-"
               f"{s['accuracy_95'][1]:.4f}), AUC {s['auc']:.4f}, EER {s['eer']:.4f}, learned theta "
               f"{s['learned_threshold_accuracy']:.4f}")
-    print(f"wrote {path}")
+    print(f"wrote {out_json}")
     return 0
 
 

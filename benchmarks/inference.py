@@ -188,11 +188,13 @@ def plan_stage_times(model, one, n_stages, rounds):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.inference", description="Batch-1 single-thread latency, batch-256 two-thread throughput "
-                                     "and a per-stage breakdown of the whole network: the compiled plan beside the "
-                                     "per-op reference path, measured in the same run.")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.inference",
+                                     description="Batch-1 single-thread latency, batch-256 two-thread throughput and "
+                                                 "a per-stage breakdown of the whole network: the compiled plan "
+                                                 "beside the per-op reference path, measured in the same run.")
     parser.add_argument("--quick", action="store_true", help="fewer calls (noisier medians)")
-    parser.add_argument("--calls", type=int, default=300, help="timed batch-1 calls, at least 200 (default %(default)s; --quick: 50)")
+    parser.add_argument("--calls", type=int, default=300,
+                        help="timed batch-1 calls, at least 200 (default %(default)s; --quick: 50)")
     parser.add_argument("--json", type=output_file, metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--no-onnx", action="store_true",
                         help="do not time ONNX Runtime on the exported model (it is timed when onnxruntime is "

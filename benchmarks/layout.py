@@ -113,9 +113,11 @@ def layer_case(shape, F, K, stride, pad, rng):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.layout", description="Channel-major (NCHW) against pixel-major (HWC) activations for "
-                                     "every convolution of Table 2 at batch 1 on one thread: the copy into a "
-                                     "matrix product's operand plus the product, timed side by side.")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.layout",
+                                     description="Channel-major (NCHW) against pixel-major (HWC) activations for "
+                                                 "every convolution of Table 2 at batch 1 on one thread: the copy "
+                                                 "into a matrix product's operand plus the product, timed side "
+                                                 "by side.")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (noisier medians)")
     parser.add_argument("--json", type=output_file, metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)

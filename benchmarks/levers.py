@@ -46,7 +46,7 @@ from typing import NamedTuple, Tuple
 from benchmarks.common import write_json
 from benchmarks.convergence import read_run, train_or_resume
 from benchmarks.heldout import N_PAIRS, measure
-from npface.cli import HelpFormatter, output_file
+from npface.cli import HelpFormatter, check_output, output_file
 
 BASELINE = "baseline"
 QUICK_STEPS = 3
@@ -228,8 +228,9 @@ def main(argv=None):
                         help=f"{QUICK_STEPS} steps of 4 x 4 batches from a fresh model, {QUICK_PAIRS} pairs: "
                              "checks the tool end to end in a minute or two (overrides --steps)")
     parser.add_argument("--threads", type=int, default=2, help="training and evaluation threads")
-    parser.add_argument("--json", type=output_file, metavar="OUT", help="result file (default: benchmarks/results/levers.json, "
-                        "with --quick runs/levers-quick/levers.json)")
+    parser.add_argument("--json", type=output_file, metavar="OUT",
+                        help="result file (default: benchmarks/results/levers.json, "
+                             "with --quick runs/levers-quick/levers.json)")
     args = parser.parse_args(argv)
     if args.list:
         for lv in LEVERS:
@@ -237,11 +238,19 @@ def main(argv=None):
         return 0
     if args.steps < 1 or (args.synthetic_steps is not None and args.synthetic_steps < 1):
         parser.error("--steps and --synthetic-steps must be at least 1")
+    check_output(parser, "--json", result_path(args))
     try:
         return run(args)
     except (OSError, ValueError, RuntimeError) as e:
         print(f"python -m benchmarks.levers: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+
+
+def result_path(args) -> str:
+    """Where the results go: --json, else levers.json under the runs' folder with --quick, else
+    benchmarks/results/levers.json."""
+    root = Path(args.runs or ("runs/levers-quick" if args.quick else "runs/levers"))
+    return args.json or (str(root / "levers.json") if args.quick else "benchmarks/results/levers.json")
 
 
 def run(args, log=print):
@@ -252,7 +261,7 @@ def run(args, log=print):
     n_pairs = args.n_pairs or (QUICK_PAIRS if quick else N_PAIRS)
     framing_pairs = QUICK_PAIRS if quick else FRAMING_PAIRS
     root = Path(args.runs or ("runs/levers-quick" if quick else "runs/levers"))
-    out_json = args.json or (str(root / "levers.json") if quick else "benchmarks/results/levers.json")
+    out_json = result_path(args)
     init = None if quick else args.init
     if init and not Path(init).is_file():
         raise FileNotFoundError(f"--init: {init} not found; make it with python -m npface.pretrain_alignment "

@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from benchmarks.common import machine_line, write_json
-from npface.cli import output_file
+from npface.cli import check_output, output_file
 
 
 def pair_faces(lfw, pairs_file, people="peopleDevTrain.txt"):
@@ -77,6 +77,7 @@ def main(argv=None):
                              "runs/onnx_equality-quick.json with --quick)")
     args = parser.parse_args(argv)
     out = args.json or ("runs/onnx_equality-quick.json" if args.quick else "benchmarks/results/onnx_equality.json")
+    check_output(parser, "--json", out)
     import tempfile
     from pathlib import Path
 

@@ -41,12 +41,13 @@ from PIL import Image
 from benchmarks.candidates import CANDIDATES, YARDSTICK
 from benchmarks.common import write_json
 from benchmarks.pasted import paste
-from npface.cli import output_file
+from npface.cli import check_output, output_file
 from npface.data.cache import atomic_write_text
 from npface.faces import VIEW_SHIFT_PX, VIEWS
 
 RESULTS = Path("benchmarks/results/photos.json")
 QUICK_RESULTS = Path("runs/photos-quick/photos.json")
+LFW_NEEDS = ("lfw", "peopleDevTrain.txt", "landmarks68.tsv")   # what the measurements read under --lfw
 FRAMING = Path("benchmarks/results/framing.json")
 FRAMING_NET = Path("benchmarks/results/framing_net.json")        # written by python -m npface.pretrain_framing
 CLUSTER_SEARCH = Path("benchmarks/results/cluster_search.json")
@@ -504,7 +505,8 @@ def write_report(path=REPORT, results=RESULTS, framing=FRAMING, cluster_search=C
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.photos", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lfw", metavar="DIR", help="the LFW folder (lfw/, peopleDevTrain.txt); required unless --report")
+    parser.add_argument("--lfw", metavar="DIR",
+                        help="the LFW folder (lfw/, peopleDevTrain.txt); required unless --report")
     parser.add_argument("--pairs", type=int, default=400, metavar="P",
                         help="pasted pairs, half same and half not: an even number, at least 2 (default 400)")
     parser.add_argument("--quick", action="store_true", help="40 pairs, one small gallery; into runs/photos-quick/")
@@ -517,8 +519,9 @@ def main(argv=None):
     parser.add_argument("--align-rounds", type=int, metavar="R", help="run the model with R alignment rounds "
                         "(npface.model.ModelConfig.align_rounds) instead of the number its file holds (then --json "
                         "is needed)")
-    parser.add_argument("--json", type=output_file, metavar="PATH", help="with --model, --framing-net, --align-rounds or --people: "
-                        "where to write the results")
+    parser.add_argument("--json", type=output_file, metavar="PATH",
+                        help="with --model, --framing-net, --align-rounds or --people: "
+                             "where to write the results")
     parser.add_argument("--people", choices=("selection", "report"),
                         help="only verify on pasted pictures, with pairs of one side of benchmarks.heldout's split "
                              "of the held-out people (settings are chosen on 'selection'); needs --json")
@@ -552,24 +555,24 @@ def main(argv=None):
             print(f"python -m benchmarks.photos: error: {flag}: {' '.join(str(e).split())}", file=sys.stderr)
             return 2
     model, framing_net = loaded["--model"], loaded["--framing-net"]
+    missing = [name for name in LFW_NEEDS if not (Path(args.lfw) / name).exists()]
+    if missing:
+        parser.error(f"--lfw {args.lfw}: no {' and no '.join(missing)} there (LFW's root, as in ../shared/lfw)")
+    check_output(parser, "--json", args.json or (QUICK_RESULTS if args.quick else RESULTS))
     if args.align_rounds is not None:
         model = (model if model is not None else load()).with_align_rounds(args.align_rounds)
-    try:
-        if args.quick:
-            out_file, report = QUICK_RESULTS, QUICK_RESULTS.with_name("PHOTOS.md")
-            verify = pasted_agreement(args.lfw, 40, model=model, people=args.people, views=VIEWS,
-                                      framing_net=framing_net)
-            clustering = None if args.people else clustering_quality(args.lfw, sizes=(25,), draws=1, model=model)
-        else:
-            out_file, report = RESULTS, REPORT
-            print("verify on pasted pictures")
-            verify = pasted_agreement(args.lfw, args.pairs, model=model, people=args.people, views=VIEWS,
-                                      framing_net=framing_net)
-            print("clustering" if not args.people else "(no clustering: --people measures verify only)")
-            clustering = None if args.people else clustering_quality(args.lfw, model=model)
-    except (OSError, ValueError) as e:                   # a missing or incomplete LFW folder, above all
-        print(f"python -m benchmarks.photos: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+    if args.quick:
+        out_file, report = QUICK_RESULTS, QUICK_RESULTS.with_name("PHOTOS.md")
+        verify = pasted_agreement(args.lfw, 40, model=model, people=args.people, views=VIEWS,
+                                  framing_net=framing_net)
+        clustering = None if args.people else clustering_quality(args.lfw, sizes=(25,), draws=1, model=model)
+    else:
+        out_file, report = RESULTS, REPORT
+        print("verify on pasted pictures")
+        verify = pasted_agreement(args.lfw, args.pairs, model=model, people=args.people, views=VIEWS,
+                                  framing_net=framing_net)
+        print("clustering" if not args.people else "(no clustering: --people measures verify only)")
+        clustering = None if args.people else clustering_quality(args.lfw, model=model)
     command = ("python -m benchmarks.photos" + (" --quick" if args.quick else f" --pairs {args.pairs}")
                + (f" --model {args.model}" if args.model else "")
                + (f" --framing-net {args.framing_net}" if args.framing_net else "")

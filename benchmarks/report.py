@@ -1695,8 +1695,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.report",
                                      description="Write RESULTS.md and its plots from the reproduction's JSON "
                                                  "results.")
-    parser.add_argument("--results", default="benchmarks/results", metavar="DIR", help="folder of the JSON results (default %(default)s)")
-    parser.add_argument("--docs", default="docs", metavar="DIR", help="where RESULTS.md and the plots go (default %(default)s)")
+    parser.add_argument("--results", default="benchmarks/results", metavar="DIR",
+                        help="folder of the JSON results (default %(default)s)")
+    parser.add_argument("--docs", default="docs", metavar="DIR",
+                        help="where RESULTS.md and the plots go (default %(default)s)")
     parser.add_argument("--no-plots", action="store_true", help="text only (no matplotlib needed)")
     parser.add_argument("--readme", metavar="PATH",
                         help=f"also rewrite the README's generated regions in PATH: the headline table between "

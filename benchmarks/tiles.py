@@ -84,9 +84,10 @@ def conv_case(C, H, W, F, K, stride, pad, rng):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.tiles", description="Table 2's convolutions (one sample, + bias and ReLU) on "
-                                     "kernels.tile's tiles against im2col + NumPy's BLAS, one thread, side by side "
-                                     "(operands in the cache).")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.tiles",
+                                     description="Table 2's convolutions (one sample, + bias and ReLU) on "
+                                                 "kernels.tile's tiles against im2col + NumPy's BLAS, one thread, "
+                                                 "side by side (operands in the cache).")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (noisier medians)")
     parser.add_argument("--json", type=output_file, metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)

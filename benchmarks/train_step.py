@@ -57,17 +57,19 @@ def required_macs(model):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_step", description="Images/s of a full k=256 training step, with a per-phase breakdown.")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_step",
+                                     description="Images/s of a full k=256 training step, with a per-phase breakdown.")
     parser.add_argument("--threads", type=int, default=max_threads(), help="threads (default: all, %(default)s)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps (default %(default)s)")
     parser.add_argument("--estimator", choices=ESTIMATORS, default="multibatch",
-                        help="the loss gradient's estimator, as in python -m npface.train: multibatch (all k^2-k pairs of "
-                             "the batch), pairs (k/2 independent random pairs) or pairs-in-batch (k/2 disjoint pairs "
-                             "inside the batch) (default %(default)s)")
+                        help="the loss gradient's estimator, as in python -m npface.train: multibatch (all "
+                             "k^2-k pairs of the batch), pairs (k/2 independent random pairs) or pairs-in-batch "
+                             "(k/2 disjoint pairs inside the batch) (default %(default)s)")
     parser.add_argument("--align-lr-scale", type=float, default=0.0,
                         help="the alignment net's learning rate relative to the rest, as in python -m npface.train; "
                              "0 (default, as in the reported runs) freezes it and skips its backward pass")
-    parser.add_argument("--json", type=output_file, metavar="PATH", help="also write the medians (seconds per phase) as JSON")
+    parser.add_argument("--json", type=output_file, metavar="PATH",
+                        help="also write the medians (seconds per phase) as JSON")
     parser.add_argument("--profile", action="store_true",
                         help="instead of timing steps, print each layer's forward and backward time per sample on "
                              "one thread and its fraction of the 1-thread GEMM peak (a diagnostic: layer by layer "

@@ -417,7 +417,8 @@ def main(argv=None):
                         help="average E_i||Abar_i||^2 over this many random rows i (default: every row, exact)")
     parser.add_argument("--max-images", type=int, default=None, help="use a random subset of the pool")
     parser.add_argument("--threads", type=int, default=2, help="threads for the network (features of the pool)")
-    parser.add_argument("--json", type=output_file, default="benchmarks/results/variance.json", metavar="OUT", help="result file")
+    parser.add_argument("--json", type=output_file, default="benchmarks/results/variance.json", metavar="OUT",
+                        help="result file")
     args = parser.parse_args(argv)
     if args.quick:
         args.draws, args.rows, args.max_images = 200, 64, args.max_images or 1500

@@ -62,7 +62,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog=PROG, description="Average the parameters of checkpoints (ckpt-*.npz, "
                                 "checkpoint.npz) or model files of one run into one model file.")
     p.add_argument("inputs", nargs="+", metavar="FILE", help="checkpoints or model files (the same architecture)")
-    p.add_argument("--out", type=output_file, required=True, metavar="MODEL", help="the averaged model file to write (.npz)")
+    p.add_argument("--out", type=output_file, required=True, metavar="MODEL",
+                   help="the averaged model file to write (.npz)")
     a = p.parse_args(argv)
     try:
         model = average(a.inputs)

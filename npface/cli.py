@@ -2,7 +2,7 @@
 
 - ``output_file``: the argparse type of a flag that names a file the command will write (``--out``,
   ``--json``). It is checked as the flags are read, so that a run of minutes or hours cannot end by
-  failing to save what it made.
+  failing to save what it made; ``check_output`` checks a default worked out after them.
 - ``HelpFormatter``: ``--help`` with each flag's default, where it has one worth printing.
 """
 import argparse
@@ -12,14 +12,30 @@ from npface.data.cache import check_writable
 
 def output_file(text: str) -> str:
     """``text`` if a file can be written there (``npface.data.cache.check_writable``), else the one-line
-    argparse error "argument --json: cannot write PATH: why". "-" (standard output, for a command that
-    takes it) passes as it is."""
-    if text != "-":
-        try:
-            check_writable(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
+    argparse error "argument --json: cannot write PATH: why". "-" is refused rather than taken as a file
+    of that name: it reads as standard output, which only ``output_file_or_stdout``'s commands print to."""
+    if text == "-":
+        raise argparse.ArgumentTypeError("this command writes files only, not standard output ('-'): give a file name")
+    try:
+        check_writable(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return text
+
+
+def output_file_or_stdout(text: str) -> str:
+    """``output_file``, or "-" for standard output (for a command that prints there when asked)."""
+    return text if text == "-" else output_file(text)
+
+
+def check_output(parser, flag: str, path) -> None:
+    """The same check for an output file whose path a command works out after reading its flags (a
+    default that depends on other flags): argparse's one-line error, naming ``flag``, if it cannot be
+    written."""
+    try:
+        check_writable(path)
+    except ValueError as e:
+        parser.error(f"{flag}: {e}")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

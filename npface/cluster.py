@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from npface.cli import output_file
+from npface.data.cache import check_writable
 from npface.faces import USER_ERRORS, print_error, write_output
 from npface.gallery import CHUNK, DEFAULT_METHOD, METHODS, close_pairs, cluster
 
@@ -81,8 +82,7 @@ def run(args):
     data = read_signatures(args.signatures)
     theta = data.threshold if args.threshold is None else args.threshold
     out = Path(args.out) if args.out else default_out(args.signatures)
-    if out.is_dir():
-        raise ValueError(f"--out is a folder, expected a file name: {out}")
+    check_writable(out)                                  # --out was checked as it was read; its default not
     n = len(data.signatures)
     bar = _Progress(False if args.quiet else True, n, "pairs under theta")
     try:

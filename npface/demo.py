@@ -173,8 +173,9 @@ def figure4_in_miniature(steps, seed, ids_per_batch=8, per_id=8, tag="[2]"):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m npface.demo", description="A one-minute tour of npface's kernels: a NIN block, "
-                                     "then Multibatch vs random pairs on toy identities.")
+    parser = argparse.ArgumentParser(prog="python -m npface.demo",
+                                     description="A one-minute tour of npface's kernels: a NIN block, then "
+                                                 "Multibatch vs random pairs on toy identities.")
     parser.add_argument("--steps", type=int, default=800, help="SGD steps of the toy comparison (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     args = parser.parse_args(argv)

@@ -38,7 +38,8 @@ def build_parser():
                     "1 when ONNX Runtime disagrees with npface, 2 for bad arguments or input.")
     parser.add_argument("--model", metavar="PATH",
                         help="model file (.npz) saved by npface; default: the pretrained model shipped with npface")
-    parser.add_argument("--out", type=output_file, required=True, metavar="OUT.onnx", help="the ONNX file to write (replaced atomically)")
+    parser.add_argument("--out", type=output_file, required=True, metavar="OUT.onnx",
+                        help="the ONNX file to write (replaced atomically)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="V",
                         help=f"ONNX opset version, at least {MIN_OPSET} (AffineGrid and GridSample's 'linear' "
                              f"mode need it; default {DEFAULT_OPSET})")

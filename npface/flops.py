@@ -23,7 +23,7 @@ from pathlib import Path
 from npface.architecture import (ALIGN_INPUT_SIZE, INPUT_SIZE, PAPER_TABLE2, PAPER_TOTALS, Conv, Linear,
                                  alignment_shapes, signature_shapes)
 from kernels.resize import area_weights
-from npface.cli import output_file
+from npface.cli import output_file_or_stdout
 from npface.data.cache import atomic_write_text
 
 TOLERANCE = 0.15
@@ -101,9 +101,11 @@ def totals(rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m npface.flops", description="Per-layer multiply-adds and parameters of the Table 2 network, "
-                                     "beside the paper's figures.")
-    parser.add_argument("--json", type=output_file, metavar="PATH", help="write the table as JSON (layers, totals) to PATH ('-' for stdout)")
+    parser = argparse.ArgumentParser(prog="python -m npface.flops",
+                                     description="Per-layer multiply-adds and parameters of the Table 2 network, "
+                                                 "beside the paper's figures.")
+    parser.add_argument("--json", type=output_file_or_stdout, metavar="PATH",
+                        help="write the table as JSON (layers, totals) to PATH ('-' for stdout)")
     args = parser.parse_args(argv)
 
     rows = compare_with_paper(layer_rows())

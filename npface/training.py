@@ -139,6 +139,8 @@ class TrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
         for name in ("steps", "batch_identities", "validate_every", "checkpoint_every", "val_pairs"):
             positive(name, getattr(self, name))
+        if self.val_pairs < 2:
+            raise ValueError(f"--val-pairs must be at least 2 (half same, half not), got {self.val_pairs}")
         if self.images_per_identity < 2:
             raise ValueError(f"--images-per-identity must be at least 2 (a batch needs same-identity pairs), "
                              f"got {self.images_per_identity}")
@@ -163,23 +165,21 @@ class TrainConfig:
             raise ValueError("--singletons needs folder data (--lfw) and a P x K estimator (multibatch)")
         for name in ("jitter_rotation", "jitter_scale", "jitter_shift"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            if not (_real(v) and v >= 0):
                 raise ValueError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {v!r}")
         if self.distinct_photos and (self.data != "folder" or self.estimator != "multibatch"):
             raise ValueError("--distinct-photos needs folder data (--lfw) and the multibatch estimator")
         if self.jitter_context and (self.data != "folder" or not self.jitter):
             raise ValueError("--jitter-context needs folder data (--lfw) and the jitter (--jitter)")
         self.photometric()                                                    # validates the appearance flags
-        if not (isinstance(self.landmark_weight, (int, float)) and math.isfinite(self.landmark_weight)
-                and self.landmark_weight >= 0):
+        if not (_real(self.landmark_weight) and self.landmark_weight >= 0):
             raise ValueError(f"--landmark-weight must be a finite number >= 0, got {self.landmark_weight!r}")
         if self.landmark_weight and (self.data != "folder" or not self.align_lr_scale):
             raise ValueError("--landmark-weight needs folder data (--lfw, with landmarks68.tsv) and an alignment "
                              "net that trains (--align-lr-scale > 0)")
         if self.distill_from and self.data != "folder":
             raise ValueError("--distill-from needs folder data (--lfw): the teachers embed its images")
-        if not (isinstance(self.distill_weight, (int, float)) and not isinstance(self.distill_weight, bool)
-                and math.isfinite(self.distill_weight) and self.distill_weight > 0):
+        if not (_real(self.distill_weight) and self.distill_weight > 0):
             raise ValueError(f"--distill-weight must be a finite number > 0, got {self.distill_weight!r}")
         if self.distill_warmup and not self.distill_from:
             raise ValueError("--distill-warmup needs --distill-from")
@@ -196,18 +196,21 @@ class TrainConfig:
             raise ValueError(f"--threshold-init must be a finite number > 0 (a squared distance), "
                              f"got {self.threshold_init!r}")
         check_threads(self.threads)
-        SGD({}, self.lr, self.momentum, self.weight_decay, {"align.": self.align_lr_scale})  # validates these
         StepSchedule(self.lr, self.steps, self.lr_drops, self.lr_factor)      # validates the schedule
         return self
 
-    def check_files(self):
+    def check_files(self, init=True):
         """Raise ValueError (naming the flag) if a model file the run will read is not there: checked before
-        the data are read, which takes minutes, rather than when the file is opened."""
-        for flag, paths in (("--init", [self.init] if self.init else []), ("--distill-from", self.distill_from)):
+        the data are read, which takes minutes, rather than when the file is opened. The --distill-from
+        teachers are read by every rank, at the start and on resuming; --init only by rank 0 of a new run
+        (``init``)."""
+        for flag, paths in (("--init", [self.init] if self.init and init else []),
+                            ("--distill-from", self.distill_from)):
             for path in paths:
-                if not Path(path).is_file():
-                    what = "is a folder, not a model file" if Path(path).is_dir() else "model file not found"
-                    raise ValueError(f"{flag}: {what}: {path}")
+                if os.path.isdir(path):
+                    raise ValueError(f"{flag}: {path} is a folder, not a model file")
+                if not os.path.isfile(path):
+                    raise ValueError(f"{flag}: model file not found: {path}")
         return self
 
     def jitter_ranges(self):
@@ -387,8 +390,8 @@ class FolderSource:
             pairs, same = validation_pairs(self.ds.labels, self.cfg.val_pairs // 2, seed=0, indices=self.val_idx,
                                            n_groups=VAL_FOLDS)
         except ValueError as e:
-            raise ValueError(f"--val-fraction {self.cfg.val_fraction} holds out too few people for the validation "
-                             f"pairs ({e})") from None
+            raise ValueError(f"--val-fraction {self.cfg.val_fraction} and --val-pairs {self.cfg.val_pairs}: the "
+                             f"held-out people cannot make the validation pairs ({e})") from None
         rows = np.unique(pairs)
         local = np.searchsorted(rows, pairs)
         labels = self.ds.labels[pairs]                                         # (Q, 2) people of each pair
@@ -702,12 +705,12 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
         params, opt_arrays, state = comm.from_root(_read_checkpoint, checkpoint)
         cfg = TrainConfig.from_json(state["config"])
         ranks_before, cfg.world_size = cfg.world_size, comm.size
-        cfg.check()
+        cfg.check().check_files(init=False)
         start, best = int(state["step"]), state.get("best")
         log(f"Resuming {out_dir} at step {start} of {cfg.steps}"
             + (f" on {comm.size} ranks (it ran on {ranks_before})" if ranks_before != comm.size else ""))
     else:
-        cfg = dataclasses.replace(cfg, world_size=comm.size).check().check_files()
+        cfg = dataclasses.replace(cfg, world_size=comm.size).check().check_files(init=comm.is_root)
         if comm.is_root and checkpoint.exists():
             raise FileExistsError(f"{out_dir} already holds a run (checkpoint.npz); use --resume {out_dir} "
                                   f"to continue it, or choose another --out")

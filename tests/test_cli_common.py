@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from npface.cli import output_file
+from npface.cli import output_file, output_file_or_stdout
 from npface.data.cache import check_writable
 
 ENTRY_POINTS = [
@@ -39,6 +39,12 @@ def test_check_writable_tries_for_real_and_leaves_nothing_behind(tmp_path):
     with pytest.raises(ValueError, match=f"^cannot write {tmp_path}/file/out.json: {tmp_path}/file is not a folder$"):
         check_writable(tmp_path / "file" / "out.json")
     assert sorted(os.listdir(tmp_path)) == ["file"]
+    with pytest.raises(ValueError, match="cannot create files in .*File name too long"):
+        check_writable(tmp_path / ("n" * 250 + ".json"))               # atomic_write's temporary name would be longer
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match=f"{tmp_path}/dangling is not a folder$"):
+        check_writable(tmp_path / "dangling" / "out.json")
+    assert sorted(os.listdir(tmp_path)) == ["dangling", "file"]
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
@@ -50,7 +56,9 @@ def test_check_writable_refuses_a_folder_no_file_can_be_made_in():
 def test_output_file_is_an_argparse_type(tmp_path):
     import argparse
     assert output_file(str(tmp_path / "a.json")) == str(tmp_path / "a.json")
-    assert output_file("-") == "-"
+    assert output_file_or_stdout("-") == "-"
+    with pytest.raises(argparse.ArgumentTypeError, match="not standard output"):
+        output_file("-")
     with pytest.raises(argparse.ArgumentTypeError, match="it is a folder"):
         output_file(str(tmp_path))
 
@@ -84,13 +92,36 @@ def test_benchmark_flags_checked_with_their_own_command_name(capsys):
         "python -m benchmarks.photos: error: --pairs must be an even number, at least 2 (half same, half not), got 3")
 
 
-def test_photos_reports_a_missing_lfw_folder_in_one_line(tmp_path, capsys):
+def test_photos_checks_its_lfw_folder_before_it_starts(tmp_path, capsys):
     from benchmarks import photos
-    from tests.test_model import TINY
-    from npface.model import FaceModel
-    FaceModel(TINY).save(tmp_path / "m.npz")
-    assert photos.main(["--lfw", str(tmp_path / "none"), "--model", str(tmp_path / "m.npz"),
-                        "--json", str(tmp_path / "p.json")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("python -m benchmarks.photos: error:") and "not found" in err[-1]
-    assert not (tmp_path / "p.json").exists()
+    (tmp_path / "lfw").mkdir()
+    with pytest.raises(SystemExit) as exc:
+        photos.main(["--lfw", str(tmp_path), "--people", "selection", "--json", str(tmp_path / "p.json")])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"python -m benchmarks.photos: error: --lfw {tmp_path}: no peopleDevTrain.txt and no landmarks68.tsv "
+        f"there (LFW's root, as in ../shared/lfw)")
+
+
+def test_a_default_output_worked_out_after_the_flags_is_checked_too(tmp_path, capsys, monkeypatch):
+    from benchmarks import heldout
+    (tmp_path / "benchmarks").write_text("")                   # benchmarks/results/... cannot be made here
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        heldout.main(["--lfw", "L", "--people", "selection"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "python -m benchmarks.heldout: error: --json: cannot write benchmarks/results/heldout-selection.json: "
+        "benchmarks is not a folder")
+
+
+def test_only_a_command_that_prints_json_takes_dash(tmp_path, capsys, monkeypatch):
+    from npface import flops
+    assert flops.main(["--json", "-"]) == 0 and capsys.readouterr().out.lstrip().startswith("{")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        importlib.import_module("npface.export").main(["--out", "-"])
+    assert exc.value.code == 2 and os.listdir(tmp_path) == []             # no file named "-"
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "python -m npface.export: error: argument --out: this command writes files only, not standard output "
+        "('-'): give a file name")

@@ -288,7 +288,8 @@ def test_nan_signatures_stop_training_although_their_hinge_loss_is_zero(tmp_path
     (["--threshold-init", "nan"], "--threshold-init must be a finite number > 0"),
     (["--threads", "0"], "threads must be an integer"),
     (["--init", "/no/such/model.npz"], "--init: model file not found: /no/such/model.npz"),
-    (["--init", "."], "--init: is a folder, not a model file: ."),
+    (["--init", "."], "--init: . is a folder, not a model file"),
+    (["--val-pairs", "1"], "--val-pairs must be at least 2 (half same, half not), got 1"),
     (["--lfw", ".", "--distill-from", "/no/such/teacher.npz"], "--distill-from: model file not found"),
 ])
 def test_cli_errors_are_one_line(tmp_path, capsys, argv, match):
@@ -304,12 +305,28 @@ def test_an_unwritable_out_fails_before_the_data_and_a_data_error_leaves_no_fold
     err = capsys.readouterr().err.strip()
     assert err == (f"npface.train: error: --out {tmp_path / 'file' / 'run'}: cannot write "
                    f"{tmp_path / 'file' / 'run' / 'config.json'}: {tmp_path / 'file'} is not a folder")
-    (tmp_path / "lfw" / "alice").mkdir(parents=True)                   # one person: no validation pairs
     from PIL import Image
-    Image.new("RGB", (250, 250)).save(tmp_path / "lfw" / "alice" / "a.jpg")
-    with pytest.raises(ValueError):
+    for i in range(12):                              # 12 people: 1 held out, too few for 10 validation groups
+        (tmp_path / "lfw" / f"p{i:02d}").mkdir(parents=True)
+        for j in range(2):
+            Image.new("RGB", (250, 250), (20 * i, 50 * j, 0)).save(tmp_path / "lfw" / f"p{i:02d}" / f"{j}.jpg")
+    with pytest.raises(ValueError, match=r"^--val-fraction 0.1 and --val-pairs 20: the held-out people cannot make "
+                                         r"the validation pairs \(n_groups: 1 people cannot make 10 groups"):
         run(tiny(data="folder", lfw=str(tmp_path)), tmp_path / "out", log=quiet, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_resumed_run_checks_its_teachers_before_the_data(tmp_path):
+    cfg = tiny(steps=2)
+    run(cfg, tmp_path / "r", log=quiet, progress=False)
+    cfg.distill_from = (str(tmp_path / "gone.npz"),)
+    with pytest.raises(ValueError, match="--distill-from: model file not found"):
+        cfg.check_files(init=False)
+    cfg.init = str(tmp_path / "none.npz")
+    cfg.distill_from = ()
+    assert cfg.check_files(init=False) is cfg                       # --init is not read on resuming
+    with pytest.raises(ValueError, match="--init: model file not found"):
+        cfg.check_files()
 
 
 def test_cli_refuses_to_overwrite_a_run_and_resume_needs_a_checkpoint(tmp_path, capsys):

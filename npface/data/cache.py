@@ -73,24 +73,28 @@ def check_writable(path) -> Path:
 
     Checked before a command spends minutes or hours on what it will write: ``path`` must not be a
     folder, its nearest existing ancestor must be one (``atomic_write`` creates the folders below
-    it), and a file must be creatable there, which is tried for real (a temporary file, removed at
-    once) rather than predicted from permission bits (a read-only file system, or /proc for root).
-    Nothing is left behind: missing folders are not created here.
+    it), and a file must be creatable there, which is tried for real rather than predicted from
+    permission bits (a read-only file system, or /proc for root): a temporary file named as
+    ``atomic_write`` names its own (so a name too long for the file system fails here too), removed
+    at once. Nothing is left behind: missing folders are not created here.
     """
     path = Path(path)
-    if path.is_dir():
+    if os.path.isdir(path):                           # os.path's tests answer False where Path's raise OSError
         raise ValueError(f"cannot write {path}: it is a folder")
     ancestor = path.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
         ancestor = ancestor.parent
-    if not ancestor.is_dir():
+    if not os.path.isdir(ancestor):                   # a file, or a link to nothing
         raise ValueError(f"cannot write {path}: {ancestor} is not a folder")
     try:
-        fd, probe = tempfile.mkstemp(prefix=".npface-write-check-", dir=ancestor)
+        fd, probe = tempfile.mkstemp(prefix=path.name + ".tmp-", dir=ancestor)
     except OSError as e:
         raise ValueError(f"cannot write {path}: cannot create files in {ancestor} ({e.strerror})") from None
     os.close(fd)
-    os.unlink(probe)
+    try:
+        os.unlink(probe)
+    except OSError as e:
+        raise ValueError(f"cannot write {path}: cannot replace files in {ancestor} ({e.strerror})") from None
     return path
 
 
