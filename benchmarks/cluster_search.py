@@ -32,6 +32,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from benchmarks.common import machine_line, write_json
+from npface.cli import run_main
 
 RESULTS = Path("benchmarks/results/cluster_search.json")
 FACES_PER_PERSON = 5
@@ -131,4 +132,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m benchmarks.cluster_search"))

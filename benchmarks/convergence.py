@@ -42,7 +42,7 @@ from typing import NamedTuple
 import numpy as np
 
 from benchmarks.common import write_json
-from npface.cli import HelpFormatter, check_output, output_file
+from npface.cli import HelpFormatter, check_output, output_file, run_main
 from npface.data.cache import atomic_write_text
 
 PAIRS_LRS = (0.01, 0.03, 0.003)          # the pairs learning-rate grid
@@ -334,4 +334,4 @@ def run(args, log=print):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m benchmarks.convergence"))

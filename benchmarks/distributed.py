@@ -36,7 +36,7 @@ import numpy as np
 
 from benchmarks.common import machine_line, median_time, write_json
 from npface import distributed
-from npface.cli import HelpFormatter, check_output, output_file
+from npface.cli import HelpFormatter, check_output, output_file, run_main
 from npface.data.synthetic import SyntheticFaces
 from npface.estimators import signature_gradients
 from npface.model import TABLE2, FaceModel
@@ -227,4 +227,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m benchmarks.distributed"))

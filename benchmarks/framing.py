@@ -49,6 +49,7 @@ from PIL import Image
 
 from benchmarks.common import write_json
 from benchmarks.pasted import background, paste
+from npface.cli import run_main
 from npface.data.cache import atomic_write_text
 
 RESULTS = Path("benchmarks/results/framing.json")
@@ -258,4 +259,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m benchmarks.framing"))

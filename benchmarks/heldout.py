@@ -42,7 +42,7 @@ from pathlib import Path
 
 from benchmarks.accuracy import evaluate, write_protocol
 from benchmarks.common import params_digest, write_json
-from npface.cli import HelpFormatter, check_output, output_file
+from npface.cli import HelpFormatter, check_output, output_file, run_main
 from npface.threads import check_threads
 
 PARTS = ("selection", "report")
@@ -163,4 +163,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m benchmarks.heldout"))

@@ -65,7 +65,7 @@ from benchmarks.tiles import way as tiles_way
 from benchmarks.tiles import winograd_layers
 from kernels import tile
 import npface
-from npface.cli import output_file
+from npface.cli import output_file, run_main
 from npface.flops import layer_rows
 from npface.model import TABLE2, FaceModel, reference_forward
 from npface.onnx_export import INPUT, THETA
@@ -433,4 +433,4 @@ def print_blocks(plan_rows, ort_stages):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m benchmarks.inference"))

@@ -37,7 +37,7 @@ from kernels.warp import warp_backward_reference, warp_forward_reference
 from npface import ops
 from npface.architecture import (INPUT_SIZE, SIGNATURE_DIM, Conv, Linear, MaxPool, alignment_shapes,
                                  signature_shapes)
-from npface.cli import output_file
+from npface.cli import output_file, run_main
 from npface.threads import limit, max_threads
 
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=np.float32)
@@ -276,4 +276,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m benchmarks.layers"))

@@ -30,6 +30,7 @@ rounds (``interleaved_medians``), with a 1024^3 float32 product (the
 by side on this shared machine.
 """
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -39,7 +40,7 @@ from kernels.blas import matmul
 from kernels.conv import conv2d_forward_reference, im2col, im2col_scratch_size, output_size
 from kernels.jit import kernel
 from npface.architecture import Conv, alignment_shapes, signature_shapes
-from npface.cli import output_file
+from npface.cli import output_file, run_main
 from npface.threads import limit
 
 
@@ -162,4 +163,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, "python -m benchmarks.layout"))

@@ -46,7 +46,7 @@ from typing import NamedTuple, Tuple
 from benchmarks.common import write_json
 from benchmarks.convergence import read_run, train_or_resume
 from benchmarks.heldout import N_PAIRS, measure
-from npface.cli import HelpFormatter, check_output, output_file
+from npface.cli import HelpFormatter, check_output, output_file, run_main
 
 BASELINE = "baseline"
 QUICK_STEPS = 3
@@ -359,4 +359,4 @@ def run(args, log=print):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m benchmarks.levers"))

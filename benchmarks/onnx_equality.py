@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from benchmarks.common import machine_line, write_json
-from npface.cli import check_output, output_file
+from npface.cli import check_output, output_file, run_main
 
 
 def pair_faces(lfw, pairs_file, people="peopleDevTrain.txt"):
@@ -112,4 +112,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m benchmarks.onnx_equality"))

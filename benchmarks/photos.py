@@ -41,7 +41,7 @@ from PIL import Image
 from benchmarks.candidates import CANDIDATES, YARDSTICK
 from benchmarks.common import write_json
 from benchmarks.pasted import paste
-from npface.cli import check_output, output_file
+from npface.cli import check_output, output_file, run_main
 from npface.data.cache import atomic_write_text
 from npface.faces import VIEW_SHIFT_PX, VIEWS
 
@@ -592,4 +592,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m benchmarks.photos"))

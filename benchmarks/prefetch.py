@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import machine_line, write_json
-from npface.cli import HelpFormatter, output_file
+from npface.cli import HelpFormatter, output_file, run_main
 from npface.threads import max_threads
 from npface.training import TrainConfig, load_checkpoint, run
 
@@ -104,4 +104,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m benchmarks.prefetch"))

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.candidates import CANDIDATES, YARDSTICK
+from npface.cli import run_main
 from npface.data.cache import atomic_write, atomic_write_text
 
 NOT_MEASURED = "not measured"
@@ -1719,4 +1720,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m benchmarks.report"))

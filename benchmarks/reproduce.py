@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from npface.cli import HelpFormatter
+from npface.cli import HelpFormatter, run_main
 
 STAGES = ("tables", "variance", "accuracy", "convergence", "report")
 
@@ -113,4 +113,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m benchmarks.reproduce"))

@@ -38,7 +38,7 @@ from pathlib import Path
 from benchmarks.common import machine_line, params_digest, write_json
 from benchmarks.convergence import read_run
 from benchmarks.heldout import N_PAIRS, measure
-from npface.cli import HelpFormatter
+from npface.cli import HelpFormatter, run_main
 from npface.data.cache import atomic_write_text
 
 SHIPPED_MODEL = Path("npface/pretrained/npface-lfw.npz")
@@ -252,4 +252,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m benchmarks.ship"))

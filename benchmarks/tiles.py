@@ -21,6 +21,7 @@ are timed in the same rounds (``interleaved_medians``), with a 1024^3 float32 pr
 peak) every ten rounds; the ratios are of medians taken side by side.
 """
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -31,7 +32,7 @@ from kernels.conv import TILED_DECLINED, TILED_IM2COL, TILED_PLANES, conv2d_forw
     conv2d_forward_sample, conv2d_forward_tiled, im2col_scratch_size, output_size, tiled_way, tiled_work_size
 from kernels import plan as kplan
 from npface.architecture import Conv, alignment_shapes, signature_shapes
-from npface.cli import output_file
+from npface.cli import output_file, run_main
 from npface.model import TABLE2
 from npface.plan import build_tables
 from npface.threads import limit
@@ -136,4 +137,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run_main(main, "python -m benchmarks.tiles"))

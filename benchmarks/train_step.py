@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 from benchmarks.common import gemm_peak, machine_line, median_time
-from npface.cli import output_file
+from npface.cli import output_file, run_main
 from npface.data.synthetic import SyntheticFaces
 from npface.estimators import ESTIMATORS, PAIR_BATCH_ESTIMATORS, signature_gradients
 from npface.flops import layer_rows
@@ -243,4 +243,4 @@ def profile_layers(model, images, want_align, reps):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m benchmarks.train_step"))

@@ -100,7 +100,7 @@ import numpy as np
 
 from benchmarks.common import write_json
 from npface import ops
-from npface.cli import HelpFormatter, output_file
+from npface.cli import HelpFormatter, output_file, run_main
 from npface.estimators import signature_gradients
 from npface.threads import limit
 
@@ -443,4 +443,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m benchmarks.variance"))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from npface.cli import output_file
+from npface.cli import output_file, run_main
 from npface.faces import print_error
 from npface.model import FaceModel, ModelConfig, load
 
@@ -77,4 +77,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, PROG))

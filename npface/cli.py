@@ -4,8 +4,10 @@
   ``--json``). It is checked as the flags are read, so that a run of minutes or hours cannot end by
   failing to save what it made; ``check_output`` checks a default worked out after them.
 - ``HelpFormatter``: ``--help`` with each flag's default, where it has one worth printing.
+- ``run_main``: how ``python -m`` runs a command, with Ctrl-C ended by one line instead of a traceback.
 """
 import argparse
+import sys
 
 from npface.data.cache import check_writable
 
@@ -50,3 +52,15 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
                 or action.default is argparse.SUPPRESS or "default" in text):
             return text
         return super()._get_help_string(action)
+
+
+def run_main(main, prog: str) -> int:
+    """``main()``'s exit status; a Ctrl-C that reaches here ends the command with one line on stderr,
+    "<prog>: interrupted", followed by what was kept when the KeyboardInterrupt says so (its message), and
+    the status a shell gives a process ended by the signal: the exception's ``status`` if it has one, else
+    130 (128 + SIGINT)."""
+    try:
+        return main()
+    except KeyboardInterrupt as e:
+        print(f"{prog}: interrupted" + (f": {e}" if str(e) else ""), file=sys.stderr)
+        return getattr(e, "status", 130)

@@ -22,7 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from npface.cli import output_file
+from npface.cli import output_file, run_main
 from npface.data.cache import check_writable
 from npface.faces import USER_ERRORS, print_error, write_output
 from npface.gallery import CHUNK, DEFAULT_METHOD, METHODS, close_pairs, cluster
@@ -114,4 +114,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, PROG))

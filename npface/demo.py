@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from npface import ops
+from npface.cli import run_main
 from npface.threads import limit, max_threads
 
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=np.float32)
@@ -188,4 +189,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m npface.demo"))

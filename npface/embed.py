@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from npface import __version__
-from npface.cli import output_file
+from npface.cli import output_file, run_main
 from npface.data.cache import read_npz
 from npface.faces import CommandError, check_common_args, find_images, open_model, write_output
 from npface.photos import NO_FACE_STATUS, NoFace, embed_pictures, run_command
@@ -235,4 +235,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, PROG))

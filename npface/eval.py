@@ -44,7 +44,7 @@ import numpy as np
 
 from npface import __version__, metrics
 from npface import verification as ver
-from npface.cli import output_file
+from npface.cli import output_file, run_main
 from npface.faces import (FLIP_HELP, USER_ERRORS, VIEWS, VIEWS_HELP, CommandError, check_common_args,
                           compute_signatures, open_model, print_error, write_output)
 from npface.threads import max_threads
@@ -96,7 +96,11 @@ def trained_people_warning(provenance, pair_lists, lfw=None):
 
 
 def _pairs(path, lfw, what):
+    """The pairs file ``path``, or, where no such file exists, the one of that name inside ``lfw`` (as
+    ``npface.train --people`` reads its list)."""
     path = Path(path)
+    if not path.is_file() and (Path(lfw) / path).is_file():
+        path = Path(lfw) / path
     if not path.is_file():
         raise CommandError(f"{what} file not found: {path}")
     pairs = ver.read_pairs(path)
@@ -290,9 +294,11 @@ def build_parser():
                         help="the LFW folder: the one holding lfw/<name>/<name>_NNNN.jpg, or that images folder "
                              "itself; images are cropped with the training crop (LFW_CROP of the 250x250 frame)")
     parser.add_argument("--pairs", required=True, metavar="FILE",
-                        help="the pairs to test, in LFW's format (pairsDevTrain.txt, pairsDevTest.txt, pairs.txt)")
+                        help="the pairs to test, in LFW's format (pairsDevTrain.txt, pairsDevTest.txt, pairs.txt): "
+                             "a path, or a name inside --lfw")
     parser.add_argument("--fit-pairs", metavar="FILE",
-                        help="fit the threshold on these pairs and test it on --pairs (fit-and-test protocol)")
+                        help="fit the threshold on these pairs and test it on --pairs (fit-and-test protocol); a "
+                             "path, or a name inside --lfw")
     parser.add_argument("--model", metavar="PATH",
                         help="model file (.npz) saved by npface; default: the pretrained model shipped with npface")
     parser.add_argument("--flip", action="store_true", help=FLIP_HELP)
@@ -345,4 +351,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, PROG))

@@ -19,7 +19,7 @@ import sys
 
 import numpy as np
 
-from npface.cli import output_file
+from npface.cli import output_file, run_main
 from npface.faces import USER_ERRORS, print_error
 from npface.extras import MissingExtra
 from npface.onnx_export import DEFAULT_OPSET, MIN_OPSET
@@ -92,4 +92,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, PROG))

@@ -515,6 +515,12 @@ def compute_signatures(loaded: LoadedModel, files: Sequence, relative: Optional[
                 ok[rows] = True
                 new.update({keys[i]: signatures[i] for i in rows})
             bar.update(min(start + CHUNK, len(todo)))
+    except KeyboardInterrupt:
+        if not (cache and new):
+            raise
+        _write_store(store_file, description, new, dim)             # what is done is kept for the next run
+        raise KeyboardInterrupt(f"the {len(new)} of {len(todo)} faces embedded so far are cached; run the same "
+                                f"command again to go on from them") from None
     finally:
         bar.close()
     if cache and new:

@@ -23,7 +23,7 @@ from pathlib import Path
 from npface.architecture import (ALIGN_INPUT_SIZE, INPUT_SIZE, PAPER_TABLE2, PAPER_TOTALS, Conv, Linear,
                                  alignment_shapes, signature_shapes)
 from kernels.resize import area_weights
-from npface.cli import output_file_or_stdout
+from npface.cli import output_file_or_stdout, run_main
 from npface.data.cache import atomic_write_text
 
 TOLERANCE = 0.15
@@ -155,4 +155,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m npface.flops"))

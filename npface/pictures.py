@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from npface.cli import run_main
 from npface.data.cache import atomic_write
 from npface.faces import USER_ERRORS, CommandError, print_error
 
@@ -203,4 +204,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, PROG))

@@ -119,7 +119,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from npface.cli import output_file
+from npface.cli import output_file, run_main
 from npface.data.cache import atomic_write_text
 from npface.model import TABLE2, FaceModel, align_forward, backward_layers, dtheta_to_dpose, pose_to_theta
 from npface.optim import SGD, StepSchedule
@@ -608,4 +608,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m npface.pretrain_alignment"))

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from npface.cli import output_file
+from npface.cli import output_file, run_main
 from npface.data.cache import atomic_write_text
 from npface.data.folders import CropBox
 from npface.framing_net import FramingNet
@@ -219,4 +219,4 @@ def prepare_context(lfw_dir, people=None, progress=True):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m npface.pretrain_framing"))

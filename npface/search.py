@@ -25,6 +25,7 @@ import sys
 
 import numpy as np
 
+from npface.cli import run_main
 from npface.faces import CommandError, check_common_args, find_images, open_model
 from npface.gallery import CHUNK, nearest
 from npface.photos import FRAME_HELP, FRAMES, NO_FACE_STATUS, NoFace, embed_pictures, run_command
@@ -125,4 +126,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, PROG))

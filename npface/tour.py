@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from npface import ops
+from npface.cli import run_main
 from npface.faces import USER_ERRORS, print_error
 from npface.threads import check_threads, limit, max_threads
 from npface.training import TrainConfig
@@ -413,4 +414,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, PROG))

@@ -14,9 +14,9 @@ import time
 import traceback
 
 from npface import distributed
-from npface.cli import HelpFormatter
+from npface.cli import HelpFormatter, run_main
 from npface.estimators import ESTIMATORS
-from npface.training import TrainConfig, TrainingDiverged, run
+from npface.training import TrainConfig, TrainingDiverged, TrainingStopped, run
 
 EXIT_DIVERGED = 3       # the exit status when training diverged (what scripts such as benchmarks.convergence test)
 EXIT_FAILED = 1         # any other failure of a run on MPI ranks (one rank's error aborts them all)
@@ -201,6 +201,10 @@ def main(argv=None):
         else:
             out = a.out or comm.from_root(time.strftime, "runs/train-%Y%m%d-%H%M%S")
             run(config_from_args(a), out, comm=comm)
+    except TrainingStopped as e:                        # Ctrl-C or SIGTERM: after the same step on every rank
+        if comm.is_root:
+            print(f"npface.train: {e}", file=sys.stderr)
+        return e.status
     except TrainingDiverged as e:                       # decided from the gathered batch: on every rank
         return comm.fail(f"npface.train: error: {comm.who}{e}", EXIT_DIVERGED, every_rank=True)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
@@ -216,4 +220,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "npface.train"))

@@ -547,11 +547,23 @@ class TrainingDiverged(RuntimeError):
     pass
 
 
-class _StopRequest:
-    """SIGINT / SIGTERM set a flag; the loop finishes its step, checkpoints and stops."""
+class TrainingStopped(KeyboardInterrupt):
+    """Raised by ``run`` once a run stopped by Ctrl-C or SIGTERM has checkpointed: the run can be resumed.
+    ``status`` is the exit status a shell gives a process ended by that signal (128 + its number)."""
 
-    def __init__(self):
+    def __init__(self, message, status):
+        super().__init__(message)
+        self.status = status
+
+
+class _StopRequest:
+    """SIGINT / SIGTERM set a flag; the loop finishes its step, checkpoints and stops. A second one stops at
+    once (KeyboardInterrupt), losing the steps since the last checkpoint."""
+
+    def __init__(self, hint=str):
         self.requested = False
+        self.signal = signal.SIGINT
+        self.hint = hint                     # () -> what the second one's KeyboardInterrupt says
 
     def __enter__(self):
         self.previous = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -559,8 +571,8 @@ class _StopRequest:
 
     def _handler(self, signum, frame):
         if self.requested:                   # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        self.requested = True
+            raise KeyboardInterrupt(self.hint())
+        self.requested, self.signal = True, signum
 
     def __exit__(self, *exc):
         for s, h in self.previous.items():
@@ -725,9 +737,6 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
     log(f"Data: {source.description}")
     vset = source.validation()
     log(f"Validation: {vset.description}")
-    if comm.is_root:                               # made once the data are read: a failed start leaves no folder
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out_dir / "config.json", json.dumps(cfg.to_json(), indent=1) + "\n")
 
     if resume:
         model = FaceModel(ModelConfig.from_json(state["model_config"]), params=params,
@@ -737,6 +746,9 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
             _truncate_metrics(metrics_path, start)
     else:
         model = comm.from_root(_initial_model, cfg, source)      # one initialisation, the same on every rank
+    if comm.is_root:                     # made once the data and the model are ready: a failed start leaves no folder
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / "config.json", json.dumps(cfg.to_json(), indent=1) + "\n")
     optimiser = SGD(model.params, cfg.lr, cfg.momentum, cfg.weight_decay, {"align.": cfg.align_lr_scale})
     model.frozen = ("align.",) if cfg.align_lr_scale == 0 else ()      # a frozen net needs no backward pass
     if resume:
@@ -753,7 +765,7 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
     bar = Progress(cfg.steps, start, log) if progress else None
     started = time.perf_counter()
     last = {}
-    with _StopRequest() as stop, limit(cfg.threads), open(metrics_path if comm.is_root else os.devnull, "a") \
+    with _StopRequest(lambda: _resume_hint(checkpoint)) as stop, limit(cfg.threads), open(metrics_path if comm.is_root else os.devnull, "a") \
             as metrics, _Prefetch(source, cfg.seed, cfg.steps, prefetch) as batches:
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
@@ -802,8 +814,8 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
             if stopping and not done:
                 if bar:
                     bar.close()
-                log(f"Stopped at step {step + 1}; checkpoint written. Continue with --resume {out_dir}")
-                return last
+                raise TrainingStopped(f"stopped at step {step + 1}; checkpoint written. Continue with --resume "
+                                      f"{out_dir}", 128 + int(stop.signal))
     if bar:
         bar.close()
     if comm.is_root:
@@ -840,6 +852,14 @@ def _last_good(checkpoint: Path) -> str:
     if checkpoint.is_file():
         return f"The last good checkpoint is {checkpoint} (resume it with a lower --lr)"
     return "No checkpoint was written yet (start again with a lower --lr)"
+
+
+def _resume_hint(checkpoint: Path) -> str:
+    """What is left of a run stopped at once (a second Ctrl-C)."""
+    if checkpoint.is_file():
+        return (f"stopped at once: the steps since the last checkpoint are lost; continue from it with --resume "
+                f"{checkpoint.parent}")
+    return "stopped at once, before the first checkpoint: nothing to resume"
 
 
 def _truncate_metrics(path, step):

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from npface.cli import run_main
 from npface.detect import NEAR_TIE
 from npface.faces import FLIP_HELP, VIEWS, VIEWS_HELP, CommandError, check_common_args, embed_faces, open_model
 from npface.photos import FRAME_HELP, FRAMES, NO_FACE_STATUS, frame_picture, pick_face, run_command
@@ -141,4 +142,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, PROG))

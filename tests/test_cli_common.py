@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from npface.cli import output_file, output_file_or_stdout
+from npface.cli import output_file, output_file_or_stdout, run_main
 from npface.data.cache import check_writable
 
 ENTRY_POINTS = [
@@ -125,3 +125,49 @@ def test_only_a_command_that_prints_json_takes_dash(tmp_path, capsys, monkeypatc
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "python -m npface.export: error: argument --out: this command writes files only, not standard output "
         "('-'): give a file name")
+
+
+def test_run_main_ends_a_ctrl_c_with_one_line_and_the_signal_status(capsys):
+    def interrupted(message="", status=None):
+        def main():
+            e = KeyboardInterrupt(message)
+            if status is not None:
+                e.status = status
+            raise e
+        return main
+    assert run_main(lambda: 0, "python -m x") == 0 and run_main(lambda: 3, "python -m x") == 3
+    assert run_main(interrupted(), "python -m x") == 130
+    assert capsys.readouterr().err == "python -m x: interrupted\n"
+    assert run_main(interrupted("12 of 40 kept", 143), "python -m x") == 143
+    assert capsys.readouterr().err == "python -m x: interrupted: 12 of 40 kept\n"
+
+
+def test_an_interrupted_embedding_keeps_what_it_computed(tmp_path, monkeypatch):
+    from PIL import Image
+    import numpy as np
+    from npface import faces
+    from npface.model import TABLE2, FaceModel
+    monkeypatch.setenv("NPFACE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(faces, "CHUNK", 2)
+    files = []
+    for i in range(5):
+        files.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.full((12, 12, 3), 40 * i, np.uint8)).save(files[-1])
+    FaceModel(TABLE2, seed=0).save(tmp_path / "m.npz")
+    loaded = faces.open_model(tmp_path / "m.npz")
+    real, calls = faces.embed_faces, []
+
+    def interrupted_second_time(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(faces, "embed_faces", interrupted_second_time)
+    with pytest.raises(KeyboardInterrupt, match="^the 2 of 5 faces embedded so far are cached; run the same "
+                                                "command again to go on from them$"):
+        faces.compute_signatures(loaded, files, frame="crop", progress=False)
+    monkeypatch.setattr(faces, "embed_faces", real)
+    again = faces.compute_signatures(loaded, files, frame="crop", progress=False)
+    assert (again.n_cached, again.n_embedded) == (2, 3) and again.ok.all()
+    assert not list((tmp_path / "cache").rglob("*.tmp-*"))

@@ -323,6 +323,15 @@ def test_signature_cache_is_reused(tmp_path, capsys, lfw, model_path, monkeypatc
 # Errors and options
 # --------------------------------------------------------------------------
 
+def test_a_pairs_file_may_be_named_inside_lfw(tmp_path, capsys, lfw, model_path, monkeypatch):
+    write(lfw, VIEW1, "pairsHere.txt")
+    monkeypatch.chdir(tmp_path)                                  # no pairsHere.txt here: the one in --lfw is read
+    status, _, err = run(capsys, "--lfw", lfw, "--pairs", "pairsHere.txt", "--model", model_path, "--folds", "2",
+                         "--json", tmp_path / "r.json")
+    assert status == 0, err
+    assert json.loads((tmp_path / "r.json").read_text())["n_pairs"] == 8              # VIEW1: 4 same, 4 not
+
+
 def test_errors_are_one_line(tmp_path, capsys, lfw, model_path, monkeypatch):
     pairs = write(tmp_path, VIEW1, "p.txt")
     status, _, err = run(capsys, "--lfw", tmp_path / "nowhere", "--pairs", pairs, "--model", model_path)

@@ -9,7 +9,7 @@ import pytest
 
 from npface import estimators, ops, training
 from npface.estimators import pair_rows, random_pairs, signature_gradients
-from npface.training import TrainConfig, TrainingDiverged, load_checkpoint, run
+from npface.training import TrainConfig, TrainingDiverged, TrainingStopped, load_checkpoint, run
 from npface.train import main as train_main
 
 
@@ -142,7 +142,10 @@ def test_same_seed_same_result_and_resume_is_exact(tmp_path, monkeypatch, estima
         return real(*args, **kw)
 
     monkeypatch.setattr(training, "signature_gradients", interrupting)
-    run(tiny(estimator=estimator), tmp_path / "b", log=quiet, progress=False)
+    with pytest.raises(TrainingStopped, match=f"^stopped at step 3; checkpoint written. Continue with --resume "
+                                              f"{tmp_path / 'b'}$") as stopped:
+        run(tiny(estimator=estimator), tmp_path / "b", log=quiet, progress=False)
+    assert stopped.value.status == 128 + signal.SIGINT
     assert load_checkpoint(tmp_path / "b" / "checkpoint.npz")[2]["step"] == 3
     assert not (tmp_path / "b" / "model.npz").exists()
     monkeypatch.setattr(training, "signature_gradients", real)
@@ -327,6 +330,37 @@ def test_a_resumed_run_checks_its_teachers_before_the_data(tmp_path):
     assert cfg.check_files(init=False) is cfg                       # --init is not read on resuming
     with pytest.raises(ValueError, match="--init: model file not found"):
         cfg.check_files()
+
+
+def test_an_interrupted_run_exits_as_interrupted_with_one_line(tmp_path, capsys, monkeypatch):
+    real = estimators.signature_gradients
+    calls = []
+
+    def interrupting(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)                       # SIGTERM as a scheduler sends it
+        return real(*args, **kw)
+
+    monkeypatch.setattr(training, "signature_gradients", interrupting)
+    argv = ["--steps", "6", "--batch-identities", "2", "--images-per-identity", "2", "--threads", "1",
+            "--val-pairs", "20", "--out", str(tmp_path / "r")]
+    assert train_main(argv) == 128 + signal.SIGTERM                   # not 0: a script sees it did not finish
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"npface.train: stopped at step 2; checkpoint written. Continue with --resume {tmp_path / 'r'}"]
+    assert (tmp_path / "r" / "checkpoint.npz").is_file() and not (tmp_path / "r" / "model.npz").exists()
+
+
+def test_a_second_interrupt_stops_at_once_and_says_what_is_lost(tmp_path):
+    stop = training._StopRequest(lambda: training._resume_hint(tmp_path / "checkpoint.npz"))
+    stop._handler(signal.SIGINT, None)
+    assert stop.requested
+    with pytest.raises(KeyboardInterrupt, match="^stopped at once, before the first checkpoint: nothing to resume$"):
+        stop._handler(signal.SIGINT, None)
+    (tmp_path / "checkpoint.npz").write_bytes(b"")
+    with pytest.raises(KeyboardInterrupt, match=f"the steps since the last checkpoint are lost; continue from it "
+                                                f"with --resume {tmp_path}$"):
+        stop._handler(signal.SIGINT, None)
 
 
 def test_cli_refuses_to_overwrite_a_run_and_resume_needs_a_checkpoint(tmp_path, capsys):
