@@ -33,6 +33,7 @@ of the steps' own durations: validation, checkpoints and start-up left out).
 """
 import argparse
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -124,10 +125,11 @@ def train_or_resume(out, command, check, log=print) -> str:
         atomic_write_text(out / DIVERGED, f"{' '.join(cmd[1:])}\nexited with status {EXIT_DIVERGED}: diverged\n")
         log(f"{out}: diverged; keeping its metrics up to that point")
         return "diverged"
+    if proc.returncode in (128 + signal.SIGINT, 128 + signal.SIGTERM) or proc.returncode < 0:
+        # stopped by a signal (npface.train checkpoints and exits 128 + its number; killed: minus it)
+        raise RuntimeError(f"training run {out} stopped before its end; run the same command again to resume it")
     if proc.returncode != 0:
         raise RuntimeError(f"training run {out} failed (exit status {proc.returncode}): {' '.join(cmd[1:])}")
-    if not (out / "model.npz").is_file():          # stopped by a signal: its checkpoint is written
-        raise RuntimeError(f"training run {out} stopped before its end; run the same command again to resume it")
     return "done"
 
 
