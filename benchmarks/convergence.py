@@ -120,13 +120,19 @@ def train_or_resume(out, command, check, log=print) -> str:
     else:
         cmd = command()
     log("$ python " + " ".join(cmd[1:]))
-    proc = subprocess.run(cmd)
+    proc = subprocess.Popen(cmd)
+    try:
+        proc.wait()
+    except KeyboardInterrupt:             # the run got the same Ctrl-C: let it finish its step and checkpoint
+        proc.wait()
+        raise KeyboardInterrupt(f"training run {out} stopped; run the same command again to resume it") from None
     if proc.returncode == EXIT_DIVERGED:
         atomic_write_text(out / DIVERGED, f"{' '.join(cmd[1:])}\nexited with status {EXIT_DIVERGED}: diverged\n")
         log(f"{out}: diverged; keeping its metrics up to that point")
         return "diverged"
-    if proc.returncode in (128 + signal.SIGINT, 128 + signal.SIGTERM) or proc.returncode < 0:
-        # stopped by a signal (npface.train checkpoints and exits 128 + its number; killed: minus it)
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    if proc.returncode in [128 + s for s in stops] + [-s for s in stops]:
+        # stopped by a signal sent to stop it (npface.train checkpoints and exits 128 + its number)
         raise RuntimeError(f"training run {out} stopped before its end; run the same command again to resume it")
     if proc.returncode != 0:
         raise RuntimeError(f"training run {out} failed (exit status {proc.returncode}): {' '.join(cmd[1:])}")

@@ -27,7 +27,7 @@ import numpy as np
 from benchmarks.common import machine_line, write_json
 from npface.cli import HelpFormatter, output_file, run_main
 from npface.threads import max_threads
-from npface.training import TrainConfig, load_checkpoint, run
+from npface.training import TrainConfig, TrainingStopped, load_checkpoint, run
 
 
 def step_seconds(out_dir, warmup):
@@ -78,6 +78,8 @@ def main(argv=None):
                 except (OSError, ValueError) as e:
                     print(f"python -m benchmarks.prefetch: error: {' '.join(str(e).split())}", file=sys.stderr)
                     return 2
+                except TrainingStopped:          # its run folder is temporary: there is nothing to resume
+                    raise KeyboardInterrupt() from None
                 times[kind] += step_seconds(out, args.warmup)
                 ends[kind] = load_checkpoint(out / "checkpoint.npz")[0]
                 print(f"  repeat {r + 1} {kind:8s}: median step {statistics.median(times[kind][-args.steps:]):.3f} s")

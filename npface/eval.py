@@ -96,15 +96,14 @@ def trained_people_warning(provenance, pair_lists, lfw=None):
 
 
 def _pairs(path, lfw, what):
-    """The pairs file ``path``, or, where no such file exists, the one of that name inside ``lfw`` (as
-    ``npface.train --people`` reads its list)."""
-    path = Path(path)
-    if not path.is_file() and (Path(lfw) / path).is_file():
-        path = Path(lfw) / path
+    """(the file read, its pairs, the pairs resolved to image files): the pairs file ``path``, or, where no
+    such file exists, the one of that name inside ``lfw`` (as ``npface.train --people`` reads its list)."""
+    given = Path(path)
+    path = given if given.is_file() or not (Path(lfw) / given).is_file() else Path(lfw) / given
     if not path.is_file():
-        raise CommandError(f"{what} file not found: {path}")
+        raise CommandError(f"{what} file not found: {given}" + ("" if given.is_absolute() else f" (nor in {lfw})"))
     pairs = ver.read_pairs(path)
-    return pairs, ver.resolve_pairs(pairs, lfw)
+    return path, pairs, ver.resolve_pairs(pairs, lfw)
 
 
 def _operating_point(d, s, threshold):
@@ -202,8 +201,8 @@ def evaluate(args):
     lfw = Path(args.lfw)
     if not lfw.is_dir():
         raise CommandError(f"LFW folder not found: {lfw}")
-    pairs, test = _pairs(args.pairs, lfw, "pairs")
-    fit_list, fit = _pairs(args.fit_pairs, lfw, "fit pairs") if args.fit_pairs else (None, None)
+    pairs_path, pairs, test = _pairs(args.pairs, lfw, "pairs")
+    fit_path, fit_list, fit = _pairs(args.fit_pairs, lfw, "fit pairs") if args.fit_pairs else (None, None, None)
     if args.folds is not None and (fit is not None or pairs.n_folds > 1):
         why = "--fit-pairs is given" if fit is not None else f"{args.pairs} has {pairs.n_folds} folds"
         raise CommandError(f"--folds applies only to a single-block (View 1) pairs file without --fit-pairs; {why}")
@@ -259,8 +258,8 @@ def evaluate(args):
         "trained_people_warning": warning,
         "threshold_all_pairs": fitted if fit is None else None,
         "learned_threshold_protocol": learned.to_json_dict(),
-        "pairs": str(args.pairs),
-        "fit_pairs": None if fit is None else str(args.fit_pairs),
+        "pairs": str(pairs_path),
+        "fit_pairs": None if fit is None else str(fit_path),
         "n_fit_pairs": None if fit is None else fit.n_pairs,
         "lfw": str(lfw),
         "crop": "lfw",

@@ -518,7 +518,10 @@ def compute_signatures(loaded: LoadedModel, files: Sequence, relative: Optional[
     except KeyboardInterrupt:
         if not (cache and new):
             raise
-        _write_store(store_file, description, new, dim)             # what is done is kept for the next run
+        try:
+            _write_store(store_file, description, new, dim)         # what is done is kept for the next run
+        except OSError as e:
+            raise KeyboardInterrupt(f"the {len(new)} faces embedded so far could not be cached ({e})") from None
         raise KeyboardInterrupt(f"the {len(new)} of {len(todo)} faces embedded so far are cached; run the same "
                                 f"command again to go on from them") from None
     finally:

@@ -36,7 +36,9 @@ def parser():
         description="Train the Table 2 face network on synthetic faces (default) or folders of identities "
                     "(LFW) with the paper's pairwise hinge loss and a learned threshold.",
         epilog=f"exit status: 0 finished; 2 bad arguments or data; {EXIT_DIVERGED} the training diverged (the loss "
-               "or the parameters stopped being finite; the last good checkpoint is kept); under MPI, "
+               "or the parameters stopped being finite; the last good checkpoint is kept); 130 or 143 stopped by "
+               "Ctrl-C or SIGTERM (after the step and a checkpoint: --resume goes on; at once on a second one); "
+               "under MPI, "
                f"{EXIT_FAILED} when a rank failed otherwise (the job is aborted with that rank's message). "
                "Under mpiexec with more than one rank every rank computes a share of each batch and rank 0 "
                "alone writes and prints; the global batch, hence the result, does not depend on the ranks.")
@@ -211,6 +213,11 @@ def main(argv=None):
         return comm.fail(f"npface.train: error: {comm.who}{e}", 2)
     except distributed.RanksDiverged as e:              # decided from every rank's checksum: on every rank
         return comm.fail(f"npface.train: error: {comm.who}{e}", EXIT_FAILED, every_rank=True)
+    except KeyboardInterrupt as e:                      # before the steps, or a second Ctrl-C
+        if comm.size == 1:
+            raise                                       # npface.cli.run_main: one line
+        return comm.fail(f"npface.train: {comm.who}interrupted" + (f": {e}" if str(e) else ""),
+                         getattr(e, "status", 130))
     except BaseException as e:
         if comm.size == 1:
             raise

@@ -571,7 +571,9 @@ class _StopRequest:
 
     def _handler(self, signum, frame):
         if self.requested:                   # a second Ctrl-C: stop now
-            raise KeyboardInterrupt(self.hint())
+            stop_now = KeyboardInterrupt(self.hint())
+            stop_now.status = 128 + int(signum)
+            raise stop_now
         self.requested, self.signal = True, signum
 
     def __exit__(self, *exc):
@@ -749,6 +751,9 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
     if comm.is_root:                     # made once the data and the model are ready: a failed start leaves no folder
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / "config.json", json.dumps(cfg.to_json(), indent=1) + "\n")
+        if not resume:                   # an earlier start stopped before its first checkpoint left these
+            atomic_write_text(metrics_path, "")
+            (out_dir / "best.npz").unlink(missing_ok=True)
     optimiser = SGD(model.params, cfg.lr, cfg.momentum, cfg.weight_decay, {"align.": cfg.align_lr_scale})
     model.frozen = ("align.",) if cfg.align_lr_scale == 0 else ()      # a frozen net needs no backward pass
     if resume:
@@ -814,8 +819,9 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
             if stopping and not done:
                 if bar:
                     bar.close()
+                signum = signal.SIGTERM if comm.any(stop.signal == signal.SIGTERM) else signal.SIGINT  # one for all ranks
                 raise TrainingStopped(f"stopped at step {step + 1}; checkpoint written. Continue with --resume "
-                                      f"{out_dir}", 128 + int(stop.signal))
+                                      f"{out_dir}", 128 + int(signum))
     if bar:
         bar.close()
     if comm.is_root:

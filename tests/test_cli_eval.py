@@ -329,7 +329,8 @@ def test_a_pairs_file_may_be_named_inside_lfw(tmp_path, capsys, lfw, model_path,
     status, _, err = run(capsys, "--lfw", lfw, "--pairs", "pairsHere.txt", "--model", model_path, "--folds", "2",
                          "--json", tmp_path / "r.json")
     assert status == 0, err
-    assert json.loads((tmp_path / "r.json").read_text())["n_pairs"] == 8              # VIEW1: 4 same, 4 not
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["n_pairs"] == 8 and report["pairs"] == str(lfw / "pairsHere.txt")   # the file read is named
 
 
 def test_errors_are_one_line(tmp_path, capsys, lfw, model_path, monkeypatch):
@@ -340,6 +341,9 @@ def test_errors_are_one_line(tmp_path, capsys, lfw, model_path, monkeypatch):
     status, _, err = run(capsys, "--lfw", lfw, "--pairs", tmp_path / "none.txt", "--model", model_path)
     assert status == 1
     one_line_error(err, "pairs file not found")
+    status, _, err = run(capsys, "--lfw", lfw, "--pairs", "none.txt", "--model", model_path)
+    assert status == 1
+    one_line_error(err, f"pairs file not found: none.txt (nor in {lfw})")
     status, _, err = run(capsys, "--lfw", lfw, "--pairs", write(tmp_path, VIEW1.replace("Dave\t1\t2", "Dave\t1\t9"),
                                                                   "bad.txt"), "--model", model_path, "--folds", "2")
     assert status == 1

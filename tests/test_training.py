@@ -361,6 +361,21 @@ def test_a_second_interrupt_stops_at_once_and_says_what_is_lost(tmp_path):
     with pytest.raises(KeyboardInterrupt, match=f"the steps since the last checkpoint are lost; continue from it "
                                                 f"with --resume {tmp_path}$"):
         stop._handler(signal.SIGINT, None)
+    with pytest.raises(KeyboardInterrupt) as second_term:
+        stop._handler(signal.SIGTERM, None)
+    assert second_term.value.status == 128 + signal.SIGTERM
+
+
+def test_a_fresh_start_replaces_what_an_unfinished_earlier_start_left(tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"step": 1, "loss": 9.0}\n')            # stopped before any checkpoint
+    (out / "best.npz").write_bytes(b"stale")
+    run(tiny(steps=2, validate_every=2), out, log=quiet, progress=False)
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 2] and json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["loss"] != 9.0
+    from npface import load
+    assert load(out / "best.npz").provenance["trained_steps"] == 2
 
 
 def test_cli_refuses_to_overwrite_a_run_and_resume_needs_a_checkpoint(tmp_path, capsys):
