@@ -50,9 +50,14 @@ def compare(model, onnx_model, faces, index_a, index_b, every=1):
     used, inverse = np.unique(np.concatenate([index_a, index_b]), return_inverse=True)   # (M,), (2P,)
     a, b = np.split(inverse, 2)
     (sig, theta), (onnx_sig, onnx_theta) = outputs(model, onnx_model, faces[used])
-    d, onnx_d = model.distance(sig[a], sig[b]), onnx_model.distance(onnx_sig[a], onnx_sig[b])   # (P,) each
+    d = model.distance(sig[a], sig[b])                                       # (P,)
+    finite = np.isfinite(onnx_sig).all(axis=1)                               # (M,) distance() refuses NaN rows
+    both = finite[a] & finite[b]                                             # (P,)
+    onnx_d = np.full(len(a), np.nan)                                         # (P,) NaN: decided "not the same"
+    onnx_d[both] = onnx_model.distance(onnx_sig[a[both]], onnx_sig[b[both]])
     same, onnx_same = d < model.threshold, onnx_d < onnx_model.threshold
     return {"faces": int(len(used)), "pairs": int(len(a)), "tolerance": TOLERANCE,
+            "onnx_nonfinite_faces": int((~finite).sum()),
             "max_abs_diff_signatures": float(np.abs(sig - onnx_sig).max()),
             "max_abs_diff_theta": float(np.abs(theta - onnx_theta).max()),
             "threshold": model.threshold, "onnx_threshold": onnx_model.threshold,

@@ -153,6 +153,26 @@ def check_decisions(exported, lfw_pairs, every):
     assert result["decisions_agree"] == result["pairs"], result
 
 
+def test_nan_from_onnx_runtime_is_recorded_as_disagreement(monkeypatch):
+    """The comparison must report broken ONNX output as unequal, not stop at distance()'s refusal of NaN."""
+    from npface import onnx_backend
+    model = FaceModel(TABLE2, seed=0)
+    faces = np.random.default_rng(0).integers(0, 256, (3, 112, 112, 3), dtype=np.uint8)
+
+    def broken(model, onnx_model, images):
+        sig, cache = model.forward(images, train=True)
+        bad = sig.copy()
+        bad[1] = np.nan                                                      # ONNX Runtime's face 1 is broken
+        return (sig, cache.theta), (bad, cache.theta)
+
+    monkeypatch.setattr(onnx_backend, "outputs", broken)
+    a, b = np.array([0, 1, 0]), np.array([0, 1, 2])           # faces 0 and 1 each twice (same), then 0 with 2
+    result = compare(model, model, faces, a, b)
+    assert result["onnx_nonfinite_faces"] == 1 and result["pairs"] == 3
+    assert np.isnan(result["max_abs_diff_signatures"])
+    assert result["same_decisions"] >= 2 and result["decisions_agree"] == 2        # (1, 1): same, but not for ONNX
+
+
 @needs_lfw
 def test_same_decision_on_a_quarter_of_pairs_dev_train(exported, lfw_pairs):
     """Every 4th pair (550 of 2,200, same and different alike; about 900 faces), to keep the suite fast."""
