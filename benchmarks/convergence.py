@@ -120,23 +120,31 @@ def train_or_resume(out, command, check, log=print) -> str:
     else:
         cmd = command()
     log("$ python " + " ".join(cmd[1:]))
-    proc = subprocess.Popen(cmd)
-    try:
-        proc.wait()
-    except KeyboardInterrupt:             # the run got the same Ctrl-C: let it finish its step and checkpoint
-        proc.wait()
-        raise KeyboardInterrupt(f"training run {out} stopped; run the same command again to resume it") from None
+    # The run has a process group of its own, and a Ctrl-C here is passed on to it once per press: the first
+    # lets it finish its step and checkpoint, a second stops it at once. (A Ctrl-C typed at a terminal would
+    # reach both anyway; one sent to this process alone would not reach the run without this.)
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    interrupted = False
+    while proc.returncode is None:
+        try:
+            proc.wait()
+        except KeyboardInterrupt:
+            interrupted = True
+            proc.send_signal(signal.SIGINT)
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    stopped = proc.returncode in [128 + s for s in stops] + [-s for s in stops]   # checkpointed, resumable
     if proc.returncode == EXIT_DIVERGED:
         atomic_write_text(out / DIVERGED, f"{' '.join(cmd[1:])}\nexited with status {EXIT_DIVERGED}: diverged\n")
         log(f"{out}: diverged; keeping its metrics up to that point")
-        return "diverged"
-    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    if proc.returncode in [128 + s for s in stops] + [-s for s in stops]:
-        # stopped by a signal sent to stop it (npface.train checkpoints and exits 128 + its number)
-        raise RuntimeError(f"training run {out} stopped before its end; run the same command again to resume it")
-    if proc.returncode != 0:
+    elif proc.returncode != 0 and not stopped:
         raise RuntimeError(f"training run {out} failed (exit status {proc.returncode}): {' '.join(cmd[1:])}")
-    return "done"
+    if interrupted:                       # whatever the run's own outcome, this command was asked to stop
+        raise KeyboardInterrupt(f"training run {out} " + ("stopped; run the same command again to resume it"
+                                                          if stopped else "had ended; the runs after it were not "
+                                                          "started")) from None
+    if stopped:                           # stopped by a signal sent to the run alone
+        raise RuntimeError(f"training run {out} stopped before its end; run the same command again to resume it")
+    return "diverged" if proc.returncode == EXIT_DIVERGED else "done"
 
 
 def read_run(folder) -> dict:

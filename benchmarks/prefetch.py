@@ -78,8 +78,10 @@ def main(argv=None):
                 except (OSError, ValueError) as e:
                     print(f"python -m benchmarks.prefetch: error: {' '.join(str(e).split())}", file=sys.stderr)
                     return 2
-                except TrainingStopped:          # its run folder is temporary: there is nothing to resume
-                    raise KeyboardInterrupt() from None
+                except TrainingStopped as e:     # its run folder is temporary: there is nothing to resume
+                    interrupt = KeyboardInterrupt()
+                    interrupt.status = e.status
+                    raise interrupt from None
                 times[kind] += step_seconds(out, args.warmup)
                 ends[kind] = load_checkpoint(out / "checkpoint.npz")[0]
                 print(f"  repeat {r + 1} {kind:8s}: median step {statistics.median(times[kind][-args.steps:]):.3f} s")

@@ -753,7 +753,8 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
         atomic_write_text(out_dir / "config.json", json.dumps(cfg.to_json(), indent=1) + "\n")
         if not resume:                   # an earlier start stopped before its first checkpoint left these
             atomic_write_text(metrics_path, "")
-            (out_dir / "best.npz").unlink(missing_ok=True)
+            for stale in ("best.npz", "model.npz"):
+                (out_dir / stale).unlink(missing_ok=True)
     optimiser = SGD(model.params, cfg.lr, cfg.momentum, cfg.weight_decay, {"align.": cfg.align_lr_scale})
     model.frozen = ("align.",) if cfg.align_lr_scale == 0 else ()      # a frozen net needs no backward pass
     if resume:
