@@ -43,7 +43,7 @@ from pathlib import Path
 from benchmarks.accuracy import evaluate, write_protocol
 from benchmarks.common import params_digest, write_json
 from npface.cli import HelpFormatter, check_output, output_file, run_main
-from npface.threads import check_threads
+from npface.faces import check_common_args
 
 PARTS = ("selection", "report")
 Z95 = 1.959963984540054                       # the standard normal's 97.5% quantile
@@ -124,10 +124,7 @@ def main(argv=None):
         parser.error("--n-fit and --n-test must be at least 1")
     if args.align_rounds is not None and args.align_rounds < 1:
         parser.error("--align-rounds must be at least 1")
-    try:
-        check_threads(args.threads)
-    except ValueError as e:
-        parser.error(f"--threads: {e}")
+    check_common_args(parser, args)                       # --threads, as npface.eval checks it
     out_json = args.json or f"benchmarks/results/heldout-{args.people}.json"
     check_output(parser, "--json", out_json)
     t = time.perf_counter()

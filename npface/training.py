@@ -771,8 +771,9 @@ def run(cfg: TrainConfig, out_dir, resume=False, log=print, progress=True, comm=
     bar = Progress(cfg.steps, start, log) if progress else None
     started = time.perf_counter()
     last = {}
-    with _StopRequest(lambda: _resume_hint(checkpoint)) as stop, limit(cfg.threads), open(metrics_path if comm.is_root else os.devnull, "a") \
-            as metrics, _Prefetch(source, cfg.seed, cfg.steps, prefetch) as batches:
+    with _StopRequest(lambda: _resume_hint(checkpoint)) as stop, limit(cfg.threads), \
+            open(metrics_path if comm.is_root else os.devnull, "a") as metrics, \
+            _Prefetch(source, cfg.seed, cfg.steps, prefetch) as batches:
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
             images, labels, align, photos, teacher, rng = batches.get(step)  # from default_rng([cfg.seed, step])
